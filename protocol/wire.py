@@ -1,0 +1,234 @@
+"""Frames of the sync protocol ``/empressa/sync/1.0.0``.
+
+A stream carries one request and its response. Each frame is a deterministic
+CBOR map with a type tag ``t``, prefixed by its length as an unsigned LEB128
+varint::
+
+    client → server   {t: "heads", after: bytes(32)|null, limit}
+    server → client   {t: "heads_page", heads: [[author, seq, hash], …], next: bytes(32)|null}
+
+    client → server   {t: "range", author, from, to}
+    server → client   {t: "entries", entries: [raw entry, …]} … then {t: "end"}
+
+    either way        {t: "error", code, message}
+
+Entries travel many to a frame (a stream write costs about 230 µs whatever its
+size). Every frame has a size cap; requests are capped too (``MAX_HEADS_PAGE``,
+``MAX_RANGE``). This module only encodes and decodes: no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Union
+
+from .canonical import canonical_bytes, check_plain, loads_strict, require_canonical
+from .errors import DecodeError, FrameError
+from .schema import MAX_ENTRY_BYTES
+
+PROTOCOL_ID = "/empressa/sync/1.0.0"
+GOSSIP_TOPIC = "empressa/entries/1"
+MAX_FRAME = 1024 * 1024
+MAX_HEADS_PAGE = 2000
+MAX_RANGE = 5000
+ENTRIES_PER_FRAME = 256
+ENTRY_BYTES_PER_FRAME = 512 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class HeadsRequest:
+    after: bytes | None = None
+    limit: int = MAX_HEADS_PAGE
+
+
+@dataclass(frozen=True, slots=True)
+class HeadsPage:
+    heads: list[tuple[bytes, int, bytes]]
+    next: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class RangeRequest:
+    author: bytes
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class EntriesFrame:
+    entries: list[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class EndFrame:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorFrame:
+    code: str
+    message: str
+
+
+Frame = Union[HeadsRequest, HeadsPage, RangeRequest, EntriesFrame, EndFrame, ErrorFrame]
+
+
+def _author(v: Any, what: str) -> bytes:
+    if type(v) is not bytes or len(v) != 32:
+        raise FrameError(f"{what} must be 32 bytes")
+    return v
+
+
+def _count(v: Any, what: str, lo: int, hi: int) -> int:
+    if type(v) is not int or not lo <= v <= hi:
+        raise FrameError(f"{what} must be an integer in {lo}..{hi}")
+    return v
+
+
+def _to_map(frame: Frame) -> dict[str, Any]:
+    if isinstance(frame, HeadsRequest):
+        return {"t": "heads", "after": frame.after, "limit": frame.limit}
+    if isinstance(frame, HeadsPage):
+        return {"t": "heads_page", "heads": [list(h) for h in frame.heads], "next": frame.next}
+    if isinstance(frame, RangeRequest):
+        return {"t": "range", "author": frame.author, "from": frame.start, "to": frame.end}
+    if isinstance(frame, EntriesFrame):
+        return {"t": "entries", "entries": list(frame.entries)}
+    if isinstance(frame, EndFrame):
+        return {"t": "end"}
+    if isinstance(frame, ErrorFrame):
+        return {"t": "error", "code": frame.code, "message": frame.message[:500]}
+    raise TypeError(f"not a frame: {frame!r}")
+
+
+def _expect(m: dict[str, Any], keys: set[str]) -> None:
+    if m.keys() != keys:
+        raise FrameError(f"frame {m.get('t')!r} must have exactly the fields {sorted(keys)}")
+
+
+def _from_map(m: Any) -> Frame:
+    if type(m) is not dict:
+        raise FrameError("a frame is a CBOR map")
+    t = m.get("t")
+    if t == "heads":
+        _expect(m, {"t", "after", "limit"})
+        after = None if m["after"] is None else _author(m["after"], "heads.after")
+        return HeadsRequest(after, _count(m["limit"], "heads.limit", 1, MAX_HEADS_PAGE))
+    if t == "heads_page":
+        _expect(m, {"t", "heads", "next"})
+        heads = m["heads"]
+        if type(heads) is not list or len(heads) > MAX_HEADS_PAGE:
+            raise FrameError(f"heads_page.heads must be a list of at most {MAX_HEADS_PAGE}")
+        out = []
+        for h in heads:
+            if type(h) is not list or len(h) != 3:
+                raise FrameError("a head is [author, seq, hash]")
+            out.append((_author(h[0], "head author"), _count(h[1], "head seq", 1, 2**63 - 1), _author(h[2], "head hash")))
+        nxt = None if m["next"] is None else _author(m["next"], "heads_page.next")
+        return HeadsPage(out, nxt)
+    if t == "range":
+        _expect(m, {"t", "author", "from", "to"})
+        start = _count(m["from"], "range.from", 1, 2**63 - 1)
+        end = _count(m["to"], "range.to", start, 2**63 - 1)
+        return RangeRequest(_author(m["author"], "range.author"), start, end)
+    if t == "entries":
+        _expect(m, {"t", "entries"})
+        entries = m["entries"]
+        if type(entries) is not list or len(entries) > ENTRIES_PER_FRAME:
+            raise FrameError(f"entries must be a list of at most {ENTRIES_PER_FRAME}")
+        for e in entries:
+            if type(e) is not bytes or len(e) > MAX_ENTRY_BYTES:
+                raise FrameError("each entry must be bytes of at most 16 KiB")
+        return EntriesFrame(entries)
+    if t == "end":
+        _expect(m, {"t"})
+        return EndFrame()
+    if t == "error":
+        _expect(m, {"t", "code", "message"})
+        if type(m["code"]) is not str or type(m["message"]) is not str:
+            raise FrameError("error code and message must be text")
+        return ErrorFrame(m["code"][:64], m["message"][:500])
+    raise FrameError(f"unknown frame type {t!r:.40}")
+
+
+def _uvarint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def encode_frame(frame: Frame) -> bytes:
+    """Length-prefixed canonical CBOR for one frame."""
+    body = canonical_bytes(_to_map(frame))
+    if len(body) > MAX_FRAME:
+        raise FrameError(f"frame of {len(body)} bytes exceeds {MAX_FRAME}")
+    return _uvarint(len(body)) + body
+
+
+def decode_frame_body(body: bytes) -> Frame:
+    """Decode one frame body (without its length prefix)."""
+    try:
+        m = loads_strict(body, max_size=MAX_FRAME)
+        check_plain(m)
+        require_canonical(m, bytes(body))
+    except DecodeError as exc:
+        raise FrameError(f"bad frame: {exc.reason}") from None
+    return _from_map(m)
+
+
+class FrameDecoder:
+    """Incremental decoder: ``feed()`` bytes as they arrive, get whole frames back."""
+
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+        self._buf = bytearray()
+        self._max = max_frame
+
+    def feed(self, data: bytes) -> list[Frame]:
+        self._buf += data
+        frames: list[Frame] = []
+        while True:
+            n, shift, i = 0, 0, 0
+            while True:
+                if i >= len(self._buf):
+                    return frames
+                b = self._buf[i]
+                n |= (b & 0x7F) << shift
+                i += 1
+                if not b & 0x80:
+                    break
+                shift += 7
+                if shift > 35:
+                    raise FrameError("frame length prefix is too long")
+            if n > self._max:
+                raise FrameError(f"frame of {n} bytes exceeds the {self._max}-byte cap")
+            if len(self._buf) < i + n:
+                return frames
+            body = bytes(self._buf[i : i + n])
+            del self._buf[: i + n]
+            frames.append(decode_frame_body(body))
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)
+
+
+def pack_entries(raws: list[bytes]) -> list[EntriesFrame]:
+    """Split raw entries into frames within the per-frame count and byte budgets."""
+    frames: list[EntriesFrame] = []
+    batch: list[bytes] = []
+    size = 0
+    for raw in raws:
+        if batch and (len(batch) >= ENTRIES_PER_FRAME or size + len(raw) > ENTRY_BYTES_PER_FRAME):
+            frames.append(EntriesFrame(batch))
+            batch, size = [], 0
+        batch.append(raw)
+        size += len(raw)
+    if batch:
+        frames.append(EntriesFrame(batch))
+    return frames
