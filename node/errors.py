@@ -1,0 +1,37 @@
+"""Errors raised by the creator's node.
+
+::
+
+    NodeError
+    ├── KeystoreError     missing, corrupt or locked keystore; wrong passphrase or KEK
+    ├── ConfigError       a config file or flag is invalid
+    ├── StoreError        the local SQLite store refused an operation
+    ├── NotFoundError     no such asset in this node's library
+    └── PeerError         a remote peer misbehaved (garbage, stall, over a limit)
+"""
+
+from __future__ import annotations
+
+
+class NodeError(Exception):
+    """Root of the node's errors; ``str(err)`` is a one-line message a user can act on."""
+
+
+class KeystoreError(NodeError):
+    """The keystore cannot be created or unlocked."""
+
+
+class ConfigError(NodeError):
+    """Configuration is invalid."""
+
+
+class StoreError(NodeError):
+    """The local store refused an operation."""
+
+
+class NotFoundError(NodeError):
+    """The named asset does not exist here."""
+
+
+class PeerError(NodeError):
+    """A remote peer sent something invalid, too much, or too slowly."""
