@@ -1,5 +1,387 @@
-"""The ``empressa`` command (placeholder until the node commands land)."""
+"""The ``empressa`` command: parses arguments, builds settings, calls into the packages.
+
+Errors go to stderr as one line and a non-zero exit; ``--json`` prints one
+JSON object on stdout for scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+DEFAULT_NODE_DIR = Path("~/.empressa/node")
 
 
-def main() -> None:
-    raise SystemExit("empressa: not yet implemented")
+# -- output ---------------------------------------------------------------------------
+
+
+class _KeyValueFormatter(logging.Formatter):
+    """``ts=… level=… logger=… cid=… msg="…"``: one structured line per record."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from node.logctx import correlation_id
+
+        msg = record.getMessage().replace('"', "'")
+        line = (
+            f"ts={self.formatTime(record, '%Y-%m-%dT%H:%M:%S')}.{int(record.msecs):03d} "
+            f"level={record.levelname.lower()} logger={record.name} cid={correlation_id.get()} msg=\"{msg}\""
+        )
+        if record.exc_info:
+            line += " exc=" + json.dumps(self.formatException(record.exc_info))
+        return line
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        from node.logctx import correlation_id
+
+        d = {
+            "ts": record.created,
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "cid": correlation_id.get(),
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            d["exc"] = self.formatException(record.exc_info)
+        return json.dumps(d)
+
+
+def configure_logging(level: str = "INFO", as_json: bool = False) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter() if as_json else _KeyValueFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # libp2p logs connection churn at INFO/WARNING; keep it to real problems.
+    logging.getLogger("libp2p").setLevel(logging.ERROR)
+    logging.getLogger("multiaddr").setLevel(logging.ERROR)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    print(f"empressa: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
+    print(json.dumps(obj) if getattr(args, "json", False) else text)
+
+
+# -- node commands ----------------------------------------------------------------------
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    return Path(args.data).expanduser()
+
+
+def _unlocker(data_dir: Path) -> Callable[[], Any]:
+    from node.keystore import unlock_from
+
+    def unlock() -> Any:
+        prompt = getpass.getpass if sys.stdin.isatty() else None
+        return unlock_from(data_dir / "keystore.json", environ=os.environ, prompt=prompt)
+
+    return unlock
+
+
+def cmd_node_init(args: argparse.Namespace) -> None:
+    from node.config import write_default_config
+    from node.keystore import create_keystore, kek_from_env
+
+    data_dir = _data_dir(args)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    passphrase, kek = kek_from_env(os.environ)
+    if passphrase is None and kek is None:
+        if not sys.stdin.isatty():
+            fail("no passphrase: set EMPRESSA_PASSPHRASE or EMPRESSA_KEK, or run interactively")
+        passphrase = getpass.getpass("New keystore passphrase: ")
+        if passphrase != getpass.getpass("Repeat passphrase: "):
+            fail("passphrases do not match")
+    keys = create_keystore(data_dir / "keystore.json", passphrase=passphrase, kek=kek)
+    write_default_config(data_dir)
+    did = keys.author.public.did
+    emit(args, {"did": did, "data_dir": str(data_dir)}, did)
+
+
+def cmd_node_run(args: argparse.Namespace) -> None:
+    import trio
+
+    from node.config import load_node_settings
+    from node.runner import run_daemon
+
+    data_dir = _data_dir(args)
+    overrides: dict[str, Any] = {}
+    if args.listen:
+        overrides["listen"] = args.listen
+    if args.bootstrap:
+        overrides["bootstrap"] = args.bootstrap
+    if args.api_port is not None:
+        overrides["api_port"] = args.api_port
+    if args.no_mdns:
+        overrides["mdns"] = False
+    settings = load_node_settings(data_dir, overrides)
+    configure_logging(settings.log_level, settings.log_json)
+    keys = _unlocker(data_dir)()
+    trio.run(run_daemon, settings, keys)
+
+
+def _put_body(args: argparse.Namespace, base: dict[str, Any] | None) -> dict[str, Any]:
+    from node.client import license_from, media_from
+
+    body = dict(base or {"description": "", "tags": []})
+    if args.title is not None:
+        body["title"] = args.title
+    if args.description is not None:
+        body["description"] = args.description
+    if args.tag:
+        body["tags"] = list(dict.fromkeys(args.tag))
+    if args.file is not None or args.cid is not None or base is None:
+        body["media"] = media_from(
+            file=Path(args.file) if args.file else None,
+            cid=args.cid,
+            mime=args.mime,
+            size=args.size,
+            duration_ms=args.duration_ms,
+        )
+    elif args.mime is not None or args.duration_ms is not None:
+        media = dict(body["media"])
+        if args.mime is not None:
+            media["mime"] = args.mime
+        if args.duration_ms is not None:
+            media["duration_ms"] = args.duration_ms
+        body["media"] = media
+    body["license"] = license_from(
+        license_type=args.license,
+        price=args.price,
+        currency=args.currency,
+        terms=args.terms,
+        base=body.get("license"),
+    )
+    payout = dict(body.get("payout", {}))
+    if args.payout_evm:
+        payout["evm"] = args.payout_evm
+    if args.payout_stellar:
+        payout["stellar"] = args.payout_stellar
+    if payout:
+        body["payout"] = payout
+    return body
+
+
+def _write(args: argparse.Namespace, kind: str, body: dict[str, Any]) -> None:
+    from node.client import write
+
+    data_dir = _data_dir(args)
+    r = write(data_dir, kind=kind, key=args.key, body=body, unlock=_unlocker(data_dir))
+    emit(args, {"uri": r.uri, "hash": r.hash, "seq": r.seq}, f"{r.uri} {r.hash}")
+
+
+def cmd_node_publish(args: argparse.Namespace) -> None:
+    if args.title is None:
+        fail("--title is required")
+    _write(args, "asset.put", _put_body(args, None))
+
+
+def cmd_node_edit(args: argparse.Namespace) -> None:
+    from node.client import current_put
+
+    _write(args, "asset.put", _put_body(args, current_put(_data_dir(args), args.key)))
+
+
+def cmd_node_delete(args: argparse.Namespace) -> None:
+    from node.client import current_put
+
+    current_put(_data_dir(args), args.key)
+    _write(args, "asset.delete", {})
+
+
+def cmd_node_list(args: argparse.Namespace) -> None:
+    from node.client import library
+
+    items = library(_data_dir(args), include_others=args.all)
+    if args.json:
+        print(json.dumps({"items": items}))
+        return
+    if not items:
+        print("no assets" + ("" if args.all else " (publish one with: empressa node publish --key … --title …)"))
+        return
+    width = max(len(i["key"]) for i in items)
+    for i in items:
+        lic = i["license"] or {}
+        price = lic.get("price")
+        price_s = f"{price['amount']} {price['currency']}" if price else "free"
+        who = "" if i["mine"] else f"  by {i['did'][:20]}…"
+        tags = ",".join(i["tags"])
+        print(f"{i['key']:<{width}}  {i['title']}  [{lic.get('type', '?')}, {price_s}]  v{i['versions']}  {tags}{who}")
+
+
+def cmd_node_export(args: argparse.Namespace) -> None:
+    from node.client import export
+
+    out = sys.stdout.buffer
+    for raw in export(_data_dir(args), include_others=args.all):
+        out.write(raw)
+    out.flush()
+
+
+def _read_input(path: str) -> bytes:
+    try:
+        return sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror}")
+
+
+def cmd_node_import(args: argparse.Namespace) -> None:
+    from node.client import import_entries
+
+    report = import_entries(_data_dir(args), _read_input(args.file))
+    for index, why in report.rejected:
+        print(f"entry {index}: rejected: {why}", file=sys.stderr)
+    emit(
+        args,
+        {"stored": report.stored, "duplicates": report.duplicates, "rejected": len(report.rejected)},
+        f"stored {report.stored}, already held {report.duplicates}, rejected {len(report.rejected)}",
+    )
+    if report.rejected:
+        raise SystemExit(1)
+
+
+def cmd_verify(args: argparse.Namespace) -> None:
+    from node.client import check_sequence
+
+    items = check_sequence(_read_input(args.file))
+    bad = 0
+    for c in items:
+        if c.entry is not None:
+            e = c.entry
+            print(f"{c.index}: ok {e.hash.cid} {e.author.did} #{e.seq} {e.kind} {e.key}")
+        else:
+            bad += 1
+            print(f"{c.index}: {c.error}")
+    if not items:
+        fail("no entries in the input")
+    if bad:
+        raise SystemExit(1)
+
+
+def cmd_up(args: argparse.Namespace) -> None:
+    from node.stack import run_stack
+
+    configure_logging("INFO")
+    run_stack(data_dir=Path(args.data).expanduser(), p2p_port=args.p2p_port, demo=args.demo)
+
+
+# -- parser -------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="empressa", description="Empressa: a creator-owned media registry.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def data_opt(sp: argparse.ArgumentParser, default: Path = DEFAULT_NODE_DIR) -> None:
+        sp.add_argument("--data", default=str(default), metavar="DIR", help=f"data directory (default {default})")
+
+    def json_opt(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--json", action="store_true", help="print one JSON object for scripts")
+
+    up = sub.add_parser("up", help="run the whole stack on this machine")
+    data_opt(up, Path("~/.empressa/stack"))
+    up.add_argument("--port", type=int, default=8000, help="indexer API port")
+    up.add_argument("--p2p-port", type=int, default=4001, help="libp2p TCP port")
+    up.add_argument("--database-url", help="use this PostgreSQL instead of the embedded one")
+    up.add_argument("--demo", action="store_true", help="publish sample assets from a demo creator")
+    up.set_defaults(func=cmd_up)
+
+    verify = sub.add_parser("verify", help="check every entry of a CBOR sequence file")
+    verify.add_argument("file", help="CBOR sequence (RFC 8742), or - for stdin")
+    verify.set_defaults(func=cmd_verify)
+
+    node = sub.add_parser("node", help="the creator's node").add_subparsers(dest="node_command", required=True, metavar="COMMAND")
+
+    init = node.add_parser("init", help="create the author key and config; prints the did:key")
+    data_opt(init)
+    json_opt(init)
+    init.set_defaults(func=cmd_node_init)
+
+    run = node.add_parser("run", help="run the node daemon")
+    data_opt(run)
+    run.add_argument("--listen", action="append", metavar="MULTIADDR", help="listen address (repeatable)")
+    run.add_argument("--bootstrap", action="append", metavar="MULTIADDR", help="peer to dial (repeatable)")
+    run.add_argument("--api-port", type=int, metavar="N", help="local API port (default: any free port)")
+    run.add_argument("--no-mdns", action="store_true", help="do not discover peers on the LAN")
+    run.set_defaults(func=cmd_node_run)
+
+    def asset_fields(sp: argparse.ArgumentParser, *, required_title: bool) -> None:
+        sp.add_argument("--key", required=True, help="asset key [A-Za-z0-9._~-]{1,64}")
+        sp.add_argument("--title", help="title" + (" (required)" if required_title else ""))
+        sp.add_argument("--description")
+        sp.add_argument("--tag", action="append", metavar="T", help="tag (repeatable; replaces all tags on edit)")
+        media = sp.add_mutually_exclusive_group()
+        media.add_argument("--file", metavar="PATH", help="media file (its CID, size and type are computed)")
+        media.add_argument("--cid", metavar="CID", help="media CID, for content already on IPFS")
+        sp.add_argument("--mime", metavar="M", help="media type, e.g. audio/mpeg")
+        sp.add_argument("--size", type=int, help="media size in bytes (with --cid)")
+        sp.add_argument("--duration-ms", type=int, dest="duration_ms", help="media duration in ms")
+        sp.add_argument("--license", metavar="TYPE", help="personal, commercial, exclusive, cc-by, …")
+        sp.add_argument("--price", metavar="AMOUNT", help="decimal amount, e.g. 12.50")
+        sp.add_argument("--currency", metavar="CUR", help="currency code, e.g. USD")
+        sp.add_argument("--terms", help="license terms text")
+        sp.add_argument("--payout-evm", metavar="ADDR", help="0x… address for on-chain payments")
+        sp.add_argument("--payout-stellar", metavar="ACCOUNT", help="G… Stellar account for payments")
+        data_opt(sp)
+        json_opt(sp)
+
+    publish = node.add_parser("publish", help="sign and store a new asset")
+    asset_fields(publish, required_title=True)
+    publish.set_defaults(func=cmd_node_publish)
+
+    edit = node.add_parser("edit", help="publish a new version with the given fields changed")
+    asset_fields(edit, required_title=False)
+    edit.set_defaults(func=cmd_node_edit)
+
+    delete = node.add_parser("delete", help="delete an asset (a tombstone; history stays)")
+    delete.add_argument("--key", required=True)
+    data_opt(delete)
+    json_opt(delete)
+    delete.set_defaults(func=cmd_node_delete)
+
+    lst = node.add_parser("list", help="my library")
+    data_opt(lst)
+    lst.add_argument("--all", action="store_true", help="include assets replicated from others")
+    json_opt(lst)
+    lst.set_defaults(func=cmd_node_list)
+
+    export = node.add_parser("export", help="signed entries as a CBOR sequence on stdout")
+    data_opt(export)
+    export.add_argument("--all", action="store_true", help="include entries replicated from others")
+    export.set_defaults(func=cmd_node_export)
+
+    imp = node.add_parser("import", help="validate and store entries from a CBOR sequence")
+    data_opt(imp)
+    imp.add_argument("file", help="CBOR sequence (RFC 8742), or - for stdin")
+    json_opt(imp)
+    imp.set_defaults(func=cmd_node_import)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    from node.errors import NodeError
+    from protocol import ProtocolError
+
+    try:
+        args.func(args)
+    except (NodeError, ProtocolError) as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+
+
+if __name__ == "__main__":
+    main()

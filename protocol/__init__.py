@@ -11,7 +11,7 @@ a bridge or the indexer needs to agree on lives here and is re-exported:
 * errors: :class:`ProtocolError` and its subclasses.
 """
 
-from .canonical import canonical_bytes
+from .canonical import canonical_bytes, split_sequence
 from .entry import Entry, Signer, parse_and_verify, sign_entry
 from .errors import (
     DecodeError,
@@ -59,4 +59,5 @@ __all__ = [
     "parse_did",
     "parse_entry_hash",
     "sign_entry",
+    "split_sequence",
 ]

@@ -9,6 +9,8 @@ links.) Decoding is strict: the input must re-encode to itself.
 
 from __future__ import annotations
 
+import io
+from collections.abc import Iterator
 from typing import Any
 
 import cbor2
@@ -128,3 +130,24 @@ def check_plain(obj: Any, depth: int = 0) -> None:
         raise DecodeError("floats are not allowed")
     else:
         raise DecodeError(f"CBOR tags and special values are not allowed ({t.__name__})")
+
+
+def split_sequence(data: bytes, *, max_item: int = 1024 * 1024) -> Iterator[bytes]:
+    """Split a CBOR sequence (RFC 8742) into the exact bytes of each item.
+
+    Raises:
+        DecodeError: when the remaining bytes do not start with a whole CBOR item.
+    """
+    fp = io.BytesIO(data)
+    decoder = cbor2.CBORDecoder(fp)
+    start = 0
+    while start < len(data):
+        try:
+            decoder.decode()
+        except Exception as exc:
+            raise DecodeError(f"item at byte {start} is not valid CBOR: {exc}") from None
+        end = fp.tell()
+        if end - start > max_item:
+            raise DecodeError(f"item at byte {start} is larger than {max_item} bytes")
+        yield data[start:end]
+        start = end

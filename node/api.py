@@ -1,0 +1,123 @@
+"""The node's local HTTP API on 127.0.0.1: a "my library" view and a write door.
+
+Reads are open to local processes; writes need the bearer token the daemon
+writes to ``DATA_DIR/api.token`` (mode 0600), so only the node's owner can
+publish through it. The CLI uses it to hand writes to a running daemon, so the
+entry is announced at once and the daemon stays the only writer of its log.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import uuid
+from typing import Any
+
+import trio
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.responses import JSONResponse
+from hypercorn.config import Config
+from hypercorn.trio import serve
+from pydantic import BaseModel
+
+from protocol import ProtocolError
+
+from .daemon import Node
+from .errors import NodeError, NotFoundError
+from .logctx import correlation_id
+
+log = logging.getLogger(__name__)
+
+
+class LocalWrite(BaseModel):
+    kind: str
+    key: str
+    body: dict[str, Any]
+
+
+def _problem(status: int, title: str, detail: str, request: Request) -> JSONResponse:
+    rid = getattr(request.state, "request_id", "")
+    return JSONResponse(
+        {"type": "about:blank", "title": title, "status": status, "detail": detail, "request_id": rid},
+        status_code=status,
+        media_type="application/problem+json",
+    )
+
+
+def create_local_app(node: Node, token: str) -> FastAPI:
+    app = FastAPI(title="Empressa node (local)", docs_url="/docs", openapi_url="/openapi.json")
+
+    @app.middleware("http")
+    async def request_id(request: Request, call_next: Any) -> Any:
+        rid = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        request.state.request_id = rid
+        correlation_id.set(rid)
+        response = await call_next(request)
+        response.headers["X-Request-ID"] = rid
+        log.info("local api request_id=%s %s %s -> %d", rid, request.method, request.url.path, response.status_code)
+        return response
+
+    @app.exception_handler(ProtocolError)
+    async def protocol_error(request: Request, exc: ProtocolError) -> JSONResponse:
+        return _problem(422, "Invalid entry", str(exc), request)
+
+    @app.exception_handler(NotFoundError)
+    async def not_found(request: Request, exc: NotFoundError) -> JSONResponse:
+        return _problem(404, "Not found", str(exc), request)
+
+    @app.exception_handler(NodeError)
+    async def node_error(request: Request, exc: NodeError) -> JSONResponse:
+        return _problem(409, "Refused", str(exc), request)
+
+    def require_token(authorization: str = Header(default="")) -> None:
+        scheme, _, given = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+            raise _Unauthorized()
+
+    class _Unauthorized(Exception):
+        pass
+
+    @app.exception_handler(_Unauthorized)
+    async def unauthorized(request: Request, exc: _Unauthorized) -> JSONResponse:
+        return _problem(401, "Unauthorized", "a valid bearer token from api.token is required", request)
+
+    @app.get("/v1/status")
+    async def status() -> dict[str, Any]:
+        entries = await trio.to_thread.run_sync(node.store.count_entries)
+        return {
+            "did": node.did,
+            "peer_id": node.peer_id,
+            "multiaddrs": node.addrs(),
+            "peers": node.p2p.peers(),
+            "entries": entries,
+            "stats": vars(node.stats),
+        }
+
+    @app.get("/v1/library")
+    async def library(all: bool = False, deleted: bool = False) -> dict[str, Any]:
+        rows = await trio.to_thread.run_sync(
+            lambda: node.store.assets(local_only=not all, include_deleted=deleted)
+        )
+        return {"items": [r.to_json() for r in rows]}
+
+    @app.post("/v1/local/entries", dependencies=[Depends(require_token)], status_code=201)
+    async def write(req: LocalWrite) -> dict[str, Any]:
+        entry = await node.publish(kind=req.kind, key=req.key, body=req.body)
+        return {"uri": entry.uri.text, "hash": entry.hash.cid, "seq": entry.seq}
+
+    return app
+
+
+async def serve_local_api(
+    node: Node,
+    *,
+    host: str,
+    port: int,
+    token: str,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the local API; reports the bound base URLs through ``task_status``."""
+    config = Config()
+    config.bind = [f"{host}:{port}"]
+    config.accesslog = None
+    await serve(create_local_app(node, token), config, task_status=task_status)  # type: ignore[arg-type]

@@ -1,0 +1,215 @@
+"""What the ``empressa node …`` commands do, apart from parsing and printing.
+
+Writes go to a running daemon when there is one (its local API, named in
+``node.json``) so the entry is announced at once and the daemon stays the only
+writer of the log; otherwise they go straight into ``node.db`` and the daemon
+announces them when it next starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from protocol import (
+    AssetUri,
+    AuthorKey,
+    Entry,
+    ProtocolError,
+    b32,
+    parse_and_verify,
+    parse_did,
+    split_sequence,
+)
+
+from .errors import NodeError, NotFoundError
+from .keystore import Keys, read_public_did
+from .runner import read_daemon_info
+from .store import Store, now_ms
+
+KEYSTORE = "keystore.json"
+DB = "node.db"
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    uri: str
+    hash: str
+    seq: int
+    via: str  # "daemon" or "store"
+
+
+def file_cid(path: Path) -> tuple[str, int]:
+    """A CIDv1 (raw codec, sha2-256, base32) of a file's bytes, and its size.
+
+    This names the exact bytes; it equals ``ipfs add --cid-version 1
+    --raw-leaves`` only for files that fit one IPFS block (≤ 256 KiB).
+    """
+    h = hashlib.sha256()
+    size = 0
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+            size += len(chunk)
+    return "b" + b32(b"\x01\x55\x12\x20" + h.digest()), size
+
+
+def media_from(*, file: Path | None, cid: str | None, mime: str | None, size: int | None, duration_ms: int | None) -> dict[str, Any]:
+    if file is not None:
+        if not file.is_file():
+            raise NodeError(f"no such file: {file}")
+        cid, size = file_cid(file)
+        mime = mime or mimetypes.guess_type(file.name)[0]
+    if cid is None:
+        raise NodeError("give the media as --file PATH or --cid CID")
+    if mime is None:
+        raise NodeError("cannot guess the media type; give --mime")
+    media: dict[str, Any] = {"cid": cid, "mime": mime, "size": size or 0}
+    if duration_ms is not None:
+        media["duration_ms"] = duration_ms
+    return media
+
+
+def license_from(*, license_type: str | None, price: str | None, currency: str | None, terms: str | None, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    lic = dict(base or {"type": "personal"})
+    if license_type is not None:
+        lic["type"] = license_type
+    if (price is None) != (currency is None) and not (base and "price" in base):
+        raise NodeError("--price and --currency go together")
+    if price is not None or currency is not None:
+        old = lic.get("price", {})
+        lic["price"] = {"amount": price or old.get("amount"), "currency": currency or old.get("currency")}
+    if terms is not None:
+        lic["terms"] = terms
+    return lic
+
+
+def author_did(data_dir: Path) -> str:
+    return read_public_did(data_dir / KEYSTORE)
+
+
+def write(
+    data_dir: Path,
+    *,
+    kind: str,
+    key: str,
+    body: dict[str, Any],
+    unlock: Callable[[], Keys],
+) -> WriteResult:
+    """Write one entry of our own log, through the daemon if it is up."""
+    daemon = read_daemon_info(data_dir)
+    if daemon is not None:
+        info, token = daemon
+        try:
+            r = httpx.post(
+                f"{info['api_url']}/v1/local/entries",
+                json={"kind": kind, "key": key, "body": body},
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=30,
+            )
+        except httpx.TransportError:
+            r = None  # stale node.json: the daemon died; write to the store instead
+        if r is not None:
+            if r.status_code == 201:
+                d = r.json()
+                return WriteResult(d["uri"], d["hash"], d["seq"], "daemon")
+            detail = r.json().get("detail", r.text) if r.headers.get("content-type", "").endswith("json") else r.text
+            raise NodeError(f"the daemon refused the write: {detail}")
+    keys = unlock()
+    store = Store.open(data_dir / DB)
+    try:
+        e = store.append_local(keys.author, kind=kind, key=key, body=body)
+    finally:
+        store.close()
+    return WriteResult(e.uri.text, e.hash.cid, e.seq, "store")
+
+
+def current_put(data_dir: Path, key: str) -> dict[str, Any]:
+    """The body of our asset ``key`` as it stands now (for ``edit``)."""
+    uri = AssetUri.of(_me(data_dir), key)
+    store = Store.open(data_dir / DB)
+    try:
+        row = store.asset(uri)
+    finally:
+        store.close()
+    if row.deleted or row.put is None:
+        raise NotFoundError(f"asset {key!r} is deleted; publish it again to restore it")
+    return dict(row.put.body)
+
+
+def _me(data_dir: Path) -> AuthorKey:
+    return parse_did(author_did(data_dir))
+
+
+def library(data_dir: Path, *, include_others: bool) -> list[dict[str, Any]]:
+    store = Store.open(data_dir / DB)
+    try:
+        return [r.to_json() for r in store.assets(local_only=not include_others)]
+    finally:
+        store.close()
+
+
+def export(data_dir: Path, *, include_others: bool) -> Iterator[bytes]:
+    store = Store.open(data_dir / DB)
+    try:
+        yield from store.export_raw(local_only=not include_others)
+    finally:
+        store.close()
+
+
+@dataclass
+class CheckedItem:
+    index: int
+    entry: Entry | None
+    error: str | None
+
+
+def check_sequence(data: bytes) -> list[CheckedItem]:
+    """Verify every item of a CBOR sequence (RFC 8742) on its own."""
+    out: list[CheckedItem] = []
+    clock = now_ms()
+    try:
+        for i, raw in enumerate(split_sequence(data)):
+            try:
+                out.append(CheckedItem(i, parse_and_verify(raw, now_ms=clock), None))
+            except ProtocolError as exc:
+                out.append(CheckedItem(i, None, f"{exc.code}: {exc}"))
+    except ProtocolError as exc:
+        out.append(CheckedItem(len(out), None, f"{exc.code}: {exc} (the rest of the file is unreadable)"))
+    return out
+
+
+@dataclass
+class ImportReport:
+    stored: int
+    duplicates: int
+    rejected: list[tuple[int, str]]
+
+
+def import_entries(data_dir: Path, data: bytes) -> ImportReport:
+    """Validate a CBOR sequence and store its valid entries; invalid ones change nothing."""
+    checked = check_sequence(data)
+    rejected = [(c.index, c.error or "") for c in checked if c.error]
+    entries = [c.entry for c in checked if c.entry is not None]
+    store = Store.open(data_dir / DB)
+    try:
+        report = store.ingest(entries)
+    finally:
+        store.close()
+    index_of = {c.entry.hash: c.index for c in checked if c.entry is not None}
+    for author, (lo, hi) in report.gaps.items():
+        for e in entries:
+            if e.author == author and lo <= e.seq <= hi and e.hash not in {a.hash for a in report.appended}:
+                rejected.append((index_of[e.hash], f"gap: {author.did} seq {lo}..{e.seq - 1} is missing before it"))
+    for e in report.forks:
+        rejected.append((index_of[e.hash], f"fork: a different entry is already held at {e.author.did} seq {e.seq}"))
+    for e, why in report.refused:
+        rejected.append((index_of[e.hash], why))
+    rejected.sort()
+    return ImportReport(len(report.appended), report.duplicates, rejected)

@@ -1,0 +1,412 @@
+"""The node daemon: gossip for speed, sync for completeness.
+
+Stages, each a task in one nursery, joined by bounded channels::
+
+    gossip ──verify──▶ inbox ──▶ writer (batches into the store) ──gaps──▶ wants
+                                                                              │
+    anti-entropy (every peer, every interval, and on connect) ──behind──▶ wants
+                                                                              ▼
+                                             pullers: range requests ─▶ verify ─▶ store
+
+    local publish ─▶ store ─▶ announcer (paced gossip of the newest own entry)
+
+Gossip is lossy by design; a receiver that sees an entry past its head pulls
+the missing range from a peer, and periodic anti-entropy compares heads with
+every connected peer, so delivery completes even when gossip drops messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from protocol import AuthorKey, Entry, ProtocolError, parse_and_verify, wire
+
+from .config import NodeSettings
+from .errors import PeerError
+from .keystore import Keys
+from .net.host import P2P
+from .store import IngestReport, Store, now_ms
+from .sync import SyncServer, fetch_heads_page, fetch_range, verify_range
+
+log = logging.getLogger(__name__)
+
+WRITER_BATCH = 1000
+WRITER_LINGER = 0.005
+PULLERS = 4
+STRIKES_TO_BAN = 3
+BAN_SECONDS = 60.0
+
+
+@dataclass
+class _Want:
+    target: int
+    peers: list[str] = field(default_factory=list)
+
+
+@dataclass
+class NodeStats:
+    gossip_received: int = 0
+    gossip_dropped: int = 0
+    rejected: int = 0
+    appended: int = 0
+    pulled: int = 0
+    forks: int = 0
+    announced: int = 0
+
+
+class _TokenBucket:
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens = float(burst)
+        self.stamp = trio.current_time()
+
+    async def take(self) -> None:
+        while True:
+            now = trio.current_time()
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return
+            await trio.sleep((1 - self.tokens) / self.rate)
+
+
+class Node:
+    """A creator's node (and, with ``keys`` of a bridge, the bridge's networking).
+
+    Args:
+        settings: the node's settings (listen addresses, bootstrap peers, timings).
+        keys: the unlocked author and peer keys.
+        store: the local store.
+        on_append: called (in the trio thread) with each batch of newly stored
+            entries; the bridge uses it to feed its indexer writer.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: NodeSettings,
+        keys: Keys,
+        store: Store,
+        on_append: Callable[[list[Entry]], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.keys = keys
+        self.store = store
+        self.did = keys.author.public.did
+        self.p2p = P2P(
+            peer_seed=keys.peer_seed,
+            listen=list(settings.listen),
+            mdns=settings.mdns,
+            gossip_max_per_second=max(1000.0, settings.gossip_rate * 2),
+        )
+        self.peer_id = self.p2p.peer_id
+        self.stats = NodeStats()
+        self.gossip_drop_rate = 0.0  # testing: fraction of incoming gossip to drop
+        self.blocked: set[str] = set()  # testing: partitioned-off peers
+        self._on_append = on_append
+        self._sync_server = SyncServer(store, request_timeout=settings.sync_request_timeout)
+        self._inbox_send, self._inbox = trio.open_memory_channel[tuple[Entry, str]](10_000)
+        self._wants: dict[bytes, _Want] = {}
+        self._in_flight: set[bytes] = set()
+        self._wants_changed = trio.Event()
+        self._announce_wakeup = trio.Event()
+        self._announced_seq = 0
+        self._strikes: dict[str, int] = {}
+        self._banned_until: dict[str, float] = {}
+        self._rng = random.Random()
+        self._nursery: trio.Nursery | None = None
+        self.changed = trio.Event()  # set (and replaced) whenever entries are stored
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await nursery.start(self.p2p.run)
+            self.p2p.handle(wire.PROTOCOL_ID, self._serve_sync)
+            nursery.start_soon(self._gossip_loop)
+            nursery.start_soon(self._writer_loop)
+            for _ in range(PULLERS):
+                nursery.start_soon(self._puller_loop)
+            nursery.start_soon(self._connection_loop)
+            nursery.start_soon(self._anti_entropy_loop)
+            nursery.start_soon(self._announce_loop)
+            nursery.start_soon(self._bootstrap_loop)
+            log.info("node started did=%s peer_id=%s addrs=%s", self.did, self.peer_id, ",".join(self.addrs()))
+            task_status.started()
+
+    def addrs(self) -> list[str]:
+        return self.p2p.addrs()
+
+    # -- writing our own log -------------------------------------------------------
+
+    async def publish(self, *, kind: str, key: str, body: dict[str, Any]) -> Entry:
+        """Sign, store and announce the next entry of this node's author."""
+        entry = await trio.to_thread.run_sync(
+            lambda: self.store.append_local(self.keys.author, kind=kind, key=key, body=body)
+        )
+        self._stored([entry])
+        self._announce_wakeup.set()
+        return entry
+
+    # -- gossip in -----------------------------------------------------------------
+
+    async def _gossip_loop(self) -> None:
+        async for msg in self.p2p.gossip:
+            self.stats.gossip_received += 1
+            if msg.origin in self.blocked or (self.gossip_drop_rate and self._rng.random() < self.gossip_drop_rate):
+                self.stats.gossip_dropped += 1
+                continue
+            try:
+                entry = parse_and_verify(msg.data, now_ms=now_ms(), max_skew_ms=self.settings.max_clock_skew_ms)
+            except ProtocolError as exc:
+                self.stats.rejected += 1
+                log.info("gossip entry rejected origin=%s code=%s reason=%s", msg.origin, exc.code, exc)
+                continue
+            await self._inbox_send.send((entry, msg.origin))
+
+    async def _writer_loop(self) -> None:
+        """The single writer for gossip: batches of up to WRITER_BATCH entries or WRITER_LINGER s."""
+        while True:
+            first = await self._inbox.receive()
+            batch = [first]
+            with trio.move_on_after(WRITER_LINGER):
+                while len(batch) < WRITER_BATCH:
+                    batch.append(await self._inbox.receive())
+            while len(batch) < WRITER_BATCH:
+                try:
+                    batch.append(self._inbox.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            report = await trio.to_thread.run_sync(self.store.ingest, [e for e, _ in batch])
+            sources = {e.author: src for e, src in batch}
+            self._after_ingest(report, sources)
+
+    def _after_ingest(self, report: IngestReport, sources: dict[AuthorKey, str]) -> None:
+        if report.appended:
+            self._stored(report.appended)
+        for author, (_lo, hi) in report.gaps.items():
+            self._want(author.raw, hi, sources.get(author))
+        for e in report.forks:
+            self.stats.forks += 1
+            log.warning("fork detected author=%s seq=%d hash=%s", e.author.did, e.seq, e.hash.cid)
+        for e, why in report.refused:
+            log.info("entry held back author=%s seq=%d reason=%s", e.author.did, e.seq, why)
+
+    def _stored(self, entries: list[Entry]) -> None:
+        self.stats.appended += len(entries)
+        if self._on_append is not None:
+            self._on_append(entries)
+        self.changed.set()
+        self.changed = trio.Event()
+
+    # -- pulling ranges -------------------------------------------------------------
+
+    def _want(self, author: bytes, target: int, peer: str | None) -> None:
+        w = self._wants.get(author)
+        if w is None:
+            w = self._wants[author] = _Want(target)
+        w.target = max(w.target, target)
+        if peer and peer not in w.peers:
+            w.peers.insert(0, peer)
+        self._wants_changed.set()
+
+    async def _puller_loop(self) -> None:
+        while True:
+            author = next((a for a in self._wants if a not in self._in_flight), None)
+            if author is None:
+                await self._wants_changed.wait()
+                self._wants_changed = trio.Event()
+                continue
+            self._in_flight.add(author)
+            try:
+                await self._pull(author)
+            finally:
+                self._in_flight.discard(author)
+
+    async def _pull(self, author: bytes) -> None:
+        want = self._wants[author]
+        while True:
+            head = await trio.to_thread.run_sync(self.store.head, AuthorKey(author))
+            have = head.seq if head else 0
+            if have >= want.target:
+                self._wants.pop(author, None)
+                return
+            peers = [p for p in want.peers if self._usable(p)] or [p for p in self.p2p.peers() if self._usable(p)]
+            if not peers:
+                # Nobody to ask right now; anti-entropy will re-raise the want.
+                self._wants.pop(author, None)
+                return
+            peer = peers[0]
+            start, end = have + 1, want.target
+            try:
+                with trio.fail_after(self.settings.sync_request_timeout):
+                    stream = await self.p2p.open(peer, wire.PROTOCOL_ID)
+                    try:
+                        raws = await fetch_range(stream, author=author, start=start, end=end)
+                    finally:
+                        await stream.close()
+                entries = await trio.to_thread.run_sync(
+                    lambda: verify_range(raws, author=author, start=start, max_skew_ms=self.settings.max_clock_skew_ms)
+                )
+            except (PeerError, trio.TooSlowError) as exc:
+                self._strike(peer, f"range {start}..{end}: {exc or 'timed out'}")
+                if peer in want.peers:
+                    want.peers.remove(peer)
+                continue
+            if not entries:
+                # The peer does not have what it was thought to have; ask another.
+                if peer in want.peers:
+                    want.peers.remove(peer)
+                else:
+                    self._wants.pop(author, None)
+                    return
+                continue
+            report = await trio.to_thread.run_sync(self.store.ingest, entries)
+            self.stats.pulled += len(entries)
+            self._after_ingest(report, {})
+            if not report.appended:
+                self._wants.pop(author, None)
+                return
+
+    def _usable(self, peer: str) -> bool:
+        return peer not in self.blocked and self._banned_until.get(peer, 0) <= trio.current_time()
+
+    def _strike(self, peer: str, reason: str) -> None:
+        n = self._strikes.get(peer, 0) + 1
+        self._strikes[peer] = n
+        log.info("sync with peer failed peer=%s strike=%d reason=%s", peer, n, reason)
+        if n >= STRIKES_TO_BAN:
+            self._strikes[peer] = 0
+            self._banned_until[peer] = trio.current_time() + BAN_SECONDS
+            log.warning("peer cut off peer=%s for=%.0fs reason=%s", peer, BAN_SECONDS, reason)
+            if self._nursery is not None:
+                self._nursery.start_soon(self.p2p.disconnect, peer)
+
+    # -- anti-entropy ---------------------------------------------------------------
+
+    async def _connection_loop(self) -> None:
+        async for peer, up in self.p2p.connections:
+            if up and self._nursery is not None and self._usable(peer):
+                self._nursery.start_soon(self._sync_peer_quietly, peer, 0.2)
+
+    async def _anti_entropy_loop(self) -> None:
+        while True:
+            await trio.sleep(self.settings.anti_entropy_interval)
+            async with trio.open_nursery() as n:
+                for peer in self.p2p.peers():
+                    if self._usable(peer):
+                        n.start_soon(self._sync_peer_quietly, peer, 0.0)
+
+    async def _sync_peer_quietly(self, peer: str, delay: float) -> None:
+        await trio.sleep(delay)
+        try:
+            await self.sync_with(peer)
+        except (PeerError, trio.TooSlowError) as exc:
+            self._strike(peer, f"heads: {exc or 'timed out'}")
+
+    async def sync_with(self, peer: str) -> int:
+        """Compare heads with ``peer`` and queue pulls for every author it is ahead on.
+
+        Returns the number of authors found behind.
+        """
+        behind = 0
+        after: bytes | None = None
+        while True:
+            with trio.fail_after(self.settings.sync_request_timeout):
+                stream = await self.p2p.open(peer, wire.PROTOCOL_ID)
+                try:
+                    page = await fetch_heads_page(stream, after=after)
+                finally:
+                    await stream.close()
+            if page.heads:
+                lo, hi = page.heads[0][0], page.heads[-1][0]
+                mine = await trio.to_thread.run_sync(self.store.heads_between, lo, hi)
+                for author, seq, h in page.heads:
+                    local = mine.get(author)
+                    if local is None or local[0] < seq:
+                        behind += 1
+                        self._want(author, seq, peer)
+                    elif local[0] == seq and local[1] != h:
+                        # Same seq, different hash: fetch theirs so the store records the fork.
+                        self._want_fork_proof(peer, author, seq)
+            if page.next is None or not page.heads:
+                return behind
+            after = page.next
+
+    def _want_fork_proof(self, peer: str, author: bytes, seq: int) -> None:
+        async def fetch() -> None:
+            try:
+                with trio.fail_after(self.settings.sync_request_timeout):
+                    stream = await self.p2p.open(peer, wire.PROTOCOL_ID)
+                    try:
+                        raws = await fetch_range(stream, author=author, start=seq, end=seq)
+                    finally:
+                        await stream.close()
+                entries = verify_range(raws, author=author, start=seq, max_skew_ms=self.settings.max_clock_skew_ms)
+            except (PeerError, trio.TooSlowError) as exc:
+                self._strike(peer, f"fork proof: {exc or 'timed out'}")
+                return
+            report = await trio.to_thread.run_sync(self.store.ingest, entries)
+            self._after_ingest(report, {})
+
+        if self._nursery is not None:
+            self._nursery.start_soon(fetch)
+
+    async def _serve_sync(self, stream: Any) -> None:
+        if not self._usable(stream.peer):
+            await stream.send(wire.ErrorFrame("refused", "this node is not syncing with you right now"))
+            return
+        await self._sync_server.serve(stream)
+
+    # -- announcing our own entries ------------------------------------------------------
+
+    async def _announce_loop(self) -> None:
+        bucket = _TokenBucket(self.settings.gossip_rate, burst=32)
+        me = self.keys.author.public
+        while True:
+            head = await trio.to_thread.run_sync(self.store.head, me)
+            if head is not None and head.seq > self._announced_seq:
+                await bucket.take()
+                # Re-read after waiting for a token: announce only the newest entry;
+                # peers that see a gap pull the entries in between over sync.
+                head = await trio.to_thread.run_sync(self.store.head, me)
+                raw = await trio.to_thread.run_sync(self.store.get_raw, head.hash) if head else None
+                if head is not None and raw is not None:
+                    try:
+                        await self.p2p.publish(raw)
+                        self.stats.announced += 1
+                    except Exception as exc:  # libp2p may raise on a closing host
+                        log.info("gossip publish failed seq=%d err=%s", head.seq, exc)
+                    self._announced_seq = head.seq
+                continue
+            with trio.move_on_after(1.0):
+                await self._announce_wakeup.wait()
+            self._announce_wakeup = trio.Event()
+
+    # -- bootstrap -------------------------------------------------------------------------
+
+    async def _bootstrap_loop(self) -> None:
+        if not self.settings.bootstrap:
+            return
+        delay = 0.5
+        while True:
+            connected = set(self.p2p.peers())
+            for addr in self.settings.bootstrap:
+                peer = addr.rsplit("/p2p/", 1)[-1]
+                if peer in connected or peer == self.peer_id:
+                    continue
+                try:
+                    await self.p2p.connect(addr)
+                    log.info("connected to bootstrap peer=%s", peer)
+                except PeerError as exc:
+                    log.info("bootstrap dial failed addr=%s reason=%s", addr, exc)
+            await trio.sleep(delay)
+            delay = min(delay * 2, 30.0)

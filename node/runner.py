@@ -1,0 +1,78 @@
+"""``empressa node run``: the daemon's process lifecycle.
+
+Opens the store, starts the node and its local API, writes ``node.json`` once
+listening (and ``api.token``, mode 0600), and on SIGINT/SIGTERM shuts down in
+order and removes ``node.json`` so the CLI stops handing writes to a dead daemon.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import signal
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from .api import serve_local_api
+from .config import NodeSettings
+from .daemon import Node
+from .keystore import Keys
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+NODE_JSON = "node.json"
+API_TOKEN = "api.token"
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` atomically with mode 0600."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def read_daemon_info(data_dir: Path) -> tuple[dict[str, Any], str] | None:
+    """``(node.json contents, api token)`` if a daemon claims this data dir, else ``None``."""
+    try:
+        info = json.loads((data_dir / NODE_JSON).read_text())
+        token = (data_dir / API_TOKEN).read_text().strip()
+    except (OSError, ValueError):
+        return None
+    return info, token
+
+
+async def run_daemon(settings: NodeSettings, keys: Keys) -> None:
+    data_dir = settings.data_dir
+    store = Store.open(data_dir / "node.db")
+    node = Node(settings=settings, keys=keys, store=store)
+    token = secrets.token_urlsafe(32)
+    info_path = data_dir / NODE_JSON
+    try:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(node.run)
+                binds = await nursery.start(
+                    lambda task_status: serve_local_api(
+                        node, host=settings.api_host, port=settings.api_port, token=token, task_status=task_status
+                    )
+                )
+                api_url = binds[0]
+                write_private(data_dir / API_TOKEN, token + "\n")
+                info = {"did": node.did, "peer_id": node.peer_id, "multiaddrs": node.addrs(), "api_url": api_url}
+                write_private(info_path, json.dumps(info, indent=2) + "\n")
+                log.info("node listening did=%s api_url=%s multiaddrs=%s", node.did, api_url, ",".join(node.addrs()))
+                async for signum in signals:
+                    log.info("shutting down signal=%s", signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    break
+    finally:
+        info_path.unlink(missing_ok=True)
+        store.close()
+        log.info("node stopped")

@@ -1,0 +1,413 @@
+"""The node's local store: every verified entry it holds, in SQLite (WAL).
+
+One file, ``node.db``, shared by the daemon and by CLI commands run while the
+daemon is down. Every write is one ``BEGIN IMMEDIATE`` transaction, so two
+processes never interleave a read-head/append pair, and a crash leaves either
+all of a batch or none of it.
+
+What it keeps:
+
+* ``entries``: each author's log, contiguous from seq 1 (raw signed bytes kept);
+* ``authors``: the contiguous head per author, whether it is ours, and the seq
+  of a fork if one was seen (nothing past a fork is applied);
+* ``forks``: the second valid entry at a held seq, kept as proof;
+* ``assets``: current state per (author, key), folded with :func:`protocol.apply`.
+
+Entries that arrive ahead of the head (a gap) are not stored: the caller gets
+the missing range back and pulls it; the entry comes again inside that range.
+The store is synchronous; trio code calls it through ``trio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from protocol import (
+    AssetUri,
+    AuthorKey,
+    Entry,
+    EntryHash,
+    Head,
+    Signer,
+    Verdict,
+    classify,
+    parse_and_verify,
+    sign_entry,
+)
+
+from .errors import NotFoundError, StoreError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    hash        BLOB PRIMARY KEY,
+    author      BLOB NOT NULL,
+    seq         INTEGER NOT NULL,
+    kind        TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    ts          INTEGER NOT NULL,
+    raw         BLOB NOT NULL,
+    received_ms INTEGER NOT NULL,
+    UNIQUE (author, seq)
+);
+CREATE TABLE IF NOT EXISTS authors (
+    author     BLOB PRIMARY KEY,
+    head_seq   INTEGER NOT NULL,
+    head_hash  BLOB NOT NULL,
+    local      INTEGER NOT NULL DEFAULT 0,
+    forked_seq INTEGER
+);
+CREATE TABLE IF NOT EXISTS forks (
+    author  BLOB NOT NULL,
+    seq     INTEGER NOT NULL,
+    hash    BLOB NOT NULL,
+    raw     BLOB NOT NULL,
+    seen_ms INTEGER NOT NULL,
+    PRIMARY KEY (author, seq, hash)
+);
+CREATE TABLE IF NOT EXISTS assets (
+    author     BLOB NOT NULL,
+    key        TEXT NOT NULL,
+    last_hash  BLOB NOT NULL,
+    put_hash   BLOB,
+    deleted    INTEGER NOT NULL,
+    versions   INTEGER NOT NULL,
+    created_ts INTEGER NOT NULL,
+    updated_ts INTEGER NOT NULL,
+    PRIMARY KEY (author, key)
+);
+"""
+
+
+@dataclass
+class IngestReport:
+    """What one :meth:`Store.ingest` call did with each entry it was given."""
+
+    appended: list[Entry] = field(default_factory=list)
+    duplicates: int = 0
+    gaps: dict[AuthorKey, tuple[int, int]] = field(default_factory=dict)
+    forks: list[Entry] = field(default_factory=list)
+    refused: list[tuple[Entry, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AssetRow:
+    """One asset's current state, with its latest ``asset.put`` entry (if any)."""
+
+    uri: AssetUri
+    put: Entry | None
+    last_hash: EntryHash
+    deleted: bool
+    versions: int
+    created_ts: int
+    updated_ts: int
+    local: bool
+
+    def to_json(self) -> dict[str, Any]:
+        """The asset as JSON-ready data (CLI ``--json`` and the local API share it)."""
+        body = self.put.body if self.put is not None else {}
+        return {
+            "uri": self.uri.text,
+            "did": self.uri.author.did,
+            "key": self.uri.key,
+            "title": body.get("title"),
+            "description": body.get("description"),
+            "tags": body.get("tags", []),
+            "media": body.get("media"),
+            "license": body.get("license"),
+            "payout": body.get("payout"),
+            "hash": self.last_hash.cid,
+            "put_hash": self.put.hash.cid if self.put is not None else None,
+            "deleted": self.deleted,
+            "versions": self.versions,
+            "created_ts": self.created_ts,
+            "updated_ts": self.updated_ts,
+            "mine": self.local,
+        }
+
+
+@dataclass(frozen=True)
+class AuthorRow:
+    author: AuthorKey
+    head: Head
+    local: bool
+    forked_seq: int | None
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Store:
+    """Thread-safe access to ``node.db``. Open with :meth:`open`; close with :meth:`close`."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path) -> Store:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open store {path}: {exc}") from None
+        return cls(conn, path)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # -- writing ---------------------------------------------------------------
+
+    def _tx(self) -> _Tx:
+        return _Tx(self)
+
+    def ingest(self, entries: Iterable[Entry], *, local: bool = False) -> IngestReport:
+        """Apply verified entries in one transaction; see :class:`IngestReport`.
+
+        Entries may come in any order and from many authors; they are applied
+        in (author, seq) order so a contiguous batch lands in one pass.
+        """
+        report = IngestReport()
+        batch = sorted(entries, key=lambda e: (e.author.raw, e.seq))
+        if not batch:
+            return report
+        with self._tx() as cur:
+            heads: dict[bytes, tuple[Head | None, int | None]] = {}
+            for e in batch:
+                a = e.author.raw
+                if a not in heads:
+                    heads[a] = _head_row(cur, a)
+                head, forked = heads[a]
+                if forked is not None and e.seq >= forked:
+                    report.refused.append((e, f"author has a fork at seq {forked}; later entries are held back"))
+                    continue
+                held = None
+                if head is not None and e.seq <= head.seq:
+                    row = cur.execute("SELECT hash FROM entries WHERE author=? AND seq=?", (a, e.seq)).fetchone()
+                    held = EntryHash(row[0]) if row else None
+                c = classify(e, head, held)
+                if c.verdict is Verdict.APPEND:
+                    _append(cur, e, local=local)
+                    heads[a] = (Head(e.seq, e.hash), forked)
+                    report.appended.append(e)
+                    report.gaps.pop(e.author, None)
+                elif c.verdict is Verdict.DUPLICATE:
+                    report.duplicates += 1
+                elif c.verdict is Verdict.GAP:
+                    lo, hi = report.gaps.get(e.author, (c.missing_from, c.missing_to))
+                    report.gaps[e.author] = (min(lo, c.missing_from), max(hi, e.seq))
+                else:
+                    fork_seq = e.seq if e.seq <= (head.seq if head else 0) else e.seq - 1
+                    cur.execute(
+                        "INSERT OR IGNORE INTO forks (author, seq, hash, raw, seen_ms) VALUES (?,?,?,?,?)",
+                        (a, e.seq, e.hash.raw, e.raw, now_ms()),
+                    )
+                    cur.execute(
+                        "UPDATE authors SET forked_seq = MIN(COALESCE(forked_seq, ?), ?) WHERE author=?",
+                        (fork_seq, fork_seq, a),
+                    )
+                    heads[a] = (head, fork_seq if forked is None else min(forked, fork_seq))
+                    report.forks.append(e)
+        return report
+
+    def append_local(self, signer: Signer, *, kind: str, key: str, body: dict[str, Any], ts: int | None = None) -> Entry:
+        """Sign and append the next entry of ``signer``'s own log, atomically.
+
+        Raises:
+            protocol.SchemaError: if the fields are invalid (nothing is written).
+        """
+        a = signer.public.raw
+        with self._tx() as cur:
+            head, forked = _head_row(cur, a)
+            if forked is not None:
+                raise StoreError(f"your log has a fork at seq {forked}; refusing to extend it")
+            stamp = now_ms() if ts is None else ts
+            entry = sign_entry(
+                signer,
+                seq=(head.seq + 1) if head else 1,
+                prev=head.hash if head else None,
+                ts=stamp,
+                kind=kind,
+                key=key,
+                body=body,
+            )
+            _append(cur, entry, local=True)
+        return entry
+
+    # -- reading ---------------------------------------------------------------
+
+    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self._conn.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"store read failed: {exc}") from None
+
+    def head(self, author: AuthorKey) -> Head | None:
+        rows = self._read("SELECT head_seq, head_hash FROM authors WHERE author=?", (author.raw,))
+        return Head(rows[0][0], EntryHash(rows[0][1])) if rows else None
+
+    def heads(self, *, after: bytes | None = None, limit: int = 1000) -> list[tuple[bytes, int, bytes]]:
+        """Every author's head, ordered by author key, paged by ``after``."""
+        rows = self._read(
+            "SELECT author, head_seq, head_hash FROM authors WHERE author > ? ORDER BY author LIMIT ?",
+            (after or b"", limit),
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def heads_between(self, lo: bytes, hi: bytes) -> dict[bytes, tuple[int, bytes]]:
+        """Heads of the authors with ``lo <= author <= hi`` (to compare with a peer's page)."""
+        rows = self._read(
+            "SELECT author, head_seq, head_hash FROM authors WHERE author BETWEEN ? AND ?", (lo, hi)
+        )
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    def authors(self) -> list[AuthorRow]:
+        rows = self._read("SELECT author, head_seq, head_hash, local, forked_seq FROM authors ORDER BY author")
+        return [AuthorRow(AuthorKey(r[0]), Head(r[1], EntryHash(r[2])), bool(r[3]), r[4]) for r in rows]
+
+    def range_raw(self, author: bytes, start: int, end: int) -> list[bytes]:
+        rows = self._read(
+            "SELECT raw FROM entries WHERE author=? AND seq BETWEEN ? AND ? ORDER BY seq", (author, start, end)
+        )
+        return [r[0] for r in rows]
+
+    def get_raw(self, h: EntryHash) -> bytes | None:
+        rows = self._read("SELECT raw FROM entries WHERE hash=?", (h.raw,))
+        return rows[0][0] if rows else None
+
+    def count_entries(self) -> int:
+        return int(self._read("SELECT count(*) FROM entries")[0][0])
+
+    def export_raw(self, *, local_only: bool) -> Iterator[bytes]:
+        """Raw entries in (author, seq) order, read in pages."""
+        where = "WHERE author IN (SELECT author FROM authors WHERE local=1)" if local_only else ""
+        last = (b"", 0)
+        while True:
+            rows = self._read(
+                f"SELECT author, seq, raw FROM entries {where} {'AND' if where else 'WHERE'} "
+                "(author, seq) > (?, ?) ORDER BY author, seq LIMIT 1000",
+                last,
+            )
+            if not rows:
+                return
+            for r in rows:
+                yield r[2]
+            last = (rows[-1][0], rows[-1][1])
+
+    def assets(self, *, local_only: bool, include_deleted: bool = False) -> list[AssetRow]:
+        sql = (
+            "SELECT a.author, a.key, a.last_hash, a.deleted, a.versions, a.created_ts, a.updated_ts, "
+            "e.raw, au.local FROM assets a JOIN authors au ON au.author = a.author "
+            "LEFT JOIN entries e ON e.hash = a.put_hash WHERE 1=1"
+        )
+        if local_only:
+            sql += " AND au.local = 1"
+        if not include_deleted:
+            sql += " AND a.deleted = 0"
+        sql += " ORDER BY a.updated_ts DESC, a.key"
+        return [_asset_row(r) for r in self._read(sql)]
+
+    def asset(self, uri: AssetUri) -> AssetRow:
+        rows = self._read(
+            "SELECT a.author, a.key, a.last_hash, a.deleted, a.versions, a.created_ts, a.updated_ts, "
+            "e.raw, au.local FROM assets a JOIN authors au ON au.author = a.author "
+            "LEFT JOIN entries e ON e.hash = a.put_hash WHERE a.author=? AND a.key=?",
+            (uri.author.raw, uri.key),
+        )
+        if not rows:
+            raise NotFoundError(f"no asset {uri}")
+        return _asset_row(rows[0])
+
+    def forks(self) -> list[tuple[AuthorKey, int, EntryHash]]:
+        rows = self._read("SELECT author, seq, hash FROM forks ORDER BY author, seq")
+        return [(AuthorKey(r[0]), r[1], EntryHash(r[2])) for r in rows]
+
+
+class _Tx:
+    """``with store._tx() as cur``: BEGIN IMMEDIATE … COMMIT, or ROLLBACK on error."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def __enter__(self) -> sqlite3.Cursor:
+        self._store._lock.acquire()
+        try:
+            self._cur = self._store._conn.cursor()
+            self._cur.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self._store._lock.release()
+            raise StoreError(f"store is busy or unwritable: {exc}") from None
+        return self._cur
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            if exc_type is None:
+                self._cur.execute("COMMIT")
+            else:
+                self._cur.execute("ROLLBACK")
+        except sqlite3.Error as err:
+            raise StoreError(f"store commit failed: {err}") from None
+        finally:
+            self._store._lock.release()
+
+
+def _head_row(cur: sqlite3.Cursor, author: bytes) -> tuple[Head | None, int | None]:
+    row = cur.execute("SELECT head_seq, head_hash, forked_seq FROM authors WHERE author=?", (author,)).fetchone()
+    if row is None:
+        return None, None
+    return Head(row[0], EntryHash(row[1])), row[2]
+
+
+def _append(cur: sqlite3.Cursor, e: Entry, *, local: bool) -> None:
+    a = e.author.raw
+    cur.execute(
+        "INSERT INTO entries (hash, author, seq, kind, key, ts, raw, received_ms) VALUES (?,?,?,?,?,?,?,?)",
+        (e.hash.raw, a, e.seq, e.kind, e.key, e.ts, e.raw, now_ms()),
+    )
+    cur.execute(
+        "INSERT INTO authors (author, head_seq, head_hash, local) VALUES (?,?,?,?) "
+        "ON CONFLICT (author) DO UPDATE SET head_seq=excluded.head_seq, head_hash=excluded.head_hash, "
+        "local=MAX(authors.local, excluded.local)",
+        (a, e.seq, e.hash.raw, int(local)),
+    )
+    if e.kind == "asset.put":
+        cur.execute(
+            "INSERT INTO assets (author, key, last_hash, put_hash, deleted, versions, created_ts, updated_ts) "
+            "VALUES (?,?,?,?,0,1,?,?) ON CONFLICT (author, key) DO UPDATE SET last_hash=excluded.last_hash, "
+            "put_hash=excluded.put_hash, deleted=0, versions=assets.versions+1, updated_ts=excluded.updated_ts",
+            (a, e.key, e.hash.raw, e.hash.raw, e.ts, e.ts),
+        )
+    elif e.kind == "asset.delete":
+        cur.execute(
+            "INSERT INTO assets (author, key, last_hash, put_hash, deleted, versions, created_ts, updated_ts) "
+            "VALUES (?,?,?,NULL,1,1,?,?) ON CONFLICT (author, key) DO UPDATE SET last_hash=excluded.last_hash, "
+            "deleted=1, versions=assets.versions+1, updated_ts=excluded.updated_ts",
+            (a, e.key, e.hash.raw, e.ts, e.ts),
+        )
+
+
+def _asset_row(r: tuple[Any, ...]) -> AssetRow:
+    put = parse_and_verify(r[7], now_ms=None) if r[7] is not None else None
+    return AssetRow(
+        uri=AssetUri(AuthorKey(r[0]), r[1]),
+        put=put,
+        last_hash=EntryHash(r[2]),
+        deleted=bool(r[3]),
+        versions=r[4],
+        created_ts=r[5],
+        updated_ts=r[6],
+        local=bool(r[8]),
+    )

@@ -1,0 +1,113 @@
+"""The sync protocol ``/empressa/sync/1.0.0``: the part of replication that never loses.
+
+One request per stream. The server answers ``heads`` with a page of
+(author, seq, hash) and ``range`` with the entries, many to a frame, then an
+end frame. The client side validates everything it gets before the caller sees
+it. Both sides bound every request: by count (``wire.MAX_HEADS_PAGE``,
+``wire.MAX_RANGE``), by frame size (``wire.MAX_FRAME``) and by time (the
+caller's deadline, ``trio.fail_after``).
+
+This module speaks to streams through the small :class:`Stream` interface, so
+it runs over libp2p (:class:`node.net.host.FrameStream`) or anything else.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+import trio
+
+from protocol import Entry, ProtocolError, parse_and_verify, wire
+
+from .errors import PeerError
+from .store import Store, now_ms
+
+log = logging.getLogger(__name__)
+
+
+class Stream(Protocol):
+    peer: str
+
+    async def send(self, *frames: wire.Frame) -> None: ...
+
+    async def recv(self) -> wire.Frame: ...
+
+
+class SyncServer:
+    """Answers sync requests from a :class:`Store`."""
+
+    def __init__(self, store: Store, *, request_timeout: float = 10.0) -> None:
+        self._store = store
+        self._timeout = request_timeout
+
+    async def serve(self, stream: Stream) -> None:
+        with trio.move_on_after(self._timeout) as scope:
+            req = await stream.recv()
+        if scope.cancelled_caught:
+            raise PeerError(f"peer {stream.peer} sent no request within {self._timeout:.0f} s")
+        with trio.fail_after(self._timeout):
+            if isinstance(req, wire.HeadsRequest):
+                limit = min(req.limit, wire.MAX_HEADS_PAGE)
+                heads = await trio.to_thread.run_sync(lambda: self._store.heads(after=req.after, limit=limit))
+                nxt = heads[-1][0] if len(heads) == limit else None
+                await stream.send(wire.HeadsPage(heads, nxt))
+            elif isinstance(req, wire.RangeRequest):
+                end = min(req.end, req.start + wire.MAX_RANGE - 1)
+                raws = await trio.to_thread.run_sync(self._store.range_raw, req.author, req.start, end)
+                await stream.send(*wire.pack_entries(raws), wire.EndFrame())
+            else:
+                await stream.send(wire.ErrorFrame("bad_request", f"unexpected {type(req).__name__} as a request"))
+
+
+async def fetch_heads_page(
+    stream: Stream, *, after: bytes | None, limit: int = wire.MAX_HEADS_PAGE
+) -> wire.HeadsPage:
+    await stream.send(wire.HeadsRequest(after, limit))
+    resp = await stream.recv()
+    if isinstance(resp, wire.ErrorFrame):
+        raise PeerError(f"peer {stream.peer} refused heads: {resp.code}: {resp.message}")
+    if not isinstance(resp, wire.HeadsPage):
+        raise PeerError(f"peer {stream.peer} answered heads with {type(resp).__name__}")
+    if len(resp.heads) > limit:
+        raise PeerError(f"peer {stream.peer} sent {len(resp.heads)} heads for a page of {limit}")
+    return resp
+
+
+async def fetch_range(stream: Stream, *, author: bytes, start: int, end: int) -> list[bytes]:
+    """Raw entries ``start..end`` of ``author`` from the peer (possibly fewer: the peer's cap)."""
+    await stream.send(wire.RangeRequest(author, start, end))
+    want = min(end, start + wire.MAX_RANGE - 1) - start + 1
+    out: list[bytes] = []
+    while True:
+        frame = await stream.recv()
+        if isinstance(frame, wire.EntriesFrame):
+            out.extend(frame.entries)
+            if len(out) > want:
+                raise PeerError(f"peer {stream.peer} sent {len(out)} entries for a range of {want}")
+        elif isinstance(frame, wire.EndFrame):
+            return out
+        elif isinstance(frame, wire.ErrorFrame):
+            raise PeerError(f"peer {stream.peer} refused range: {frame.code}: {frame.message}")
+        else:
+            raise PeerError(f"peer {stream.peer} answered range with {type(frame).__name__}")
+
+
+def verify_range(raws: list[bytes], *, author: bytes, start: int, max_skew_ms: int) -> list[Entry]:
+    """Verify a range response: every entry valid, of ``author``, consecutive from ``start``.
+
+    Raises:
+        PeerError: naming the first bad entry; the whole response is discarded.
+    """
+    clock = now_ms()
+    out: list[Entry] = []
+    for i, raw in enumerate(raws):
+        try:
+            e = parse_and_verify(raw, now_ms=clock, max_skew_ms=max_skew_ms)
+        except ProtocolError as exc:
+            raise PeerError(f"range entry {start + i} is invalid: {exc}") from None
+        if e.author.raw != author or e.seq != start + i:
+            raise PeerError(f"range entry {start + i} is out of place (author or seq differ)")
+        out.append(e)
+    return out
+
