@@ -120,4 +120,5 @@ async def serve_local_api(
     config = Config()
     config.bind = [f"{host}:{port}"]
     config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
     await serve(create_local_app(node, token), config, task_status=task_status)  # type: ignore[arg-type]

@@ -190,7 +190,13 @@ class P2P:
                 log.warning("gossip inbox full; dropping a message (sync will repair)")
 
     def addrs(self) -> list[str]:
-        return [str(a) for a in self._host.get_addrs()]
+        """Dialable addresses; a wildcard listen address is reported as loopback."""
+        out = []
+        for a in self._host.get_addrs():
+            text = str(a).replace("/ip4/0.0.0.0/", "/ip4/127.0.0.1/")
+            if text not in out:
+                out.append(text)
+        return out
 
     def peers(self) -> list[str]:
         return [str(p) for p in self._host.get_connected_peers()]
