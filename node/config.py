@@ -1,0 +1,364 @@
+"""The node's settings: one pydantic-settings class, built in ``cli.py`` and passed in.
+
+Sources, lowest to highest priority::
+
+    defaults  <  DATA_DIR/config.toml ([node] table)  <  EMPRESSA_NODE_<FIELD>  <  overrides (CLI flags)
+
+:func:`load_node_settings` is the one way to build :class:`NodeSettings` from
+those sources; it reads only the ``environ`` mapping it is given (no process
+globals), so one test can run many nodes with different settings.
+``NodeSettings(...)`` itself takes only its keyword arguments.
+
+``data_dir`` is the directory the config file is read from, so it comes from the
+caller (``--data``, else :func:`default_data_dir`: ``EMPRESSA_NODE_DATA_DIR`` or
+``~/.empressa/node``), never from config.toml or the overrides.
+
+Environment values are strings; list settings take a JSON array
+(``["/ip4/…", "/ip4/…"]``) or a comma-separated list. Empty variables count as unset.
+
+Errors, all :class:`~node.errors.ConfigError` with a one-line message naming the
+setting and where its value came from::
+
+    ConfigError
+    ├── PATH is not valid TOML: …
+    ├── PATH: unknown top-level key 'x'; node settings go under [node]
+    ├── PATH: data_dir cannot be set here; use --data or EMPRESSA_NODE_DATA_DIR
+    ├── EMPRESSA_NODE_X must be a JSON list of strings or a comma-separated list
+    ├── unknown setting 'x' (from …)
+    └── invalid setting 'x' (from …): reason   bad multiaddr, did, port, interval, …
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+import tomllib
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from multiaddr import Multiaddr
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from protocol import parse_did
+
+from .errors import ConfigError
+
+__all__ = [
+    "CONFIG_FILE",
+    "ENV_PREFIX",
+    "NodeSettings",
+    "default_data_dir",
+    "load_node_settings",
+    "render_config",
+    "write_default_config",
+]
+
+CONFIG_FILE = "config.toml"
+ENV_PREFIX = "EMPRESSA_NODE_"
+_TABLE = "node"
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _home_data_dir() -> Path:
+    return Path.home() / ".empressa" / "node"
+
+
+class NodeSettings(BaseSettings):
+    """Everything the node daemon and the ``empressa node …`` commands are configured with."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    data_dir: Path = Field(
+        default_factory=_home_data_dir,
+        description="Data directory: config.toml, keystore.json, node.db. Set with --data or "
+        "EMPRESSA_NODE_DATA_DIR, not in this file.",
+    )
+    listen: list[str] = Field(
+        default_factory=lambda: ["/ip4/0.0.0.0/tcp/4001"],
+        description="Multiaddrs the libp2p host listens on (flag: --listen).",
+    )
+    bootstrap: list[str] = Field(
+        default_factory=list,
+        description="Peers to dial at start; each multiaddr must end in /p2p/<peer id> "
+        '(flag: --bootstrap, repeatable). Example: ["/ip4/203.0.113.7/tcp/4001/p2p/12D3KooW…"]',
+    )
+    api_host: str = Field(default="127.0.0.1", min_length=1, description="Host the local HTTP API binds to.")
+    api_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Port of the local HTTP API; 0 picks a free port (flag: --api-port).",
+    )
+    mdns: bool = Field(default=True, description="Discover peers on the local network with mDNS.")
+    anti_entropy_interval: float = Field(
+        default=5.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Seconds between anti-entropy rounds with each peer.",
+    )
+    gossip_rate: float = Field(
+        default=200.0, gt=0, allow_inf_nan=False, description="Most gossip messages published per second."
+    )
+    trusted_bridges: list[str] = Field(
+        default_factory=list, description="did:key identities of bridges whose attestations this node trusts."
+    )
+    max_clock_skew_ms: int = Field(
+        default=600_000,
+        ge=0,
+        description="Reject entries whose ts is further than this ahead of our clock (ms).",
+    )
+    sync_request_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Seconds a sync request may take before it is abandoned.",
+    )
+    log_level: str = Field(default="INFO", description="One of DEBUG, INFO, WARNING, ERROR, CRITICAL.")
+    log_json: bool = Field(
+        default=False, description="Log one JSON object per line instead of key=value text."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Only explicit arguments: load_node_settings layers the file, the given
+        # environ and the overrides itself, so nothing is read from process state.
+        return (init_settings,)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand_data_dir(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: list[str]) -> list[str]:
+        return [_multiaddr(s, need_peer_id=False) for s in value]
+
+    @field_validator("bootstrap")
+    @classmethod
+    def _check_bootstrap(cls, value: list[str]) -> list[str]:
+        return [_multiaddr(s, need_peer_id=True) for s in value]
+
+    @field_validator("trusted_bridges")
+    @classmethod
+    def _check_dids(cls, value: list[str]) -> list[str]:
+        out = []
+        for text in value:
+            try:
+                out.append(parse_did(text).did)
+            except Exception as exc:
+                raise ValueError(f"{text!r:.80} is not an Ed25519 did:key ({exc})") from None
+        return out
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in _LOG_LEVELS:
+            raise ValueError(f"{value!r:.40} is not one of {', '.join(_LOG_LEVELS)}")
+        return level
+
+
+def _multiaddr(text: str, *, need_peer_id: bool) -> str:
+    try:
+        addr = Multiaddr(text)
+    except Exception as exc:
+        raise ValueError(f"{text!r:.120} is not a multiaddr ({_one_line(str(exc))})") from None
+    protocols = [p.name for p in addr.protocols()]
+    if not protocols:
+        raise ValueError("an empty multiaddr")
+    if need_peer_id and "p2p" not in protocols:
+        raise ValueError(f"{text!r:.120} has no /p2p/<peer id>; bootstrap peers need one")
+    return str(addr)
+
+
+# --- loading ---------------------------------------------------------------------
+
+
+def default_data_dir(environ: Mapping[str, str]) -> Path:
+    """The data directory when ``--data`` is not given: ``EMPRESSA_NODE_DATA_DIR`` or ``~/.empressa/node``."""
+    text = environ.get(ENV_PREFIX + "DATA_DIR", "").strip()
+    return Path(text).expanduser() if text else _home_data_dir()
+
+
+def load_node_settings(
+    data_dir: Path,
+    overrides: dict[str, Any],
+    environ: Mapping[str, str] | None = None,
+) -> NodeSettings:
+    """Build the settings: defaults < ``data_dir/config.toml`` < ``EMPRESSA_NODE_*`` < ``overrides``.
+
+    Args:
+        data_dir: the node's data directory (from ``--data``); config.toml is read from here.
+        overrides: settings from command-line flags; ``None`` values mean "flag not given".
+        environ: environment variables; ``None`` means ``os.environ``.
+
+    Raises:
+        ConfigError: a source is unreadable or a value is invalid (one line, naming the setting).
+    """
+    environ = os.environ if environ is None else environ
+    data_dir = Path(data_dir).expanduser()
+    values: dict[str, Any] = {"data_dir": data_dir}
+    origin: dict[str, str] = {"data_dir": "the data_dir argument"}
+
+    config_path = data_dir / CONFIG_FILE
+    for key, value in _read_toml(config_path).items():
+        values[key], origin[key] = value, str(config_path)
+    for key, value in _read_env(environ).items():
+        values[key], origin[key] = value, ENV_PREFIX + key.upper()
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key == "data_dir":
+            raise ConfigError("data_dir cannot be overridden; pass it as the data_dir argument")
+        values[key], origin[key] = value, "command line"
+
+    try:
+        return NodeSettings(**values)
+    except ValidationError as exc:
+        raise _config_error(exc, origin) from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            doc = tomllib.load(f)
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {_one_line(str(exc))}") from None
+    for key in doc:
+        if key != _TABLE:
+            raise ConfigError(f"{path}: unknown top-level key {key!r}; node settings go under [{_TABLE}]")
+    table = doc.get(_TABLE, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: {_TABLE} must be a table ([{_TABLE}])")
+    if "data_dir" in table:
+        raise ConfigError(f"{path}: data_dir cannot be set here; use --data or {ENV_PREFIX}DATA_DIR")
+    return dict(table)
+
+
+def _is_list_field(name: str) -> bool:
+    field = NodeSettings.model_fields.get(name)
+    return field is not None and typing.get_origin(field.annotation) is list
+
+
+def _read_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in NodeSettings.model_fields:
+        if name == "data_dir":
+            continue  # read by default_data_dir; the caller already chose the directory
+        var = ENV_PREFIX + name.upper()
+        text = environ.get(var)
+        if text is None or not text.strip():
+            continue
+        if _is_list_field(name):
+            out[name] = _env_list(var, text)
+        else:
+            out[name] = text.strip()
+    return out
+
+
+def _env_list(var: str, text: str) -> list[str]:
+    text = text.strip()
+    if text.startswith("["):
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError:
+            items = None
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise ConfigError(f"{var} must be a JSON list of strings or a comma-separated list")
+        return items
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _config_error(exc: ValidationError, origin: Mapping[str, str]) -> ConfigError:
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    loc = first["loc"]
+    name = str(loc[0]) if loc else "?"
+    where = name + "".join(f"[{p}]" for p in loc[1:])
+    source = origin.get(name, "default")
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    if first["type"] == "extra_forbidden":
+        return ConfigError(f"unknown setting {name!r} (from {source}){more}")
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] != "value_error":  # our validators already quote the value
+        msg += f", got {first['input']!r:.60}"
+    return ConfigError(_one_line(f"invalid setting {where!r} (from {source}): {msg}{more}"))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+# --- writing ---------------------------------------------------------------------
+
+
+def render_config(*, commented: bool) -> str:
+    """A config.toml with every setting at its default, each under a comment saying what it does.
+
+    Args:
+        commented: write the settings commented out, so the defaults of a newer
+            Empressa still apply until the user uncomments a line (what
+            :func:`write_default_config` does); ``False`` gives the example in
+            ``configs/node.toml``.
+    """
+    defaults = NodeSettings.model_construct()
+    lines = [
+        "# Empressa node settings (the [node] table of DATA_DIR/config.toml).",
+        "#",
+        f"# Each setting can also be given as an environment variable {ENV_PREFIX}<NAME> (upper case;",
+        "# lists as a JSON array or comma-separated), which wins over this file; command-line",
+        "# flags win over both.",
+        "",
+        f"[{_TABLE}]",
+    ]
+    for name, field in NodeSettings.model_fields.items():
+        lines.append("")
+        if name == "data_dir":
+            lines.extend(f"# {line}" for line in textwrap.wrap(f"data_dir: {field.description}", width=96))
+            continue
+        lines.extend(f"# {line}" for line in textwrap.wrap(field.description or name, width=96))
+        value = getattr(defaults, name)
+        text = tomli_w.dumps({name: value}).rstrip("\n")
+        lines.extend(f"# {line}" if commented else line for line in text.splitlines())
+    return "\n".join(lines) + "\n"
+
+
+def write_default_config(data_dir: Path) -> Path:
+    """Write ``data_dir/config.toml`` with every setting commented out, unless it exists.
+
+    Returns:
+        The path of the config file (existing or new).
+
+    Raises:
+        ConfigError: the file cannot be written.
+    """
+    data_dir = Path(data_dir).expanduser()
+    path = data_dir / CONFIG_FILE
+    if path.exists():
+        return path
+    tmp = path.with_name(f".{CONFIG_FILE}.{os.getpid()}.tmp")
+    try:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp.write_text(render_config(commented=True), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
