@@ -160,6 +160,8 @@ class Node:
 
     async def _gossip_loop(self) -> None:
         async for msg in self.p2p.gossip:
+            if msg.origin == self.peer_id:
+                continue  # our own announcement, echoed back by pubsub
             self.stats.gossip_received += 1
             if msg.origin in self.blocked or (self.gossip_drop_rate and self._rng.random() < self.gossip_drop_rate):
                 self.stats.gossip_dropped += 1
@@ -237,12 +239,12 @@ class Node:
             head = await trio.to_thread.run_sync(self.store.head, AuthorKey(author))
             have = head.seq if head else 0
             if have >= want.target:
-                self._wants.pop(author, None)
+                self._drop_want(author, want)
                 return
             peers = [p for p in want.peers if self._usable(p)] or [p for p in self.p2p.peers() if self._usable(p)]
             if not peers:
                 # Nobody to ask right now; anti-entropy will re-raise the want.
-                self._wants.pop(author, None)
+                self._drop_want(author, want)
                 return
             peer = peers[0]
             start, end = have + 1, want.target
@@ -266,15 +268,20 @@ class Node:
                 if peer in want.peers:
                     want.peers.remove(peer)
                 else:
-                    self._wants.pop(author, None)
+                    self._drop_want(author, want)
                     return
                 continue
             report = await trio.to_thread.run_sync(self.store.ingest, entries)
             self.stats.pulled += len(entries)
             self._after_ingest(report, {})
             if not report.appended:
-                self._wants.pop(author, None)
+                self._drop_want(author, want)
                 return
+
+    def _drop_want(self, author: bytes, want: _Want) -> None:
+        """Forget ``want`` unless a newer want for the author replaced it meanwhile."""
+        if self._wants.get(author) is want:
+            del self._wants[author]
 
     def _usable(self, peer: str) -> bool:
         return peer not in self.blocked and self._banned_until.get(peer, 0) <= trio.current_time()

@@ -30,9 +30,10 @@ from libp2p.abc import INetConn, INetStream, INetwork, INotifee
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
+from libp2p.discovery.events.peerDiscovery import peerDiscovery
 from libp2p.network.stream.exceptions import StreamError
 from libp2p.peer.id import ID
-from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.pubsub.gossipsub import GossipSub
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
@@ -146,6 +147,7 @@ class P2P:
         sec = {
             NOISE_PROTOCOL_ID: NoiseTransport(self._key_pair, noise_privkey=create_x25519_key_pair().private_key)
         }
+        self._mdns = mdns
         self._host = new_host(key_pair=self._key_pair, sec_opt=sec, enable_mDNS=mdns)
         self._gossipsub = GossipSub(
             protocols=GOSSIP_PROTOCOLS,
@@ -173,8 +175,41 @@ class P2P:
             await self._pubsub.wait_until_ready()
             sub = await self._pubsub.subscribe(wire.GOSSIP_TOPIC)
             nursery.start_soon(self._pump_gossip, sub)
+            if self._mdns:
+                nursery.start_soon(self._dial_discovered)
             task_status.started()
             await trio.sleep_forever()
+
+    async def _dial_discovered(self) -> None:
+        """Connect to peers found by mDNS (the callback runs on zeroconf's thread)."""
+        token = trio.lowlevel.current_trio_token()
+        send, receive = trio.open_memory_channel[PeerInfo](64)
+
+        def on_found(info: PeerInfo) -> None:
+            def deliver() -> None:
+                try:
+                    send.send_nowait(info)
+                except (trio.WouldBlock, trio.ClosedResourceError):
+                    pass
+
+            try:
+                token.run_sync_soon(deliver)
+            except trio.RunFinishedError:
+                pass
+
+        peerDiscovery.register_peer_discovered_handler(on_found)
+        try:
+            async for info in receive:
+                if info.peer_id == self._host.get_id() or info.peer_id in self._host.get_connected_peers():
+                    continue
+                try:
+                    with trio.move_on_after(10):
+                        await self._host.connect(info)
+                    log.info("connected to LAN peer found by mDNS peer=%s", info.peer_id)
+                except Exception as exc:
+                    log.info("mDNS peer dial failed peer=%s err=%s", info.peer_id, exc)
+        finally:
+            peerDiscovery.unregister_peer_discovered_handler(on_found)
 
     async def _pump_gossip(self, sub: object) -> None:
         while True:
