@@ -21,6 +21,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import trio
@@ -256,7 +257,7 @@ class Node:
                     finally:
                         await stream.close()
                 entries = await trio.to_thread.run_sync(
-                    lambda: verify_range(raws, author=author, start=start, max_skew_ms=self.settings.max_clock_skew_ms)
+                    partial(verify_range, raws, author=author, start=start, max_skew_ms=self.settings.max_clock_skew_ms)
                 )
             except (PeerError, trio.TooSlowError) as exc:
                 self._strike(peer, f"range {start}..{end}: {exc or 'timed out'}")

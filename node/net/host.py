@@ -19,6 +19,7 @@ that lets it escape wedges the connection, so every handler is wrapped; gossip
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -187,15 +188,11 @@ class P2P:
 
         def on_found(info: PeerInfo) -> None:
             def deliver() -> None:
-                try:
+                with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError):
                     send.send_nowait(info)
-                except (trio.WouldBlock, trio.ClosedResourceError):
-                    pass
 
-            try:
+            with contextlib.suppress(trio.RunFinishedError):
                 token.run_sync_soon(deliver)
-            except trio.RunFinishedError:
-                pass
 
         peerDiscovery.register_peer_discovered_handler(on_found)
         try:
