@@ -37,11 +37,17 @@ def loads_strict(raw: bytes, *, max_size: int) -> Any:
         raise DecodeError(f"encoded size {len(raw)} bytes exceeds the {max_size}-byte limit")
     if not raw:
         raise DecodeError("input is empty")
+    # cbor2.loads (6.x) silently ignores trailing data, so decode from a stream
+    # and check that the one item used up every byte.
+    fp = io.BytesIO(raw)
     try:
-        # cbor2.loads raises on trailing data since 5.5.
-        return cbor2.loads(raw)
+        obj = cbor2.CBORDecoder(fp).decode()
     except Exception as exc:  # cbor2 raises several types; all mean "not CBOR"
         raise DecodeError(f"not valid CBOR: {exc}") from None
+    extra = len(raw) - fp.tell()
+    if extra:
+        raise DecodeError(f"{extra} trailing bytes after the CBOR item")
+    return obj
 
 
 def _canonical_key(k: str) -> tuple[int, bytes]:

@@ -111,6 +111,8 @@ def parse_entry_hash(text: str) -> EntryHash:
         raise IdentifierError(f"not a base32 CIDv1: {text!r:.80}") from None
     if len(raw) != 36 or raw[:4] != _CID_HEADER:
         raise IdentifierError("CID is not a dag-cbor sha2-256 CIDv1")
+    if b32(raw) != text[1:]:  # the decoder ignores the last character's unused bits
+        raise IdentifierError("CID is not in canonical base32 (nonzero padding bits)")
     return EntryHash(raw[4:])
 
 

@@ -1,0 +1,128 @@
+"""Deterministic CBOR, checked against a deliberately simple reference encoder."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from protocol import DecodeError, canonical_bytes
+from protocol.canonical import check_plain, loads_strict, require_canonical
+from tests.protocol.strategies import plain_data
+
+
+def _head(major: int, n: int, width: int | None = None) -> bytes:
+    if width is None:
+        width = 0 if n < 24 else 1 if n < 2**8 else 2 if n < 2**16 else 4 if n < 2**32 else 8
+    info = {0: n, 1: 24, 2: 25, 4: 26, 8: 27}[width]
+    return bytes([major << 5 | info]) + (n.to_bytes(width, "big") if width else b"")
+
+
+def ref_encode(obj: Any, *, int_width: int | None = None, reverse_keys: bool = False) -> bytes:
+    """RFC 8949 §4.2.1 by the book; the keyword arguments break one rule on purpose."""
+
+    def enc(o: Any) -> bytes:
+        if o is None:
+            return b"\xf6"
+        if o is True or o is False:
+            return b"\xf5" if o else b"\xf4"
+        if type(o) is int:
+            return _head(0, o, int_width) if o >= 0 else _head(1, -1 - o, int_width)
+        if type(o) is bytes:
+            return _head(2, len(o)) + o
+        if type(o) is str:
+            b = o.encode("utf-8")
+            return _head(3, len(b)) + b
+        if type(o) is list:
+            return _head(4, len(o)) + b"".join(map(enc, o))
+        if type(o) is dict:
+            pairs = sorted(((enc(k), enc(v)) for k, v in o.items()), reverse=reverse_keys)
+            return _head(5, len(pairs)) + b"".join(k + v for k, v in pairs)
+        raise TypeError(type(o))
+
+    return enc(obj)
+
+
+def accept(raw: bytes) -> Any:
+    """What the wire decoder does with a frame body, minus the frame schema."""
+    obj = loads_strict(raw, max_size=1 << 20)
+    check_plain(obj)
+    require_canonical(obj, raw)
+    return obj
+
+
+@given(plain_data)
+def test_canonical_bytes_match_the_reference(obj: Any) -> None:
+    raw = ref_encode(obj)
+    assert canonical_bytes(obj) == raw
+    assert accept(raw) == obj
+
+
+@given(plain_data)
+def test_non_shortest_integers_are_rejected(obj: Any) -> None:
+    wide = ref_encode(obj, int_width=8)
+    if wide == ref_encode(obj):
+        return
+    with pytest.raises(DecodeError):
+        accept(wide)
+
+
+@given(plain_data)
+def test_unsorted_keys_are_rejected(obj: Any) -> None:
+    unsorted = ref_encode(obj, reverse_keys=True)
+    if unsorted == ref_encode(obj):
+        return
+    with pytest.raises(DecodeError):
+        accept(unsorted)
+
+
+@given(plain_data, st.binary(min_size=1, max_size=8))
+def test_trailing_bytes_are_rejected(obj: Any, extra: bytes) -> None:
+    with pytest.raises(DecodeError, match=f"{len(extra)} trailing bytes"):
+        loads_strict(ref_encode(obj) + extra, max_size=1 << 20)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"", "input is empty"),
+        (b"\xf9\x3c\x00", "floats are not allowed"),
+        (b"\xfb\x3f\xf0\x00\x00\x00\x00\x00\x00", "floats are not allowed"),
+        (b"\xc1\x01", "tags and special values"),
+        (b"\xd8\x2a\x41\x00", "tags and special values"),
+        (b"\xf7", "tags and special values"),
+        (b"\xf0", "tags and special values"),
+        (b"\xa1\x01\x01", "map keys must be text"),
+        (b"\xc3\x49\x01" + bytes(8), "outside the 64-bit range"),
+        (b"\x81" * 17 + b"\x00", "nesting deeper than 16"),
+        (b"\xbf\x61a\x01\xff", "not deterministic"),
+        (b"\x9f\x01\xff", "not deterministic"),
+        (b"\x5f\x41a\xff", "not deterministic"),
+        (b"\xa2\x61a\x01\x61a\x02", "not deterministic"),
+        (b"\xa2\x61b\x01\x61a\x02", "not deterministic"),
+        (b"\x18\x05", "not deterministic"),
+        (b"\xc2\x41\x05", "not deterministic"),
+        (b"\x62\xc3\x28", "not valid CBOR"),
+        (b"\x1c", "not valid CBOR"),
+        (b"\xff", "not valid CBOR"),
+        (b"\x5b\x7f\xff\xff\xff\xff\xff\xff\xff", "not valid CBOR"),
+    ],
+)
+def test_non_canonical_or_non_plain_input_is_rejected(raw: bytes, reason: str) -> None:
+    with pytest.raises(DecodeError, match=reason):
+        accept(raw)
+
+
+def test_size_cap_applies_before_decoding() -> None:
+    with pytest.raises(DecodeError, match="exceeds the 4-byte limit"):
+        loads_strict(b"\x00" * 5, max_size=4)
+    with pytest.raises(DecodeError, match="not bytes"):
+        loads_strict("text", max_size=4)  # type: ignore[arg-type]
+
+
+def test_cyclic_shared_references_are_rejected() -> None:
+    # tag 28 (shareable) around a list holding tag 29 (reference 0): a list that contains itself.
+    with pytest.raises(DecodeError):
+        accept(b"\xd8\x1c\x81\xd8\x1d\x00")
