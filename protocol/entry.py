@@ -94,7 +94,10 @@ def parse_and_verify(raw: bytes, *, now_ms: int | None, max_skew_ms: int = schem
     Raises:
         DecodeError, SchemaError, SignatureError, TimestampError: with a one-line reason.
     """
-    raw = bytes(raw)
+    if type(raw) is not bytes:
+        if not isinstance(raw, (bytes, bytearray, memoryview)):
+            raise DecodeError(f"an entry is bytes, not {type(raw).__name__}")
+        raw = bytes(raw)
     m = loads_strict(raw, max_size=schema.MAX_ENTRY_BYTES)
     if type(m) is not dict:
         raise DecodeError("an entry is a CBOR map")

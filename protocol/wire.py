@@ -20,7 +20,7 @@ size). Every frame has a size cap; requests are capped too (``MAX_HEADS_PAGE``,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from .canonical import canonical_bytes, check_plain, loads_strict, require_canonical
 from .errors import DecodeError, FrameError
@@ -70,7 +70,7 @@ class ErrorFrame:
     message: str
 
 
-Frame = Union[HeadsRequest, HeadsPage, RangeRequest, EntriesFrame, EndFrame, ErrorFrame]
+Frame = HeadsRequest | HeadsPage | RangeRequest | EntriesFrame | EndFrame | ErrorFrame
 
 
 def _author(v: Any, what: str) -> bytes:
