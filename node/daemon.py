@@ -42,6 +42,7 @@ WRITER_LINGER = 0.005
 PULLERS = 4
 STRIKES_TO_BAN = 3
 BAN_SECONDS = 60.0
+MAX_HEADS_PAGES = 500  # heads pages read from one peer per anti-entropy round (1M authors)
 
 
 @dataclass
@@ -327,13 +328,18 @@ class Node:
         """
         behind = 0
         after: bytes | None = None
-        while True:
+        for _ in range(MAX_HEADS_PAGES):
             with trio.fail_after(self.settings.sync_request_timeout):
                 stream = await self.p2p.open(peer, wire.PROTOCOL_ID)
                 try:
                     page = await fetch_heads_page(stream, after=after)
                 finally:
                     await stream.close()
+            if page.next is not None and (
+                page.next <= (after or b"") or (page.heads and page.next < page.heads[-1][0])
+            ):
+                # Paging would never end (and this round would hold up anti-entropy with everyone).
+                raise PeerError(f"peer {peer} sent a heads page whose cursor does not advance")
             if page.heads:
                 lo, hi = page.heads[0][0], page.heads[-1][0]
                 mine = await trio.to_thread.run_sync(self.store.heads_between, lo, hi)
@@ -348,6 +354,8 @@ class Node:
             if page.next is None or not page.heads:
                 return behind
             after = page.next
+        log.info("heads walk stopped at the page cap peer=%s pages=%d", peer, MAX_HEADS_PAGES)
+        return behind
 
     def _want_fork_proof(self, peer: str, author: bytes, seq: int) -> None:
         async def fetch() -> None:

@@ -114,6 +114,8 @@ class TestNetwork:
         slot = self._slots[i]
         if slot.scope is None:
             return
+        if slot.node is not None:
+            await slot.node.p2p.close()  # hang up on peers first, as a process exit would
         slot.scope.cancel()
         await slot.done.wait()
         slot.scope = None
@@ -166,8 +168,9 @@ class TestNetwork:
             raise trio.TooSlowError(f"network did not settle in {timeout}s; entries per node: {counts}")
 
     async def close(self) -> None:
-        for i in self.running():
-            await self.stop(i)
+        async with trio.open_nursery() as nursery:  # in parallel: each hang-up takes a moment
+            for i in self.running():
+                nursery.start_soon(self.stop, i)
         for slot in self._slots:
             slot.store.close()
 

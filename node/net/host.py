@@ -179,7 +179,22 @@ class P2P:
             if self._mdns:
                 nursery.start_soon(self._dial_discovered)
             task_status.started()
-            await trio.sleep_forever()
+            try:
+                await trio.sleep_forever()
+            finally:
+                # Cancelling the services leaves the listener and connections open
+                # (peers would keep a dead link); close them. Call close() before
+                # cancelling to close every connection, not just most of them.
+                with trio.CancelScope(shield=True):
+                    await self.close()
+
+    async def close(self) -> None:
+        """Close the listeners and every connection (idempotent, bounded to a few seconds)."""
+        with trio.move_on_after(5):
+            try:
+                await self._host.close()
+            except Exception as exc:
+                log.debug("host close failed err=%s", exc)
 
     async def _dial_discovered(self) -> None:
         """Connect to peers found by mDNS (the callback runs on zeroconf's thread)."""
