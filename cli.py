@@ -240,7 +240,10 @@ def _read_input(path: str) -> bytes:
 def cmd_node_import(args: argparse.Namespace) -> None:
     from node.client import import_entries
 
-    report = import_entries(_data_dir(args), _read_input(args.file))
+    data = _read_input(args.file)
+    if not data:
+        fail("no entries in the input")  # as verify says: an empty file is a wrong file, not a no-op
+    report = import_entries(_data_dir(args), data)
     for index, why in report.rejected:
         print(f"entry {index}: rejected: {why}", file=sys.stderr)
     emit(

@@ -17,9 +17,7 @@ from typing import Any
 
 import trio
 
-from .api import serve_local_api
 from .config import NodeSettings
-from .daemon import Node
 from .keystore import Keys
 from .store import Store
 
@@ -49,6 +47,11 @@ def read_daemon_info(data_dir: Path) -> tuple[dict[str, Any], str] | None:
 
 
 async def run_daemon(settings: NodeSettings, keys: Keys) -> None:
+    # Imported here, not at the top: every CLI write imports this module for
+    # read_daemon_info, and libp2p alone takes seconds to import.
+    from .api import serve_local_api
+    from .daemon import Node
+
     data_dir = settings.data_dir
     store = Store.open(data_dir / "node.db")
     node = Node(settings=settings, keys=keys, store=store)

@@ -1,0 +1,314 @@
+"""The ``empressa`` command on its own: init, keystore errors, bad input, export/verify/import.
+
+No daemon runs here except where a test says so; writes go straight to node.db.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from pathlib import Path
+
+import pytest
+
+from protocol import split_sequence
+
+from .conftest import (
+    CID,
+    PASSPHRASE,
+    Daemons,
+    child_env,
+    cli,
+    cli_json,
+    export,
+    init_node,
+    library,
+    one_line_error,
+    publish,
+)
+
+pytestmark = pytest.mark.e2e
+
+DID = re.compile(r"did:key:z6Mk[1-9A-HJ-NP-Za-km-z]+")
+
+
+# -- init ---------------------------------------------------------------------------------
+
+
+def test_init_prints_a_did_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    data = tmp_path / "a"
+    p = cli("node", "init", "--data", data)
+    out = p.stdout.decode().splitlines()
+    assert len(out) == 1 and DID.fullmatch(out[0]), out
+    did = out[0]
+    keystore = (data / "keystore.json").read_bytes()
+    assert (data / "config.toml").is_file()
+    assert did in keystore.decode()  # the public did is readable; the secrets are sealed
+    assert PASSPHRASE.encode() not in keystore
+
+    again = cli("node", "init", "--data", data, ok=False)
+    assert "already exists" in one_line_error(again)
+    assert again.stdout == b""
+    assert (data / "keystore.json").read_bytes() == keystore, "a refused init must not touch the keystore"
+
+    again_json = cli("node", "init", "--data", data, "--json", ok=False)
+    assert "already exists" in one_line_error(again_json)
+
+
+def test_init_json(tmp_path: Path) -> None:
+    data = tmp_path / "a"
+    out = cli_json("node", "init", "--data", data)
+    assert set(out) >= {"did", "data_dir"}
+    assert DID.fullmatch(out["did"])
+    assert Path(out["data_dir"]) == data
+    # The did is the author of what this node then publishes.
+    r = publish(data, "k1", "Title")
+    assert r["uri"] == f"empressa://{out['did']}/k1"
+    assert r["seq"] == 1
+
+
+def test_init_with_kek_and_unlock_rules(tmp_path: Path) -> None:
+    data = tmp_path / "a"
+    kek = secrets.token_hex(32)
+    env = child_env(EMPRESSA_PASSPHRASE=None, EMPRESSA_KEK=kek)
+    did = init_node(data, env=env)
+    assert publish(data, "k1", "With a KEK", env=env)["uri"] == f"empressa://{did}/k1"
+
+    wrong = cli("node", "publish", "--data", data, "--key", "k2", "--title", "t", "--cid", CID, "--mime", "a/b",
+                env=child_env(EMPRESSA_PASSPHRASE=None, EMPRESSA_KEK=secrets.token_hex(32)), ok=False)
+    assert "wrong EMPRESSA_KEK" in one_line_error(wrong)
+    passphrase_only = cli("node", "publish", "--data", data, "--key", "k2", "--title", "t", "--cid", CID,
+                          "--mime", "a/b", ok=False)
+    assert "EMPRESSA_KEK" in one_line_error(passphrase_only)
+    assert list(library(data, all=False)) == [f"empressa://{did}/k1"]
+
+
+def test_init_without_a_secret_and_no_tty_fails(tmp_path: Path) -> None:
+    data = tmp_path / "a"
+    p = cli("node", "init", "--data", data, env=child_env(EMPRESSA_PASSPHRASE=None), ok=False)
+    assert "no passphrase" in one_line_error(p)
+    assert not (data / "keystore.json").exists()
+
+
+# -- keystore errors -----------------------------------------------------------------------
+
+
+def test_wrong_passphrase(tmp_path: Path, daemons: Daemons) -> None:
+    data = tmp_path / "a"
+    init_node(data)
+    env = child_env(EMPRESSA_PASSPHRASE="not the passphrase")
+    p = cli("node", "publish", "--data", data, "--key", "k", "--title", "t", "--cid", CID, "--mime", "a/b",
+            env=env, ok=False)
+    line = one_line_error(p)
+    assert "wrong passphrase" in line and str(data / "keystore.json") in line
+    assert export(data) == b""
+
+    d = daemons.spawn(data, env=env)
+    rc = d.proc.wait(30)
+    assert rc != 0
+    assert "wrong passphrase" in d.log() and str(data / "keystore.json") in d.log()
+    assert not (data / "node.json").exists()
+
+
+def test_locked_keystore_without_a_tty(tmp_path: Path, daemons: Daemons) -> None:
+    data = tmp_path / "a"
+    init_node(data)
+    env = child_env(EMPRESSA_PASSPHRASE=None)
+    p = cli("node", "publish", "--data", data, "--key", "k", "--title", "t", "--cid", CID, "--mime", "a/b",
+            env=env, ok=False)
+    line = one_line_error(p)
+    assert "keystore is locked" in line and "EMPRESSA_PASSPHRASE" in line
+    assert export(data) == b""
+
+    d = daemons.spawn(data, env=env)
+    assert d.proc.wait(30) != 0
+    lines = [line for line in d.log().splitlines() if line.strip()]
+    assert len(lines) == 1 and "keystore is locked" in lines[0], lines
+    assert not (data / "node.json").exists()
+
+
+# -- bad input -------------------------------------------------------------------------------
+
+BAD_PUBLISHES = [
+    (["--key", "has spaces", "--title", "t"], "key"),
+    (["--key", "x" * 65, "--title", "t"], "key"),
+    (["--key", "k", "--title", "x" * 201], "title"),
+    (["--key", "k", "--title", "t", "--price", "abc", "--currency", "USD"], "price"),
+    (["--key", "k", "--title", "t", "--price", "-3", "--currency", "USD"], "price"),
+    (["--key", "k", "--title", "t", "--price", "12.50"], "--currency"),
+    (["--key", "k", "--title", "t", *[a for i in range(21) for a in ("--tag", f"t{i}")]], "tags"),
+]
+
+
+def _bad_publishes_write_nothing(data: Path, *, expect_prefix: str) -> None:
+    before = export(data)
+    for args, word in BAD_PUBLISHES:
+        p = cli("node", "publish", "--data", data, *args, "--cid", CID, "--mime", "audio/mpeg", ok=False)
+        line = one_line_error(p)
+        assert word in line, (args[:4], line)
+        assert line.startswith(f"empressa: {expect_prefix}"), line
+        assert p.stdout == b""
+    assert export(data) == before, "a refused publish must write nothing"
+
+
+def test_bad_publish_input_writes_nothing(tmp_path: Path) -> None:
+    data = tmp_path / "a"
+    init_node(data)
+    publish(data, "keep", "Kept")
+    _bad_publishes_write_nothing(data, expect_prefix="")
+    # Edits are checked the same way before anything is signed.
+    p = cli("node", "edit", "--data", data, "--key", "keep", "--title", "x" * 201, ok=False)
+    assert "title" in one_line_error(p)
+    assert [i["versions"] for i in library(data).values()] == [1]
+
+
+def test_bad_publish_through_the_daemon_writes_nothing(tmp_path: Path, daemons: Daemons) -> None:
+    data = tmp_path / "a"
+    init_node(data)
+    publish(data, "keep", "Kept")
+    daemons.start(data)
+    _bad_publishes_write_nothing(data, expect_prefix="")
+
+
+def test_edit_and_delete_of_missing_or_deleted_asset(tmp_path: Path) -> None:
+    data = tmp_path / "a"
+    did = init_node(data)
+    p = cli("node", "edit", "--data", data, "--key", "nope", "--title", "t", ok=False)
+    line = one_line_error(p)
+    assert "no asset" in line and "nope" in line
+    p = cli("node", "delete", "--data", data, "--key", "nope", ok=False)
+    assert "nope" in one_line_error(p)
+
+    publish(data, "k", "Before")
+    edited = cli_json("node", "edit", "--data", data, "--key", "k", "--title", "After")
+    assert edited["seq"] == 2
+    assert library(data)[f"empressa://{did}/k"]["title"] == "After"
+    assert cli_json("node", "delete", "--data", data, "--key", "k")["seq"] == 3
+    assert library(data) == {}
+    p = cli("node", "edit", "--data", data, "--key", "k", "--title", "t", ok=False)
+    assert "deleted" in one_line_error(p)
+    p = cli("node", "delete", "--data", data, "--key", "k", ok=False)
+    assert "deleted" in one_line_error(p)
+    assert len(list(split_sequence(export(data)))) == 3
+
+
+# -- export / verify / import ---------------------------------------------------------------
+
+
+@pytest.fixture
+def exported(tmp_path: Path) -> tuple[Path, str, list[dict], bytes]:
+    """A node with four entries (three puts, one edit), and its export."""
+    data = tmp_path / "src"
+    did = init_node(data)
+    written = [publish(data, f"x{i}", f"Title {i}", "--tag", "e2e") for i in range(3)]
+    written.append(cli_json("node", "edit", "--data", data, "--key", "x1", "--title", "Title 1b"))
+    return data, did, written, export(data, all=False)
+
+
+def test_export_verify_import_round_trip(tmp_path: Path, exported: tuple[Path, str, list[dict], bytes]) -> None:
+    src, did, written, blob = exported
+    assert export(src, all=True) == blob  # nothing but our own entries here
+    items = list(split_sequence(blob))
+    assert len(items) == 4
+
+    file = tmp_path / "backup.cbor"
+    file.write_bytes(blob)
+    p = cli("verify", file)
+    lines = p.stdout.decode().splitlines()
+    assert len(lines) == 4
+    for i, (line, w) in enumerate(zip(lines, written, strict=True)):
+        assert line.startswith(f"{i}: ok {w['hash']} {did} #{w['seq']} asset.put "), line
+
+    fresh = tmp_path / "fresh"
+    init_node(fresh)
+    p = cli("node", "import", "--data", fresh, file, "--json")
+    assert json.loads(p.stdout) == {"stored": 4, "duplicates": 0, "rejected": 0}
+    assert export(fresh, all=True) == blob
+    assert export(fresh, all=False) == b""  # someone else's entries, not ours
+    lib = library(fresh)
+    assert {i["key"] for i in lib.values()} == {"x0", "x1", "x2"}
+    assert lib[f"empressa://{did}/x1"]["title"] == "Title 1b"
+    assert not any(i["mine"] for i in lib.values())
+
+    again = cli("node", "import", "--data", fresh, file, "--json")
+    assert json.loads(again.stdout) == {"stored": 0, "duplicates": 4, "rejected": 0}
+    # stdin works too
+    assert cli("verify", "-", input=blob).stdout.decode().splitlines() == lines
+
+
+def _flip_title_byte(raw: bytes, title: str) -> bytes:
+    i = raw.index(title.encode())
+    return raw[:i] + bytes([raw[i] ^ 0x01]) + raw[i + 1 :]
+
+
+def test_verify_and_import_reject_a_tampered_file(
+    tmp_path: Path, exported: tuple[Path, str, list[dict], bytes]
+) -> None:
+    _src, did, _written, blob = exported
+    items = list(split_sequence(blob))
+    bad = tmp_path / "bad.cbor"
+    # entry 2 altered after signing; entry 3 is fine on its own but follows it; then junk.
+    bad.write_bytes(items[0] + items[1] + _flip_title_byte(items[2], "Title 2") + items[3] + b"\xff\x00junk")
+
+    p = cli("verify", bad, ok=False)
+    assert p.returncode == 1
+    lines = p.stdout.decode().splitlines()
+    assert len(lines) == 5, lines
+    assert lines[0].startswith("0: ok ") and lines[1].startswith("1: ok ") and lines[3].startswith("3: ok ")
+    assert lines[2].startswith("2: ") and "signature" in lines[2], lines[2]
+    assert lines[4].startswith("4: ") and "CBOR" in lines[4], lines[4]
+
+    fresh = tmp_path / "fresh"
+    init_node(fresh)
+    p = cli("node", "import", "--data", fresh, bad, ok=False)
+    assert p.returncode == 1
+    errs = p.stderr.decode().splitlines()
+    assert any(e.startswith("entry 2:") and "signature" in e for e in errs), errs
+    assert any(e.startswith("entry 3:") and "gap" in e for e in errs), errs
+    assert any(e.startswith("entry 4:") and "CBOR" in e for e in errs), errs
+    assert "stored 2" in p.stdout.decode()
+    assert export(fresh) == items[0] + items[1], "only the valid prefix of the log is stored"
+
+    # The tampered entry last: everything before it is stored.
+    last = tmp_path / "last.cbor"
+    last.write_bytes(b"".join(items[:3]) + _flip_title_byte(items[3], "Title 1b"))
+    p = cli("verify", last, ok=False)
+    assert [line.split(" ")[1] for line in p.stdout.decode().splitlines()] == ["ok", "ok", "ok", "signature:"]
+    fresh2 = tmp_path / "fresh2"
+    init_node(fresh2)
+    p = cli("node", "import", "--data", fresh2, last, ok=False)
+    assert [e.split(":")[0] for e in p.stderr.decode().splitlines()] == ["entry 3"]
+    assert export(fresh2) == b"".join(items[:3])
+    assert f"empressa://{did}/x1" in library(fresh2)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "no entries"),
+        (b"\x9f\x01\x02junk junk junk", "CBOR"),
+        (b"\xa1\x61v\x01", "schema"),  # well-formed CBOR, not an entry
+    ],
+    ids=["empty", "junk", "not-an-entry"],
+)
+def test_verify_and_import_reject_a_file_without_entries(tmp_path: Path, content: bytes, reason: str) -> None:
+    file = tmp_path / "f.cbor"
+    file.write_bytes(content)
+    p = cli("verify", file, ok=False)
+    assert p.returncode == 1
+    assert reason in (p.stdout + p.stderr).decode()
+
+    fresh = tmp_path / "fresh"
+    init_node(fresh)
+    p = cli("node", "import", "--data", fresh, file, ok=False)
+    assert p.returncode == 1
+    assert p.stderr.strip(), "import must say why"
+    assert export(fresh) == b""
+
+
+def test_verify_and_import_of_a_missing_file(tmp_path: Path) -> None:
+    p = cli("verify", tmp_path / "nope.cbor", ok=False)
+    assert "cannot read" in one_line_error(p)
+    p = cli("node", "import", "--data", tmp_path / "n", tmp_path / "nope.cbor", ok=False)
+    assert "cannot read" in one_line_error(p)
