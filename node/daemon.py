@@ -38,7 +38,6 @@ from .sync import SyncServer, fetch_heads_page, fetch_range, verify_range
 log = logging.getLogger(__name__)
 
 WRITER_BATCH = 1000
-WRITER_LINGER = 0.005
 PULLERS = 4
 STRIKES_TO_BAN = 3
 BAN_SECONDS = 60.0
@@ -177,13 +176,11 @@ class Node:
             await self._inbox_send.send((entry, msg.origin))
 
     async def _writer_loop(self) -> None:
-        """The single writer for gossip: batches of up to WRITER_BATCH entries or WRITER_LINGER s."""
+        """The single writer for gossip: writes whatever has queued, up to WRITER_BATCH entries."""
         while True:
-            first = await self._inbox.receive()
-            batch = [first]
-            with trio.move_on_after(WRITER_LINGER):
-                while len(batch) < WRITER_BATCH:
-                    batch.append(await self._inbox.receive())
+            # No linger: a lone fresh entry is written at once (latency); under load
+            # entries queue up while the previous batch is being written (throughput).
+            batch = [await self._inbox.receive()]
             while len(batch) < WRITER_BATCH:
                 try:
                     batch.append(self._inbox.receive_nowait())
