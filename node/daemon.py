@@ -248,15 +248,7 @@ class Node:
             peer = peers[0]
             start, end = have + 1, want.target
             try:
-                with trio.fail_after(self.settings.sync_request_timeout):
-                    stream = await self.p2p.open(peer, wire.PROTOCOL_ID)
-                    try:
-                        raws = await fetch_range(stream, author=author, start=start, end=end)
-                    finally:
-                        await stream.close()
-                entries = await trio.to_thread.run_sync(
-                    partial(verify_range, raws, author=author, start=start, max_skew_ms=self.settings.max_clock_skew_ms)
-                )
+                entries = await self._fetch_verified(peer, author, start, end)
             except (PeerError, trio.TooSlowError) as exc:
                 self._strike(peer, f"range {start}..{end}: {exc or 'timed out'}")
                 if peer in want.peers:
@@ -276,6 +268,18 @@ class Node:
             if not report.appended:
                 self._drop_want(author, want)
                 return
+
+    async def _fetch_verified(self, peer: str, author: bytes, start: int, end: int) -> list[Entry]:
+        """Entries ``start..end`` of ``author`` from ``peer``, verified; raises PeerError/TooSlowError."""
+        with trio.fail_after(self.settings.sync_request_timeout):
+            stream = await self.p2p.open(peer, wire.PROTOCOL_ID)
+            try:
+                raws = await fetch_range(stream, author=author, start=start, end=end)
+            finally:
+                await stream.close()
+        return await trio.to_thread.run_sync(
+            partial(verify_range, raws, author=author, start=start, max_skew_ms=self.settings.max_clock_skew_ms)
+        )
 
     def _drop_want(self, author: bytes, want: _Want) -> None:
         """Forget ``want`` unless a newer want for the author replaced it meanwhile."""
@@ -357,13 +361,7 @@ class Node:
     def _want_fork_proof(self, peer: str, author: bytes, seq: int) -> None:
         async def fetch() -> None:
             try:
-                with trio.fail_after(self.settings.sync_request_timeout):
-                    stream = await self.p2p.open(peer, wire.PROTOCOL_ID)
-                    try:
-                        raws = await fetch_range(stream, author=author, start=seq, end=seq)
-                    finally:
-                        await stream.close()
-                entries = verify_range(raws, author=author, start=seq, max_skew_ms=self.settings.max_clock_skew_ms)
+                entries = await self._fetch_verified(peer, author, seq, seq)
             except (PeerError, trio.TooSlowError) as exc:
                 self._strike(peer, f"fork proof: {exc or 'timed out'}")
                 return
