@@ -34,6 +34,7 @@ from nacl.signing import VerifyKey  # noqa: E402
 from protocol import Entry, Signer, canonical_bytes, parse_and_verify, sign_entry  # noqa: E402
 from protocol.canonical import loads_strict, require_canonical  # noqa: E402
 from protocol.schema import MAX_ENTRY_BYTES, validate_fields  # noqa: E402
+from tests.vectors import unsigned_fields  # noqa: E402
 
 TS0 = 1_700_000_000_000
 WORDS = (  # noqa: SIM905
@@ -105,18 +106,7 @@ def make_entries(n: int, authors: int, seed: int = 1) -> list[tuple[Signer, dict
 
 
 def _signing_bytes(e: Entry) -> bytes:
-    return canonical_bytes(
-        {
-            "v": 1,
-            "author": e.author.raw,
-            "seq": e.seq,
-            "prev": e.prev.raw if e.prev else None,
-            "ts": e.ts,
-            "kind": e.kind,
-            "key": e.key,
-            "body": e.body,
-        }
-    )
+    return canonical_bytes(unsigned_fields(e))
 
 
 def timed(fn: Callable[[], None], runs: int) -> list[float]:

@@ -28,7 +28,7 @@ from protocol import (
     sign_entry,
 )
 from tests.protocol.strategies import asset_keys, attest_bodies, positions, put_bodies, signers, uints
-from tests.vectors import AUTHOR_SEED, TS0
+from tests.vectors import AUTHOR_SEED, TS0, unsigned_fields
 
 ALICE = Signer(AUTHOR_SEED)
 BODY: dict[str, Any] = {
@@ -57,26 +57,13 @@ def put(**over: Any) -> Entry:
     return sign_entry(ALICE, **fields)
 
 
-def unsigned_map(e: Entry) -> dict[str, Any]:
-    return {
-        "v": 1,
-        "author": e.author.raw,
-        "seq": e.seq,
-        "prev": e.prev.raw if e.prev else None,
-        "ts": e.ts,
-        "kind": e.kind,
-        "key": e.key,
-        "body": e.body,
-    }
-
-
 def check_round_trip(e: Entry, body: dict[str, Any]) -> None:
     """``e`` parses back to itself, re-encodes to its bytes and verifies under plain PyNaCl."""
     assert e.body == body
     again = parse_and_verify(e.raw, now_ms=None)
     assert again == e
     assert again.hash == EntryHash.of(e.raw)
-    m = unsigned_map(again)
+    m = unsigned_fields(again)
     assert canonical_bytes({**m, "sig": again.sig}) == e.raw
     assert cbor2.dumps(cbor2.loads(e.raw), canonical=True) == e.raw
     VerifyKey(e.author.raw).verify(canonical_bytes(m), e.sig)
@@ -206,7 +193,7 @@ def test_parse_rejects_oversize_before_decoding() -> None:
 def test_signature_covers_every_field() -> None:
     """Swapping any one field for another valid value, keeping the signature, fails to verify."""
     e = put()
-    good = unsigned_map(e)
+    good = unsigned_fields(e)
     variants = {
         "author": Signer(bytes(32)).public.raw,
         "seq": 2,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import protocol
 
@@ -128,3 +129,17 @@ def by_name(name: str) -> ValidVector:
         if v.name == name:
             return v
     raise KeyError(name)
+
+
+def unsigned_fields(e: protocol.Entry) -> dict[str, Any]:
+    """An entry's fields without ``sig``, built by hand: what its signature covers."""
+    return {
+        "v": 1,
+        "author": e.author.raw,
+        "seq": e.seq,
+        "prev": e.prev.raw if e.prev else None,
+        "ts": e.ts,
+        "kind": e.kind,
+        "key": e.key,
+        "body": e.body,
+    }
