@@ -1,0 +1,260 @@
+"""The indexer's PostgreSQL schema (SQLAlchemy 2 declarative models).
+
+PostgreSQL is the source of truth; the Tantivy search index is derived from
+``assets`` by following ``assets.change_seq``. Migrations under
+``indexer/migrations/`` create exactly these tables; a test compares the two.
+
+Ordering rule: every transaction that writes ``assets`` or ``activity`` first
+takes the ingest advisory lock (:data:`INGEST_LOCK`), so ``change_seq`` and
+``activity.id`` become visible in the order they were assigned. That is what
+lets the search feeder and the SSE stream follow them by position without
+ever skipping a row committed late.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Computed,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    Numeric,
+    Sequence,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+INGEST_LOCK = 0x656D7072  # pg_advisory_xact_lock key held by every writer of assets/activity
+ACTIVITY_CHANNEL = "empressa_activity"  # NOTIFY payload: the newest activity id
+ASSETS_CHANNEL = "empressa_assets"  # NOTIFY payload: the newest assets.change_seq
+
+asset_change_seq = Sequence("asset_change_seq")
+SEARCH_VECTOR_SQL = (
+    "setweight(to_tsvector('simple', empressa_unaccent(title)), 'A') || "
+    "setweight(to_tsvector('simple', empressa_unaccent(empressa_join(tags))), 'B') || "
+    "setweight(to_tsvector('simple', empressa_unaccent(description)), 'C')"
+)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {  # noqa: RUF012
+        dict[str, Any]: JSONB,
+        bytes: LargeBinary,
+        datetime: DateTime(timezone=True),
+    }
+
+
+class Author(Base):
+    """One author's log as mirrored here; the head is the bridge's durable cursor."""
+
+    __tablename__ = "authors"
+
+    author: Mapped[bytes] = mapped_column(primary_key=True)  # Ed25519 public key, 32 bytes
+    did: Mapped[str] = mapped_column(Text, unique=True)
+    head_seq: Mapped[int] = mapped_column(BigInteger)
+    head_hash: Mapped[bytes]
+    forked_seq: Mapped[int | None] = mapped_column(BigInteger)  # lowest seq with two entries
+    first_seen: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class EntryRow(Base):
+    """Every applied signed entry, raw bytes kept so anyone can re-verify it."""
+
+    __tablename__ = "entries"
+    __table_args__ = (UniqueConstraint("author", "seq", name="entries_author_seq_key"),)
+
+    hash: Mapped[bytes] = mapped_column(primary_key=True)  # SHA-256 of raw
+    author: Mapped[bytes] = mapped_column(ForeignKey("authors.author", deferrable=True, initially="DEFERRED"))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    ts: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(Text)
+    key: Mapped[str] = mapped_column(Text)
+    raw: Mapped[bytes]
+    received_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class Asset(Base):
+    """The current state of one asset: its latest put, unless a later delete."""
+
+    __tablename__ = "assets"
+    __table_args__ = (
+        UniqueConstraint("author", "key", name="assets_author_key_key"),
+        Index("assets_change_seq_idx", "change_seq", unique=True),
+        Index("assets_did_idx", "did", "id"),
+        Index("assets_created_idx", "created_ts", "id"),
+        Index("assets_tags_idx", "tags", postgresql_using="gin"),
+        Index("assets_search_idx", "search", postgresql_using="gin"),
+        Index(
+            "assets_title_trgm_idx",
+            text("lower(title) gin_trgm_ops"),
+            postgresql_using="gin",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    author: Mapped[bytes]
+    did: Mapped[str] = mapped_column(Text)
+    key: Mapped[str] = mapped_column(Text)
+    uri: Mapped[str] = mapped_column(Text, unique=True)
+    entry_hash: Mapped[bytes]  # the entry that produced this state (put or delete)
+    put_hash: Mapped[bytes | None]  # the latest asset.put (what an EVM registration names)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    deleted: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    title: Mapped[str] = mapped_column(Text, server_default="")
+    description: Mapped[str] = mapped_column(Text, server_default="")
+    tags: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    license: Mapped[str | None] = mapped_column(Text)
+    price: Mapped[Decimal | None] = mapped_column(Numeric(30, 10))
+    currency: Mapped[str | None] = mapped_column(Text)
+    media_cid: Mapped[str | None] = mapped_column(Text)
+    media_mime: Mapped[str | None] = mapped_column(Text)
+    media_type: Mapped[str | None] = mapped_column(Text)  # audio, image, video, …: the MIME major type
+    body: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))  # the latest put body
+    versions: Mapped[int] = mapped_column(Integer)
+    created_ts: Mapped[int] = mapped_column(BigInteger)
+    updated_ts: Mapped[int] = mapped_column(BigInteger)
+    hidden: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))  # any moderation label
+    chain_status: Mapped[str] = mapped_column(Text, server_default="listed")  # listed | registered | licensed
+    onchain: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    verification: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    change_seq: Mapped[int] = mapped_column(BigInteger, asset_change_seq, server_default=asset_change_seq.next_value())
+    # PostgreSQL's own full-text vector (title A > tags B > description C, accents folded); search
+    # is served by Tantivy, this is kept for ad-hoc SQL and for comparison in bench/search.py.
+    search: Mapped[str | None] = mapped_column(TSVECTOR, Computed(SEARCH_VECTOR_SQL, persisted=True))
+
+
+class Activity(Base):
+    """What happened, in commit order: published, updated, deleted, registered, licensed, verified, …"""
+
+    __tablename__ = "activity"
+    __table_args__ = (
+        Index("activity_uri_idx", "uri", "id"),
+        Index("activity_did_idx", "did", "id"),
+        Index("activity_kind_idx", "kind", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    kind: Mapped[str] = mapped_column(Text)
+    uri: Mapped[str | None] = mapped_column(Text)
+    did: Mapped[str | None] = mapped_column(Text)
+    entry_hash: Mapped[bytes | None]
+    seq: Mapped[int | None] = mapped_column(BigInteger)
+    data: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class Pending(Base):
+    """Valid entries that arrived ahead of a gap in their author's log; applied once it fills."""
+
+    __tablename__ = "pending"
+    __table_args__ = (Index("pending_author_seq_idx", "author", "seq"),)
+
+    hash: Mapped[bytes] = mapped_column(primary_key=True)
+    author: Mapped[bytes]
+    seq: Mapped[int] = mapped_column(BigInteger)
+    raw: Mapped[bytes]
+    received_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class Fork(Base):
+    """Proof of a fork: each conflicting entry, kept byte for byte."""
+
+    __tablename__ = "forks"
+    __table_args__ = (Index("forks_author_idx", "author", "seq"),)
+
+    hash: Mapped[bytes] = mapped_column(primary_key=True)
+    author: Mapped[bytes]
+    seq: Mapped[int] = mapped_column(BigInteger)
+    conflicts_with: Mapped[bytes | None]
+    raw: Mapped[bytes]
+    detected_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class Quarantine(Base):
+    """Everything refused, with its reason: never silently dropped, stored once per distinct input."""
+
+    __tablename__ = "quarantine"
+    __table_args__ = (Index("quarantine_received_idx", "last_seen"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    digest: Mapped[bytes] = mapped_column(unique=True)  # SHA-256 of raw (raw may not parse)
+    author: Mapped[bytes | None]
+    seq: Mapped[int | None] = mapped_column(BigInteger)
+    code: Mapped[str] = mapped_column(Text)  # decode, schema, signature, timestamp, fork, …
+    reason: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(Text)  # "gossip:<peer>", "sync:<peer>", "http:<client>"
+    raw: Mapped[bytes]
+    times_seen: Mapped[int] = mapped_column(Integer, server_default="1")
+    received_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    last_seen: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class ChainCursor(Base):
+    __tablename__ = "chain_cursors"
+
+    source: Mapped[str] = mapped_column(Text, primary_key=True)  # e.g. "eip155:31337", "stellar:testnet"
+    position: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[bytes | None]
+    data: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class AttestOutbox(Base):
+    __tablename__ = "attest_outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    uri: Mapped[str] = mapped_column(Text)
+    body: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    published_hash: Mapped[bytes | None]
+    published_at: Mapped[datetime | None]
+
+
+class ApiKey(Base):
+    """An API key: the public id is shown; only a hash of the secret is stored."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    secret_hash: Mapped[bytes]
+    name: Mapped[str] = mapped_column(Text, server_default="")
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class IdempotencyKey(Base):
+    __tablename__ = "idempotency_keys"
+
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    request_hash: Mapped[bytes]
+    status: Mapped[int] = mapped_column(Integer)
+    response: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class ModerationLabel(Base):
+    """A label on an asset; any label hides the asset from search (it is not deleted)."""
+
+    __tablename__ = "moderation_labels"
+
+    uri: Mapped[str] = mapped_column(Text, primary_key=True)
+    label: Mapped[str] = mapped_column(Text, primary_key=True)
+    reason: Mapped[str] = mapped_column(Text, server_default="")
+    created_by: Mapped[str] = mapped_column(Text, server_default="")
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
