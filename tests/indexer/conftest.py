@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from indexer.store import Store
 from indexer.testing import PostgresForTests
 
 
@@ -22,3 +23,14 @@ def db_url(pg_server: PostgresForTests) -> Iterator[str]:
     url = pg_server.fresh_database()
     yield url
     pg_server.drop_database(url)
+
+
+# Authors, bodies and signed logs, shared with the node tests.
+from tests.node.conftest import new_log, new_signer, put_body  # noqa: E402, F401
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    s = Store.connect(db_url)
+    yield s
+    s.close()

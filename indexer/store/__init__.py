@@ -1,0 +1,11 @@
+"""The indexer's store: every SQL statement the indexer runs lives in this package.
+
+* :mod:`.ingest`: the one ingest path (bridge and ``POST /v1/entries``) and the
+  replica interface the bridge's daemon uses;
+* :mod:`.reads`: what the HTTP API reads; :mod:`.admin`: keys, moderation,
+  idempotency; :mod:`.changes`: what the search feeder follows.
+"""
+
+from .ingest import IngestReport, IngestResult, ItemResult, Rejected, Store
+
+__all__ = ["IngestReport", "IngestResult", "ItemResult", "Rejected", "Store"]

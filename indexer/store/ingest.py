@@ -1,0 +1,619 @@
+"""The one ingest path: verified entries into PostgreSQL, shared by the bridge and ``POST /v1/entries``.
+
+One call of :meth:`Store.ingest` is one transaction. It takes the ingest
+advisory lock (see :mod:`indexer.models`), reads the heads of the authors in
+the batch, classifies every entry against them with :func:`protocol.classify`
+(append, duplicate, gap, fork), and then writes, together:
+
+* the new rows of ``entries`` (COPY: classification under the lock has already
+  ruled out duplicates, so no conflict handling is needed);
+* each touched asset's new current state (one upsert per asset, however many
+  versions the batch holds), with a fresh ``change_seq`` for the search feeder;
+* one ``activity`` row per applied entry (published, updated, deleted, attested);
+* the per-author head, which is the bridge's durable cursor: it commits with
+  the rows it covers, so a crash at any point loses nothing and doubles nothing;
+* entries past a gap go to ``pending`` and are applied by a later call once the
+  gap fills; forks go to ``forks`` and ``quarantine`` and flag the author;
+* NOTIFY on the assets and activity channels (delivered at commit).
+
+Resubmitting anything is harmless: a duplicate is counted and changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from protocol import (
+    AuthorKey,
+    Entry,
+    EntryHash,
+    Head,
+    ProtocolError,
+    Signer,
+    Verdict,
+    classify,
+    parse_and_verify,
+    sign_entry,
+    split_sequence,
+)
+from protocol.schema import MAX_SKEW_MS
+
+from ..db import make_engine
+from ..errors import BadRequest, DatabaseError
+from ..models import ACTIVITY_CHANNEL, ASSETS_CHANNEL, INGEST_LOCK
+
+log = logging.getLogger(__name__)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class IngestReport:
+    """What one :meth:`Store.ingest` did (the same fields as ``node.store.IngestReport``, plus ``held``)."""
+
+    appended: list[Entry] = field(default_factory=list)
+    duplicates: int = 0
+    gaps: dict[AuthorKey, tuple[int, int]] = field(default_factory=dict)
+    forks: list[Entry] = field(default_factory=list)
+    refused: list[tuple[Entry, str]] = field(default_factory=list)
+    held: int = 0
+    status: dict[bytes, str] = field(
+        default_factory=dict
+    )  # entry hash → appended|duplicate|held|fork|refused
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """An input that failed :func:`protocol.parse_and_verify`, for the quarantine table."""
+
+    raw: bytes
+    code: str
+    reason: str
+    source: str
+    author: bytes | None = None
+    seq: int | None = None
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    index: int
+    hash: str | None
+    status: str  # appended | duplicate | held | fork | refused | invalid
+    code: str | None = None
+    reason: str | None = None
+
+
+@dataclass
+class IngestResult:
+    """Per-input outcome of :meth:`Store.ingest_raw`, in input order."""
+
+    results: list[ItemResult]
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+    @property
+    def invalid(self) -> int:
+        return self.count("invalid")
+
+
+@contextmanager
+def _translate() -> Iterator[None]:
+    """SQLAlchemy/psycopg errors → :class:`DatabaseError` (this module is the edge)."""
+    try:
+        yield
+    except DBAPIError as exc:
+        if exc.connection_invalidated or exc.__class__.__name__ in ("OperationalError", "InterfaceError"):
+            raise DatabaseError(f"database unavailable: {str(exc.orig).strip().splitlines()[0]}") from exc
+        raise
+    except SQLAlchemyError as exc:
+        raise DatabaseError(f"database error: {exc.__class__.__name__}") from exc
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+
+
+def _asset_fields(body: dict[str, Any]) -> tuple[Any, ...]:
+    lic = body.get("license") or {}
+    price = lic.get("price")
+    media = body.get("media") or {}
+    mime = media.get("mime")
+    return (
+        body.get("title", ""),
+        body.get("description", ""),
+        list(body.get("tags", [])),
+        lic.get("type"),
+        Decimal(price["amount"]) if price else None,
+        price["currency"] if price else None,
+        media.get("cid"),
+        mime,
+        mime.split("/", 1)[0] if mime else None,
+        _dumps(body),
+    )
+
+
+_ASSET_UPSERT = """
+INSERT INTO assets (author, did, key, uri, entry_hash, put_hash, seq, deleted,
+                    title, description, tags, license, price, currency,
+                    media_cid, media_mime, media_type, body, versions, created_ts, updated_ts)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s)
+ON CONFLICT (author, key) DO UPDATE SET
+    entry_hash = EXCLUDED.entry_hash,
+    put_hash = COALESCE(EXCLUDED.put_hash, assets.put_hash),
+    seq = EXCLUDED.seq,
+    deleted = EXCLUDED.deleted,
+    title = CASE WHEN EXCLUDED.put_hash IS NULL THEN assets.title ELSE EXCLUDED.title END,
+    description = CASE WHEN EXCLUDED.put_hash IS NULL THEN assets.description ELSE EXCLUDED.description END,
+    tags = CASE WHEN EXCLUDED.put_hash IS NULL THEN assets.tags ELSE EXCLUDED.tags END,
+    license = CASE WHEN EXCLUDED.put_hash IS NULL THEN assets.license ELSE EXCLUDED.license END,
+    price = CASE WHEN EXCLUDED.put_hash IS NULL THEN assets.price ELSE EXCLUDED.price END,
+    currency = CASE WHEN EXCLUDED.put_hash IS NULL THEN assets.currency ELSE EXCLUDED.currency END,
+    media_cid = CASE WHEN EXCLUDED.put_hash IS NULL THEN assets.media_cid ELSE EXCLUDED.media_cid END,
+    media_mime = CASE WHEN EXCLUDED.put_hash IS NULL THEN assets.media_mime ELSE EXCLUDED.media_mime END,
+    media_type = CASE WHEN EXCLUDED.put_hash IS NULL THEN assets.media_type ELSE EXCLUDED.media_type END,
+    body = CASE WHEN EXCLUDED.put_hash IS NULL THEN assets.body ELSE EXCLUDED.body END,
+    versions = assets.versions + EXCLUDED.versions,
+    updated_ts = EXCLUDED.updated_ts,
+    change_seq = nextval('asset_change_seq')
+"""
+
+_AUTHOR_UPSERT = """
+INSERT INTO authors (author, did, head_seq, head_hash) VALUES (%s, %s, %s, %s)
+ON CONFLICT (author) DO UPDATE SET head_seq = EXCLUDED.head_seq, head_hash = EXCLUDED.head_hash,
+    updated_at = now()
+"""
+
+_QUARANTINE_UPSERT = """
+INSERT INTO quarantine (digest, author, seq, code, reason, source, raw) VALUES (%s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (digest) DO UPDATE SET times_seen = quarantine.times_seen + 1, last_seen = now()
+"""
+
+
+@dataclass
+class _AuthorState:
+    head: Head | None
+    forked_seq: int | None
+    exists: bool
+
+
+@dataclass
+class _AssetChange:
+    """The net effect of a batch on one asset."""
+
+    author: AuthorKey
+    key: str
+    last: Entry
+    put: Entry | None = None
+    versions: int = 0
+    first_ts: int = 0
+
+
+class Store:
+    """The indexer's PostgreSQL store: the ingest path plus the replica interface the bridge's daemon uses.
+
+    Synchronous (psycopg 3 through SQLAlchemy); call it from trio with
+    ``trio.to_thread.run_sync`` and from FastAPI through the threadpool.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def connect(cls, url: str, *, pool_size: int = 5) -> Store:
+        return cls(make_engine(url, pool_size=pool_size))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- the ingest path -------------------------------------------------------------------
+
+    def ingest_raw(self, raws: Sequence[bytes], *, source: str, now: int | None = None) -> IngestResult:
+        """Parse, verify and ingest encoded entries; quarantine the invalid ones (``POST /v1/entries``)."""
+        now = now_ms() if now is None else now
+        verified: list[tuple[int, Entry]] = []
+        rejected: list[Rejected] = []
+        results: list[ItemResult | None] = [None] * len(raws)
+        for i, raw in enumerate(raws):
+            try:
+                verified.append((i, parse_and_verify(raw, now_ms=now, max_skew_ms=MAX_SKEW_MS)))
+            except ProtocolError as exc:
+                rejected.append(Rejected(raw, exc.code, exc.reason, source))
+                results[i] = ItemResult(i, None, "invalid", exc.code, exc.reason)
+        if rejected:
+            self.quarantine(rejected)
+        report = self.ingest([e for _, e in verified], source=source)
+        reasons = {e.hash.raw: why for e, why in report.refused}
+        for i, e in verified:
+            status = report.status.get(e.hash.raw, "duplicate")
+            reason = reasons.get(e.hash.raw)
+            if status == "fork":
+                reason = f"a different entry is held at seq {e.seq} of this author"
+            elif status == "held":
+                lo, hi = report.gaps.get(e.author, (0, 0))
+                reason = f"held until seq {lo}..{hi} of this author arrive"
+            results[i] = ItemResult(i, e.hash.cid, status, None if reason is None else status, reason)
+        return IngestResult([r for r in results if r is not None])
+
+    def ingest_sequence(self, body: bytes, *, source: str, max_items: int) -> IngestResult:
+        """A CBOR sequence (RFC 8742; one entry is a sequence of one) through :meth:`ingest_raw`."""
+        try:
+            raws = split_sequence(body)
+        except ProtocolError as exc:
+            raise BadRequest(f"the body is not a CBOR sequence: {exc.reason}") from exc
+        if not raws:
+            raise BadRequest("the body holds no entries")
+        if len(raws) > max_items:
+            raise BadRequest(f"at most {max_items} entries per request (got {len(raws)})")
+        return self.ingest_raw(raws, source=source)
+
+    def ingest(
+        self, entries: Sequence[Entry], *, source: str = "", received_ms: Sequence[int] | None = None
+    ) -> IngestReport:
+        """Apply verified entries in one transaction; see the module docstring."""
+        report = IngestReport()
+        if not entries:
+            return report
+        received = dict(zip((e.hash.raw for e in entries), received_ms, strict=False)) if received_ms else {}
+        with _translate(), self.engine.begin() as conn:
+            self._ingest(conn, entries, source, received, report)
+        if report.forks:
+            log.warning("forks quarantined count=%d source=%s", len(report.forks), source)
+        return report
+
+    def _ingest(
+        self,
+        conn: Connection,
+        entries: Sequence[Entry],
+        source: str,
+        received: dict[bytes, int],
+        report: IngestReport,
+    ) -> None:
+        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (INGEST_LOCK,))
+        by_author: dict[bytes, dict[bytes, Entry]] = {}
+        for e in entries:
+            by_author.setdefault(e.author.raw, {})[e.hash.raw] = e
+        authors = list(by_author)
+        states: dict[bytes, _AuthorState] = {a: _AuthorState(None, None, False) for a in authors}
+        cur.execute(
+            "SELECT author, head_seq, head_hash, forked_seq FROM authors WHERE author = ANY(%s)", (authors,)
+        )
+        for a, seq, h, forked in cur.fetchall():
+            states[bytes(a)] = _AuthorState(Head(seq, EntryHash(bytes(h))), forked, True)
+        # Entries parked past a gap rejoin their author's candidates.
+        pending_hashes: set[bytes] = set()
+        cur.execute("SELECT raw FROM pending WHERE author = ANY(%s) ORDER BY author, seq", (authors,))
+        for (raw,) in cur.fetchall():
+            try:
+                e = parse_and_verify(bytes(raw), now_ms=None)
+            except ProtocolError:  # cannot happen for rows we verified; never apply it if it does
+                continue
+            pending_hashes.add(e.hash.raw)
+            by_author[e.author.raw].setdefault(e.hash.raw, e)
+        # Hashes already held at the seqs at or below each head (only those entries need a lookup).
+        lookups = [
+            (a, e.seq)
+            for a, es in by_author.items()
+            for e in es.values()
+            if states[a].head is not None and e.seq <= states[a].head.seq  # type: ignore[union-attr]
+        ]
+        held: dict[tuple[bytes, int], EntryHash] = {}
+        if lookups:
+            cur.execute(
+                "SELECT e.author, e.seq, e.hash FROM entries e "
+                "JOIN unnest(%s::bytea[], %s::bigint[]) AS w(author, seq) ON e.author = w.author AND e.seq = w.seq",
+                ([a for a, _ in lookups], [s for _, s in lookups]),
+            )
+            for a, s, h in cur.fetchall():
+                held[(bytes(a), s)] = EntryHash(bytes(h))
+
+        appended: list[Entry] = []
+        to_pending: list[Entry] = []
+        done_pending: list[bytes] = []
+        forks: list[tuple[Entry, EntryHash | None]] = []
+        refused: list[tuple[Entry, str]] = []
+        new_heads: dict[bytes, Entry] = {}
+        for a, es in by_author.items():
+            st = states[a]
+            for e in sorted(es.values(), key=lambda e: e.seq):
+                h = e.hash.raw
+                if st.forked_seq is not None and e.seq >= st.forked_seq:
+                    if held.get((a, e.seq)) == e.hash:
+                        report.duplicates += 1
+                        report.status[h] = "duplicate"
+                    else:
+                        refused.append(
+                            (e, f"author has a fork at seq {st.forked_seq}; later entries are held back")
+                        )
+                    continue
+                c = classify(e, st.head, held.get((a, e.seq)))
+                if c.verdict is Verdict.APPEND:
+                    appended.append(e)
+                    held[(a, e.seq)] = e.hash
+                    st.head = Head(e.seq, e.hash)
+                    new_heads[a] = e
+                    report.status[h] = "appended"
+                    report.gaps.pop(e.author, None)
+                    if h in pending_hashes:
+                        done_pending.append(h)
+                elif c.verdict is Verdict.DUPLICATE:
+                    report.duplicates += 1
+                    report.status[h] = "duplicate"
+                    if h in pending_hashes:
+                        done_pending.append(h)
+                elif c.verdict is Verdict.GAP:
+                    if h not in pending_hashes:
+                        to_pending.append(e)
+                    report.held += 1
+                    report.status[h] = "held"
+                    lo, hi = report.gaps.get(e.author, (c.missing_from, c.missing_to))
+                    report.gaps[e.author] = (min(lo, c.missing_from), max(hi, c.missing_to))
+                else:
+                    have = st.head.seq if st.head else 0
+                    fork_seq = e.seq if e.seq <= have else e.seq - 1
+                    st.forked_seq = fork_seq if st.forked_seq is None else min(st.forked_seq, fork_seq)
+                    forks.append((e, c.conflicting))
+                    report.status[h] = "fork"
+                    if h in pending_hashes:
+                        done_pending.append(h)
+        # The missing range of an author with held entries: from past its head up to the first held one.
+        for author in list(report.gaps):
+            st = states[author.raw]
+            first_held = min(
+                e.seq for e in by_author[author.raw].values() if report.status.get(e.hash.raw) == "held"
+            )
+            report.gaps[author] = ((st.head.seq if st.head else 0) + 1, first_held - 1)
+
+        if new_heads:
+            cur.executemany(
+                _AUTHOR_UPSERT,
+                [(a, e.author.did, e.seq, e.hash.raw) for a, e in new_heads.items()],
+            )
+        if appended:
+            self._write_entries(cur, appended, received)
+            self._write_assets_and_activity(cur, appended)
+        if to_pending:
+            cur.executemany(
+                "INSERT INTO pending (hash, author, seq, raw) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                [(e.hash.raw, e.author.raw, e.seq, e.raw) for e in to_pending],
+            )
+        if done_pending:
+            cur.execute("DELETE FROM pending WHERE hash = ANY(%s)", (done_pending,))
+        if forks:
+            self._write_forks(cur, forks, states, source)
+        if refused:
+            cur.executemany(
+                _QUARANTINE_UPSERT,
+                [
+                    (hashlib.sha256(e.raw).digest(), e.author.raw, e.seq, "after-fork", why, source, e.raw)
+                    for e, why in refused
+                ],
+            )
+            for e, _ in refused:
+                report.status[e.hash.raw] = "refused"
+        report.appended = appended
+        report.forks = [e for e, _ in forks]
+        report.refused = refused
+
+    def _write_entries(self, cur: Any, appended: list[Entry], received: dict[bytes, int]) -> None:
+        with cur.copy("COPY entries (hash, author, seq, ts, kind, key, raw, received_at) FROM STDIN") as copy:
+            now_s = time.time()
+            for e in appended:
+                at = received.get(e.hash.raw)
+                copy.write_row(
+                    (
+                        e.hash.raw,
+                        e.author.raw,
+                        e.seq,
+                        e.ts,
+                        e.kind,
+                        e.key,
+                        e.raw,
+                        _timestamp(at / 1000 if at else now_s),
+                    )
+                )
+
+    def _write_assets_and_activity(self, cur: Any, appended: list[Entry]) -> None:
+        changes: dict[tuple[bytes, str], _AssetChange] = {}
+        for e in appended:  # appended is in (author, seq) order
+            if e.kind not in ("asset.put", "asset.delete"):
+                continue
+            ch = changes.get((e.author.raw, e.key))
+            if ch is None:
+                ch = changes[(e.author.raw, e.key)] = _AssetChange(e.author, e.key, e, first_ts=e.ts)
+            ch.last = e
+            ch.versions += 1
+            if e.kind == "asset.put":
+                ch.put = e
+        existing: dict[tuple[bytes, str], bool] = {}  # → deleted
+        if changes:
+            keys = list(changes)
+            cur.execute(
+                "SELECT a.author, a.key, a.deleted FROM assets a "
+                "JOIN unnest(%s::bytea[], %s::text[]) AS w(author, key) ON a.author = w.author AND a.key = w.key",
+                ([k[0] for k in keys], [k[1] for k in keys]),
+            )
+            existing = {(bytes(a), k): d for a, k, d in cur.fetchall()}
+            rows = []
+            for ch in changes.values():
+                put = ch.put
+                fields = (
+                    _asset_fields(put.body)
+                    if put is not None
+                    else ("", "", [], None, None, None, None, None, None, "{}")
+                )
+                uri = ch.last.uri
+                rows.append(
+                    (
+                        ch.author.raw,
+                        ch.author.did,
+                        ch.key,
+                        uri.text,
+                        ch.last.hash.raw,
+                        put.hash.raw if put is not None else None,
+                        ch.last.seq,
+                        ch.last.kind == "asset.delete",
+                        *fields,
+                        ch.versions,
+                        ch.first_ts,
+                        ch.last.ts,
+                    )
+                )
+            cur.executemany(_ASSET_UPSERT, rows)
+            cur.execute("SELECT pg_notify(%s, currval('asset_change_seq')::text)", (ASSETS_CHANNEL,))
+        # One activity row per applied entry, in log order.
+        live = {k: not d for k, d in existing.items()}
+        with cur.copy("COPY activity (kind, uri, did, entry_hash, seq, data) FROM STDIN") as copy:
+            for e in appended:
+                k = (e.author.raw, e.key)
+                if e.kind == "asset.put":
+                    kind = "updated" if live.get(k) else "published"
+                    live[k] = True
+                    data = {"title": e.body.get("title", "")}
+                elif e.kind == "asset.delete":
+                    kind = "deleted"
+                    live[k] = False
+                    data = {}
+                else:
+                    kind = "attested"
+                    data = {
+                        "subject": EntryHash(e.body["subject"]).cid
+                        if isinstance(e.body.get("subject"), bytes)
+                        else None,
+                        "status": e.body.get("status"),
+                    }
+                uri = e.uri.text
+                copy.write_row((kind, uri, e.author.did, e.hash.raw, e.seq, _dumps(data)))
+        cur.execute(
+            "SELECT pg_notify(%s, currval(pg_get_serial_sequence('activity', 'id'))::text)",
+            (ACTIVITY_CHANNEL,),
+        )
+
+    def _write_forks(
+        self,
+        cur: Any,
+        forks: list[tuple[Entry, EntryHash | None]],
+        states: dict[bytes, _AuthorState],
+        source: str,
+    ) -> None:
+        cur.executemany(
+            "INSERT INTO forks (hash, author, seq, conflicts_with, raw) VALUES (%s, %s, %s, %s, %s) "
+            "ON CONFLICT DO NOTHING",
+            [(e.hash.raw, e.author.raw, e.seq, c.raw if c else None, e.raw) for e, c in forks],
+        )
+        cur.executemany(
+            _QUARANTINE_UPSERT,
+            [
+                (
+                    hashlib.sha256(e.raw).digest(),
+                    e.author.raw,
+                    e.seq,
+                    "fork",
+                    f"a different entry ({c.cid if c else 'unknown'}) is held at or before seq {e.seq}",
+                    source,
+                    e.raw,
+                )
+                for e, c in forks
+            ],
+        )
+        for e, _ in forks:
+            st = states[e.author.raw]
+            if st.exists or st.head is not None:
+                cur.execute(
+                    "UPDATE authors SET forked_seq = LEAST(COALESCE(forked_seq, %s), %s), updated_at = now() "
+                    "WHERE author = %s",
+                    (st.forked_seq, st.forked_seq, e.author.raw),
+                )
+
+    def quarantine(self, items: Sequence[Rejected]) -> None:
+        """Record inputs that failed verification (deduplicated by content digest)."""
+        if not items:
+            return
+        rows = [
+            (hashlib.sha256(r.raw).digest(), r.author, r.seq, r.code, r.reason[:1000], r.source[:200], r.raw)
+            for r in items
+        ]
+        with _translate(), self.engine.begin() as conn:
+            conn.connection.driver_connection.cursor().executemany(_QUARANTINE_UPSERT, rows)  # type: ignore[union-attr]
+
+    # -- the replica interface (node.daemon / node.sync) -------------------------------------
+
+    def _rows(self, sql: str, params: dict[str, Any]) -> list[Any]:
+        with _translate(), self.engine.connect() as conn:
+            return list(conn.execute(text(sql), params).all())
+
+    def head(self, author: AuthorKey) -> Head | None:
+        rows = self._rows("SELECT head_seq, head_hash FROM authors WHERE author = :a", {"a": author.raw})
+        return Head(rows[0][0], EntryHash(bytes(rows[0][1]))) if rows else None
+
+    def heads(self, *, after: bytes | None = None, limit: int = 1000) -> list[tuple[bytes, int, bytes]]:
+        """Every author's head, ordered by author key, paged by ``after``."""
+        rows = self._rows(
+            "SELECT author, head_seq, head_hash FROM authors WHERE author > :after ORDER BY author LIMIT :n",
+            {"after": after or b"", "n": limit},
+        )
+        return [(bytes(a), s, bytes(h)) for a, s, h in rows]
+
+    def heads_between(self, lo: bytes, hi: bytes) -> dict[bytes, tuple[int, bytes]]:
+        rows = self._rows(
+            "SELECT author, head_seq, head_hash FROM authors WHERE author BETWEEN :lo AND :hi",
+            {"lo": lo, "hi": hi},
+        )
+        return {bytes(a): (s, bytes(h)) for a, s, h in rows}
+
+    def range_raw(self, author: bytes, start: int, end: int) -> list[bytes]:
+        rows = self._rows(
+            "SELECT raw FROM entries WHERE author = :a AND seq BETWEEN :s AND :e ORDER BY seq",
+            {"a": author, "s": start, "e": end},
+        )
+        return [bytes(r[0]) for r in rows]
+
+    def get_raw(self, h: EntryHash) -> bytes | None:
+        rows = self._rows("SELECT raw FROM entries WHERE hash = :h", {"h": h.raw})
+        return bytes(rows[0][0]) if rows else None
+
+    def count_entries(self) -> int:
+        return int(self._rows("SELECT count(*) FROM entries", {})[0][0])
+
+    def append_local(self, signer: Signer, *, kind: str, key: str, body: dict[str, Any]) -> Entry:
+        """Sign and ingest the next entry of ``signer``'s own log (the bridge's attest log)."""
+        head = self.head(signer.public)
+        entry = sign_entry(
+            signer,
+            seq=(head.seq if head else 0) + 1,
+            prev=head.hash if head else None,
+            ts=now_ms(),
+            kind=kind,
+            key=key,
+            body=body,
+        )
+        report = self.ingest([entry], source="local")
+        if report.status.get(entry.hash.raw) != "appended":
+            raise DatabaseError(f"own entry was not appended: {report.status.get(entry.hash.raw)}")
+        return entry
+
+
+def _timestamp(seconds: float) -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(seconds, tz=UTC)
