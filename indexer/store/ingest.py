@@ -152,26 +152,46 @@ def _asset_fields(body: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
-_ASSET_UPSERT = """
-INSERT INTO assets (author, did, key, uri, entry_hash, put_hash, seq, deleted,
-                    title, description, tags, license, price, currency,
-                    media_cid, media_mime, media_type, body, versions, created_ts, updated_ts)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s)
+class _Dids(dict[bytes, str]):
+    """did:key text per author key, computed once per batch (base58 is the costly part)."""
+
+    def __missing__(self, author: bytes) -> str:
+        did = self[author] = AuthorKey(author).did
+        return did
+
+
+_ASSET_COLUMNS = (
+    "author, did, key, uri, entry_hash, put_hash, seq, deleted, title, description, tags, license, price, "
+    "currency, media_cid, media_mime, media_type, body, versions, created_ts, updated_ts"
+)
+
+# Per-connection staging table (assets are COPYed in, then upserted in one statement).
+_ASSET_STAGE = f"""
+CREATE TEMP TABLE IF NOT EXISTS asset_stage ON COMMIT DELETE ROWS AS
+SELECT {_ASSET_COLUMNS} FROM assets WITH NO DATA
+"""
+
+_PUT_FIELDS = (
+    "title",
+    "description",
+    "tags",
+    "license",
+    "price",
+    "currency",
+    "media_cid",
+    "media_mime",
+    "media_type",
+    "body",
+)
+
+_ASSET_UPSERT = f"""
+INSERT INTO assets ({_ASSET_COLUMNS}) SELECT {_ASSET_COLUMNS} FROM asset_stage
 ON CONFLICT (author, key) DO UPDATE SET
     entry_hash = EXCLUDED.entry_hash,
     put_hash = COALESCE(EXCLUDED.put_hash, assets.put_hash),
     seq = EXCLUDED.seq,
     deleted = EXCLUDED.deleted,
-    title = CASE WHEN EXCLUDED.put_hash IS NULL THEN assets.title ELSE EXCLUDED.title END,
-    description = CASE WHEN EXCLUDED.put_hash IS NULL THEN assets.description ELSE EXCLUDED.description END,
-    tags = CASE WHEN EXCLUDED.put_hash IS NULL THEN assets.tags ELSE EXCLUDED.tags END,
-    license = CASE WHEN EXCLUDED.put_hash IS NULL THEN assets.license ELSE EXCLUDED.license END,
-    price = CASE WHEN EXCLUDED.put_hash IS NULL THEN assets.price ELSE EXCLUDED.price END,
-    currency = CASE WHEN EXCLUDED.put_hash IS NULL THEN assets.currency ELSE EXCLUDED.currency END,
-    media_cid = CASE WHEN EXCLUDED.put_hash IS NULL THEN assets.media_cid ELSE EXCLUDED.media_cid END,
-    media_mime = CASE WHEN EXCLUDED.put_hash IS NULL THEN assets.media_mime ELSE EXCLUDED.media_mime END,
-    media_type = CASE WHEN EXCLUDED.put_hash IS NULL THEN assets.media_type ELSE EXCLUDED.media_type END,
-    body = CASE WHEN EXCLUDED.put_hash IS NULL THEN assets.body ELSE EXCLUDED.body END,
+    {", ".join(f"{c} = CASE WHEN EXCLUDED.put_hash IS NULL THEN assets.{c} ELSE EXCLUDED.{c} END" for c in _PUT_FIELDS)},
     versions = assets.versions + EXCLUDED.versions,
     updated_ts = EXCLUDED.updated_ts,
     change_seq = nextval('asset_change_seq')
@@ -290,6 +310,7 @@ class Store:
     ) -> None:
         cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (INGEST_LOCK,))
+        dids = _Dids()
         by_author: dict[bytes, dict[bytes, Entry]] = {}
         for e in entries:
             by_author.setdefault(e.author.raw, {})[e.hash.raw] = e
@@ -387,11 +408,11 @@ class Store:
         if new_heads:
             cur.executemany(
                 _AUTHOR_UPSERT,
-                [(a, e.author.did, e.seq, e.hash.raw) for a, e in new_heads.items()],
+                [(a, dids[a], e.seq, e.hash.raw) for a, e in new_heads.items()],
             )
         if appended:
             self._write_entries(cur, appended, received)
-            self._write_assets_and_activity(cur, appended)
+            self._write_assets_and_activity(cur, appended, dids)
         if to_pending:
             cur.executemany(
                 "INSERT INTO pending (hash, author, seq, raw) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
@@ -433,7 +454,7 @@ class Store:
                     )
                 )
 
-    def _write_assets_and_activity(self, cur: Any, appended: list[Entry]) -> None:
+    def _write_assets_and_activity(self, cur: Any, appended: list[Entry], dids: _Dids) -> None:
         changes: dict[tuple[bytes, str], _AssetChange] = {}
         for e in appended:  # appended is in (author, seq) order
             if e.kind not in ("asset.put", "asset.delete"):
@@ -462,13 +483,13 @@ class Store:
                     if put is not None
                     else ("", "", [], None, None, None, None, None, None, "{}")
                 )
-                uri = ch.last.uri
+                did = dids[ch.author.raw]
                 rows.append(
                     (
                         ch.author.raw,
-                        ch.author.did,
+                        did,
                         ch.key,
-                        uri.text,
+                        f"empressa://{did}/{ch.key}",
                         ch.last.hash.raw,
                         put.hash.raw if put is not None else None,
                         ch.last.seq,
@@ -479,7 +500,11 @@ class Store:
                         ch.last.ts,
                     )
                 )
-            cur.executemany(_ASSET_UPSERT, rows)
+            cur.execute(_ASSET_STAGE)
+            with cur.copy(f"COPY asset_stage ({_ASSET_COLUMNS}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cur.execute(_ASSET_UPSERT)
             cur.execute("SELECT pg_notify(%s, currval('asset_change_seq')::text)", (ASSETS_CHANNEL,))
         # One activity row per applied entry, in log order.
         live = {k: not d for k, d in existing.items()}
@@ -502,8 +527,8 @@ class Store:
                         else None,
                         "status": e.body.get("status"),
                     }
-                uri = e.uri.text
-                copy.write_row((kind, uri, e.author.did, e.hash.raw, e.seq, _dumps(data)))
+                did = dids[e.author.raw]
+                copy.write_row((kind, f"empressa://{did}/{e.key}", did, e.hash.raw, e.seq, _dumps(data)))
         cur.execute(
             "SELECT pg_notify(%s, currval(pg_get_serial_sequence('activity', 'id'))::text)",
             (ACTIVITY_CHANNEL,),
