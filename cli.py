@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 DEFAULT_NODE_DIR = Path("~/.empressa/node")
+DEFAULT_INDEXER_DIR = Path("~/.empressa/indexer")
+DEFAULT_BRIDGE_DIR = Path("~/.empressa/bridge")
 
 
 # -- output ---------------------------------------------------------------------------
@@ -31,7 +33,7 @@ class _KeyValueFormatter(logging.Formatter):
         msg = record.getMessage().replace('"', "'")
         line = (
             f"ts={self.formatTime(record, '%Y-%m-%dT%H:%M:%S')}.{int(record.msecs):03d} "
-            f"level={record.levelname.lower()} logger={record.name} cid={correlation_id.get()} msg=\"{msg}\""
+            f'level={record.levelname.lower()} logger={record.name} cid={correlation_id.get()} msg="{msg}"'
         )
         if record.exc_info:
             line += " exc=" + json.dumps(self.formatException(record.exc_info))
@@ -209,7 +211,9 @@ def cmd_node_list(args: argparse.Namespace) -> None:
         print(json.dumps({"items": items}))
         return
     if not items:
-        print("no assets" + ("" if args.all else " (publish one with: empressa node publish --key … --title …)"))
+        print(
+            "no assets" + ("" if args.all else " (publish one with: empressa node publish --key … --title …)")
+        )
         return
     width = max(len(i["key"]) for i in items)
     for i in items:
@@ -218,7 +222,9 @@ def cmd_node_list(args: argparse.Namespace) -> None:
         price_s = f"{price['amount']} {price['currency']}" if price else "free"
         who = "" if i["mine"] else f"  by {i['did'][:20]}…"
         tags = ",".join(i["tags"])
-        print(f"{i['key']:<{width}}  {i['title']}  [{lic.get('type', '?')}, {price_s}]  v{i['versions']}  {tags}{who}")
+        print(
+            f"{i['key']:<{width}}  {i['title']}  [{lic.get('type', '?')}, {price_s}]  v{i['versions']}  {tags}{who}"
+        )
 
 
 def cmd_node_export(args: argparse.Namespace) -> None:
@@ -274,10 +280,141 @@ def cmd_verify(args: argparse.Namespace) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> None:
-    from node.stack import run_stack
+    from bridge.stack import run_stack
+
+    configure_logging("INFO", as_json=_env_flag("EMPRESSA_LOG_JSON"))
+    run_stack(
+        data_dir=Path(args.data).expanduser(),
+        port=args.port,
+        p2p_port=args.p2p_port,
+        database_url=args.database_url or os.environ.get("DATABASE_URL"),
+        demo=args.demo,
+    )
+
+
+# -- indexer and bridge commands ---------------------------------------------------------------
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").lower() in ("1", "true", "yes")
+
+
+def _database_url(args: argparse.Namespace, *, migrate: bool) -> str:
+    """``--database-url``, else ``DATABASE_URL``, else an embedded PostgreSQL under ``--data``."""
+    url = getattr(args, "database_url", None) or os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    from indexer.db import migrate as apply_migrations
+    from indexer.embedded import EmbeddedPostgres
+
+    url = EmbeddedPostgres(Path(args.data).expanduser() / "postgres").start()
+    if migrate:
+        apply_migrations(url)
+    return url
+
+
+def _indexer_settings(args: argparse.Namespace, **extra: Any) -> Any:
+    from indexer.settings import IndexerSettings
+
+    overrides = {k: v for k, v in extra.items() if v is not None}
+    for name in ("host", "port", "index_dir"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    return IndexerSettings(**overrides)
+
+
+def cmd_indexer_run(args: argparse.Namespace) -> None:
+    from indexer.api import serve
+
+    settings = _indexer_settings(args, database_url=_database_url(args, migrate=True))
+    configure_logging(settings.log_level, settings.log_json or _env_flag("EMPRESSA_LOG_JSON"))
+    serve(settings)
+
+
+def cmd_indexer_migrate(args: argparse.Namespace) -> None:
+    from indexer.db import migrate
 
     configure_logging("INFO")
-    run_stack(data_dir=Path(args.data).expanduser(), p2p_port=args.p2p_port, demo=args.demo)
+    revision = migrate(_database_url(args, migrate=False))
+    emit(args, {"revision": revision}, f"database at revision {revision}")
+
+
+def _stop_on_signals() -> Any:
+    import signal
+    import threading
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def cmd_indexer_feed(args: argparse.Namespace) -> None:
+    from indexer.search import Feeder, open_index
+
+    from indexer.db import make_engine
+
+    settings = _indexer_settings(args, database_url=_database_url(args, migrate=True))
+    configure_logging(settings.log_level, settings.log_json or _env_flag("EMPRESSA_LOG_JSON"))
+    engine = make_engine(settings.database_url, pool_size=2)
+    try:
+        Feeder(engine, open_index(Path(settings.index_dir), writer=True)).run(_stop_on_signals())
+    finally:
+        engine.dispose()
+
+
+def cmd_indexer_reindex(args: argparse.Namespace) -> None:
+    from indexer.search import reindex
+
+    from indexer.db import make_engine
+
+    settings = _indexer_settings(args, database_url=_database_url(args, migrate=True))
+    configure_logging("WARNING")
+    engine = make_engine(settings.database_url, pool_size=2)
+    try:
+        n = reindex(engine, Path(settings.index_dir), progress=not args.json)
+    finally:
+        engine.dispose()
+    emit(args, {"indexed": n}, f"indexed {n} assets into {settings.index_dir}")
+
+
+def cmd_indexer_reconcile(args: argparse.Namespace) -> None:
+    from indexer.reconciler import run_reconciler
+
+    url = _database_url(args, migrate=True)
+    configure_logging("INFO", as_json=_env_flag("EMPRESSA_LOG_JSON"))
+    run_reconciler(database_url=url, sources=[], stop=_stop_on_signals())
+
+
+def cmd_indexer_api_key_create(args: argparse.Namespace) -> None:
+    from indexer.store.admin import create_api_key
+
+    from indexer.db import make_engine
+
+    engine = make_engine(_database_url(args, migrate=True), pool_size=1)
+    try:
+        key_id, secret = create_api_key(engine, name=args.name or "", scopes=sorted(set(args.scope)))
+    finally:
+        engine.dispose()
+    emit(
+        args,
+        {"id": key_id, "key": secret, "scopes": sorted(set(args.scope))},
+        f"{secret}\n(key id {key_id}, scopes {', '.join(sorted(set(args.scope)))}; shown once: store it now)",
+    )
+
+
+def cmd_bridge_run(args: argparse.Namespace) -> None:
+    from bridge.runner import main as run_bridge
+
+    overrides: dict[str, Any] = {}
+    if args.database_url:
+        overrides["database_url"] = args.database_url
+    if args.listen:
+        overrides["listen"] = args.listen
+    if args.bootstrap:
+        overrides["bootstrap"] = args.bootstrap
+    run_bridge(Path(args.data).expanduser(), overrides, os.environ)
 
 
 # -- parser -------------------------------------------------------------------------------
@@ -288,7 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def data_opt(sp: argparse.ArgumentParser, default: Path = DEFAULT_NODE_DIR) -> None:
-        sp.add_argument("--data", default=str(default), metavar="DIR", help=f"data directory (default {default})")
+        sp.add_argument(
+            "--data", default=str(default), metavar="DIR", help=f"data directory (default {default})"
+        )
 
     def json_opt(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--json", action="store_true", help="print one JSON object for scripts")
@@ -305,7 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("file", help="CBOR sequence (RFC 8742), or - for stdin")
     verify.set_defaults(func=cmd_verify)
 
-    node = sub.add_parser("node", help="the creator's node").add_subparsers(dest="node_command", required=True, metavar="COMMAND")
+    node = sub.add_parser("node", help="the creator's node").add_subparsers(
+        dest="node_command", required=True, metavar="COMMAND"
+    )
 
     init = node.add_parser("init", help="create the author key and config; prints the did:key")
     data_opt(init)
@@ -324,7 +465,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--key", required=True, help="asset key [A-Za-z0-9._~-]{1,64}")
         sp.add_argument("--title", help="title" + (" (required)" if required_title else ""))
         sp.add_argument("--description")
-        sp.add_argument("--tag", action="append", metavar="T", help="tag (repeatable; replaces all tags on edit)")
+        sp.add_argument(
+            "--tag", action="append", metavar="T", help="tag (repeatable; replaces all tags on edit)"
+        )
         media = sp.add_mutually_exclusive_group()
         media.add_argument("--file", metavar="PATH", help="media file (its CID, size and type are computed)")
         media.add_argument("--cid", metavar="CID", help="media CID, for content already on IPFS")
@@ -370,17 +513,81 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file", help="CBOR sequence (RFC 8742), or - for stdin")
     json_opt(imp)
     imp.set_defaults(func=cmd_node_import)
+    indexer = sub.add_parser(
+        "indexer", help="the indexer: API, migrations, search index, keys"
+    ).add_subparsers(dest="indexer_command", required=True, metavar="COMMAND")
+
+    def db_opts(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--database-url", help="PostgreSQL URL (default: DATABASE_URL, else an embedded one)")
+        data_opt(sp, DEFAULT_INDEXER_DIR)
+
+    def index_opt(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--index-dir", dest="index_dir", metavar="DIR", help="the search index directory")
+
+    irun = indexer.add_parser("run", help="serve the HTTP API")
+    db_opts(irun)
+    index_opt(irun)
+    irun.add_argument("--host", help="bind address (default 127.0.0.1)")
+    irun.add_argument("--port", type=int, help="port (default 8000)")
+    irun.set_defaults(func=cmd_indexer_run)
+
+    imig = indexer.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
+    db_opts(imig)
+    json_opt(imig)
+    imig.set_defaults(func=cmd_indexer_migrate)
+
+    ifeed = indexer.add_parser("feed", help="keep the search index fed from PostgreSQL")
+    db_opts(ifeed)
+    index_opt(ifeed)
+    ifeed.set_defaults(func=cmd_indexer_feed)
+
+    irei = indexer.add_parser("reindex", help="rebuild the search index from PostgreSQL")
+    db_opts(irei)
+    index_opt(irei)
+    json_opt(irei)
+    irei.set_defaults(func=cmd_indexer_reindex)
+
+    irec = indexer.add_parser("reconcile", help="run the reconciler (chain events onto assets)")
+    db_opts(irec)
+    irec.set_defaults(func=cmd_indexer_reconcile)
+
+    ikey = indexer.add_parser("api-key", help="API keys").add_subparsers(
+        dest="key_command", required=True, metavar="COMMAND"
+    )
+    kcreate = ikey.add_parser("create", help="create an API key; prints the secret once")
+    kcreate.add_argument(
+        "--scope",
+        action="append",
+        required=True,
+        choices=["ingest", "moderate", "admin"],
+        help="a scope (repeatable)",
+    )
+    kcreate.add_argument("--name", help="a label for the key")
+    db_opts(kcreate)
+    json_opt(kcreate)
+    kcreate.set_defaults(func=cmd_indexer_api_key_create)
+
+    bridge = sub.add_parser("bridge", help="the bridge super-node").add_subparsers(
+        dest="bridge_command", required=True, metavar="COMMAND"
+    )
+    brun = bridge.add_parser("run", help="follow every author and mirror them into PostgreSQL")
+    data_opt(brun, DEFAULT_BRIDGE_DIR)
+    brun.add_argument("--database-url", help="PostgreSQL URL (default: DATABASE_URL)")
+    brun.add_argument("--listen", action="append", metavar="MULTIADDR", help="listen address (repeatable)")
+    brun.add_argument("--bootstrap", action="append", metavar="MULTIADDR", help="peer to dial (repeatable)")
+    brun.set_defaults(func=cmd_bridge_run)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    from indexer.errors import IndexerError
     from node.errors import NodeError
     from protocol import ProtocolError
 
     try:
         args.func(args)
-    except (NodeError, ProtocolError) as exc:
+    except (NodeError, ProtocolError, IndexerError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted", 130)
