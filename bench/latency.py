@@ -54,7 +54,7 @@ def free_port() -> int:
 
 def pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+    return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
 def start_stack(data: Path, port: int, p2p_port: int) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
