@@ -10,6 +10,15 @@ Stages, each a task in one nursery, joined by bounded channels::
 
     local publish ─▶ store ─▶ announcer (paced gossip of the newest own entry)
 
+The store is any :class:`~node.replica.Replica`: the creator's SQLite store,
+or the indexer's PostgreSQL store when the bridge runs this same daemon. The
+bridge tunes it with keyword arguments: ``writer_batch``/``writer_linger``
+(batches of about 1,000 entries or 50 ms), ``on_receive`` (every verified
+entry, with where it came from), ``on_reject`` (every entry that failed
+verification, for its quarantine), ``verify_range`` (a process pool) and
+``retry_errors`` (store errors retried with backoff instead of stopping the
+node, so a database restart loses nothing).
+
 Gossip is lossy by design; a receiver that sees an entry past its head pulls
 the missing range from a peer, and periodic anti-entropy compares heads with
 every connected peer, so delivery completes even when gossip drops messages.
@@ -19,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -32,8 +41,9 @@ from .config import NodeSettings
 from .errors import PeerError
 from .keystore import Keys
 from .net.host import P2P
-from .store import IngestReport, Store, now_ms
-from .sync import SyncServer, fetch_heads_page, fetch_range, verify_range
+from .replica import IngestOutcome, Replica
+from .store import now_ms
+from .sync import BadEntryError, SyncServer, fetch_heads_page, fetch_range, verify_range
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +52,17 @@ PULLERS = 4
 STRIKES_TO_BAN = 3
 BAN_SECONDS = 60.0
 MAX_HEADS_PAGES = 500  # heads pages read from one peer per anti-entropy round (1M authors)
+RETRY_MAX_DELAY = 5.0  # seconds: the longest wait between retries of a failing store call
+
+RangeVerifier = Callable[..., Awaitable[list[Entry]]]
+"""``await verify(raws, author=…, start=…, max_skew_ms=…)``: :func:`node.sync.verify_range`, somewhere."""
+
+
+async def verify_in_thread(raws: list[bytes], *, author: bytes, start: int, max_skew_ms: int) -> list[Entry]:
+    """The default :data:`RangeVerifier`: :func:`~node.sync.verify_range` in a worker thread."""
+    return await trio.to_thread.run_sync(
+        partial(verify_range, raws, author=author, start=start, max_skew_ms=max_skew_ms)
+    )
 
 
 @dataclass
@@ -84,9 +105,20 @@ class Node:
     Args:
         settings: the node's settings (listen addresses, bootstrap peers, timings).
         keys: the unlocked author and peer keys.
-        store: the local store.
-        on_append: called (in the trio thread) with each batch of newly stored
-            entries; the bridge uses it to feed its indexer writer.
+        store: the replica it runs on (SQLite for a creator, PostgreSQL for the bridge).
+        on_append: called (in the trio thread) with each batch of newly stored entries.
+        on_receive: called (in the trio thread) with entries that passed
+            verification, before they are written, and their source
+            (``gossip:<peer>`` or ``sync:<peer>``).
+        on_reject: called (in the trio thread) with the raw bytes, the error and
+            the source of every entry that failed verification (gossip, or a
+            range pulled over sync); the node itself only logs and counts them.
+        writer_batch: most gossip entries written in one store call.
+        writer_linger: seconds the gossip writer waits for a batch to fill
+            after its first entry (0: write whatever has queued at once).
+        verify_range: how pulled ranges are verified (default: a worker thread).
+        retry_errors: store errors that mean "try again later" (the database is
+            restarting); the call is retried with backoff, the batch kept.
     """
 
     def __init__(
@@ -94,12 +126,24 @@ class Node:
         *,
         settings: NodeSettings,
         keys: Keys,
-        store: Store,
+        store: Replica,
         on_append: Callable[[list[Entry]], None] | None = None,
+        on_receive: Callable[[Sequence[Entry], str], None] | None = None,
+        on_reject: Callable[[bytes, ProtocolError, str], None] | None = None,
+        writer_batch: int = WRITER_BATCH,
+        writer_linger: float = 0.0,
+        verify_range: RangeVerifier = verify_in_thread,
+        retry_errors: tuple[type[Exception], ...] = (),
     ) -> None:
         self.settings = settings
         self.keys = keys
         self.store = store
+        self._on_receive = on_receive
+        self._on_reject = on_reject
+        self._writer_batch = max(1, writer_batch)
+        self._writer_linger = writer_linger
+        self._verify_range = verify_range
+        self._retry_errors = retry_errors
         self.did = keys.author.public.did
         self.p2p = P2P(
             peer_seed=keys.peer_seed,
@@ -140,18 +184,40 @@ class Node:
             nursery.start_soon(self._anti_entropy_loop)
             nursery.start_soon(self._announce_loop)
             nursery.start_soon(self._bootstrap_loop)
-            log.info("node started did=%s peer_id=%s addrs=%s", self.did, self.peer_id, ",".join(self.addrs()))
+            log.info(
+                "node started did=%s peer_id=%s addrs=%s", self.did, self.peer_id, ",".join(self.addrs())
+            )
             task_status.started()
 
     def addrs(self) -> list[str]:
         return self.p2p.addrs()
 
+    def writer_queue_depth(self) -> int:
+        """Verified gossip entries waiting for the writer."""
+        return self._inbox_send.statistics().current_buffer_used
+
+    async def _db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` in a worker thread; ``retry_errors`` are retried with backoff, forever."""
+        delay = 0.1
+        while True:
+            try:
+                return await trio.to_thread.run_sync(partial(fn, *args, **kwargs))
+            except self._retry_errors as exc:
+                log.warning(
+                    "store call failed; retrying op=%s in=%.1fs err=%s",
+                    getattr(fn, "__name__", fn),
+                    delay,
+                    exc,
+                )
+                await trio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_DELAY)
+
     # -- writing our own log -------------------------------------------------------
 
     async def publish(self, *, kind: str, key: str, body: dict[str, Any]) -> Entry:
         """Sign, store and announce the next entry of this node's author."""
-        entry = await trio.to_thread.run_sync(
-            lambda: self.store.append_local(self.keys.author, kind=kind, key=key, body=body)
+        entry: Entry = await self._db(
+            self.store.append_local, self.keys.author, kind=kind, key=key, body=body
         )
         self._stored([entry])
         self._announce_wakeup.set()
@@ -164,33 +230,49 @@ class Node:
             if msg.origin == self.peer_id:
                 continue  # our own announcement, echoed back by pubsub
             self.stats.gossip_received += 1
-            if msg.origin in self.blocked or (self.gossip_drop_rate and self._rng.random() < self.gossip_drop_rate):
+            if msg.origin in self.blocked or (
+                self.gossip_drop_rate and self._rng.random() < self.gossip_drop_rate
+            ):
                 self.stats.gossip_dropped += 1
                 continue
             try:
-                entry = parse_and_verify(msg.data, now_ms=now_ms(), max_skew_ms=self.settings.max_clock_skew_ms)
+                entry = parse_and_verify(
+                    msg.data, now_ms=now_ms(), max_skew_ms=self.settings.max_clock_skew_ms
+                )
             except ProtocolError as exc:
                 self.stats.rejected += 1
                 log.info("gossip entry rejected origin=%s code=%s reason=%s", msg.origin, exc.code, exc)
+                if self._on_reject is not None:
+                    self._on_reject(msg.data, exc, f"gossip:{msg.origin}")
                 continue
+            if self._on_receive is not None:
+                self._on_receive([entry], f"gossip:{msg.origin}")
             await self._inbox_send.send((entry, msg.origin))
 
     async def _writer_loop(self) -> None:
-        """The single writer for gossip: writes whatever has queued, up to WRITER_BATCH entries."""
+        """The single writer for gossip: batches of up to ``writer_batch`` entries.
+
+        With no linger a lone fresh entry is written at once (latency) and, under
+        load, entries queue up while the previous batch is being written
+        (throughput). With a linger (the bridge) the writer waits that long after
+        the first entry for the batch to fill: fewer, larger transactions.
+        """
         while True:
-            # No linger: a lone fresh entry is written at once (latency); under load
-            # entries queue up while the previous batch is being written (throughput).
             batch = [await self._inbox.receive()]
-            while len(batch) < WRITER_BATCH:
+            if self._writer_linger > 0:
+                with trio.move_on_after(self._writer_linger):
+                    while len(batch) < self._writer_batch:
+                        batch.append(await self._inbox.receive())
+            while len(batch) < self._writer_batch:
                 try:
                     batch.append(self._inbox.receive_nowait())
                 except trio.WouldBlock:
                     break
-            report = await trio.to_thread.run_sync(self.store.ingest, [e for e, _ in batch])
+            report = await self._db(self.store.ingest, [e for e, _ in batch])
             sources = {e.author: src for e, src in batch}
             self._after_ingest(report, sources)
 
-    def _after_ingest(self, report: IngestReport, sources: dict[AuthorKey, str]) -> None:
+    def _after_ingest(self, report: IngestOutcome, sources: dict[AuthorKey, str]) -> None:
         if report.appended:
             self._stored(report.appended)
         for author, (_lo, hi) in report.gaps.items():
@@ -235,12 +317,14 @@ class Node:
     async def _pull(self, author: bytes) -> None:
         want = self._wants[author]
         while True:
-            head = await trio.to_thread.run_sync(self.store.head, AuthorKey(author))
+            head = await self._db(self.store.head, AuthorKey(author))
             have = head.seq if head else 0
             if have >= want.target:
                 self._drop_want(author, want)
                 return
-            peers = [p for p in want.peers if self._usable(p)] or [p for p in self.p2p.peers() if self._usable(p)]
+            peers = [p for p in want.peers if self._usable(p)] or [
+                p for p in self.p2p.peers() if self._usable(p)
+            ]
             if not peers:
                 # Nobody to ask right now; anti-entropy will re-raise the want.
                 self._drop_want(author, want)
@@ -262,7 +346,7 @@ class Node:
                     self._drop_want(author, want)
                     return
                 continue
-            report = await trio.to_thread.run_sync(self.store.ingest, entries)
+            report = await self._db(self.store.ingest, entries)
             self.stats.pulled += len(entries)
             self._after_ingest(report, {})
             if not report.appended:
@@ -277,9 +361,18 @@ class Node:
                 raws = await fetch_range(stream, author=author, start=start, end=end)
             finally:
                 await stream.close()
-        return await trio.to_thread.run_sync(
-            partial(verify_range, raws, author=author, start=start, max_skew_ms=self.settings.max_clock_skew_ms)
-        )
+        try:
+            entries = await self._verify_range(
+                raws, author=author, start=start, max_skew_ms=self.settings.max_clock_skew_ms
+            )
+        except BadEntryError as exc:
+            self.stats.rejected += 1
+            if self._on_reject is not None:
+                self._on_reject(exc.raw, exc.cause, f"sync:{peer}")
+            raise
+        if entries and self._on_receive is not None:
+            self._on_receive(entries, f"sync:{peer}")
+        return entries
 
     def _drop_want(self, author: bytes, want: _Want) -> None:
         """Forget ``want`` unless a newer want for the author replaced it meanwhile."""
@@ -343,7 +436,7 @@ class Node:
                 raise PeerError(f"peer {peer} sent a heads page whose cursor does not advance")
             if page.heads:
                 lo, hi = page.heads[0][0], page.heads[-1][0]
-                mine = await trio.to_thread.run_sync(self.store.heads_between, lo, hi)
+                mine = await self._db(self.store.heads_between, lo, hi)
                 for author, seq, h in page.heads:
                     local = mine.get(author)
                     if local is None or local[0] < seq:
@@ -365,7 +458,7 @@ class Node:
             except (PeerError, trio.TooSlowError) as exc:
                 self._strike(peer, f"fork proof: {exc or 'timed out'}")
                 return
-            report = await trio.to_thread.run_sync(self.store.ingest, entries)
+            report = await self._db(self.store.ingest, entries)
             self._after_ingest(report, {})
 
         if self._nursery is not None:
@@ -383,13 +476,13 @@ class Node:
         bucket = _TokenBucket(self.settings.gossip_rate, burst=32)
         me = self.keys.author.public
         while True:
-            head = await trio.to_thread.run_sync(self.store.head, me)
+            head = await self._db(self.store.head, me)
             if head is not None and head.seq > self._announced_seq:
                 await bucket.take()
                 # Re-read after waiting for a token: announce only the newest entry;
                 # peers that see a gap pull the entries in between over sync.
-                head = await trio.to_thread.run_sync(self.store.head, me)
-                raw = await trio.to_thread.run_sync(self.store.get_raw, head.hash) if head else None
+                head = await self._db(self.store.head, me)
+                raw = await self._db(self.store.get_raw, head.hash) if head else None
                 if head is not None and raw is not None:
                     try:
                         await self.p2p.publish(raw)

@@ -21,7 +21,8 @@ import trio
 from protocol import Entry, ProtocolError, parse_and_verify, wire
 
 from .errors import PeerError
-from .store import Store, now_ms
+from .replica import Replica
+from .store import now_ms
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +35,27 @@ class Stream(Protocol):
     async def recv(self) -> wire.Frame: ...
 
 
-class SyncServer:
-    """Answers sync requests from a :class:`Store`."""
+class BadEntryError(PeerError):
+    """A range response held an entry that failed verification; the whole response is discarded.
 
-    def __init__(self, store: Store, *, request_timeout: float = 10.0) -> None:
+    Attributes:
+        raw: the offending entry's bytes as received (for a quarantine).
+        cause: the :class:`~protocol.ProtocolError` it failed with.
+    """
+
+    def __init__(self, message: str, raw: bytes, cause: ProtocolError) -> None:
+        super().__init__(message, raw, cause)  # all in args, so it pickles (process-pool verifiers)
+        self.raw = raw
+        self.cause = cause
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class SyncServer:
+    """Answers sync requests from a :class:`~node.replica.Replica`."""
+
+    def __init__(self, store: Replica, *, request_timeout: float = 10.0) -> None:
         self._store = store
         self._timeout = request_timeout
 
@@ -57,7 +75,9 @@ class SyncServer:
                 raws = await trio.to_thread.run_sync(self._store.range_raw, req.author, req.start, end)
                 await stream.send(*wire.pack_entries(raws), wire.EndFrame())
             else:
-                await stream.send(wire.ErrorFrame("bad_request", f"unexpected {type(req).__name__} as a request"))
+                await stream.send(
+                    wire.ErrorFrame("bad_request", f"unexpected {type(req).__name__} as a request")
+                )
 
 
 async def fetch_heads_page(
@@ -97,7 +117,8 @@ def verify_range(raws: list[bytes], *, author: bytes, start: int, max_skew_ms: i
     """Verify a range response: every entry valid, of ``author``, consecutive from ``start``.
 
     Raises:
-        PeerError: naming the first bad entry; the whole response is discarded.
+        BadEntryError: the first entry that fails verification (with its bytes and error).
+        PeerError: an entry out of place; either way the whole response is discarded.
     """
     clock = now_ms()
     out: list[Entry] = []
@@ -105,9 +126,8 @@ def verify_range(raws: list[bytes], *, author: bytes, start: int, max_skew_ms: i
         try:
             e = parse_and_verify(raw, now_ms=clock, max_skew_ms=max_skew_ms)
         except ProtocolError as exc:
-            raise PeerError(f"range entry {start + i} is invalid: {exc}") from None
+            raise BadEntryError(f"range entry {start + i} is invalid: {exc}", raw, exc) from None
         if e.author.raw != author or e.seq != start + i:
             raise PeerError(f"range entry {start + i} is out of place (author or seq differ)")
         out.append(e)
     return out
-
