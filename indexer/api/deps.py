@@ -1,0 +1,147 @@
+"""Dependencies of the routers, as ``Annotated`` aliases.
+
+``Ctx`` is the per-app :class:`ApiContext` (settings, store, search index,
+metrics, rate limits, the SSE broadcaster), kept on ``app.state.ctx`` so many
+apps can live in one process. Store calls are synchronous; endpoints that use
+them are plain ``def`` (FastAPI runs those in its threadpool).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
+
+from protocol import AssetUri, AuthorKey, ProtocolError, parse_did
+
+from ..errors import BadRequest, DatabaseError, Unauthorized
+from ..settings import IndexerSettings
+from ..store import Store
+from ..store import admin as admin_store
+from .events import Broadcaster
+from .metrics import ApiMetrics
+from .problem import ProblemError
+from .ratelimit import RateLimits
+
+
+@dataclass
+class ApiContext:
+    settings: IndexerSettings
+    metrics: ApiMetrics
+    limits: RateLimits
+    store: Store | None = None
+    index: Any | None = None  # indexer.search.SearchIndex
+    broadcaster: Broadcaster | None = None
+    owned: list[Any] = field(default_factory=list)  # what the lifespan built and must close
+
+
+def get_ctx(request: Request) -> ApiContext:
+    ctx: ApiContext = request.app.state.ctx
+    return ctx
+
+
+Ctx = Annotated[ApiContext, Depends(get_ctx)]
+
+
+def get_store(ctx: Ctx) -> Store:
+    if ctx.store is None:
+        raise DatabaseError("the database is not connected")
+    return ctx.store
+
+
+StoreDep = Annotated[Store, Depends(get_store)]
+
+
+def get_engine(store: StoreDep) -> Engine:
+    return store.engine
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+
+
+def get_index(ctx: Ctx) -> Any:
+    if ctx.index is None:
+        raise ProblemError(503, "the search index is not available", code="search-unavailable")
+    return ctx.index
+
+
+IndexDep = Annotated[Any, Depends(get_index)]
+
+
+def get_broadcaster(ctx: Ctx) -> Broadcaster:
+    if ctx.broadcaster is None:
+        raise DatabaseError("the event stream is not available")
+    return ctx.broadcaster
+
+
+BroadcasterDep = Annotated[Broadcaster, Depends(get_broadcaster)]
+
+
+def client_ip(request: Request, ctx: Ctx) -> str:
+    return ctx.limits.client_ip(request)
+
+
+ClientIp = Annotated[str, Depends(client_ip)]
+
+
+async def read_limit(request: Request, ctx: Ctx) -> None:
+    """The public read rate limit, per client IP."""
+    ctx.limits.check(request, "read", ctx.limits.client_ip(request))
+
+
+ReadLimited = Depends(read_limit)
+
+
+# -- identifiers -----------------------------------------------------------------------------
+
+
+def parse_creator(did: str) -> AuthorKey:
+    try:
+        return parse_did(did)
+    except ProtocolError as exc:
+        raise BadRequest(f"malformed did: {exc}") from None
+
+
+def parse_asset(did: str, key: str) -> AssetUri:
+    try:
+        return AssetUri.of(parse_did(did), key)
+    except ProtocolError as exc:
+        raise BadRequest(f"malformed asset id: {exc}") from None
+
+
+CreatorPath = Annotated[AuthorKey, Depends(parse_creator)]
+AssetPath = Annotated[AssetUri, Depends(parse_asset)]
+
+
+# -- API keys --------------------------------------------------------------------------------
+
+bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer ek_…`.")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+def optional_key(creds: Credentials, engine: EngineDep) -> dict[str, Any] | None:
+    """The key row when an Authorization header is given (it must then be valid), else None."""
+    if creds is None:
+        return None
+    return admin_store.authenticate(engine, secret=creds.credentials)
+
+
+OptionalKey = Annotated[dict[str, Any] | None, Depends(optional_key)]
+
+
+def require_scope(scope: str) -> Any:
+    """A dependency that authenticates the bearer key and checks ``scope`` (admin implies all)."""
+
+    def dep(creds: Credentials, engine: EngineDep) -> dict[str, Any]:
+        if creds is None:
+            raise Unauthorized("an API key is required: Authorization: Bearer <key>")
+        return admin_store.authenticate(engine, secret=creds.credentials, scope=scope)
+
+    return Depends(dep)
+
+
+AdminKey = Annotated[dict[str, Any], require_scope("admin")]
+ModerateKey = Annotated[dict[str, Any], require_scope("moderate")]

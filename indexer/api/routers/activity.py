@@ -1,0 +1,133 @@
+"""``/v1/activity`` (keyset pages) and ``/v1/events`` (the same rows as a Server-Sent Events stream)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query
+from sse_starlette import EventSourceResponse
+from starlette.concurrency import run_in_threadpool
+
+from ...errors import BadRequest
+from ...store import reads
+from ..deps import BroadcasterDep, Ctx, EngineDep, ReadLimited, parse_creator
+from ..schemas import ActivityPage
+from . import errors
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["activity"], dependencies=[ReadLimited])
+
+Kind = Annotated[
+    str | None, Query(max_length=32, description="Only this kind: published, updated, deleted, attested, …")
+]
+Did = Annotated[str | None, Query(description="Only this creator (did:key).")]
+Uri = Annotated[str | None, Query(description="Only this asset (empressa://{did}/{key}).")]
+
+_BATCH = 500
+
+
+def _check_filters(did: str | None, uri: str | None) -> None:
+    from protocol import ProtocolError, parse_asset_uri
+
+    if did is not None:
+        parse_creator(did)
+    if uri is not None:
+        try:
+            parse_asset_uri(uri)
+        except ProtocolError as exc:
+            raise BadRequest(f"malformed asset uri: {exc}") from None
+
+
+@router.get(
+    "/v1/activity",
+    response_model=ActivityPage,
+    responses=errors(400, 422),
+    summary="The activity log",
+)
+def get_activity(
+    engine: EngineDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=2000, description="`next_cursor` of the previous page.")
+    ] = None,
+    after: Annotated[
+        int | None,
+        Query(ge=0, le=2**62, description="Forward mode: rows with a greater id, oldest first."),
+    ] = None,
+    kind: Kind = None,
+    did: Did = None,
+    uri: Uri = None,
+) -> dict[str, Any]:
+    """What happened, newest first (or oldest first from `after`), filterable by kind, creator and asset."""
+    _check_filters(did, uri)
+    if cursor is not None and after is not None:
+        raise BadRequest("give either cursor or after, not both")
+    return reads.activity_page(engine, limit=limit, cursor=cursor, after=after, kind=kind, did=did, uri=uri)
+
+
+@router.get(
+    "/v1/events",
+    responses={
+        200: {
+            "description": "A stream of `event: <kind>`, `id: <activity id>`, `data: <activity JSON>` "
+            "messages, with comment heartbeats.",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        **errors(400, 422),
+    },
+    response_class=EventSourceResponse,
+    summary="Live activity (Server-Sent Events)",
+)
+async def get_events(
+    ctx: Ctx,
+    engine: EngineDep,
+    broadcaster: BroadcasterDep,
+    last_event_id: Annotated[
+        int | None,
+        Header(
+            alias="Last-Event-ID",
+            ge=0,
+            le=2**62,
+            description="Resume: replay every row after this id first (browsers send it on reconnect).",
+        ),
+    ] = None,
+    after: Annotated[int | None, Query(ge=0, le=2**62, description="Same as Last-Event-ID.")] = None,
+    kind: Kind = None,
+    did: Did = None,
+    uri: Uri = None,
+) -> EventSourceResponse:
+    """Activity rows as they are committed, in order; resumable with `Last-Event-ID`.
+
+    Without `Last-Event-ID` the stream starts at the present. Each event's
+    `id` is the activity id, `event` its kind and `data` the same JSON object
+    as an item of `GET /v1/activity`.
+    """
+    _check_filters(did, uri)
+    start = last_event_id if last_event_id is not None else after
+    if start is None:
+        start = await run_in_threadpool(reads.latest_activity_id, engine)
+    ctx.metrics.sse_clients.inc()
+
+    async def stream() -> AsyncIterator[dict[str, Any]]:
+        last = start
+        async with broadcaster.subscribe() as wake:
+            while True:
+                await wake.wait()
+                wake.clear()
+                while True:
+                    rows = await run_in_threadpool(
+                        reads.activity_after, engine, after=last, limit=_BATCH, kind=kind, did=did, uri=uri
+                    )
+                    for row in rows:
+                        last = row["id"]
+                        yield {"id": str(row["id"]), "event": row["kind"], "data": json.dumps(row)}
+                    if len(rows) < _BATCH:
+                        break
+                await asyncio.sleep(0)
+
+    return EventSourceResponse(stream(), ping=ctx.settings.sse_heartbeat_s)

@@ -1,0 +1,96 @@
+"""``/v1/admin``: API keys, moderation labels, the quarantine. Every call needs a bearer API key."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+
+from ...store import admin as admin_store
+from ..deps import AdminKey, AssetPath, EngineDep, ModerateKey
+from ..schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyList, ApiKeyOut, LabelIn, LabelOut, QuarantinePage
+from . import errors
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"])
+
+_AUTH = (400, 401, 403, 422)
+
+
+@router.post(
+    "/api-keys",
+    response_model=ApiKeyCreated,
+    status_code=201,
+    responses=errors(*_AUTH),
+    summary="Create an API key (scope admin)",
+)
+def create_key(body: ApiKeyCreate, engine: EngineDep, caller: AdminKey) -> dict[str, Any]:
+    """Create a key; the response holds its `secret`, shown this once and never stored."""
+    key_id, secret = admin_store.create_api_key(engine, name=body.name, scopes=body.scopes)
+    listed = {k["id"]: k for k in admin_store.list_api_keys(engine)}
+    return {**listed[key_id], "secret": secret}
+
+
+@router.get(
+    "/api-keys", response_model=ApiKeyList, responses=errors(*_AUTH), summary="List API keys (scope admin)"
+)
+def list_keys(engine: EngineDep, caller: AdminKey) -> dict[str, Any]:
+    """Every key with its scopes and last use, revoked ones included; never a secret."""
+    return {"items": admin_store.list_api_keys(engine)}
+
+
+@router.delete(
+    "/api-keys/{key_id}",
+    response_model=ApiKeyOut,
+    responses=errors(*_AUTH, 404),
+    summary="Revoke an API key (scope admin)",
+)
+def revoke_key(
+    key_id: Annotated[str, Path(max_length=64)], engine: EngineDep, caller: AdminKey
+) -> dict[str, Any]:
+    """Revoke a key at once; revoking twice is harmless."""
+    return admin_store.revoke_api_key(engine, key_id=key_id)
+
+
+@router.put(
+    "/moderation/{did}/{key}",
+    response_model=LabelOut,
+    responses=errors(*_AUTH, 404),
+    summary="Label an asset (scope moderate)",
+)
+def add_label(uri: AssetPath, body: LabelIn, engine: EngineDep, caller: ModerateKey) -> dict[str, Any]:
+    """Put a moderation label on an asset: it leaves search (it is not deleted) until every label is removed."""
+    return admin_store.add_label(
+        engine, uri=uri, label=body.label, reason=body.reason, created_by=caller["id"]
+    )
+
+
+@router.delete(
+    "/moderation/{did}/{key}/{label}",
+    response_model=LabelOut,
+    responses=errors(*_AUTH, 404),
+    summary="Remove a label (scope moderate)",
+)
+def remove_label(
+    uri: AssetPath,
+    label: Annotated[str, Path(max_length=64)],
+    engine: EngineDep,
+    caller: ModerateKey,
+) -> dict[str, Any]:
+    """Remove one label; `hidden` says whether others remain."""
+    return admin_store.remove_label(engine, uri=uri, label=label, removed_by=caller["id"])
+
+
+@router.get(
+    "/quarantine",
+    response_model=QuarantinePage,
+    responses=errors(*_AUTH),
+    summary="Refused inputs (scope admin)",
+)
+def quarantine(
+    engine: EngineDep,
+    caller: AdminKey,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=2000)] = None,
+) -> dict[str, Any]:
+    """Everything refused (invalid, forks, after-fork), newest first, with the reason and the raw bytes."""
+    return admin_store.quarantine_page(engine, limit=limit, cursor=cursor)

@@ -1,0 +1,201 @@
+"""``/v1/entries``: raw signed entries out, signed entries in (the same ingest path as the bridge)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from protocol import ProtocolError, parse_entry_hash
+
+from ...errors import BadRequest
+from ...store import IngestResult, reads
+from ...store import admin as admin_store
+from ..deps import Ctx, EngineDep, OptionalKey, ReadLimited, StoreDep
+from ..problem import ProblemError, ProblemResponse, problem_body, request_id_of
+from ..schemas import IngestOut
+from . import errors
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["entries"])
+
+CBOR = "application/cbor"
+CBOR_SEQ = "application/cbor-seq"
+STATUSES = ("appended", "duplicate", "held", "fork", "refused", "invalid")
+_IDEMPOTENCY_RE = re.compile(r"[\x21-\x7e]{1,255}")
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+
+
+@router.get(
+    "/v1/entries/{hash}",
+    response_class=Response,
+    responses={
+        200: {"description": "The exact signed bytes (deterministic CBOR).", "content": {CBOR: _BINARY}},
+        304: {"description": "Not modified (If-None-Match matched the ETag)."},
+        **errors(400, 404, 422),
+    },
+    dependencies=[ReadLimited],
+    summary="A raw signed entry",
+)
+def get_entry(hash: str, engine: EngineDep, request: Request) -> Response:
+    """The entry's exact bytes, so anyone can check its signature. `hash` is a CID or 64 hex digits.
+
+    Entries never change: the ETag is the CID and the response may be cached forever.
+    """
+    try:
+        h = parse_entry_hash(hash)
+    except ProtocolError as exc:
+        raise BadRequest(f"malformed entry hash: {exc}") from None
+    raw = reads.raw_entry(engine, entry_hash=h)
+    headers = {"ETag": f'"{h.cid}"', "Cache-Control": "public, max-age=31536000, immutable"}
+    if request.headers.get("if-none-match", "").strip() in (f'"{h.cid}"', f'W/"{h.cid}"'):
+        return Response(status_code=304, headers=headers)
+    return Response(raw, media_type=CBOR, headers=headers)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ProblemError(413, f"the body is larger than {limit} bytes", code="payload-too-large")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ProblemError(413, f"the body is larger than {limit} bytes", code="payload-too-large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _response_body(result: IngestResult) -> dict[str, Any]:
+    return {
+        "results": [
+            {"index": r.index, "hash": r.hash, "status": r.status, "code": r.code, "reason": r.reason}
+            for r in result.results
+        ],
+        "counts": {s: result.count(s) for s in STATUSES},
+    }
+
+
+def _reply(request: Request, status: int, body: dict[str, Any], *, replayed: bool) -> Response:
+    body = {**body}
+    if "request_id" in body:
+        body["request_id"] = request_id_of(request)
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    cls = ProblemResponse if status >= 400 else JSONResponse
+    return cls(body, status_code=status, headers=headers)
+
+
+@router.post(
+    "/v1/entries",
+    response_model=IngestOut,
+    responses={
+        200: {"description": "Every entry was valid and has been processed (see each item's `status`)."},
+        **errors(400, 401, 409, 413, 415, 422),
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "One signed entry (`application/cbor`) or an RFC 8742 CBOR sequence of up to "
+            "1,000 entries (`application/cbor` or `application/cbor-seq`), at most 16 MiB.",
+            "content": {CBOR: _BINARY, CBOR_SEQ: _BINARY},
+        }
+    },
+    summary="Submit signed entries",
+)
+async def submit_entries(
+    request: Request,
+    ctx: Ctx,
+    store: StoreDep,
+    key: OptionalKey,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Retry safely: the same key with the same body replays the stored response "
+            "(with `Idempotent-Replayed: true`); with a different body it is a 409.",
+        ),
+    ] = None,
+) -> Response:
+    """Submit signed entries; they go through the same verification and ingest path as the bridge.
+
+    No API key is needed (the signatures authenticate the entries); an API key
+    with the `ingest` scope raises the rate limit.
+
+    * **200** with one result per entry when none is invalid. Resubmitting is
+      harmless: already-held entries come back as `duplicate`. `held` entries
+      wait for the missing earlier entries of their log; `fork` and `refused`
+      ones are kept as proof and quarantined.
+    * **422** problem (`code: invalid-entries`) when *any* entry fails
+      verification: the invalid ones are quarantined, **the valid ones in the
+      same request are still processed**, and the problem carries the same
+      `results` and `counts` fields as a 200.
+    * **400** when the body is not a CBOR sequence, is empty, or holds more
+      than 1,000 entries; **413** over 16 MiB; **415** for another Content-Type.
+    """
+    settings = ctx.settings
+    ip = ctx.limits.client_ip(request)
+    if key is not None and ("ingest" in key["scopes"] or "admin" in key["scopes"]):
+        ctx.limits.check(request, "submit_key", f"key:{key['id']}")
+    else:
+        ctx.limits.check(request, "submit", ip)
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in (CBOR, CBOR_SEQ):
+        raise ProblemError(415, f"send {CBOR} or {CBOR_SEQ}", code="unsupported-media-type")
+    if idempotency_key is not None and not _IDEMPOTENCY_RE.fullmatch(idempotency_key):
+        raise BadRequest("Idempotency-Key must be 1-255 visible ASCII characters")
+    body = await _read_body(request, settings.max_body_bytes)
+    engine = store.engine
+    stored_key = f"entries:{idempotency_key}" if idempotency_key is not None else None
+    digest = admin_store.request_digest(media_type.encode(), body)
+    if stored_key is not None:
+        found = await run_in_threadpool(
+            admin_store.idempotent_lookup, engine, key=stored_key, request_hash=digest
+        )
+        if found is not None:
+            return _reply(request, found[0], found[1], replayed=True)
+
+    result = await run_in_threadpool(
+        store.ingest_sequence, body, source=f"http:{ip}", max_items=settings.max_entries_per_request
+    )
+    out = _response_body(result)
+    for s, n in out["counts"].items():
+        if n:
+            ctx.metrics.ingest.labels(s).inc(n)
+    invalid = out["counts"]["invalid"]
+    if invalid:
+        total = len(result.results)
+        status = 422
+        out = problem_body(
+            status=422,
+            code="invalid-entries",
+            title="Invalid entries",
+            detail=f"{invalid} of {total} entries failed verification and were quarantined; "
+            f"the other {total - invalid} were processed (see results)",
+            instance=request.url.path,
+            request_id=request_id_of(request),
+            **out,
+        )
+    else:
+        status = 200
+    log.info(
+        "entries submitted request_id=%s source=http:%s %s",
+        request_id_of(request),
+        ip,
+        " ".join(f"{s}={n}" for s, n in _response_body(result)["counts"].items() if n),
+    )
+    if stored_key is not None:
+        status, out = await run_in_threadpool(
+            admin_store.idempotent_store,
+            engine,
+            key=stored_key,
+            request_hash=digest,
+            status=status,
+            response=out,
+        )
+    return _reply(request, status, out, replayed=False)

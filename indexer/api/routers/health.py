@@ -1,0 +1,59 @@
+"""``/healthz``, ``/readyz``, ``/metrics``: for load balancers and Prometheus (never rate-limited)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from ...db import readiness
+from ..deps import Ctx
+from ..problem import ProblemResponse, problem
+from ..schemas import Health, Ready
+from . import errors
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Health, summary="Liveness")
+async def healthz() -> dict[str, Any]:
+    """The process is up and serving."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", response_model=Ready, responses=errors(), summary="Readiness")
+def readyz(request: Request, ctx: Ctx) -> Any:
+    """The database answers and its schema is at the head migration; 503 problem otherwise."""
+    if ctx.store is None:
+        return problem(
+            request, status=503, code="database-unavailable", detail="the database is not connected"
+        )
+    report = readiness(ctx.store.engine)
+    if not report["ready"]:
+        if report["database"] != "ok":
+            detail = "the database is unreachable"
+        else:
+            detail = f"the schema is at {report.get('revision')}, expected {report.get('expected')}"
+        resp: ProblemResponse = problem(
+            request,
+            status=503,
+            code="not-ready",
+            title="Not ready",
+            detail=detail,
+            **{k: v for k, v in report.items() if k != "error"},
+        )
+        return resp
+    return report
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"description": "Prometheus text exposition.", "content": {"text/plain": {}}}},
+    summary="Prometheus metrics",
+)
+def metrics(ctx: Ctx) -> Response:
+    """Request counts and latency by route, ingest outcomes, search latency (plus other processes' metrics
+    when PROMETHEUS_MULTIPROC_DIR is set)."""
+    body, content_type = ctx.metrics.render()
+    return Response(body, media_type=content_type)

@@ -1,0 +1,308 @@
+"""The API's response and request models (pydantic), apart from the database models.
+
+These shapes are the contract with frontends: field names are stable, new
+fields may be added. Identifiers are text: a creator is a ``did:key``, an
+entry hash a CIDv1 (``bafyrei…``), an asset a URI ``empressa://{did}/{key}``.
+Timestamps named ``*_ts`` are unix milliseconds from the creator's clock;
+``*_at`` are ISO 8601 times of this indexer.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DID_EXAMPLE = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
+URI_EXAMPLE = f"empressa://{DID_EXAMPLE}/night-drive"
+CID_EXAMPLE = "bafyreigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem: every error response of this API."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "example": {
+                "type": "urn:empressa:problem:not-found",
+                "title": "Not found",
+                "status": 404,
+                "detail": f"no asset {URI_EXAMPLE}",
+                "instance": f"/v1/assets/{DID_EXAMPLE}/night-drive",
+                "request_id": "5f0c8e1e2b7d4c4f9f3f7a2b1c0d9e8f",
+                "code": "not-found",
+            }
+        },
+    )
+
+    type: str = Field(description="A URN naming the problem kind: `urn:empressa:problem:{code}`.")
+    title: str = Field(description="Short, human-readable summary of the problem kind.")
+    status: int = Field(description="The HTTP status code.")
+    detail: str = Field(description="What went wrong with this request.")
+    instance: str = Field(description="The request path.")
+    request_id: str = Field(description="Also in the `X-Request-ID` header; quote it when reporting.")
+    code: str = Field(
+        description="Stable machine-readable code: `bad-request`, `not-found`, `validation-failed`, "
+        "`unauthorized`, `forbidden`, `conflict`, `rate-limited`, `payload-too-large`, "
+        "`unsupported-media-type`, `invalid-entries`, `database-unavailable`, `search-unavailable`, "
+        "`cursor-expired`, `internal`, …"
+    )
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Media(_Open):
+    cid: str = Field(description="Content id of the file (IPFS CID).")
+    mime: str = Field(examples=["audio/wav"])
+    size: int = Field(description="Bytes.")
+    duration_ms: int | None = None
+
+
+class Price(_Open):
+    amount: str = Field(description="Decimal string.", examples=["12.50"])
+    currency: str = Field(examples=["USD"])
+
+
+class License(_Open):
+    type: str = Field(examples=["commercial"], description="personal, commercial, exclusive, cc0, cc-by, …")
+    price: Price | None = None
+    terms: str | None = None
+
+
+class Payout(_Open):
+    evm: str | None = Field(default=None, description="0x address.")
+    stellar: str | None = Field(default=None, description="G… account.")
+
+
+class Label(BaseModel):
+    label: str
+    reason: str
+    created_at: str | None
+
+
+class AssetOut(BaseModel):
+    """One asset's current state: its latest `asset.put`, unless a later `asset.delete`."""
+
+    uri: str = Field(examples=[URI_EXAMPLE])
+    did: str = Field(examples=[DID_EXAMPLE])
+    key: str = Field(examples=["night-drive"])
+    deleted: bool = Field(description="True once an `asset.delete` follows the last put (fields keep it).")
+    hidden: bool = Field(description="True while any moderation label is on it (left out of search).")
+    labels: list[Label]
+    title: str
+    description: str
+    tags: list[str]
+    license: License | None
+    price: Price | None = Field(description="The license price, normalised.")
+    media: Media | None
+    preview: Media | None
+    artwork: Media | None
+    payout: Payout | None
+    media_type: str | None = Field(description="The MIME major type: audio, image, video, …")
+    seq: int = Field(description="Log position of the entry that produced this state.")
+    versions: int = Field(description="How many puts and deletes this asset has had.")
+    created_ts: int
+    updated_ts: int
+    entry_hash: str = Field(description="CID of the entry that produced this state.", examples=[CID_EXAMPLE])
+    put_hash: str | None = Field(
+        description="CID of the latest `asset.put` (what an EVM registration names)."
+    )
+    raw_url: str = Field(description="Where the signed entry's exact bytes are served.")
+    status: str = Field(description="On-chain status: `listed`, `registered` or `licensed`.")
+    onchain: dict[str, Any] = Field(description="On-chain ids by CAIP-2 chain id (filled by the reconciler).")
+    verification: dict[str, Any] = Field(description="Bridge attestations (filled by the reconciler).")
+
+
+class Version(BaseModel):
+    """One version of an asset, decoded from its signed entry."""
+
+    version: int = Field(description="1 for the first entry about this asset.")
+    seq: int
+    kind: Literal["asset.put", "asset.delete"]
+    ts: int
+    hash: str = Field(examples=[CID_EXAMPLE])
+    prev: str | None
+    body: dict[str, Any] = Field(description="The entry's body as signed (empty for a delete).")
+    raw_url: str
+    received_at: str | None
+
+
+class History(BaseModel):
+    uri: str
+    versions: list[Version] = Field(description="Oldest first.")
+
+
+class AssetSummary(_Open):
+    """An asset in a listing (search results and a creator's assets)."""
+
+    uri: str = Field(examples=[URI_EXAMPLE])
+    did: str | None = None
+    key: str | None = None
+    title: str | None = None
+
+
+class SearchResults(BaseModel):
+    items: list[AssetSummary]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last.")
+    total: int = Field(description="How many assets match (may be an estimate for very large results).")
+    facets: dict[str, Any] = Field(
+        description="Facet counts (tags, license, status, media type) when `facets=true`; else empty."
+    )
+
+
+class AssetPage(BaseModel):
+    items: list[AssetSummary]
+    next_cursor: str | None
+
+
+class Head(BaseModel):
+    seq: int
+    hash: str = Field(examples=[CID_EXAMPLE])
+
+
+class MissingRange(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: int = Field(alias="from", serialization_alias="from")
+    to: int
+
+
+class Sync(BaseModel):
+    """How complete this indexer's mirror of the creator's log is."""
+
+    status: Literal["synced", "gap", "forked"] = Field(
+        description="`gap`: later entries are held until `missing` arrive; "
+        "`forked`: two entries share `forked_seq`, nothing after it is applied."
+    )
+    missing: MissingRange | None
+    forked_seq: int | None
+
+
+class Counts(BaseModel):
+    assets: int = Field(description="Live (not deleted) assets.")
+    deleted: int
+
+
+class CreatorOut(BaseModel):
+    did: str = Field(examples=[DID_EXAMPLE])
+    head: Head | None = Field(description="The last applied entry of their log (read-after-write).")
+    sync: Sync
+    counts: Counts
+    first_seen: str | None
+    updated_at: str | None
+
+
+class ActivityItem(BaseModel):
+    id: int = Field(description="Increasing in commit order; the SSE event id.")
+    kind: str = Field(
+        description="published, updated, deleted, attested, moderated, unmoderated, registered, licensed, …"
+    )
+    uri: str | None
+    did: str | None
+    entry_hash: str | None
+    seq: int | None
+    data: dict[str, Any]
+    created_at: str | None
+
+
+class ActivityPage(BaseModel):
+    items: list[ActivityItem]
+    next_cursor: str | None = Field(
+        description="Continues in the same direction; in forward (`after`) mode it is always set, "
+        "so it can be polled for newer rows."
+    )
+
+
+class ItemResultOut(BaseModel):
+    index: int = Field(description="Position of the entry in the request body.")
+    hash: str | None = Field(description="CID of the entry (null when it could not be parsed).")
+    status: Literal["appended", "duplicate", "held", "fork", "refused", "invalid"] = Field(
+        description="`appended`: applied now; `duplicate`: already held, nothing changed; "
+        "`held`: valid, parked until the missing earlier entries of its log arrive; "
+        "`fork`: conflicts with a held entry at the same seq (kept as proof, quarantined); "
+        "`refused`: its author's log is forked; `invalid`: failed verification (quarantined)."
+    )
+    code: str | None = Field(description="decode, schema, signature, timestamp, fork, after-fork, held, …")
+    reason: str | None
+
+
+class IngestCounts(BaseModel):
+    appended: int
+    duplicate: int
+    held: int
+    fork: int
+    refused: int
+    invalid: int
+
+
+class IngestOut(BaseModel):
+    results: list[ItemResultOut] = Field(description="One per entry, in request order.")
+    counts: IngestCounts
+
+
+class ApiKeyCreate(BaseModel):
+    name: str = Field(default="", max_length=200)
+    scopes: list[Literal["ingest", "moderate", "admin"]] = Field(min_length=1, max_length=3)
+
+
+class ApiKeyOut(BaseModel):
+    id: str
+    name: str
+    scopes: list[str]
+    created_at: str | None
+    last_used_at: str | None
+    revoked_at: str | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    secret: str = Field(description="The key to send as `Authorization: Bearer …`. Shown only this once.")
+
+
+class ApiKeyList(BaseModel):
+    items: list[ApiKeyOut]
+
+
+class LabelIn(BaseModel):
+    label: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", examples=["spam"])
+    reason: str = Field(default="", max_length=1000)
+
+
+class LabelOut(BaseModel):
+    uri: str
+    label: str
+    reason: str | None = None
+    created_at: str | None = None
+    hidden: bool = Field(description="Whether the asset is hidden from search now.")
+
+
+class QuarantineItem(BaseModel):
+    id: int
+    digest: str = Field(description="SHA-256 of the raw input, hex.")
+    code: str
+    reason: str
+    source: str
+    seq: int | None
+    author: str | None = Field(description="Author key, hex, when the input parsed far enough.")
+    times_seen: int
+    received_at: str | None
+    last_seen: str | None
+    raw_base64: str = Field(description="The exact bytes received, base64.")
+
+
+class QuarantinePage(BaseModel):
+    items: list[QuarantineItem]
+    next_cursor: str | None
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    ready: bool
+    database: str
+    revision: str | None = None
+    expected: str | None = None

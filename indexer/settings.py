@@ -1,0 +1,78 @@
+"""The indexer API's settings: one pydantic-settings class, built in ``cli.py`` and passed in.
+
+Sources, lowest to highest priority: defaults < ``EMPRESSA_INDEXER_<FIELD>``
+environment variables < keyword arguments. The database URL is also read from
+plain ``DATABASE_URL`` (the name every PostgreSQL tool knows).
+
+Rate limits use the ``limits`` notation (``"600/minute"``, ``"10/second;1000/hour"``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from limits import parse_many
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ENV_PREFIX", "IndexerSettings"]
+
+ENV_PREFIX = "EMPRESSA_INDEXER_"
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _default_index_dir() -> Path:
+    return Path.home() / ".empressa" / "indexer" / "search"
+
+
+class IndexerSettings(BaseSettings):
+    """Everything the indexer's HTTP API process is configured with."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="forbid", frozen=True, populate_by_name=True
+    )
+
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("database_url", "DATABASE_URL", f"{ENV_PREFIX}DATABASE_URL"),
+        description="PostgreSQL URL (postgresql://user:pass@host/db). Required to serve.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address the API listens on.")
+    port: int = Field(default=8000, ge=0, le=65535, description="TCP port the API listens on.")
+    index_dir: Path = Field(
+        default_factory=_default_index_dir, description="Directory of this machine's Tantivy search index."
+    )
+    db_pool_size: int = Field(default=10, ge=1, le=200, description="SQLAlchemy connection pool size.")
+    rate_limit_enabled: bool = Field(default=True, description="Apply the per-client-IP rate limits below.")
+    rate_limit_read: str = Field(default="600/minute", description="Public reads, per client IP.")
+    rate_limit_submit: str = Field(
+        default="120/minute", description="POST /v1/entries without an API key, per client IP."
+    )
+    rate_limit_submit_key: str = Field(
+        default="3000/minute", description="POST /v1/entries with an `ingest` API key, per key."
+    )
+    trusted_proxy: bool = Field(
+        default=False,
+        description="Take the client address from X-Forwarded-For (only behind a proxy you run).",
+    )
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1, description="Largest POST /v1/entries body.")
+    max_entries_per_request: int = Field(default=1000, ge=1, description="Most entries in one POST.")
+    sse_heartbeat_s: float = Field(default=15.0, gt=0, description="Seconds between SSE comment heartbeats.")
+    log_level: str = Field(default="INFO", description="Log level of the API process.")
+    log_json: bool = Field(default=False, description="Log one JSON object per line.")
+
+    @field_validator("rate_limit_read", "rate_limit_submit", "rate_limit_submit_key")
+    @classmethod
+    def _check_limit(cls, value: str) -> str:
+        try:
+            parse_many(value)
+        except ValueError as exc:
+            raise ValueError(f"not a rate limit ({exc})") from None
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        if value.upper() not in _LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}")
+        return value.upper()
