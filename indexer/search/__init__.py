@@ -1,0 +1,34 @@
+"""Marketplace search: a Tantivy index derived from PostgreSQL's ``assets``.
+
+* :mod:`.index`: schema, documents, query building, cursors, facets;
+  :class:`SearchIndex` (open with :func:`open_index`);
+* :mod:`.feeder`: :class:`Feeder` follows ``assets.change_seq`` into the
+  index; :func:`reindex` rebuilds it from scratch.
+
+::
+
+    index = open_index(path, writer=False)          # the API process
+    index.refresh()                                 # cheap, before each search
+    page = index.search(SearchQuery(q="cafe", tags=["jazz"], limit=20))
+
+    feeder = Feeder(engine, open_index(path, writer=True))   # the feeder process
+    feeder.run(stop_event)
+
+Errors: :class:`~indexer.errors.BadRequest` (bad parameters or cursor),
+:class:`CursorExpired` (410, a relevance cursor past its keep-alive),
+:class:`SearchUnavailable` (503, the index cannot be opened or read).
+"""
+
+from .feeder import Feeder, reindex
+from .index import CursorExpired, SearchIndex, SearchPage, SearchQuery, SearchUnavailable, open_index
+
+__all__ = [
+    "CursorExpired",
+    "Feeder",
+    "SearchIndex",
+    "SearchPage",
+    "SearchQuery",
+    "SearchUnavailable",
+    "open_index",
+    "reindex",
+]
