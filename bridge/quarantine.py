@@ -1,0 +1,89 @@
+"""Entries that failed verification, batched into the indexer's ``quarantine`` table.
+
+The daemon calls :meth:`RejectQueue.reject` (its ``on_reject`` hook) in the
+trio thread for every entry it refuses, from gossip or from a range pulled
+over sync. Nothing is dropped silently: each reject waits in a bounded queue,
+and :meth:`RejectQueue.run` writes them in batches with
+:meth:`indexer.store.Store.quarantine` (which deduplicates by content digest
+and counts repeats), retrying database errors with backoff. If a flood fills
+the queue, further rejects are counted, dropped, and the count is logged (and
+exported as ``empressa_bridge_rejects_dropped_total``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from indexer.errors import DatabaseError
+from indexer.store import Rejected, Store
+from protocol import ProtocolError
+
+from .metrics import BridgeMetrics
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+RETRY_MAX_DELAY = 5.0
+
+
+class RejectQueue:
+    """A bounded queue of rejected entries and the task that writes them to quarantine."""
+
+    def __init__(self, store: Store, *, metrics: BridgeMetrics, bound: int = 10_000) -> None:
+        self._store = store
+        self._m = metrics
+        self._send, self._receive = trio.open_memory_channel[Rejected](bound)
+        self.dropped = 0
+        self.written = 0
+
+    def reject(self, raw: bytes, exc: ProtocolError, source: str) -> None:
+        """``on_reject``: queue one rejected entry (never blocks; counts a drop if the queue is full)."""
+        item = Rejected(raw=bytes(raw), code=exc.code, reason=str(exc), source=source)
+        try:
+            self._send.send_nowait(item)
+        except trio.WouldBlock:
+            self.dropped += 1
+            self._m.rejects_dropped.inc()
+
+    def pending(self) -> int:
+        return self._send.statistics().current_buffer_used
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        reported = 0
+        while True:
+            batch = [await self._receive.receive()]
+            while len(batch) < BATCH:
+                try:
+                    batch.append(self._receive.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            await self._write(batch)
+            if self.dropped > reported:
+                log.warning(
+                    "quarantine queue overflowed; rejects dropped count=%d total=%d",
+                    self.dropped - reported,
+                    self.dropped,
+                )
+                reported = self.dropped
+
+    async def _write(self, batch: list[Rejected]) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await trio.to_thread.run_sync(self._store.quarantine, batch)
+            except DatabaseError as exc:
+                self._m.store_retries.inc()
+                log.warning(
+                    "quarantine write failed; retrying count=%d in=%.1fs err=%s", len(batch), delay, exc
+                )
+                await trio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_DELAY)
+                continue
+            self.written += len(batch)
+            self._m.quarantined.inc(len(batch))
+            for r in batch:
+                log.info("entry quarantined source=%s code=%s reason=%s", r.source, r.code, r.reason)
+            return

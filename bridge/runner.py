@@ -1,0 +1,126 @@
+"""``empressa bridge run``: the bridge's process lifecycle.
+
+:func:`main` is what the CLI calls: it loads :class:`~bridge.config.BridgeSettings`,
+unlocks the bridge's keystore (creating it on first run, like ``node init``),
+configures logging and runs :func:`run_bridge` under trio until SIGINT/SIGTERM.
+:func:`run_bridge` connects to PostgreSQL, starts the :class:`~bridge.service.Bridge`
+and writes ``DATA_DIR/bridge.json`` {did, peer_id, multiaddrs} once listening
+(removed again on a clean stop).
+
+Errors for the caller to print as one line: :class:`node.errors.ConfigError`
+(settings, or no database URL), :class:`node.errors.KeystoreError` (locked or
+wrong passphrase/KEK).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import signal
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from node.errors import ConfigError
+from node.keystore import KEYSTORE_FILE, Keys, create_keystore, kek_from_env, unlock_from
+from node.runner import write_private
+
+from .config import BridgeSettings, load_bridge_settings
+
+log = logging.getLogger(__name__)
+
+BRIDGE_JSON = "bridge.json"
+
+
+def unlock_or_create_keys(data_dir: Path, *, environ: Mapping[str, str], interactive: bool) -> Keys:
+    """The bridge's keys from ``DATA_DIR/keystore.json``, created there on first run.
+
+    A new keystore is sealed with ``EMPRESSA_KEK`` or ``EMPRESSA_PASSPHRASE`` (or,
+    interactively, a passphrase typed twice).
+
+    Raises:
+        KeystoreError: locked, wrong secret, or nothing to seal a new keystore with.
+    """
+    from node.errors import KeystoreError
+
+    path = data_dir / KEYSTORE_FILE
+    prompt = getpass.getpass if interactive else None
+    if path.exists():
+        return unlock_from(path, environ=environ, prompt=prompt)
+    passphrase, kek = kek_from_env(environ)
+    if passphrase is None and kek is None:
+        if prompt is None:
+            raise KeystoreError(
+                f"no bridge keystore at {path} and nothing to create it with: set EMPRESSA_KEK or EMPRESSA_PASSPHRASE"
+            )
+        passphrase = prompt("New bridge keystore passphrase: ")
+        if passphrase != prompt("Repeat passphrase: "):
+            raise KeystoreError("passphrases do not match")
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    keys = create_keystore(path, passphrase=passphrase, kek=kek)
+    log.info("bridge keys created did=%s data_dir=%s", keys.did, data_dir)
+    return keys
+
+
+async def run_bridge(settings: BridgeSettings, keys: Keys) -> None:
+    """Run the bridge until SIGINT/SIGTERM (or cancellation); ``bridge.json`` while listening."""
+    from indexer.store import Store
+
+    from .service import Bridge
+
+    if not settings.database_url:
+        raise ConfigError("the bridge needs a database: set --database-url, DATABASE_URL or database_url")
+    data_dir = settings.data_dir
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    store = Store.connect(settings.database_url, pool_size=settings.db_pool_size)
+    bridge = Bridge(settings=settings, keys=keys, store=store)
+    info_path = data_dir / BRIDGE_JSON
+    try:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(bridge.run)
+                info = {"did": bridge.did, "peer_id": bridge.peer_id, "multiaddrs": bridge.addrs()}
+                write_private(info_path, json.dumps(info, indent=2) + "\n")
+                log.info("bridge listening did=%s multiaddrs=%s", bridge.did, ",".join(bridge.addrs()))
+                async for signum in signals:
+                    log.info("shutting down signal=%s", signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    break
+    finally:
+        info_path.unlink(missing_ok=True)
+        store.close()
+        log.info("bridge stopped")
+
+
+def _configure_logging(settings: BridgeSettings) -> None:
+    try:
+        from cli import configure_logging  # logging is configured in one place, cli.py
+    except ImportError:  # pragma: no cover - cli.py is installed with the package
+        logging.basicConfig(level=settings.log_level, stream=sys.stderr)
+        return
+    configure_logging(settings.log_level, settings.log_json)
+
+
+def main(data_dir: Path, overrides: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """``empressa bridge run``: load settings, unlock or create keys, run until SIGINT/SIGTERM.
+
+    Args:
+        data_dir: the bridge's data directory (``--data``; default ``~/.empressa/bridge``).
+        overrides: settings from flags (``database_url``, ``listen``, ``bootstrap``, …);
+            ``None`` values mean "not given".
+        environ: the environment (``EMPRESSA_BRIDGE_*``, ``DATABASE_URL``,
+            ``EMPRESSA_KEK``/``EMPRESSA_PASSPHRASE``).
+
+    Raises:
+        ConfigError, KeystoreError: one-line messages for the CLI to print.
+    """
+    settings = load_bridge_settings(data_dir, overrides, environ)
+    if not settings.database_url:
+        raise ConfigError("the bridge needs a database: set --database-url, DATABASE_URL or database_url")
+    _configure_logging(settings)
+    keys = unlock_or_create_keys(settings.data_dir, environ=environ, interactive=sys.stdin.isatty())
+    trio.run(run_bridge, settings, keys)
