@@ -96,7 +96,8 @@ class AssetOut(BaseModel):
     description: str
     tags: list[str]
     license: License | None
-    price: Price | None = Field(description="The license price, normalised.")
+    price: str | None = Field(description="The license price as a decimal string.", examples=["12.5"])
+    currency: str | None = Field(examples=["USD"])
     media: Media | None
     preview: Media | None
     artwork: Media | None
@@ -111,7 +112,7 @@ class AssetOut(BaseModel):
         description="CID of the latest `asset.put` (what an EVM registration names)."
     )
     raw_url: str = Field(description="Where the signed entry's exact bytes are served.")
-    status: str = Field(description="On-chain status: `listed`, `registered` or `licensed`.")
+    chain_status: str = Field(description="On-chain status: `listed`, `registered` or `licensed`.")
     onchain: dict[str, Any] = Field(description="On-chain ids by CAIP-2 chain id (filled by the reconciler).")
     verification: dict[str, Any] = Field(description="Bridge attestations (filled by the reconciler).")
 
@@ -139,9 +140,20 @@ class AssetSummary(_Open):
     """An asset in a listing (search results and a creator's assets)."""
 
     uri: str = Field(examples=[URI_EXAMPLE])
-    did: str | None = None
-    key: str | None = None
+    did: str | None = Field(default=None, examples=[DID_EXAMPLE])
+    key: str | None = Field(default=None, examples=["night-drive"])
     title: str | None = None
+    description: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    license: str | None = Field(default=None, description="License type.")
+    price: str | None = Field(default=None, description="Decimal string.", examples=["12.5"])
+    currency: str | None = None
+    media_type: str | None = None
+    media_mime: str | None = None
+    media_cid: str | None = None
+    created_ts: int | None = None
+    updated_ts: int | None = None
+    chain_status: str | None = Field(default=None, description="`listed`, `registered` or `licensed`.")
 
 
 class SearchResults(BaseModel):

@@ -19,6 +19,7 @@ import binascii
 import json
 import logging
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Engine, func, select
@@ -77,6 +78,13 @@ def _cid(raw: bytes | None) -> str | None:
     return EntryHash(bytes(raw)).cid if raw is not None else None
 
 
+def _decimal(value: Decimal | None) -> str | None:
+    if value is None:
+        return None
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
@@ -96,9 +104,8 @@ def _asset_dict(a: Any, labels: list[dict[str, Any]]) -> dict[str, Any]:
         "description": a.description,
         "tags": list(a.tags or []),
         "license": lic,
-        "price": {"amount": format(a.price.normalize(), "f"), "currency": a.currency}
-        if a.price is not None
-        else None,
+        "price": _decimal(a.price),
+        "currency": a.currency,
         "media": body.get("media"),
         "preview": body.get("preview"),
         "artwork": body.get("artwork"),
@@ -111,29 +118,31 @@ def _asset_dict(a: Any, labels: list[dict[str, Any]]) -> dict[str, Any]:
         "entry_hash": cid,
         "put_hash": _cid(a.put_hash),
         "raw_url": f"/v1/entries/{cid}",
-        "status": a.chain_status,
+        "chain_status": a.chain_status,
         "onchain": a.onchain or {},
         "verification": a.verification or {},
     }
 
 
 def _summary(a: Any) -> dict[str, Any]:
+    """The listing shape; the same fields as a search result item (``indexer.search.index.item_of``)."""
     return {
         "uri": a.uri,
         "did": a.did,
         "key": a.key,
         "title": a.title,
+        "description": a.description,
         "tags": list(a.tags or []),
         "license": a.license,
-        "price": {"amount": format(a.price.normalize(), "f"), "currency": a.currency}
-        if a.price is not None
-        else None,
+        "price": _decimal(a.price),
+        "currency": a.currency,
         "media_type": a.media_type,
-        "status": a.chain_status,
-        "deleted": a.deleted,
+        "media_mime": a.media_mime,
+        "media_cid": a.media_cid,
         "created_ts": a.created_ts,
         "updated_ts": a.updated_ts,
-        "entry_hash": _cid(a.entry_hash),
+        "chain_status": a.chain_status,
+        "deleted": a.deleted,
     }
 
 

@@ -54,7 +54,11 @@ def assert_problem(resp: httpx.Response, status: int, code: str | None = None) -
 
 
 def settings_for(tmp_path: Path, **overrides: Any) -> IndexerSettings:
-    base: dict[str, Any] = {"database_url": None, "rate_limit_enabled": False, "index_dir": tmp_path / "index"}
+    base: dict[str, Any] = {
+        "database_url": None,
+        "rate_limit_enabled": False,
+        "index_dir": tmp_path / "index",
+    }
     base.update(overrides)
     return IndexerSettings(**base)
 

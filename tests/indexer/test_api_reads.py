@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from tests.indexer.apiclient)
 """GET endpoints of the indexer API against a real PostgreSQL: assets, history, creators, activity, entries."""
 
 from __future__ import annotations

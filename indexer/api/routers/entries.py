@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from protocol import ProtocolError, parse_entry_hash
+from protocol import ProtocolError, parse_entry_hash, split_sequence
 
 from ...errors import BadRequest
 from ...store import IngestResult, reads
@@ -70,6 +70,21 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise ProblemError(413, f"the body is larger than {limit} bytes", code="payload-too-large")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _split(body: bytes, max_items: int) -> list[bytes]:
+    """The entries of an RFC 8742 CBOR sequence (one entry is a sequence of one)."""
+    raws: list[bytes] = []
+    try:
+        for raw in split_sequence(body):
+            raws.append(raw)
+            if len(raws) > max_items:
+                raise BadRequest(f"at most {max_items} entries per request")
+    except ProtocolError as exc:
+        raise BadRequest(f"the body is not a CBOR sequence: {exc}") from None
+    if not raws:
+        raise BadRequest("the body holds no entries")
+    return raws
 
 
 def _response_body(result: IngestResult) -> dict[str, Any]:
@@ -160,9 +175,8 @@ async def submit_entries(
         if found is not None:
             return _reply(request, found[0], found[1], replayed=True)
 
-    result = await run_in_threadpool(
-        store.ingest_sequence, body, source=f"http:{ip}", max_items=settings.max_entries_per_request
-    )
+    raws = _split(body, settings.max_entries_per_request)
+    result = await run_in_threadpool(store.ingest_raw, raws, source=f"http:{ip}")
     out = _response_body(result)
     for s, n in out["counts"].items():
         if n:

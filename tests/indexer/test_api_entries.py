@@ -1,0 +1,192 @@
+# ruff: noqa: F811  (pytest fixtures imported from tests.indexer.apiclient)
+"""POST /v1/entries and GET /v1/entries/{hash}: the HTTP door to the one ingest path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from indexer.store import Store
+from indexer.store.admin import create_api_key
+from protocol import ProtocolError, split_sequence
+from tests.indexer.apiclient import assert_problem, cbor_seq, cid, client, client_for, counts, make_app  # noqa: F401
+from tests.node.conftest import LogBuilder
+from tests.vectors import invalid_vectors, valid_vectors
+
+CBOR = {"content-type": "application/cbor"}
+DATA_TABLES = ("entries", "assets", "authors", "activity", "pending", "forks")
+
+
+def data(c: dict[str, int]) -> dict[str, int]:
+    return {t: c[t] for t in DATA_TABLES}
+
+
+def one_item(raw: bytes) -> bool:
+    try:
+        return list(split_sequence(raw)) == [raw]
+    except ProtocolError:
+        return False
+
+
+def not_cbor(raw: bytes) -> bool:
+    try:
+        list(split_sequence(raw))
+    except ProtocolError:
+        return True
+    return False
+
+
+def forged(*, whole: bool = True) -> list[Any]:
+    """Invalid vectors (not the clock-dependent ones); ``whole``: only those that are one whole CBOR item."""
+    return [
+        v
+        for v in invalid_vectors()
+        if v.error in ("DecodeError", "SchemaError", "SignatureError") and (one_item(v.raw) or not whole)
+    ]
+
+
+async def test_submit_then_resubmit(client: httpx.AsyncClient, store: Store) -> None:
+    vectors = [v for v in valid_vectors() if v.ts < 2**50]  # not the edge case dated far in the future
+    body = cbor_seq(v.raw for v in vectors)
+    r = await client.post("/v1/entries", content=body, headers={"content-type": "application/cbor-seq"})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert [x["hash"] for x in out["results"]] == [v.hash_cid for v in vectors]
+    assert out["counts"]["invalid"] == 0 and out["counts"]["appended"] == len(vectors)
+    after = counts(store)
+    assert after["entries"] == out["counts"]["appended"]
+
+    r = await client.post("/v1/entries", content=body, headers=CBOR)
+    assert r.status_code == 200
+    assert {x["status"] for x in r.json()["results"]} <= {"duplicate", "held"}
+    assert data(counts(store)) == data(after)
+
+    # one entry alone is a sequence of one; the raw bytes come back exactly
+    r = await client.get(f"/v1/entries/{vectors[0].hash_cid}")
+    assert r.content == vectors[0].raw
+
+
+async def test_invalid_entries_give_422_and_valid_ones_still_apply(
+    client: httpx.AsyncClient, store: Store, new_log: Callable[..., LogBuilder]
+) -> None:
+    log = new_log()
+    good = log.next(key="kept")
+    bad = forged()
+    assert bad
+    r = await client.post("/v1/entries", content=cbor_seq([good.raw, *(v.raw for v in bad)]), headers=CBOR)
+    p = assert_problem(r, 422, "invalid-entries")
+    assert p["results"][0] == {
+        "index": 0,
+        "hash": cid(good),
+        "status": "appended",
+        "code": None,
+        "reason": None,
+    }
+    assert all(x["status"] == "invalid" and x["code"] and x["reason"] for x in p["results"][1:])
+    assert p["counts"]["invalid"] == len(bad) and p["counts"]["appended"] == 1
+    c = counts(store)
+    assert c["entries"] == 1 and c["quarantine"] == len({v.raw for v in bad})
+    # each forged vector alone: 422 (or 400 when it is not even one CBOR item), nothing applied
+    for v in forged(whole=False):
+        if not one_item(v.raw) and not_cbor(v.raw) is False:
+            continue  # e.g. "trailing bytes": in a CBOR sequence that is a valid entry and then a second item
+        before = data(counts(store))
+        r = await client.post("/v1/entries", content=v.raw, headers=CBOR)
+        if one_item(v.raw):
+            body = assert_problem(r, 422, "invalid-entries")
+            assert body["results"][0]["status"] == "invalid", v.name
+        else:
+            assert_problem(r, 400, "bad-request")
+        assert data(counts(store)) == before
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "code"),
+    [
+        (b"\xff\xfe junk", CBOR, 400, "bad-request"),
+        (b"", CBOR, 400, "bad-request"),
+        (b"\xa1", CBOR, 400, "bad-request"),  # truncated map
+        (b"{}", {"content-type": "application/json"}, 415, "unsupported-media-type"),
+        (b"\x01", {}, 415, "unsupported-media-type"),
+        (b"\x01" * 5000, CBOR, 413, "payload-too-large"),
+    ],
+)
+async def test_bad_bodies_change_nothing(
+    make_app: Callable[..., Any], store: Store, body: bytes, headers: dict[str, str], status: int, code: str
+) -> None:
+    before = counts(store)
+    async with client_for(make_app(max_body_bytes=4096)) as c:
+        assert_problem(await c.post("/v1/entries", content=body, headers=headers), status, code)
+    assert counts(store) == before
+
+
+async def test_too_many_entries(
+    make_app: Callable[..., Any], store: Store, new_log: Callable[..., LogBuilder]
+) -> None:
+    log = new_log()
+    log.extend(3)
+    before = counts(store)
+    async with client_for(make_app(max_entries_per_request=2)) as c:
+        p = assert_problem(await c.post("/v1/entries", content=cbor_seq(log.entries), headers=CBOR), 400)
+    assert "at most 2" in p["detail"]
+    assert counts(store) == before
+
+
+async def test_idempotency_key(
+    client: httpx.AsyncClient, store: Store, new_log: Callable[..., LogBuilder]
+) -> None:
+    log = new_log()
+    log.extend(2)
+    headers = {**CBOR, "Idempotency-Key": "retry-1"}
+    r1 = await client.post("/v1/entries", content=cbor_seq(log.entries), headers=headers)
+    assert r1.status_code == 200 and "idempotent-replayed" not in r1.headers
+    after = counts(store)
+    r2 = await client.post("/v1/entries", content=cbor_seq(log.entries), headers=headers)
+    assert r2.status_code == 200 and r2.headers["idempotent-replayed"] == "true"
+    assert r2.json() == r1.json()  # the stored response, not a fresh "duplicate" one
+    assert counts(store) == after
+    other = log.next(key="other")
+    r3 = await client.post("/v1/entries", content=other.raw, headers=headers)
+    assert_problem(r3, 409, "conflict")
+    assert counts(store) == after
+    assert_problem(
+        await client.post("/v1/entries", content=other.raw, headers={**CBOR, "Idempotency-Key": "a b"}), 400
+    )
+    # a 422 is stored and replayed too
+    bad = forged()[0].raw
+    h = {**CBOR, "Idempotency-Key": "retry-2"}
+    p1 = assert_problem(await client.post("/v1/entries", content=bad, headers=h), 422)
+    r = await client.post("/v1/entries", content=bad, headers=h)
+    p2 = assert_problem(r, 422)
+    assert r.headers["idempotent-replayed"] == "true"
+    assert p2["results"] == p1["results"] and p2["request_id"] != p1["request_id"]
+
+
+async def test_api_keys_on_submit(
+    client: httpx.AsyncClient, store: Store, new_log: Callable[..., LogBuilder]
+) -> None:
+    log = new_log()
+    e = log.next()
+    _, secret = create_api_key(store.engine, name="bridge-2", scopes=["ingest"])
+    before = counts(store)
+    for auth in ("Bearer nope", f"Bearer {secret[:-2]}xx", "Bearer ek_0123456789abcdef_" + "a" * 43):
+        assert_problem(
+            await client.post("/v1/entries", content=e.raw, headers={**CBOR, "Authorization": auth}), 401
+        )
+    assert counts(store) == before
+    r = await client.post("/v1/entries", content=e.raw, headers={**CBOR, "Authorization": f"Bearer {secret}"})
+    assert r.status_code == 200 and r.json()["results"][0]["status"] == "appended"
+
+
+async def test_raw_entry_not_found_and_conditional(
+    client: httpx.AsyncClient, store: Store, new_log: Callable[..., LogBuilder]
+) -> None:
+    log = new_log()
+    e = log.next()
+    assert_problem(await client.get(f"/v1/entries/{cid(e)}"), 404, "not-found")
+    store.ingest([e])
+    r = await client.get(f"/v1/entries/{cid(e)}", headers={"If-None-Match": f'"{cid(e)}"'})
+    assert r.status_code == 304 and r.headers["etag"] == f'"{cid(e)}"'
