@@ -1,0 +1,139 @@
+# ruff: noqa: F811  (pytest fixtures imported from tests.indexer.apiclient)
+"""/v1/admin: API keys, scopes, moderation labels, the quarantine."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from indexer.store import Store
+from indexer.store.admin import create_api_key
+from tests.indexer.apiclient import assert_problem, client, counts, make_app, q  # noqa: F401
+from tests.node.conftest import LogBuilder
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+async def test_api_key_lifecycle(client: httpx.AsyncClient, store: Store) -> None:
+    _, admin = create_api_key(store.engine, name="root", scopes=["admin"])
+    r = await client.post(
+        "/v1/admin/api-keys", json={"name": "mod", "scopes": ["moderate"]}, headers=bearer(admin)
+    )
+    assert r.status_code == 201, r.text
+    created = r.json()
+    assert created["secret"].startswith("ek_") and created["scopes"] == ["moderate"]
+    # the secret is stored only as a hash
+    rows = q(store, "SELECT secret_hash FROM api_keys WHERE id = :i", i=created["id"])
+    assert bytes(rows[0][0]) != created["secret"].encode()
+    r = await client.get("/v1/admin/api-keys", headers=bearer(admin))
+    listed = r.json()["items"]
+    assert {k["id"] for k in listed} >= {created["id"]} and all("secret" not in k for k in listed)
+    # a moderate key cannot manage keys
+    assert_problem(
+        await client.get("/v1/admin/api-keys", headers=bearer(created["secret"])), 403, "forbidden"
+    )
+    r = await client.delete(f"/v1/admin/api-keys/{created['id']}", headers=bearer(admin))
+    assert r.status_code == 200 and r.json()["revoked_at"]
+    before = counts(store)
+    p = assert_problem(await client.get("/v1/admin/quarantine", headers=bearer(created["secret"])), 401)
+    assert "revoked" in p["detail"]
+    assert_problem(await client.delete("/v1/admin/api-keys/nope", headers=bearer(admin)), 404)
+    assert counts(store) == before
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Basic abc"},
+        {"Authorization": "Bearer"},
+        bearer("ek_0123456789abcdef_" + "x" * 43),
+    ],
+)
+async def test_admin_without_a_valid_key(
+    client: httpx.AsyncClient, store: Store, headers: dict[str, str]
+) -> None:
+    before = counts(store)
+    assert_problem(await client.get("/v1/admin/api-keys", headers=headers), 401, "unauthorized")
+    assert_problem(
+        await client.post("/v1/admin/api-keys", json={"scopes": ["admin"]}, headers=headers),
+        401,
+        "unauthorized",
+    )
+    assert counts(store) == before
+
+
+async def test_bad_key_requests(client: httpx.AsyncClient, store: Store) -> None:
+    _, admin = create_api_key(store.engine, name="root", scopes=["admin"])
+    before = counts(store)
+    for body in ({"scopes": []}, {"scopes": ["root"]}, {"name": 5}, "junk"):
+        kw = {"json": body} if not isinstance(body, str) else {"content": body}
+        p = assert_problem(await client.post("/v1/admin/api-keys", headers=bearer(admin), **kw), 422)
+        assert p["errors"], p
+    assert counts(store)["api_keys"] == before["api_keys"]
+
+
+async def test_moderation_hides_and_restores(
+    client: httpx.AsyncClient, store: Store, new_log: Callable[..., LogBuilder]
+) -> None:
+    log = new_log()
+    log.next(key="a")
+    store.ingest(log.entries)
+    did = log.signer.public.did
+    _, mod = create_api_key(store.engine, name="mod", scopes=["moderate"])
+    _, ingest = create_api_key(store.engine, name="ing", scopes=["ingest"])
+    seq0 = q(store, "SELECT change_seq FROM assets")[0][0]
+    before = counts(store)
+    assert_problem(
+        await client.put(f"/v1/admin/moderation/{did}/a", json={"label": "spam"}, headers=bearer(ingest)), 403
+    )
+    assert_problem(await client.put(f"/v1/admin/moderation/{did}/a", json={"label": "spam"}), 401)
+    assert_problem(
+        await client.put(f"/v1/admin/moderation/{did}/a", json={"label": "Bad Label"}, headers=bearer(mod)),
+        422,
+    )
+    assert_problem(
+        await client.put(f"/v1/admin/moderation/{did}/nope", json={"label": "spam"}, headers=bearer(mod)), 404
+    )
+    assert_problem(
+        await client.put("/v1/admin/moderation/did:key:zz/a", json={"label": "spam"}, headers=bearer(mod)),
+        400,
+    )
+    c = counts(store)
+    assert {k: c[k] for k in c if k != "api_keys"} == {k: before[k] for k in before if k != "api_keys"}
+
+    r = await client.put(
+        f"/v1/admin/moderation/{did}/a", json={"label": "spam", "reason": "link farm"}, headers=bearer(mod)
+    )
+    assert r.status_code == 200 and r.json()["hidden"] is True
+    hidden, seq1 = q(store, "SELECT hidden, change_seq FROM assets")[0]
+    assert hidden and seq1 > seq0
+    a = (await client.get(f"/v1/assets/{did}/a")).json()
+    assert a["hidden"] and a["labels"][0]["label"] == "spam" and a["labels"][0]["reason"] == "link farm"
+    kinds = [r[0] for r in q(store, "SELECT kind FROM activity ORDER BY id")]
+    assert kinds[-1] == "moderated"
+    assert (await client.get(f"/v1/creators/{did}/assets")).json()["items"] == []
+
+    assert_problem(await client.delete(f"/v1/admin/moderation/{did}/a/other", headers=bearer(mod)), 404)
+    r = await client.delete(f"/v1/admin/moderation/{did}/a/spam", headers=bearer(mod))
+    assert r.status_code == 200 and r.json()["hidden"] is False
+    hidden, seq2 = q(store, "SELECT hidden, change_seq FROM assets")[0]
+    assert not hidden and seq2 > seq1
+    assert [r[0] for r in q(store, "SELECT kind FROM activity ORDER BY id")][-1] == "unmoderated"
+
+
+async def test_quarantine_listing(client: httpx.AsyncClient, store: Store) -> None:
+    _, admin = create_api_key(store.engine, name="root", scopes=["admin"])
+    junk = b"\xa1\x61a\x01"  # a CBOR map, but not an entry
+    r = await client.post("/v1/entries", content=junk, headers={"content-type": "application/cbor"})
+    assert r.status_code == 422
+    r = await client.get("/v1/admin/quarantine", headers=bearer(admin))
+    items = r.json()["items"]
+    assert len(items) == 1 and base64.b64decode(items[0]["raw_base64"]) == junk
+    assert items[0]["source"].startswith("http:") and items[0]["times_seen"] == 1 and items[0]["code"]
+    assert_problem(await client.get("/v1/admin/quarantine?cursor=bad!", headers=bearer(admin)), 400)
