@@ -129,9 +129,11 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def indexer_error(request: Request, exc: Exception) -> ProblemResponse:
         assert isinstance(exc, IndexerError)
-        if exc.status >= 500:
+        detail = str(exc)
+        if exc.status >= 500:  # the cause is logged, not shown: it may name hosts, users, files
             log.warning("request_id=%s %s: %s", request_id_of(request), exc.code, exc)
-        return problem(request, status=exc.status, code=exc.code, title=exc.title, detail=str(exc))
+            detail = f"{exc.title.lower()}; retry later"
+        return problem(request, status=exc.status, code=exc.code, title=exc.title, detail=detail)
 
     async def problem_error(request: Request, exc: Exception) -> ProblemResponse:
         assert isinstance(exc, ProblemError)
