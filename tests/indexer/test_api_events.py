@@ -1,0 +1,113 @@
+"""GET /v1/events: Server-Sent Events replayed from Last-Event-ID, then live through LISTEN/NOTIFY.
+
+The stream needs asyncio (psycopg's async LISTEN), so the app runs in a real
+uvicorn server on a thread and the test reads it over a socket.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+import uvicorn
+
+from indexer.api import create_app
+from indexer.store import Store
+from tests.indexer.apiclient import settings_for
+from tests.node.conftest import LogBuilder
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+async def read_events(lines: AsyncIterator[str], n: int, seen: list[str]) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    current: dict[str, Any] = {}
+    async for line in lines:
+        seen.append(line)
+        if not line:
+            if "id" in current:
+                events.append(current)
+                if len(events) == n:
+                    return events
+            current = {}
+        elif not line.startswith(":"):
+            field, _, value = line.partition(":")
+            current[field] = value.strip()
+    return events
+
+
+async def test_replay_then_live_with_heartbeats(
+    store: Store, tmp_path: Path, new_log: Callable[..., LogBuilder]
+) -> None:
+    log = new_log()
+    for i in range(3):
+        log.next(key=f"k{i}")
+    store.ingest(log.entries)
+    ids = [r[0] for r in store.engine.connect().exec_driver_sql("SELECT id FROM activity ORDER BY id").all()]
+    app = create_app(settings_for(tmp_path, sse_heartbeat_s=0.3), store=store)
+    lines: list[str] = []
+    with serving(app) as base, trio.fail_after(20):
+        async with (
+            httpx.AsyncClient(base_url=base, timeout=10) as c,
+            c.stream("GET", "/v1/events", headers={"Last-Event-ID": str(ids[0])}) as resp,
+        ):
+            assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
+            assert resp.headers["x-request-id"]
+            it = resp.aiter_lines()
+            replay = await read_events(it, 2, lines)
+            assert [int(e["id"]) for e in replay] == ids[1:]
+            assert [e["event"] for e in replay] == ["published", "published"]
+            assert json.loads(replay[0]["data"])["uri"] == f"empressa://{log.signer.public.did}/k1"
+            live = log.next(key="k0")
+            await trio.to_thread.run_sync(lambda: store.ingest([live]))
+            (event,) = await read_events(it, 1, lines)
+            assert event["event"] == "updated" and int(event["id"]) > ids[-1]
+            assert json.loads(event["data"])["entry_hash"] == live.hash.cid
+            await trio.sleep(0.7)
+            more = log.next(key="k9")
+            await trio.to_thread.run_sync(lambda: store.ingest([more]))
+            (event,) = await read_events(it, 1, lines)
+            assert event["event"] == "published"
+        assert any(line.startswith(":") for line in lines), lines  # heartbeat comments
+
+        # without Last-Event-ID the stream starts now; a filter narrows it
+        async with (
+            httpx.AsyncClient(base_url=base, timeout=10) as c,
+            c.stream("GET", "/v1/events", params={"kind": "deleted"}) as resp,
+        ):
+            gone = log.next(kind="asset.delete", key="k1")
+            await trio.to_thread.run_sync(lambda: store.ingest([log.next(key="k5"), gone]))
+            (event,) = await read_events(resp.aiter_lines(), 1, [])
+            assert event["event"] == "deleted"
+        async with httpx.AsyncClient(base_url=base, timeout=10) as c:
+            r = await c.get("/v1/events", headers={"Last-Event-ID": "nope"})
+            assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
