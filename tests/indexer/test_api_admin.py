@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from indexer.store import Store
 from indexer.store.admin import create_api_key
-from tests.indexer.apiclient import assert_problem, client, counts, make_app, q  # noqa: F401
+from tests.indexer.apiclient import assert_problem, client, client_for, counts, make_app, q  # noqa: F401
 from tests.node.conftest import LogBuilder
 
 
@@ -137,3 +139,27 @@ async def test_quarantine_listing(client: httpx.AsyncClient, store: Store) -> No
     assert len(items) == 1 and base64.b64decode(items[0]["raw_base64"]) == junk
     assert items[0]["source"].startswith("http:") and items[0]["times_seen"] == 1 and items[0]["code"]
     assert_problem(await client.get("/v1/admin/quarantine?cursor=bad!", headers=bearer(admin)), 400)
+
+
+async def test_a_label_takes_the_asset_out_of_search(
+    make_app: Callable[..., Any], store: Store, tmp_path: Path, new_log: Callable[..., LogBuilder]
+) -> None:
+    from indexer.search import Feeder, open_index
+
+    log = new_log()
+    log.next(key="a")
+    store.ingest(log.entries)
+    index = open_index(tmp_path / "idx", writer=True)
+    feeder = Feeder(store.engine, index)
+    feeder.catch_up()
+    did = log.signer.public.did
+    _, mod = create_api_key(store.engine, name="mod", scopes=["moderate"])
+    async with client_for(make_app(index=index)) as c:
+        assert (await c.get("/v1/assets")).json()["total"] == 1
+        r = await c.put(f"/v1/admin/moderation/{did}/a", json={"label": "spam"}, headers=bearer(mod))
+        assert r.status_code == 200
+        feeder.catch_up()
+        assert (await c.get("/v1/assets")).json()["total"] == 0
+        await c.delete(f"/v1/admin/moderation/{did}/a/spam", headers=bearer(mod))
+        feeder.catch_up()
+        assert (await c.get("/v1/assets")).json()["total"] == 1

@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import sniffio
 from fastapi import APIRouter, Header, Query
 from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
@@ -15,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from ...errors import BadRequest
 from ...store import reads
 from ..deps import BroadcasterDep, Ctx, EngineDep, ReadLimited, parse_creator
+from ..problem import ProblemError
 from ..schemas import ActivityPage
 from . import errors
 
@@ -108,6 +110,8 @@ async def get_events(
     as an item of `GET /v1/activity`.
     """
     _check_filters(did, uri)
+    if sniffio.current_async_library() != "asyncio":  # psycopg's async LISTEN needs asyncio
+        raise ProblemError(503, "the event stream needs an asyncio server", code="unavailable")
     start = last_event_id if last_event_id is not None else after
     if start is None:
         start = await run_in_threadpool(reads.latest_activity_id, engine)
