@@ -43,7 +43,7 @@ from .keystore import Keys
 from .net.host import P2P
 from .replica import IngestOutcome, Replica
 from .store import now_ms
-from .sync import BadEntryError, SyncServer, fetch_heads_page, fetch_range, verify_range
+from .sync import BadEntryError, PeerBusy, SyncServer, fetch_heads_page, fetch_range, verify_range
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,9 @@ class Node:
         self.gossip_drop_rate = 0.0  # testing: fraction of incoming gossip to drop
         self.blocked: set[str] = set()  # testing: partitioned-off peers
         self._on_append = on_append
-        self._sync_server = SyncServer(store, request_timeout=settings.sync_request_timeout)
+        self._sync_server = SyncServer(
+            store, request_timeout=settings.sync_request_timeout, unavailable_errors=retry_errors
+        )
         self._inbox_send, self._inbox = trio.open_memory_channel[tuple[Entry, str]](10_000)
         self._wants: dict[bytes, _Want] = {}
         self._in_flight: set[bytes] = set()
@@ -333,6 +335,11 @@ class Node:
             start, end = have + 1, want.target
             try:
                 entries = await self._fetch_verified(peer, author, start, end)
+            except PeerBusy as exc:
+                # Not misbehaviour; anti-entropy raises the want again later.
+                log.info("peer cannot serve a range now peer=%s reason=%s", peer, exc)
+                self._drop_want(author, want)
+                return
             except (PeerError, trio.TooSlowError) as exc:
                 self._strike(peer, f"range {start}..{end}: {exc or 'timed out'}")
                 if peer in want.peers:
@@ -412,6 +419,8 @@ class Node:
         await trio.sleep(delay)
         try:
             await self.sync_with(peer)
+        except PeerBusy as exc:
+            log.info("peer cannot compare heads now peer=%s reason=%s", peer, exc)
         except (PeerError, trio.TooSlowError) as exc:
             self._strike(peer, f"heads: {exc or 'timed out'}")
 
@@ -455,6 +464,8 @@ class Node:
         async def fetch() -> None:
             try:
                 entries = await self._fetch_verified(peer, author, seq, seq)
+            except PeerBusy:
+                return
             except (PeerError, trio.TooSlowError) as exc:
                 self._strike(peer, f"fork proof: {exc or 'timed out'}")
                 return

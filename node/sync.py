@@ -52,14 +52,45 @@ class BadEntryError(PeerError):
         return str(self.args[0])
 
 
-class SyncServer:
-    """Answers sync requests from a :class:`~node.replica.Replica`."""
+class PeerBusy(PeerError):
+    """The peer answered ``unavailable``: its store cannot serve right now (a database restarting).
 
-    def __init__(self, store: Replica, *, request_timeout: float = 10.0) -> None:
+    Not misbehaviour: callers try again later instead of counting it against the peer.
+    """
+
+
+UNAVAILABLE = "unavailable"
+
+
+class SyncServer:
+    """Answers sync requests from a :class:`~node.replica.Replica`.
+
+    Args:
+        store: the replica to serve.
+        request_timeout: seconds a request may take.
+        unavailable_errors: store errors answered with an ``unavailable`` error
+            frame (the client backs off without blaming us) instead of a reset.
+    """
+
+    def __init__(
+        self,
+        store: Replica,
+        *,
+        request_timeout: float = 10.0,
+        unavailable_errors: tuple[type[Exception], ...] = (),
+    ) -> None:
         self._store = store
         self._timeout = request_timeout
+        self._unavailable = unavailable_errors
 
     async def serve(self, stream: Stream) -> None:
+        try:
+            await self._serve(stream)
+        except self._unavailable as exc:
+            log.info("sync request not served: store unavailable peer=%s err=%s", stream.peer, exc)
+            await stream.send(wire.ErrorFrame(UNAVAILABLE, "store temporarily unavailable; try again later"))
+
+    async def _serve(self, stream: Stream) -> None:
         with trio.move_on_after(self._timeout) as scope:
             req = await stream.recv()
         if scope.cancelled_caught:
@@ -86,6 +117,8 @@ async def fetch_heads_page(
     await stream.send(wire.HeadsRequest(after, limit))
     resp = await stream.recv()
     if isinstance(resp, wire.ErrorFrame):
+        if resp.code == UNAVAILABLE:
+            raise PeerBusy(f"peer {stream.peer} cannot serve heads right now: {resp.message}")
         raise PeerError(f"peer {stream.peer} refused heads: {resp.code}: {resp.message}")
     if not isinstance(resp, wire.HeadsPage):
         raise PeerError(f"peer {stream.peer} answered heads with {type(resp).__name__}")
@@ -108,6 +141,8 @@ async def fetch_range(stream: Stream, *, author: bytes, start: int, end: int) ->
         elif isinstance(frame, wire.EndFrame):
             return out
         elif isinstance(frame, wire.ErrorFrame):
+            if frame.code == UNAVAILABLE:
+                raise PeerBusy(f"peer {stream.peer} cannot serve a range right now: {frame.message}")
             raise PeerError(f"peer {stream.peer} refused range: {frame.code}: {frame.message}")
         else:
             raise PeerError(f"peer {stream.peer} answered range with {type(frame).__name__}")
