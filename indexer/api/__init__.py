@@ -76,7 +76,8 @@ def create_app(settings: IndexerSettings, *, store: Store | None = None, index: 
         if ctx.store is None:
             log.warning("no database_url: every data endpoint answers 503")
         if ctx.index is None:
-            ctx.index = await run_in_threadpool(_open_index, settings)
+            ctx.open_index = lambda: _open_index(settings)
+            ctx.index = await run_in_threadpool(ctx.open_index)
             if ctx.index is not None:
                 ctx.owned.append(ctx.index)
         try:

@@ -8,6 +8,8 @@ them are plain ``def`` (FastAPI runs those in its threadpool).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -36,6 +38,8 @@ class ApiContext:
     index: Any | None = None  # indexer.search.SearchIndex
     broadcaster: Broadcaster | None = None
     owned: list[Any] = field(default_factory=list)  # what the lifespan built and must close
+    open_index: Callable[[], Any] | None = None  # how to (re)open a missing index
+    index_retry_at: float = 0.0
 
 
 def get_ctx(request: Request) -> ApiContext:
@@ -62,7 +66,16 @@ def get_engine(store: StoreDep) -> Engine:
 EngineDep = Annotated[Engine, Depends(get_engine)]
 
 
+INDEX_RETRY_S = 5.0
+
+
 def get_index(ctx: Ctx) -> Any:
+    """The search index; when it was missing at start (the feeder creates it), retry opening it every 5 s."""
+    if ctx.index is None and ctx.open_index is not None and time.monotonic() >= ctx.index_retry_at:
+        ctx.index_retry_at = time.monotonic() + INDEX_RETRY_S
+        ctx.index = ctx.open_index()
+        if ctx.index is not None:
+            ctx.owned.append(ctx.index)
     if ctx.index is None:
         raise ProblemError(503, "the search index is not available", code="search-unavailable")
     return ctx.index

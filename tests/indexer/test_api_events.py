@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import trio
 import uvicorn
 
@@ -111,3 +112,26 @@ async def test_replay_then_live_with_heartbeats(
         async with httpx.AsyncClient(base_url=base, timeout=10) as c:
             r = await c.get("/v1/events", headers={"Last-Event-ID": "nope"})
             assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+
+
+async def test_the_lifespan_builds_what_it_is_not_given(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from indexer.api import deps
+    from indexer.search import Feeder, open_index
+
+    monkeypatch.setattr(deps, "INDEX_RETRY_S", 0.0)
+    app = create_app(settings_for(tmp_path, database_url=db_url))
+    with serving(app) as base:
+        async with httpx.AsyncClient(base_url=base, timeout=10) as c:
+            assert (await c.get("/readyz")).json()["ready"] is True
+            r = await c.get("/v1/activity")
+            assert r.status_code == 200 and r.json()["items"] == []
+            r = await c.get("/v1/assets")  # no index directory yet: the feeder has not run
+            assert r.status_code == 503 and r.json()["code"] == "search-unavailable"
+            store = Store.connect(db_url)
+            index = open_index(tmp_path / "index", writer=True)  # the feeder starts later
+            Feeder(store.engine, index).catch_up()
+            store.close()
+            r = await c.get("/v1/assets")
+            assert r.status_code == 200 and r.json()["total"] == 0
