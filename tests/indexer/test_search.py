@@ -171,7 +171,7 @@ def test_typos_match_below_exact_matches(env: Env) -> None:
 
 
 def test_deleted_and_hidden_assets_leave_search_and_come_back(env: Env) -> None:
-    gone, hidden, kept = env.put(asset("Harbor lights"), asset("Harbor fog"), asset("Harbor bells"))
+    gone, hidden, _kept = env.put(asset("Harbor lights"), asset("Harbor fog"), asset("Harbor bells"))
     update_asset(env.engine, gone, deleted=True)
     update_asset(env.engine, hidden, hidden=True)
     env.feeder.catch_up()
