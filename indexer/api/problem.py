@@ -148,7 +148,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: Exception) -> ProblemResponse:
         assert isinstance(exc, StarletteHTTPException)
         detail = exc.detail if isinstance(exc.detail, str) else ""
-        return problem(request, status=exc.status_code, detail=detail, headers=exc.headers)
+        return problem(request, status=exc.status_code, detail=detail, headers=dict(exc.headers or {}))
 
     app.add_exception_handler(IndexerError, indexer_error)
     app.add_exception_handler(ProblemError, problem_error)

@@ -40,7 +40,9 @@ def readyz(request: Request, ctx: Ctx) -> Any:
             code="not-ready",
             title="Not ready",
             detail=detail,
-            **{k: v for k, v in report.items() if k != "error"},
+            database=report.get("database"),
+            revision=report.get("revision"),
+            expected=report.get("expected"),
         )
         return resp
     return report
