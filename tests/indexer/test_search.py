@@ -130,13 +130,18 @@ class Env:
         return [i["title"] for i in self.index.search(SearchQuery(**kw)).items]
 
 
-@pytest.fixture
-def env(db_url: str, tmp_path: Path) -> Iterator[Env]:
+def make_env(db_url: str, tmp_path: Path) -> Iterator[Env]:
+    """The body of the ``env`` fixture (shared with test_feeder)."""
     engine = make_engine(db_url)
     index = open_index(tmp_path / "search", writer=True)
     yield Env(engine, index, Feeder(engine, index))
     index.close()
     engine.dispose()
+
+
+@pytest.fixture
+def env(db_url: str, tmp_path: Path) -> Iterator[Env]:
+    yield from make_env(db_url, tmp_path)
 
 
 # -- ranking, folding, typos ------------------------------------------------------------------
