@@ -251,6 +251,24 @@ class IngestCounts(BaseModel):
 
 
 class IngestOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "results": [
+                    {"index": 0, "hash": CID_EXAMPLE, "status": "appended", "code": None, "reason": None},
+                    {
+                        "index": 1,
+                        "hash": CID_EXAMPLE,
+                        "status": "held",
+                        "code": "held",
+                        "reason": "held until seq 3..3 of this author arrive",
+                    },
+                ],
+                "counts": {"appended": 1, "duplicate": 0, "held": 1, "fork": 0, "refused": 0, "invalid": 0},
+            }
+        }
+    )
+
     results: list[ItemResultOut] = Field(description="One per entry, in request order.")
     counts: IngestCounts
 
