@@ -107,6 +107,16 @@ def assets_by_id(engine: Engine, *, ids: Sequence[int]) -> list[AssetRow]:
     return [found[i] for i in ids if i in found]
 
 
+def assets_by_uri(engine: Engine, *, uris: Sequence[str]) -> list[AssetRow]:
+    """Rows by URI (unique index), in the order of ``uris`` (missing ones left out)."""
+    if not uris:
+        return []
+    stmt = select(*_COLUMNS).where(_assets.c.uri.in_(list(uris)))
+    with _translate(), engine.connect() as conn:
+        found = {r.uri: r for r in map(_row, conn.execute(stmt))}
+    return [found[u] for u in uris if u in found]
+
+
 class Snapshot:
     """A consistent, read-only view of ``assets`` for a full rebuild (REPEATABLE READ)."""
 
