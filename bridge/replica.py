@@ -39,12 +39,17 @@ class IndexerReplica:
         self._m = metrics
         self._stamps: dict[bytes, tuple[int, str]] = {}  # entry hash -> (received ms, source)
         self._lock = threading.Lock()
+        self.appended_total = 0  # entries this bridge committed (for tests and benchmarks)
+        self.first_received_at: float | None = None  # time.perf_counter() of the first verified entry
+        self.last_commit_at: float | None = None  # time.perf_counter() of the last commit that appended
 
     # -- hooks the daemon calls in the trio thread --------------------------------------
 
     def received(self, entries: Sequence[Entry], source: str) -> None:
         """``on_receive``: stamp verified entries and observe their receive lag."""
         now = _now_ms()
+        if self.first_received_at is None:
+            self.first_received_at = time.perf_counter()
         with self._lock:
             if len(self._stamps) > MAX_STAMPS:
                 log.warning("receipt stamps over the bound; forgetting them count=%d", len(self._stamps))
@@ -65,12 +70,15 @@ class IndexerReplica:
         received = [s[0] if s is not None else now for s in stamps]
         report = self.store.ingest(entries, source=source, received_ms=received)
         committed = _now_ms()
+        if report.appended:
+            self.last_commit_at = time.perf_counter()
         with self._lock:
             for e in entries:
                 self._stamps.pop(e.hash.raw, None)
         at = {e.hash.raw: r for e, r in zip(entries, received, strict=True)}
         for e in report.appended:
             self._m.commit_lag.observe(max(0, committed - at.get(e.hash.raw, committed)) / 1000)
+        self.appended_total += len(report.appended)
         self._m.ingested.inc(len(report.appended))
         self._m.duplicates.inc(report.duplicates)
         self._m.forks.inc(len(report.forks))

@@ -78,6 +78,7 @@ class Bridge:
             retry_errors=(DatabaseError,),
         )
         self.did = self.node.did
+        self.metrics_url: str | None = None  # set once /metrics is served (metrics_port)
         self.peer_id = self.node.peer_id
 
     def addrs(self) -> list[str]:
@@ -86,6 +87,8 @@ class Bridge:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         server: Any = None
         try:
+            if self._pool is not None:
+                await trio.to_thread.run_sync(self._pool.warm)
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.rejects.run)
                 await nursery.start(self.node.run)
@@ -96,6 +99,7 @@ class Bridge:
                     server, _thread = start_http_server(
                         self.settings.metrics_port, addr=self.settings.metrics_host
                     )
+                    self.metrics_url = f"http://{self.settings.metrics_host}:{server.server_port}/metrics"
                     log.info(
                         "bridge metrics served url=http://%s:%d/metrics",
                         self.settings.metrics_host,

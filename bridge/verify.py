@@ -55,5 +55,14 @@ class PoolVerifier:
 
         return await trio.to_thread.run_sync(collect)
 
+    def warm(self) -> None:
+        """Start every worker process now (blocking; call from a thread), not on the first range."""
+        for f in [self._pool.submit(_ready) for _ in range(self.workers)]:
+            f.result()
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _ready() -> bool:
+    return True

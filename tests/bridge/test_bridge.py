@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.request import urlopen
 
 import trio
 
@@ -56,7 +57,7 @@ async def mirrored(url: str, entries: list[Entry]) -> bool:
 
 
 async def test_network_lands_in_postgres_exactly_once(db_url: str, put_body) -> None:
-    async with spawn_network(4) as net, spawn_bridge(db_url, net=net) as bridge:
+    async with spawn_network(4) as net, spawn_bridge(db_url, net=net, metrics_port=0) as bridge:
         published: list[Entry] = []
         for i in range(4):
             published += await publish_many(net.nodes[i], 5, put_body, prefix=f"n{i}")
@@ -74,7 +75,21 @@ async def test_network_lands_in_postgres_exactly_once(db_url: str, put_body) -> 
         snap = await read(db_url)
         assert_mirrors(snap, published)
         assert snap.quarantine == [] and snap.forks == set()
-        assert bridge.metrics.ingested._value.get() >= len(published)
+        assert bridge.metrics_url is not None
+        url = bridge.metrics_url
+        text = await trio.to_thread.run_sync(lambda: urlopen(url, timeout=5).read().decode())
+        for name in (
+            "empressa_bridge_receive_lag_seconds_count",
+            "empressa_bridge_commit_lag_seconds_count",
+            "empressa_bridge_entries_ingested_total",
+            "empressa_bridge_known_authors",
+            "empressa_bridge_writer_queue_depth",
+        ):
+            assert name in text, name
+        ingested = [
+            ln for ln in text.splitlines() if ln.startswith("empressa_bridge_entries_ingested_total ")
+        ]
+        assert float(ingested[0].split()[1]) >= len(published)
 
 
 async def test_lossy_gossip_completes_through_sync(db_url: str, put_body) -> None:

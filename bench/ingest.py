@@ -1,0 +1,314 @@
+"""Ingest throughput into PostgreSQL: through the bridge from the network, through ``Store.ingest``, and the ceilings.
+
+    .venv/bin/python bench/ingest.py [--entries 100000] [--nodes 4] [--authors-per-node 5]
+                                     [--workers 0,2] [--database-url URL]
+
+Prints figures only; it never passes or fails. All in one run, on the same signed entries:
+
+(a) raw verify: :func:`protocol.parse_and_verify` on one core (no I/O);
+(b) raw upsert: the same rows straight into PostgreSQL with psycopg, in batches
+    of 1,000, each one transaction: COPY into a staging table, then
+    ``INSERT … ON CONFLICT DO NOTHING`` into ``entries``, plus the ``assets``
+    upsert (COPY to a stage, ``INSERT … ON CONFLICT DO UPDATE``). Rows are
+    built before the clock starts: this is the database's ceiling;
+(c) ``Store.ingest`` directly with verified entries, batches of 1,000 (the one
+    ingest path: classification, assets, activity, heads);
+(d) ``POST /v1/entries``: left to the API's own bench (hook: :func:`bench_http`);
+(e) the network: ``--nodes`` creator nodes in this process
+    (``node.testing.spawn_network``, partitioned from each other so they do not
+    replicate among themselves) hold the entries; a bridge (``bridge.testing``)
+    is started on an empty database, dials them all and catches up over sync.
+    Time = the bridge's first received entry to its last commit. Once per
+    ``--workers`` value (the ``verify_workers`` setting: 0 = verify in a thread).
+
+The network figure shares one Python process (and so one core) between the
+creator nodes serving ranges and the bridge; PostgreSQL runs on the other core.
+Without ``--database-url`` an embedded PostgreSQL is started in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import secrets
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+# Run as ``python bench/ingest.py``, this folder comes first on sys.path and
+# bench/protocol.py would shadow the ``protocol`` package.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import psycopg  # noqa: E402
+import trio  # noqa: E402
+
+from bridge.testing import spawn_bridge  # noqa: E402
+from indexer.db import libpq_url  # noqa: E402
+from indexer.store import Store  # noqa: E402
+from indexer.store.ingest import _ASSET_COLUMNS, _asset_fields  # noqa: E402
+from indexer.testing import PostgresForTests  # noqa: E402
+from node.testing import spawn_network  # noqa: E402
+from protocol import AuthorKey, Entry, Signer, parse_and_verify, sign_entry  # noqa: E402
+
+BATCH = 1000
+TARGET = 10_000.0
+
+
+def body(i: int) -> dict[str, Any]:
+    return {
+        "title": f"Bench take {i}",
+        "description": "A short loop recorded for the ingest benchmark.",
+        "tags": ["bench", "loop"],
+        "media": {
+            "cid": "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy",
+            "mime": "audio/wav",
+            "size": 1_000_000 + i,
+            "duration_ms": 4_000,
+        },
+        "license": {"type": "commercial", "price": {"amount": "12.50", "currency": "USD"}},
+    }
+
+
+def make_logs(n_authors: int, per_author: int) -> list[list[Entry]]:
+    now = time.time_ns() // 1_000_000
+    logs = []
+    for a in range(n_authors):
+        signer = Signer(secrets.token_bytes(32))
+        prev = None
+        log = []
+        for s in range(1, per_author + 1):
+            e = sign_entry(
+                signer,
+                seq=s,
+                prev=prev,
+                ts=now - per_author + s,
+                kind="asset.put",
+                key=f"a{a}-{s}",
+                body=body(s),
+            )
+            prev = e.hash
+            log.append(e)
+        logs.append(log)
+    return logs
+
+
+def batches(entries: list[Entry], size: int = BATCH) -> list[list[Entry]]:
+    return [entries[i : i + size] for i in range(0, len(entries), size)]
+
+
+# -- (a) raw verify ---------------------------------------------------------------------------
+
+
+def raw_verify(entries: list[Entry]) -> float:
+    raws = [e.raw for e in entries]
+    t = time.perf_counter()
+    now = time.time_ns() // 1_000_000
+    for r in raws:
+        parse_and_verify(r, now_ms=now)
+    return len(raws) / (time.perf_counter() - t)
+
+
+# -- (b) raw upsert ---------------------------------------------------------------------------
+
+
+def raw_upsert(url: str, entries: list[Entry]) -> float:
+    dids: dict[bytes, str] = {}
+    heads: dict[bytes, Entry] = {}
+    for e in entries:
+        dids.setdefault(e.author.raw, AuthorKey(e.author.raw).did)
+        heads[e.author.raw] = e
+    entry_rows = [
+        [(e.hash.raw, e.author.raw, e.seq, e.ts, e.kind, e.key, e.raw) for e in b] for b in batches(entries)
+    ]
+    asset_rows = []
+    for b in batches(entries):
+        rows = []
+        for e in b:
+            did = dids[e.author.raw]
+            fields = _asset_fields(e.body)
+            rows.append(
+                (
+                    e.author.raw,
+                    did,
+                    e.key,
+                    f"empressa://{did}/{e.key}",
+                    e.hash.raw,
+                    e.hash.raw,
+                    e.seq,
+                    False,
+                    *fields,
+                    1,
+                    e.ts,
+                    e.ts,
+                )
+            )
+        asset_rows.append(rows)
+    with psycopg.connect(libpq_url(url)) as conn:
+        with conn.transaction():
+            conn.cursor().executemany(
+                "INSERT INTO authors (author, did, head_seq, head_hash) VALUES (%s, %s, %s, %s)",
+                [(a, dids[a], e.seq, e.hash.raw) for a, e in heads.items()],
+            )
+        cur = conn.cursor()
+        cur.execute(
+            "CREATE TEMP TABLE entry_stage ON COMMIT DELETE ROWS AS "
+            "SELECT hash, author, seq, ts, kind, key, raw FROM entries WITH NO DATA"
+        )
+        cur.execute(
+            f"CREATE TEMP TABLE asset_stage ON COMMIT DELETE ROWS AS SELECT {_ASSET_COLUMNS} FROM assets WITH NO DATA"
+        )
+        conn.commit()
+        t = time.perf_counter()
+        for er, ar in zip(entry_rows, asset_rows, strict=True):
+            with conn.transaction():
+                with cur.copy("COPY entry_stage (hash, author, seq, ts, kind, key, raw) FROM STDIN") as copy:
+                    for row in er:
+                        copy.write_row(row)
+                cur.execute(
+                    "INSERT INTO entries (hash, author, seq, ts, kind, key, raw) "
+                    "SELECT hash, author, seq, ts, kind, key, raw FROM entry_stage ON CONFLICT DO NOTHING"
+                )
+                with cur.copy(f"COPY asset_stage ({_ASSET_COLUMNS}) FROM STDIN") as copy:
+                    for row in ar:
+                        copy.write_row(row)
+                cur.execute(
+                    f"INSERT INTO assets ({_ASSET_COLUMNS}) SELECT {_ASSET_COLUMNS} FROM asset_stage "
+                    "ON CONFLICT (author, key) DO UPDATE SET entry_hash = EXCLUDED.entry_hash, "
+                    "put_hash = EXCLUDED.put_hash, seq = EXCLUDED.seq, title = EXCLUDED.title, "
+                    "body = EXCLUDED.body, versions = assets.versions + 1, updated_ts = EXCLUDED.updated_ts, "
+                    "change_seq = nextval('asset_change_seq')"
+                )
+        return len(entries) / (time.perf_counter() - t)
+
+
+# -- (c) Store.ingest ---------------------------------------------------------------------------
+
+
+def store_ingest(url: str, entries: list[Entry]) -> float:
+    store = Store.connect(url)
+    try:
+        t = time.perf_counter()
+        n = 0
+        for b in batches(entries):
+            n += len(store.ingest(b, source="bench").appended)
+        rate = len(entries) / (time.perf_counter() - t)
+        assert n == len(entries), f"appended {n} of {len(entries)}"
+        return rate
+    finally:
+        store.close()
+
+
+# -- (d) POST /v1/entries -----------------------------------------------------------------------
+
+
+def bench_http(url: str, entries: list[Entry]) -> float | None:
+    """Hook for ``POST /v1/entries`` (CBOR sequences of 1,000, through the API app).
+
+    The API engineer fills this in (or points at their bench); ``None`` means "not measured".
+    """
+    return None
+
+
+# -- (e) through the network and the bridge ------------------------------------------------------
+
+
+async def network_to_bridge(
+    server: PostgresForTests, logs: list[list[Entry]], *, n_nodes: int, workers: list[int]
+) -> dict[int, dict[str, float]]:
+    total = sum(len(log) for log in logs)
+    out: dict[int, dict[str, float]] = {}
+    async with spawn_network(n_nodes, anti_entropy_interval=3600.0) as net:
+        await net.partition(*[[i] for i in range(n_nodes)])  # no replication among the creators
+        for i, log in enumerate(logs):
+            store = net.nodes[i % n_nodes].store
+            for b in batches(log, 5000):
+                await trio.to_thread.run_sync(store.ingest, b)
+        for w in workers:
+            url = await trio.to_thread.run_sync(server.fresh_database)
+            async with spawn_bridge(url, anti_entropy_interval=3600.0, verify_workers=w) as bridge:
+                t_dial = time.perf_counter()
+                for node in net.nodes:
+                    await bridge.node.p2p.connect(node.addrs()[0])
+                with trio.fail_after(1800):
+                    while bridge.replica.appended_total < total:
+                        await trio.sleep(0.01)
+                t_end = bridge.replica.last_commit_at or time.perf_counter()
+                t_first = bridge.replica.first_received_at or t_dial
+                held = await trio.to_thread.run_sync(_count, url)
+                assert held == total, f"PostgreSQL holds {held} of {total}"
+                out[w] = {
+                    "rate": total / (t_end - t_first),
+                    "rate_from_dial": total / (t_end - t_dial),
+                    "seconds": t_end - t_first,
+                }
+            await trio.to_thread.run_sync(server.drop_database, url)
+    return out
+
+
+def _count(url: str) -> int:
+    with psycopg.connect(libpq_url(url)) as conn:
+        row = conn.execute("SELECT count(*) FROM entries").fetchone()
+        return int(row[0]) if row else 0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--entries", type=int, default=100_000)
+    ap.add_argument("--nodes", type=int, default=4)
+    ap.add_argument("--authors-per-node", type=int, default=5)
+    ap.add_argument("--workers", default="0,2", help="verify_workers values to run the network bench with")
+    ap.add_argument("--skip-network", action="store_true")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("libp2p").setLevel(logging.CRITICAL)
+    workers = [int(w) for w in args.workers.split(",") if w.strip()]
+    n_authors = args.nodes * args.authors_per_node
+    per_author = max(1, args.entries // n_authors)
+    total = n_authors * per_author
+    print(
+        f"# bench/ingest.py  python {platform.python_version()}  cpus={os.cpu_count()}  {platform.machine()}"
+    )
+    print(f"# {total} entries: {n_authors} authors x {per_author}, on {args.nodes} nodes; batches of {BATCH}")
+    t = time.perf_counter()
+    logs = make_logs(n_authors, per_author)
+    entries = [e for log in logs for e in log]
+    print(f"signed {total} entries in {time.perf_counter() - t:.1f} s")
+
+    with tempfile.TemporaryDirectory(prefix="empressa-bench-") as tmp:
+        server = PostgresForTests.start(Path(tmp) / "pg")
+        try:
+            verify = raw_verify(entries[: min(total, 30_000)])
+            print(f"(a) raw verify (parse_and_verify, one core):     {verify:10,.0f} entries/s")
+            url = server.fresh_database()
+            upsert = raw_upsert(url, entries)
+            server.drop_database(url)
+            print(f"(b) raw upsert (COPY+INSERT ON CONFLICT+assets): {upsert:10,.0f} entries/s")
+            url = server.fresh_database()
+            ingest = store_ingest(url, entries)
+            server.drop_database(url)
+            print(f"(c) Store.ingest (batches of {BATCH}):            {ingest:10,.0f} entries/s")
+            http = bench_http("", entries)
+            print(
+                "(d) POST /v1/entries:                            "
+                + (f"{http:10,.0f} entries/s" if http else "  not measured (bench_http hook)")
+            )
+            target = min(TARGET, 0.8 * upsert)
+            print(f"    target for the bridge: min(10,000, 80% of raw upsert) = {target:,.0f} entries/s")
+            if not args.skip_network:
+                res = trio.run(lambda: network_to_bridge(server, logs, n_nodes=args.nodes, workers=workers))
+                for w, r in res.items():
+                    print(
+                        f"(e) network -> bridge -> PostgreSQL, verify_workers={w}: {r['rate']:10,.0f} entries/s "
+                        f"(first entry to last commit, {r['seconds']:.1f} s; {r['rate_from_dial']:,.0f}/s from dial); "
+                        f"{r['rate'] / upsert:.0%} of raw upsert"
+                    )
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""BridgeSettings: sources in order, DATABASE_URL, one-line errors; the node settings it derives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bridge.config import BridgeSettings, default_data_dir, load_bridge_settings
+from node.errors import ConfigError
+
+
+def test_defaults_and_layers(tmp_path: Path) -> None:
+    s = load_bridge_settings(tmp_path, {}, {})
+    assert (s.writer_batch, s.writer_linger, s.verify_workers, s.metrics_port) == (1000, 0.05, 0, None)
+    assert s.database_url is None and s.data_dir == tmp_path
+
+    (tmp_path / "config.toml").write_text(
+        '[bridge]\nwriter_batch = 500\ndatabase_url = "postgresql://file/db"\n'
+    )
+    env = {"DATABASE_URL": "postgresql://env/db", "EMPRESSA_BRIDGE_VERIFY_WORKERS": "2"}
+    s = load_bridge_settings(tmp_path, {"bootstrap": None}, env)
+    assert (s.writer_batch, s.verify_workers, s.database_url) == (500, 2, "postgresql://env/db")
+
+    env["EMPRESSA_BRIDGE_DATABASE_URL"] = "postgresql://bridge-env/db"
+    s = load_bridge_settings(
+        tmp_path, {"database_url": "postgresql://flag/db", "listen": ["/ip4/127.0.0.1/tcp/0"]}, env
+    )
+    assert s.database_url == "postgresql://flag/db" and s.listen == ["/ip4/127.0.0.1/tcp/0"]
+    node = s.node_settings()
+    assert node.listen == s.listen and node.anti_entropy_interval == s.anti_entropy_interval
+
+
+def test_bad_values_are_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"writer_linger.*EMPRESSA_BRIDGE_WRITER_LINGER"):
+        load_bridge_settings(tmp_path, {}, {"EMPRESSA_BRIDGE_WRITER_LINGER": "-1"})
+    with pytest.raises(ConfigError, match="bootstrap"):
+        load_bridge_settings(tmp_path, {"bootstrap": ["/ip4/127.0.0.1/tcp/1"]}, {})
+    (tmp_path / "config.toml").write_text("[node]\nlisten = []\n")
+    with pytest.raises(ConfigError, match=r"\[bridge\]"):
+        load_bridge_settings(tmp_path, {}, {})
+
+
+def test_data_dir_default(tmp_path: Path) -> None:
+    assert default_data_dir({}) == Path.home() / ".empressa" / "bridge"
+    assert default_data_dir({"EMPRESSA_BRIDGE_DATA_DIR": str(tmp_path)}) == tmp_path
+    assert BridgeSettings().data_dir == Path.home() / ".empressa" / "bridge"
