@@ -413,8 +413,9 @@ def main() -> None:
         sets = query_sets(world, args.queries, rng)
         for q in sets["full text"][:50]:  # warm the page cache and the term dictionaries
             index.search(q)
-        totals = [index.search(q).total for q in sets["full text"][:100]]
-        print(f"queries: median matches per full-text query {statistics.median(totals):,.0f}")
+        for name, qs in sets.items():
+            totals = [index.search(q).total for q in qs[:100]]
+            print(f"queries: {name}: median matches {statistics.median(totals):,.0f}, max {max(totals):,}")
         bench_index(index, sets, engine)
         bench_pg(url, sets, args.pg_queries)
         bench_freshness(engine, data / "search")
