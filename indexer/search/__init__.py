@@ -1,7 +1,9 @@
 """Marketplace search: a Tantivy index derived from PostgreSQL's ``assets``.
 
-* :mod:`.index`: schema, documents, query building, cursors, facets;
-  :class:`SearchIndex` (open with :func:`open_index`);
+* :mod:`.index`: the design (module docstring), :class:`SearchIndex` (open
+  with :func:`open_index`): searching, pinned searchers, facets, writing;
+* :mod:`.schema`: analyzer, schema, documents, sort keys, errors;
+* :mod:`.query`: :class:`SearchQuery`, validation, query building, cursors;
 * :mod:`.feeder`: :class:`Feeder` follows ``assets.change_seq`` into the
   index; :func:`reindex` rebuilds it from scratch.
 

@@ -1,5 +1,9 @@
 """The marketplace search index: a Tantivy index derived from PostgreSQL's ``assets``.
 
+This module holds :class:`SearchIndex` and the design notes below; the
+schema and documents live in :mod:`.schema`, requests and cursors in
+:mod:`.query`, following PostgreSQL in :mod:`.feeder`.
+
 Documents
     One document per *searchable* asset (neither ``deleted`` nor ``hidden``):
     deleted and moderated assets are kept out of the index altogether, so no
@@ -72,408 +76,51 @@ Speed
     inverted index first (:meth:`SearchIndex._newest_hits`).
 """
 
-from __future__ import annotations
-
-import base64
-import binascii
-import hashlib
 import json
 import logging
 import os
-import re
 import secrets
 import threading
 import time
-import unicodedata
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import tantivy
 
-from ..errors import BadRequest, IndexerError
 from ..store.changes import AssetRow
+from .query import Cursor, Plan, SearchPage, SearchQuery, _const, decode_cursor, plan
+from .schema import (
+    ANALYZER,
+    SCHEMA,
+    SCHEMA_VERSION,
+    CursorExpired,
+    SearchUnavailable,
+    document_of,
+    translate_errors,
+)
+
+__all__ = [
+    "CursorExpired",
+    "SearchIndex",
+    "SearchPage",
+    "SearchQuery",
+    "SearchUnavailable",
+    "open_index",
+    "plan",
+]
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
 POSITION_FILE = "empressa-position.json"
-MAX_Q = 200
-MAX_TERMS = 16
-MAX_LIMIT = 100
 FACET_SIZE = 20
-STATUSES = frozenset({"listed", "registered", "licensed"})
-SORTS = ("relevance", "newest", "title")
-BOOSTS = {"title": 3.0, "tags_text": 2.0, "description": 1.0}
-FUZZY_SCORE = 0.5
-PREFIX_SCORE = 0.25
 FACETS = {"license": "license", "tag": "tag", "creator": "did", "media_type": "media_type"}
 WRITER_HEAP = 256_000_000
 SPAN_TTL = 30.0  # seconds between two measures of the created_ts span (see _newest_hits)
 REFRESH_INTERVAL = 0.02  # seconds between two looks at the position file
 RELOAD_INTERVAL = 1.0  # reload even without a position change (e.g. a reindex swapped the directory)
-PRICE_MAX = Decimal(10) ** 20  # Numeric(30, 10): 20 integer digits
-
-Sort = Literal["relevance", "newest", "title"]
-
-
-class CursorExpired(BadRequest):
-    """A relevance cursor whose point in time is gone (expired, evicted, or from another process)."""
-
-    status = 410
-    code = "cursor-expired"
-    title = "Cursor expired"
-
-
-class SearchUnavailable(IndexerError):
-    """The index cannot be opened or read: missing, locked by another writer, corrupt, or from an old schema."""
-
-    status = 503
-    code = "search-unavailable"
-    title = "Search unavailable"
-
-
-@contextmanager
-def translate_errors(what: str) -> Iterator[None]:
-    """Tantivy raises ValueError/OSError/RuntimeError; callers see :class:`SearchUnavailable`."""
-    try:
-        yield
-    except (ValueError, OSError, RuntimeError) as exc:
-        raise SearchUnavailable(f"search index: {what} failed: {exc}") from exc
-
-
-# -- schema and documents ------------------------------------------------------------
-
-
-def _analyzer() -> tantivy.TextAnalyzer:
-    return (
-        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
-        .filter(tantivy.Filter.remove_long(64))
-        .filter(tantivy.Filter.lowercase())
-        .filter(tantivy.Filter.ascii_fold())
-        .build()
-    )
-
-
-ANALYZER = _analyzer()
-
-
-def build_schema() -> tantivy.Schema:
-    sb = tantivy.SchemaBuilder()
-    sb.add_text_field("uri", tokenizer_name="raw", index_option="basic")
-    for name in ("title", "tags_text", "description"):
-        sb.add_text_field(name, tokenizer_name="fold", index_option="freq")
-    sb.add_text_field("all", tokenizer_name="fold", index_option="basic")
-    for name in ("did", "tag", "license", "media_type", "k_new", "k_title", "price_key"):
-        sb.add_text_field(name, tokenizer_name="raw", index_option="basic", fast=True)
-    sb.add_text_field("status", tokenizer_name="raw", index_option="basic")
-    sb.add_integer_field("created", indexed=True, fast=True)
-    sb.add_bytes_field("doc", stored=True)
-    return sb.build()
-
-
-SCHEMA = build_schema()
-
-
-def fold_title(title: str) -> str:
-    """Case- and accent-insensitive form of a title for sorting."""
-    decomposed = unicodedata.normalize("NFKD", title)
-    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return " ".join(bare.casefold().split())
-
-
-def newest_key(created_ts: int, asset_id: int) -> str:
-    return f"{created_ts:016x}{asset_id:016x}"
-
-
-def title_key(title: str, asset_id: int) -> str:
-    """``t`` + hex of the folded title's UTF-8 (first 256 bytes) + ``-`` + the id: unique, parser-safe."""
-    folded = fold_title(title).encode()[:256].decode("utf-8", "ignore").encode()
-    return f"t{folded.hex()}-{asset_id:016x}"
-
-
-def price_key(price: Decimal) -> str:
-    """30 digits (20 integer, 10 fractional) whose string order is the numeric order (price ≥ 0)."""
-    units = int(price.scaleb(10).to_integral_value(ROUND_FLOOR))
-    return f"{units:030d}"
-
-
-def _decimal_text(d: Decimal | None) -> str | None:
-    if d is None:
-        return None
-    text = format(d.normalize(), "f")
-    return text
-
-
-def item_of(row: AssetRow) -> dict[str, Any]:
-    """The result item of one asset, as the API returns it (without ``score``)."""
-    return {
-        "uri": row.uri,
-        "did": row.did,
-        "key": row.key,
-        "title": row.title,
-        "description": row.description,
-        "tags": list(row.tags),
-        "license": row.license,
-        "price": _decimal_text(row.price),
-        "currency": row.currency,
-        "media_type": row.media_type,
-        "media_mime": row.media_mime,
-        "media_cid": row.media_cid,
-        "created_ts": row.created_ts,
-        "updated_ts": row.updated_ts,
-        "chain_status": row.chain_status,
-    }
-
-
-def document_of(row: AssetRow) -> tantivy.Document:
-    d = tantivy.Document()
-    d.add_text("uri", row.uri)
-    d.add_text("title", row.title)
-    d.add_text("description", row.description)
-    d.add_text("all", row.title)
-    d.add_text("all", row.description)
-    for t in row.tags:
-        d.add_text("tag", t)
-        d.add_text("tags_text", t)
-        d.add_text("all", t)
-    d.add_text("did", row.did)
-    if row.license is not None:
-        d.add_text("license", row.license)
-    if row.media_type is not None:
-        d.add_text("media_type", row.media_type)
-    d.add_text("status", row.chain_status)
-    if row.price is not None and row.price >= 0:
-        d.add_text("price_key", price_key(row.price))
-    d.add_integer("created", row.created_ts)
-    d.add_text("k_new", newest_key(row.created_ts, row.id))
-    d.add_text("k_title", title_key(row.title, row.id))
-    d.add_bytes("doc", json.dumps(item_of(row), separators=(",", ":"), ensure_ascii=False).encode())
-    return d
-
-
-# -- queries ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SearchQuery:
-    """One search request, validated by :meth:`SearchIndex.search`.
-
-    ``sort`` defaults to relevance when ``q`` has words, else newest;
-    ``sort="relevance"`` without words behaves as newest. ``facets`` asks for
-    facet counts (they cost a pass over every match; see ``bench/search.py``).
-    """
-
-    q: str | None = None
-    creator: str | None = None
-    tags: Sequence[str] = ()
-    license: str | None = None
-    status: str | None = None
-    min_price: Decimal | None = None
-    max_price: Decimal | None = None
-    sort: str | None = None
-    limit: int = 20
-    cursor: str | None = None
-    facets: bool = False
-
-
-@dataclass
-class SearchPage:
-    items: list[dict[str, Any]]
-    next_cursor: str | None
-    total: int
-    facets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """A validated query: the Tantivy query without the cursor clause, and what the cursor must match."""
-
-    query: tantivy.Query
-    sort: Sort
-    fingerprint: str
-    terms: tuple[str, ...]
-    match_all: bool
-
-
-def _const(q: tantivy.Query, score: float) -> tantivy.Query:
-    return tantivy.Query.const_score_query(q, score)
-
-
-def _term(name: str, value: str) -> tantivy.Query:
-    return tantivy.Query.term_query(SCHEMA, name, value)
-
-
-def text_clauses(terms: Sequence[str]) -> list[tantivy.Query]:
-    """One MUST clause per analysed term (see the module docstring)."""
-    clauses = []
-    for i, t in enumerate(terms):
-        should = [tantivy.Query.boost_query(_term(f, t), b) for f, b in BOOSTS.items()]
-        if len(t) >= 4:
-            distance = 2 if len(t) >= 8 else 1
-            should.append(
-                _const(tantivy.Query.fuzzy_term_query(SCHEMA, "all", t, distance=distance), FUZZY_SCORE)
-            )
-        if i == len(terms) - 1 and len(t) >= 2:
-            prefix = tantivy.Query.fuzzy_term_query(SCHEMA, "all", t, distance=0, prefix=True)
-            should.append(_const(prefix, PREFIX_SCORE))
-        clauses.append(tantivy.Query.boolean_query([(tantivy.Occur.Should, s) for s in should]))
-    return clauses
-
-
-def _bound(value: Any, name: str) -> Decimal | None:
-    if value is None:
-        return None
-    try:
-        d = value if isinstance(value, Decimal) else Decimal(str(value))
-    except InvalidOperation:
-        raise BadRequest(f"{name} must be a decimal number") from None
-    if not d.is_finite() or d < 0:
-        raise BadRequest(f"{name} must be a finite decimal number ≥ 0")
-    return d
-
-
-def _price_clause(lo: Decimal | None, hi: Decimal | None) -> tuple[str, str]:
-    lo_key = (
-        price_key(min(lo, PRICE_MAX).quantize(Decimal("1e-10"), ROUND_CEILING)) if lo is not None else "*"
-    )
-    hi_key = price_key(min(hi, PRICE_MAX).quantize(Decimal("1e-10"), ROUND_FLOOR)) if hi is not None else "*"
-    return lo_key, hi_key
-
-
-def _short(value: Any, name: str, limit: int = 256) -> str:
-    if not isinstance(value, str) or not value or len(value) > limit:
-        raise BadRequest(f"{name} must be a non-empty string of at most {limit} characters")
-    return value
-
-
-def plan(sq: SearchQuery, index: tantivy.Index) -> _Plan:
-    """Validate a query and build its Tantivy query (without the cursor's range)."""
-    q = sq.q.strip() if sq.q is not None else ""
-    if len(q) > MAX_Q:
-        raise BadRequest(f"q is longer than {MAX_Q} characters")
-    if sq.sort is not None and sq.sort not in SORTS:
-        raise BadRequest(f"sort must be one of {', '.join(SORTS)}")
-    if not isinstance(sq.limit, int) or isinstance(sq.limit, bool) or not 1 <= sq.limit <= MAX_LIMIT:
-        raise BadRequest(f"limit must be between 1 and {MAX_LIMIT}")
-    terms = tuple(dict.fromkeys(ANALYZER.analyze(q)))[:MAX_TERMS] if q else ()
-    sort: Sort = sq.sort or "relevance"  # type: ignore[assignment]
-    if sq.sort is None and not terms:
-        sort = "newest"
-    if sort == "relevance" and not terms:
-        sort = "newest"
-    clauses: list[tuple[tantivy.Occur, tantivy.Query]] = [
-        (tantivy.Occur.Must, c) for c in text_clauses(terms)
-    ]
-    filters: list[tantivy.Query] = []
-    if sq.creator is not None:
-        filters.append(_term("did", _short(sq.creator, "creator")))
-    tags = list(sq.tags or ())
-    if len(tags) > 20:
-        raise BadRequest("at most 20 tag filters")
-    for t in dict.fromkeys(tags):
-        filters.append(_term("tag", _short(t, "tag", 64)))
-    if sq.license is not None:
-        filters.append(_term("license", _short(sq.license, "license", 64)))
-    if sq.status is not None:
-        if sq.status not in STATUSES:
-            raise BadRequest(f"status must be one of {', '.join(sorted(STATUSES))}")
-        filters.append(_term("status", sq.status))
-    lo, hi = _bound(sq.min_price, "min_price"), _bound(sq.max_price, "max_price")
-    price = None
-    if lo is not None and hi is not None and lo > hi:
-        raise BadRequest("min_price is greater than max_price")
-    if lo is not None or hi is not None:
-        price = _price_clause(lo, hi)
-        with translate_errors("price filter"):
-            filters.append(index.parse_query(f"price_key:[{price[0]} TO {price[1]}]", ["price_key"]))
-    clauses += [(tantivy.Occur.Must, _const(f, 0.0)) for f in filters]
-    query = tantivy.Query.boolean_query(clauses) if clauses else tantivy.Query.all_query()
-    identity = [list(terms), sq.creator, sorted(set(tags)), sq.license, sq.status, price, sort]
-    fingerprint = hashlib.blake2b(json.dumps(identity).encode(), digest_size=8).hexdigest()
-    return _Plan(query=query, sort=sort, fingerprint=fingerprint, terms=terms, match_all=not clauses)
-
-
-# -- cursors ---------------------------------------------------------------------------
-
-CURSOR_VERSION = 1
-MAX_CURSOR = 1200
-_SORT_CODE = {"relevance": "r", "newest": "n", "title": "t"}
-_B64 = re.compile(r"[A-Za-z0-9_-]+")
-_KEY = {
-    "n": re.compile(r"[0-9a-f]{32}"),
-    "t": re.compile(r"t(?:[0-9a-f]{2}){0,256}-[0-9a-f]{16}"),
-}
-_PIT_ID = re.compile(r"[A-Za-z0-9_-]{22}")
-_FP = re.compile(r"[0-9a-f]{16}")
-
-
-@dataclass(frozen=True)
-class Cursor:
-    sort: Sort
-    fingerprint: str
-    total: int
-    key: str | None = None
-    pit: str | None = None
-    offset: int = 0
-
-    def encode(self) -> str:
-        body: dict[str, Any] = {
-            "v": CURSOR_VERSION,
-            "s": _SORT_CODE[self.sort],
-            "f": self.fingerprint,
-            "n": self.total,
-        }
-        if self.sort == "relevance":
-            body |= {"p": self.pit, "o": self.offset}
-        else:
-            body["k"] = self.key
-        raw = json.dumps(body, separators=(",", ":")).encode()
-        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def _is_int(v: Any, hi: int) -> bool:
-    return type(v) is int and 0 <= v <= hi
-
-
-def decode_cursor(text: str, *, plan: _Plan) -> Cursor:
-    """Parse a cursor strictly; any doubt is a :class:`BadRequest` with the reason."""
-    if not isinstance(text, str) or not text or len(text) > MAX_CURSOR or not _B64.fullmatch(text):
-        raise BadRequest("cursor is malformed (not a base64url string of a sane length)")
-    try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        body = json.loads(raw.decode("utf-8"))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise BadRequest("cursor is malformed (does not decode)") from None
-    if not isinstance(body, dict) or body.get("v") != CURSOR_VERSION:
-        raise BadRequest("cursor is malformed (unknown version)")
-    code = body.get("s")
-    sort = next((s for s, c in _SORT_CODE.items() if c == code), None)
-    expected = {"v", "s", "f", "n", "p", "o"} if code == "r" else {"v", "s", "f", "n", "k"}
-    if sort is None or set(body) != expected:
-        raise BadRequest("cursor is malformed (unexpected fields)")
-    if not isinstance(body["f"], str) or not _FP.fullmatch(body["f"]) or not _is_int(body["n"], 10**9):
-        raise BadRequest("cursor is malformed (bad fingerprint or count)")
-    if sort != plan.sort:
-        raise BadRequest(f"cursor belongs to sort={sort}, not sort={plan.sort}")
-    if body["f"] != plan.fingerprint:
-        raise BadRequest("cursor belongs to a different query or filters")
-    if sort == "relevance":
-        if (
-            not isinstance(body["p"], str)
-            or not _PIT_ID.fullmatch(body["p"])
-            or not _is_int(body["o"], 10**7)
-        ):
-            raise BadRequest("cursor is malformed (bad point in time or offset)")
-        return Cursor(sort, body["f"], body["n"], pit=body["p"], offset=body["o"])
-    key = body["k"]
-    if not isinstance(key, str) or not _KEY[code].fullmatch(key):
-        raise BadRequest("cursor is malformed (bad position key)")
-    return Cursor(sort, body["f"], body["n"], key=key)
 
 
 class _PitStore:
@@ -581,6 +228,14 @@ def _stamp(p: Path) -> tuple[int, int, int] | None:
     return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
+def _inode(p: Path) -> int | None:
+    """A directory's identity: a reindex swaps in another directory under the same name."""
+    try:
+        return p.stat().st_ino
+    except FileNotFoundError:
+        return None
+
+
 class SearchIndex:
     """One index directory, opened to search it (API) or to write it too (feeder, reindex).
 
@@ -595,7 +250,7 @@ class SearchIndex:
         self._refresh_lock = threading.Lock()
         self._checked = self._reloaded = time.monotonic()
         self._pos_stamp = _stamp(path / POSITION_FILE)
-        self._dir_stamp = _stamp(path)
+        self._dir_ino = _inode(path)
         self._position = int(read_position(path)["change_seq"])
         self._span_cache: tuple[float, int, int, int] | None = None
 
@@ -618,7 +273,7 @@ class SearchIndex:
             return
         with self._refresh_lock:
             self._checked = now
-            if self._writer is None and _stamp(self.path) not in (self._dir_stamp, None):
+            if self._writer is None and _inode(self.path) not in (self._dir_ino, None):
                 self._reopen()
                 return
             stamp = _stamp(self.path / POSITION_FILE)
@@ -633,7 +288,7 @@ class SearchIndex:
     def _reopen(self) -> None:
         """The directory was swapped by a reindex: open the new one (pinned searchers stay valid)."""
         self._index = _open_tantivy(self.path, create=False)
-        self._dir_stamp = _stamp(self.path)
+        self._dir_ino = _inode(self.path)
         self._pos_stamp = _stamp(self.path / POSITION_FILE)
         self._position = int(read_position(self.path)["change_seq"])
         self._reloaded = time.monotonic()
@@ -652,7 +307,7 @@ class SearchIndex:
     def _items(self, searcher: tantivy.Searcher, hits: list[tuple[Any, Any]]) -> list[dict[str, Any]]:
         return [json.loads(searcher.doc(addr).get_first("doc")) for _, addr in hits]
 
-    def _relevance(self, p: _Plan, sq: SearchQuery, cursor: Cursor | None) -> SearchPage:
+    def _relevance(self, p: Plan, sq: SearchQuery, cursor: Cursor | None) -> SearchPage:
         if cursor is not None:
             searcher, offset, pit = self._pits.get(cursor.pit or ""), cursor.offset, cursor.pit
         else:
@@ -669,7 +324,7 @@ class SearchIndex:
         facets = self._facets(searcher, p.query) if sq.facets else {}
         return SearchPage(items=items, next_cursor=next_cursor, total=int(res.count), facets=facets)
 
-    def _keyset(self, p: _Plan, sq: SearchQuery, cursor: Cursor | None) -> SearchPage:
+    def _keyset(self, p: Plan, sq: SearchQuery, cursor: Cursor | None) -> SearchPage:
         searcher = self._index.searcher()
         name, order = ("k_new", tantivy.Order.Desc) if p.sort == "newest" else ("k_title", tantivy.Order.Asc)
         query = p.query
