@@ -314,6 +314,8 @@ def _database_url(args: argparse.Namespace, *, migrate: bool) -> str:
 
 
 def _indexer_settings(args: argparse.Namespace, **extra: Any) -> Any:
+    from pydantic import ValidationError
+
     from indexer.settings import IndexerSettings
 
     overrides = {k: v for k, v in extra.items() if v is not None}
@@ -321,7 +323,14 @@ def _indexer_settings(args: argparse.Namespace, **extra: Any) -> Any:
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
-    return IndexerSettings(**overrides)
+    try:
+        return IndexerSettings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        fail(
+            f"bad indexer setting {where}: {first['msg']} ({exc.error_count()} error(s); env prefix EMPRESSA_INDEXER_)"
+        )
 
 
 def cmd_indexer_run(args: argparse.Namespace) -> None:
@@ -351,9 +360,8 @@ def _stop_on_signals() -> Any:
 
 
 def cmd_indexer_feed(args: argparse.Namespace) -> None:
-    from indexer.search import Feeder, open_index
-
     from indexer.db import make_engine
+    from indexer.search import Feeder, open_index
 
     settings = _indexer_settings(args, database_url=_database_url(args, migrate=True))
     configure_logging(settings.log_level, settings.log_json or _env_flag("EMPRESSA_LOG_JSON"))
@@ -365,9 +373,8 @@ def cmd_indexer_feed(args: argparse.Namespace) -> None:
 
 
 def cmd_indexer_reindex(args: argparse.Namespace) -> None:
-    from indexer.search import reindex
-
     from indexer.db import make_engine
+    from indexer.search import reindex
 
     settings = _indexer_settings(args, database_url=_database_url(args, migrate=True))
     configure_logging("WARNING")
@@ -388,9 +395,8 @@ def cmd_indexer_reconcile(args: argparse.Namespace) -> None:
 
 
 def cmd_indexer_api_key_create(args: argparse.Namespace) -> None:
-    from indexer.store.admin import create_api_key
-
     from indexer.db import make_engine
+    from indexer.store.admin import create_api_key
 
     engine = make_engine(_database_url(args, migrate=True), pool_size=1)
     try:
@@ -414,7 +420,7 @@ def cmd_bridge_run(args: argparse.Namespace) -> None:
         overrides["listen"] = args.listen
     if args.bootstrap:
         overrides["bootstrap"] = args.bootstrap
-    run_bridge(Path(args.data).expanduser(), overrides, os.environ)
+    run_bridge(Path(args.data).expanduser(), overrides, os.environ, configure_logging=configure_logging)
 
 
 # -- parser -------------------------------------------------------------------------------

@@ -107,11 +107,5 @@ class IndexerReplica:
     # -- for the gauges ------------------------------------------------------------------------
 
     def count_authors(self) -> int:
-        """Authors with a head (the indexer store has no query for it yet; see the report)."""
-        count = getattr(self.store, "count_authors", None)
-        if count is not None:
-            return int(count())
-        from sqlalchemy import text
-
-        with self.store.engine.connect() as conn:
-            return int(conn.execute(text("SELECT count(*) FROM authors")).scalar_one())
+        """Authors with a head, for the known-authors gauge."""
+        return self.store.count_authors()

@@ -19,7 +19,7 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -96,16 +96,13 @@ async def run_bridge(settings: BridgeSettings, keys: Keys) -> None:
         log.info("bridge stopped")
 
 
-def _configure_logging(settings: BridgeSettings) -> None:
-    try:
-        from cli import configure_logging  # logging is configured in one place, cli.py
-    except ImportError:  # pragma: no cover - cli.py is installed with the package
-        logging.basicConfig(level=settings.log_level, stream=sys.stderr)
-        return
-    configure_logging(settings.log_level, settings.log_json)
-
-
-def main(data_dir: Path, overrides: dict[str, Any], environ: Mapping[str, str]) -> None:
+def main(
+    data_dir: Path,
+    overrides: dict[str, Any],
+    environ: Mapping[str, str],
+    *,
+    configure_logging: Callable[[str, bool], None],
+) -> None:
     """``empressa bridge run``: load settings, unlock or create keys, run until SIGINT/SIGTERM.
 
     Args:
@@ -114,6 +111,7 @@ def main(data_dir: Path, overrides: dict[str, Any], environ: Mapping[str, str]) 
             ``None`` values mean "not given".
         environ: the environment (``EMPRESSA_BRIDGE_*``, ``DATABASE_URL``,
             ``EMPRESSA_KEK``/``EMPRESSA_PASSPHRASE``).
+        configure_logging: ``(level, as_json)``: cli.py's, so logging is configured in one place.
 
     Raises:
         ConfigError, KeystoreError: one-line messages for the CLI to print.
@@ -121,6 +119,6 @@ def main(data_dir: Path, overrides: dict[str, Any], environ: Mapping[str, str]) 
     settings = load_bridge_settings(data_dir, overrides, environ)
     if not settings.database_url:
         raise ConfigError("the bridge needs a database: set --database-url, DATABASE_URL or database_url")
-    _configure_logging(settings)
+    configure_logging(settings.log_level, settings.log_json)
     keys = unlock_or_create_keys(settings.data_dir, environ=environ, interactive=sys.stdin.isatty())
     trio.run(run_bridge, settings, keys)

@@ -45,12 +45,11 @@ from protocol import (
     classify,
     parse_and_verify,
     sign_entry,
-    split_sequence,
 )
 from protocol.schema import MAX_SKEW_MS
 
 from ..db import make_engine
-from ..errors import BadRequest, DatabaseError
+from ..errors import DatabaseError
 from ..models import ACTIVITY_CHANNEL, ASSETS_CHANNEL, INGEST_LOCK
 
 log = logging.getLogger(__name__)
@@ -273,18 +272,6 @@ class Store:
                 reason = f"held until seq {lo}..{hi} of this author arrive"
             results[i] = ItemResult(i, e.hash.cid, status, None if reason is None else status, reason)
         return IngestResult([r for r in results if r is not None])
-
-    def ingest_sequence(self, body: bytes, *, source: str, max_items: int) -> IngestResult:
-        """A CBOR sequence (RFC 8742; one entry is a sequence of one) through :meth:`ingest_raw`."""
-        try:
-            raws = split_sequence(body)
-        except ProtocolError as exc:
-            raise BadRequest(f"the body is not a CBOR sequence: {exc.reason}") from exc
-        if not raws:
-            raise BadRequest("the body holds no entries")
-        if len(raws) > max_items:
-            raise BadRequest(f"at most {max_items} entries per request (got {len(raws)})")
-        return self.ingest_raw(raws, source=source)
 
     def ingest(
         self, entries: Sequence[Entry], *, source: str = "", received_ms: Sequence[int] | None = None
@@ -616,6 +603,9 @@ class Store:
     def get_raw(self, h: EntryHash) -> bytes | None:
         rows = self._rows("SELECT raw FROM entries WHERE hash = :h", {"h": h.raw})
         return bytes(rows[0][0]) if rows else None
+
+    def count_authors(self) -> int:
+        return int(self._rows("SELECT count(*) FROM authors", {})[0][0])
 
     def count_entries(self) -> int:
         return int(self._rows("SELECT count(*) FROM entries", {})[0][0])

@@ -1,6 +1,6 @@
 """The bridge survives what a deployment throws at it: SIGKILL mid-burst, and PostgreSQL restarting.
 
-The crash test runs the bridge as a real process (``python -m bridge``) following
+The crash test runs the bridge as a real process (``empressa bridge run``) following
 an in-process network; the restart test runs PostgreSQL of its own (a dedicated
 :class:`indexer.embedded.EmbeddedPostgres`) so it can stop and start it.
 """
@@ -45,7 +45,7 @@ def start_bridge_process(
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     (data_dir / "bridge.json").unlink(missing_ok=True)
     return subprocess.Popen(
-        [sys.executable, "-m", "bridge", str(data_dir)],
+        [str(Path(sys.executable).with_name("empressa")), "bridge", "run", "--data", str(data_dir)],
         cwd=ROOT,
         env=env,
         stdin=subprocess.DEVNULL,

@@ -1,0 +1,162 @@
+"""The whole stack through the CLI: ``empressa up`` and a creator's ``node run``, real processes.
+
+One module-wide stack (embedded PostgreSQL, migrations, feeder, API, bridge,
+reconciler, the demo creator's node) serves every test here. A creator's node
+bootstraps to the bridge address from ``stack.json``; what it publishes must be
+found by ``GET /v1/assets?q=…``, then edited and deleted, through the API.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from .conftest import EMPRESSA, Daemons, child_env, cli, cli_json, init_node, publish, wait_for
+
+pytestmark = pytest.mark.e2e
+
+STACK_TIMEOUT = 120.0
+VISIBLE_TIMEOUT = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RunningStack:
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.log_path = data.with_name("up.log")
+        self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [
+                EMPRESSA,
+                "up",
+                "--data",
+                str(data),
+                "--port",
+                str(free_port()),
+                "--p2p-port",
+                str(free_port()),
+                "--demo",
+            ],
+            env=child_env(EMPRESSA_PASSPHRASE=None, DATABASE_URL=None),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=self._log,
+        )
+        self.info: dict[str, Any] = {}
+
+    def logs(self) -> str:
+        text = self.log_path.read_text(errors="replace")
+        for child in sorted((self.data / "logs").glob("*.log")):
+            text += f"\n--- {child.name} ---\n" + child.read_text(errors="replace")[-4000:]
+        return text
+
+    def wait_ready(self) -> None:
+        def ready() -> dict[str, Any] | None:
+            if self.proc.poll() is not None:
+                pytest.fail(f"empressa up exited {self.proc.returncode}:\n{self.logs()}")
+            try:
+                return json.loads((self.data / "stack.json").read_text())  # type: ignore[no-any-return]
+            except (OSError, ValueError):
+                return None
+
+        self.info = wait_for(ready, what="stack.json", timeout=STACK_TIMEOUT)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+    def get(self, path: str, **params: Any) -> httpx.Response:
+        return httpx.get(self.info["api_url"] + path, params=params, timeout=10)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    s = RunningStack(tmp_path_factory.mktemp("stack") / "data")
+    try:
+        s.wait_ready()
+        yield s
+    finally:
+        code = s.stop()
+        assert code == 0, f"empressa up did not stop cleanly (exit {code}):\n{s.logs()}"
+        assert not (s.data / "stack.json").exists(), "stack.json should be removed on a clean stop"
+
+
+def test_stack_json_names_every_part(stack: RunningStack) -> None:
+    info = stack.info
+    assert set(info) == {"api_url", "bridge_multiaddr", "bridge_did", "database_url"}
+    assert info["bridge_did"].startswith("did:key:z6Mk")
+    assert "/p2p/" in info["bridge_multiaddr"]
+    assert stack.get("/readyz").status_code == 200
+    assert stack.get("/healthz").status_code == 200
+
+
+def test_demo_assets_are_searchable(stack: RunningStack) -> None:
+    def found() -> list[dict[str, Any]]:
+        r = stack.get("/v1/assets", limit=100)
+        return r.json()["items"] if r.status_code == 200 and len(r.json()["items"]) >= 30 else []
+
+    items = wait_for(found, what="the demo assets in search", timeout=VISIBLE_TIMEOUT)
+    assert len({i["did"] for i in items}) == 1  # one demo creator
+
+
+def test_publish_find_edit_delete_through_the_stack(
+    stack: RunningStack, tmp_path: Path, daemons: Daemons
+) -> None:
+    data = tmp_path / "creator"
+    did = init_node(data)
+    daemon = daemons.start(data, bootstrap=[stack.info["bridge_multiaddr"]])
+    out = publish(data, "aurora", "Aurora Borealis Drones", "--tag", "ambient", "--license", "personal")
+
+    def hits(q: str) -> list[dict[str, Any]]:
+        r = stack.get("/v1/assets", q=q)
+        assert r.status_code == 200, r.text
+        return [i for i in r.json()["items"] if i["did"] == did]
+
+    found = wait_for(lambda: hits("borealis"), what="the published asset in search", timeout=VISIBLE_TIMEOUT)
+    assert found[0]["key"] == "aurora" and found[0]["title"] == "Aurora Borealis Drones"
+    detail = stack.get(f"/v1/assets/{did}/aurora").json()
+    assert detail["entry_hash"] == out["hash"]
+    raw = stack.get(f"/v1/entries/{out['hash']}")
+    assert raw.status_code == 200 and raw.headers["content-type"].startswith("application/cbor")
+
+    cli_json("node", "edit", "--data", data, "--key", "aurora", "--title", "Aurora Polaris Drones")
+    wait_for(lambda: hits("polaris"), what="the edited title in search", timeout=VISIBLE_TIMEOUT)
+    assert hits("borealis") == []
+
+    cli_json("node", "delete", "--data", data, "--key", "aurora")
+    wait_for(lambda: not hits("polaris"), what="the deleted asset to leave search", timeout=VISIBLE_TIMEOUT)
+    detail = stack.get(f"/v1/assets/{did}/aurora").json()
+    assert detail["deleted"] is True
+    history = stack.get(f"/v1/assets/{did}/aurora/history").json()
+    assert [v["kind"] for v in history["versions"]] == ["asset.put", "asset.put", "asset.delete"]
+    creator = stack.get(f"/v1/creators/{did}").json()
+    assert creator["head"]["seq"] == 3 and creator["sync"]["status"] == "synced"
+    daemon.stop()
+
+
+def test_api_key_create_through_the_cli(stack: RunningStack) -> None:
+    env = child_env(DATABASE_URL=stack.info["database_url"])
+    out = cli_json("indexer", "api-key", "create", "--scope", "moderate", env=env)
+    assert out["scopes"] == ["moderate"] and out["key"]
+    bad = cli("indexer", "api-key", "create", "--scope", "root", env=env, ok=False)
+    assert b"invalid choice" in bad.stderr
