@@ -13,7 +13,7 @@ Prints figures only; it never passes or fails. All in one run, on the same signe
     built before the clock starts: this is the database's ceiling;
 (c) ``Store.ingest`` directly with verified entries, batches of 1,000 (the one
     ingest path: classification, assets, activity, heads);
-(d) ``POST /v1/entries``: left to the API's own bench (hook: :func:`bench_http`);
+(d) ``POST /v1/entries`` on a real ``empressa indexer run`` process (:func:`bench_http`);
 (e) the network: ``--nodes`` creator nodes in this process
     (``node.testing.spawn_network``, partitioned from each other so they do not
     replicate among themselves) hold the entries; a bridge (``bridge.testing``)
@@ -33,6 +33,7 @@ import logging
 import os
 import platform
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -206,11 +207,64 @@ def store_ingest(url: str, entries: list[Entry]) -> float:
 
 
 def bench_http(url: str, entries: list[Entry]) -> float | None:
-    """Hook for ``POST /v1/entries`` (CBOR sequences of 1,000, through the API app).
+    """``POST /v1/entries`` on a real ``empressa indexer run`` process, CBOR sequences of 1,000.
 
-    The API engineer fills this in (or points at their bench); ``None`` means "not measured".
+    The entries are posted in log order, one request at a time on one keep-alive
+    client, with an ``ingest`` API key (the key's rate limit, not the per-IP one).
+    The API parses and verifies every entry and calls the same ``Store.ingest``.
     """
-    return None
+    import socket
+    import subprocess
+
+    import httpx
+
+    from indexer.db import make_engine
+    from indexer.store.admin import create_api_key
+
+    engine = make_engine(url, pool_size=1)
+    _, secret = create_api_key(engine, name="bench", scopes=["ingest"])
+    engine.dispose()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMPRESSA_")}
+    env.update(
+        DATABASE_URL=url, EMPRESSA_INDEXER_RATE_LIMIT_ENABLED="false", EMPRESSA_INDEXER_LOG_LEVEL="WARNING"
+    )
+    exe = Path(sys.executable).with_name("empressa")
+    index_dir = Path(tempfile.mkdtemp(prefix="bench-ingest-index-"))
+    proc = subprocess.Popen(
+        [str(exe), "indexer", "run", "--port", str(port), "--index-dir", str(index_dir)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    ordered = sorted(entries, key=lambda e: (e.author.raw, e.seq))
+    bodies = [b"".join(e.raw for e in ordered[i : i + BATCH]) for i in range(0, len(ordered), BATCH)]
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if http.get("/readyz").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    return None
+                time.sleep(0.1)
+            headers = {"content-type": "application/cbor-seq", "authorization": f"Bearer {secret}"}
+            t0 = time.perf_counter()
+            for body in bodies:
+                r = http.post("/v1/entries", content=body, headers=headers)
+                if r.status_code != 200:
+                    raise RuntimeError(f"POST /v1/entries -> {r.status_code}: {r.text[:300]}")
+            return len(ordered) / (time.perf_counter() - t0)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        shutil.rmtree(index_dir, ignore_errors=True)
 
 
 # -- (e) through the network and the bridge ------------------------------------------------------
@@ -291,10 +345,12 @@ def main() -> None:
             ingest = store_ingest(url, entries)
             server.drop_database(url)
             print(f"(c) Store.ingest (batches of {BATCH}):            {ingest:10,.0f} entries/s")
-            http = bench_http("", entries)
+            url = server.fresh_database()
+            http = bench_http(url, entries)
+            server.drop_database(url)
             print(
                 "(d) POST /v1/entries:                            "
-                + (f"{http:10,.0f} entries/s" if http else "  not measured (bench_http hook)")
+                + (f"{http:10,.0f} entries/s" if http else "  not measured (the API did not start)")
             )
             target = min(TARGET, 0.8 * upsert)
             print(f"    target for the bridge: min(10,000, 80% of raw upsert) = {target:,.0f} entries/s")

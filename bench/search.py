@@ -379,9 +379,84 @@ def bench_freshness(engine: Any, index_dir: Path, samples: int = 50) -> None:
     print(f"  {'commit → found by a reader':32s} {pct(out)}")
 
 
-def http_figures(*args: Any, **kwargs: Any) -> None:
-    """Hook for the API engineer: the same query sets through ``GET /v1/assets`` over HTTP."""
-    print("\n(d) through HTTP: not measured here yet (see bench/search.py:http_figures)")
+def _params(q: SearchQuery) -> dict[str, Any]:
+    params: dict[str, Any] = {"limit": q.limit}
+    for name in ("q", "creator", "license", "status", "sort", "cursor", "min_price", "max_price"):
+        value = getattr(q, name)
+        if value is not None:
+            params[name] = str(value)
+    if q.tags:
+        params["tag"] = list(q.tags)
+    return params
+
+
+def http_figures(index: SearchIndex, sets: dict[str, list[SearchQuery]], url: str, index_dir: Path) -> None:
+    """The same queries through ``GET /v1/assets`` of a real ``empressa indexer run`` process.
+
+    One keep-alive HTTP client, one request at a time; each query kind is run
+    directly against the index right before it, so the two figures share the
+    machine's state. Rate limiting is off for this run.
+    """
+    import os
+    import socket
+    import subprocess
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMPRESSA_")}
+    env.update(
+        DATABASE_URL=url, EMPRESSA_INDEXER_RATE_LIMIT_ENABLED="false", EMPRESSA_INDEXER_LOG_LEVEL="WARNING"
+    )
+    exe = Path(sys.executable).with_name("empressa")
+    proc = subprocess.Popen(
+        [str(exe), "indexer", "run", "--port", str(port), "--index-dir", str(index_dir)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=base, timeout=30) as http:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if http.get("/readyz").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    print("\n(d) through HTTP: the API did not start")
+                    return
+                time.sleep(0.1)
+
+            def get(q: SearchQuery) -> None:
+                r = http.get("/v1/assets", params=_params(q))
+                if r.status_code != 200:
+                    raise RuntimeError(f"GET /v1/assets -> {r.status_code}: {r.text[:200]}")
+
+            for q in sets["full text"][:50]:
+                get(q)
+            kinds = dict(sets)
+            kinds["deep keyset page, sort=newest"] = [
+                SearchQuery(sort="newest", limit=20, cursor=c)
+                for c in deep_cursors(index, "newest", len(sets["full text"]))
+            ]
+            print(
+                "\n(d) through HTTP: GET /v1/assets on `empressa indexer run` (uvicorn), one keep-alive client"
+            )
+            for name, qs in kinds.items():
+                direct = sorted(timed(index.search, qs))
+                over_http = sorted(timed(get, qs))
+                p95_d = direct[min(len(direct) - 1, int(0.95 * len(direct)))]
+                p95_h = over_http[min(len(over_http) - 1, int(0.95 * len(over_http)))]
+                print(f"  {name:32s} {pct(over_http)}   p95 ratio HTTP/direct {p95_h / p95_d:4.2f}x")
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 def main() -> None:
@@ -420,7 +495,7 @@ def main() -> None:
         bench_index(index, sets, engine)
         bench_pg(url, sets, args.pg_queries)
         bench_freshness(engine, data / "search")
-        http_figures()
+        http_figures(index, sets, url, data / "search")
         engine.dispose()
     finally:
         pg.destroy()
