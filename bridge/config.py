@@ -16,22 +16,14 @@ setting and where its value came from (the same messages as the node's).
 
 from __future__ import annotations
 
-import os
-import tomllib
-import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from node.config import CONFIG_FILE, NodeSettings
-from node.config import _config_error as config_error
-from node.config import _env_list as env_list
-from node.config import _multiaddr as check_multiaddr
-from node.config import _one_line as one_line
-from node.errors import ConfigError
+from node.config import NodeSettings, check_multiaddr, load_layered
 
 __all__ = ["ENV_PREFIX", "BridgeSettings", "default_data_dir", "load_bridge_settings"]
 
@@ -176,51 +168,6 @@ def load_bridge_settings(
     Raises:
         ConfigError: a source is unreadable or a value is invalid (one line, naming the setting).
     """
-    environ = os.environ if environ is None else environ
-    data_dir = Path(data_dir).expanduser()
-    values: dict[str, Any] = {"data_dir": data_dir}
-    origin: dict[str, str] = {"data_dir": "the data_dir argument"}
-    path = data_dir / CONFIG_FILE
-    for key, value in _read_toml(path).items():
-        values[key], origin[key] = value, str(path)
-    if environ.get("DATABASE_URL", "").strip():
-        values["database_url"], origin["database_url"] = environ["DATABASE_URL"].strip(), "DATABASE_URL"
-    for name in BridgeSettings.model_fields:
-        var = ENV_PREFIX + name.upper()
-        text = environ.get(var)
-        if name == "data_dir" or text is None or not text.strip():
-            continue
-        field = BridgeSettings.model_fields[name]
-        values[name] = env_list(var, text) if typing.get_origin(field.annotation) is list else text.strip()
-        origin[name] = var
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        if key == "data_dir":
-            raise ConfigError("data_dir cannot be overridden; pass it as the data_dir argument")
-        values[key], origin[key] = value, "command line"
-    try:
-        return BridgeSettings(**values)
-    except ValidationError as exc:
-        raise config_error(exc, origin) from None
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as f:
-            doc = tomllib.load(f)
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid TOML: {one_line(str(exc))}") from None
-    for key in doc:
-        if key != _TABLE:
-            raise ConfigError(f"{path}: unknown top-level key {key!r}; bridge settings go under [{_TABLE}]")
-    table = doc.get(_TABLE, {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"{path}: {_TABLE} must be a table ([{_TABLE}])")
-    if "data_dir" in table:
-        raise ConfigError(f"{path}: data_dir cannot be set here; use --data or {ENV_PREFIX}DATA_DIR")
-    return dict(table)
+    return load_layered(
+        BridgeSettings, data_dir, overrides, environ, table=_TABLE, env_prefix=ENV_PREFIX, database_url=True
+    )

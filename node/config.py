@@ -144,12 +144,12 @@ class NodeSettings(BaseSettings):
     @field_validator("listen")
     @classmethod
     def _check_listen(cls, value: list[str]) -> list[str]:
-        return [_multiaddr(s, need_peer_id=False) for s in value]
+        return [check_multiaddr(s, need_peer_id=False) for s in value]
 
     @field_validator("bootstrap")
     @classmethod
     def _check_bootstrap(cls, value: list[str]) -> list[str]:
-        return [_multiaddr(s, need_peer_id=True) for s in value]
+        return [check_multiaddr(s, need_peer_id=True) for s in value]
 
     @field_validator("trusted_bridges")
     @classmethod
@@ -171,7 +171,8 @@ class NodeSettings(BaseSettings):
         return level
 
 
-def _multiaddr(text: str, *, need_peer_id: bool) -> str:
+def check_multiaddr(text: str, *, need_peer_id: bool) -> str:
+    """A multiaddr in canonical text form (a ValueError naming the problem otherwise)."""
     try:
         addr = Multiaddr(text)
     except Exception as exc:
@@ -208,16 +209,40 @@ def load_node_settings(
     Raises:
         ConfigError: a source is unreadable or a value is invalid (one line, naming the setting).
     """
+    return load_layered(NodeSettings, data_dir, overrides, environ, table=_TABLE, env_prefix=ENV_PREFIX)
+
+
+SettingsT = typing.TypeVar("SettingsT", bound=BaseSettings)
+
+
+def load_layered(
+    cls: type[SettingsT],
+    data_dir: Path,
+    overrides: Mapping[str, Any],
+    environ: Mapping[str, str] | None,
+    *,
+    table: str,
+    env_prefix: str,
+    database_url: bool = False,
+) -> SettingsT:
+    """Layered settings for one process (the node's and the bridge's share this).
+
+    defaults < ``data_dir/config.toml`` (its ``[table]``) < ``DATABASE_URL`` (when
+    ``database_url``) < ``{env_prefix}<NAME>`` < ``overrides``; each value's source
+    is remembered so an invalid one is reported with where it came from.
+    """
     environ = os.environ if environ is None else environ
     data_dir = Path(data_dir).expanduser()
     values: dict[str, Any] = {"data_dir": data_dir}
     origin: dict[str, str] = {"data_dir": "the data_dir argument"}
 
     config_path = data_dir / CONFIG_FILE
-    for key, value in _read_toml(config_path).items():
+    for key, value in _read_toml(config_path, table=table, env_prefix=env_prefix).items():
         values[key], origin[key] = value, str(config_path)
-    for key, value in _read_env(environ).items():
-        values[key], origin[key] = value, ENV_PREFIX + key.upper()
+    if database_url and environ.get("DATABASE_URL", "").strip():
+        values["database_url"], origin["database_url"] = environ["DATABASE_URL"].strip(), "DATABASE_URL"
+    for key, value in _read_env(cls, environ, env_prefix).items():
+        values[key], origin[key] = value, env_prefix + key.upper()
     for key, value in overrides.items():
         if value is None:
             continue
@@ -226,12 +251,12 @@ def load_node_settings(
         values[key], origin[key] = value, "command line"
 
     try:
-        return NodeSettings(**values)
+        return cls(**values)
     except ValidationError as exc:
         raise _config_error(exc, origin) from None
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def _read_toml(path: Path, *, table: str, env_prefix: str) -> dict[str, Any]:
     try:
         with path.open("rb") as f:
             doc = tomllib.load(f)
@@ -242,31 +267,26 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML: {_one_line(str(exc))}") from None
     for key in doc:
-        if key != _TABLE:
-            raise ConfigError(f"{path}: unknown top-level key {key!r}; node settings go under [{_TABLE}]")
-    table = doc.get(_TABLE, {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"{path}: {_TABLE} must be a table ([{_TABLE}])")
-    if "data_dir" in table:
-        raise ConfigError(f"{path}: data_dir cannot be set here; use --data or {ENV_PREFIX}DATA_DIR")
-    return dict(table)
+        if key != table:
+            raise ConfigError(f"{path}: unknown top-level key {key!r}; {table} settings go under [{table}]")
+    found = doc.get(table, {})
+    if not isinstance(found, dict):
+        raise ConfigError(f"{path}: {table} must be a table ([{table}])")
+    if "data_dir" in found:
+        raise ConfigError(f"{path}: data_dir cannot be set here; use --data or {env_prefix}DATA_DIR")
+    return dict(found)
 
 
-def _is_list_field(name: str) -> bool:
-    field = NodeSettings.model_fields.get(name)
-    return field is not None and typing.get_origin(field.annotation) is list
-
-
-def _read_env(environ: Mapping[str, str]) -> dict[str, Any]:
+def _read_env(cls: type[BaseSettings], environ: Mapping[str, str], env_prefix: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name in NodeSettings.model_fields:
+    for name, field in cls.model_fields.items():
         if name == "data_dir":
             continue  # read by default_data_dir; the caller already chose the directory
-        var = ENV_PREFIX + name.upper()
+        var = env_prefix + name.upper()
         text = environ.get(var)
         if text is None or not text.strip():
             continue
-        if _is_list_field(name):
+        if typing.get_origin(field.annotation) is list:
             out[name] = _env_list(var, text)
         else:
             out[name] = text.strip()
