@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import psycopg
-import pytest
 import trio
 
 from indexer.db import libpq_url
-from indexer.testing import PostgresForTests
 
 # Authors, bodies and signed logs, shared with the node tests.
 from tests.node.conftest import new_log, new_signer, put_body  # noqa: F401
-
-
-@pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresForTests]:
-    server = PostgresForTests.start(tmp_path_factory.mktemp("pg") / "cluster")
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def db_url(pg_server: PostgresForTests) -> Iterator[str]:
-    """A fresh, migrated, empty database for one test."""
-    url = pg_server.fresh_database()
-    yield url
-    pg_server.drop_database(url)
 
 
 @dataclass(frozen=True)

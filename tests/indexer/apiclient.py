@@ -1,16 +1,14 @@
-"""Helpers shared by the ``test_api_*`` tests: an app on a fresh database, counting rows, checking problems."""
+"""Helpers shared by the ``test_api_*`` tests: counting rows, checking problems, settings (fixtures: conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import text
 
-from indexer.api import create_app
 from indexer.settings import IndexerSettings
 from indexer.store import Store
 from protocol import Entry, EntryHash
@@ -73,19 +71,3 @@ def cbor_seq(entries: Iterable[Entry | bytes]) -> bytes:
 
 def cid(e: Entry) -> str:
     return EntryHash(e.hash.raw).cid
-
-
-@pytest.fixture
-def make_app(store: Store, tmp_path: Path) -> Callable[..., Any]:
-    """``make_app(index=None, **settings)``: an app on the test's database."""
-
-    def make(index: Any = None, **overrides: Any) -> Any:
-        return create_app(settings_for(tmp_path, **overrides), store=store, index=index)
-
-    return make
-
-
-@pytest.fixture
-async def client(make_app: Callable[..., Any]) -> AsyncIterator[httpx.AsyncClient]:
-    async with client_for(make_app()) as c:
-        yield c

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from tests.indexer.apiclient)
 """POST /v1/entries and GET /v1/entries/{hash}: the HTTP door to the one ingest path."""
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ import pytest
 from indexer.store import Store
 from indexer.store.admin import create_api_key
 from protocol import ProtocolError, split_sequence
-from tests.indexer.apiclient import assert_problem, cbor_seq, cid, client, client_for, counts, make_app  # noqa: F401
+from tests.indexer.apiclient import assert_problem, cbor_seq, cid, client_for, counts
 from tests.node.conftest import LogBuilder
 from tests.vectors import invalid_vectors, valid_vectors
 

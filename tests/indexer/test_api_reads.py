@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from tests.indexer.apiclient)
 """GET endpoints of the indexer API against a real PostgreSQL: assets, history, creators, activity, entries."""
 
 from __future__ import annotations
@@ -9,7 +8,7 @@ import httpx
 
 from indexer.store import Store
 from protocol import parse_and_verify
-from tests.indexer.apiclient import assert_problem, cid, client, counts, make_app  # noqa: F401
+from tests.indexer.apiclient import assert_problem, cid, counts
 from tests.node.conftest import LogBuilder
 
 

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from tests.indexer.apiclient)
 """GET /v1/assets (search through the Tantivy index fed from PostgreSQL), creators' listings, activity pages."""
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ import httpx
 
 from indexer.search import Feeder, open_index
 from indexer.store import Store
-from tests.indexer.apiclient import assert_problem, client, client_for, counts, make_app  # noqa: F401
+from tests.indexer.apiclient import assert_problem, client_for, counts
 from tests.node.conftest import LogBuilder
 
 
