@@ -2,7 +2,9 @@
 
 Everything here is strict: unknown fields, missing fields and wrong types are
 rejected, ``bool`` is never accepted where an integer is expected, and every
-limit from DESIGN.md is enforced. Floats and CBOR tags never pass a type check,
+limit from DESIGN.md is enforced. Free text never holds U+0000: no PostgreSQL
+text or jsonb column can keep it, so one such entry would stall every indexer
+that mirrors its author. Floats and CBOR tags never pass a type check,
 so validation also guarantees the decoded value is plain data.
 
 ``asset.put`` body (required unless marked optional)::
@@ -103,6 +105,8 @@ def text(value: Any, where: str, *, max_len: int, min_len: int = 0) -> str:
         raise _fail(where, "must be text")
     if not min_len <= len(value) <= max_len:
         raise _fail(where, f"must be {min_len}..{max_len} characters (is {len(value)})")
+    if "\x00" in value:
+        raise _fail(where, "must not contain U+0000 (NUL)")
     return value
 
 

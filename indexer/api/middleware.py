@@ -11,6 +11,9 @@ through untouched. For every HTTP request it:
   never the raw path, so the label set stays small);
 * logs one access line (``key=value``: request id, method, route, status,
   duration, client) — never headers, so ``Authorization`` and keys stay out of logs;
+* refuses a URL whose path or query holds a NUL (raw or ``%00``) with a 400
+  problem, before any route runs: no parameter that reaches PostgreSQL can
+  carry a character its text type cannot store;
 * turns an exception that escaped every handler into a bare 500 problem.
 """
 
@@ -46,6 +49,11 @@ def _incoming_id(scope: Scope) -> str | None:
     return None
 
 
+def _has_nul(scope: Scope) -> bool:
+    query: bytes = scope.get("query_string", b"")
+    return "\x00" in scope.get("path", "") or b"%00" in query or b"\x00" in query
+
+
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, *, metrics: ApiMetrics) -> None:
         self.app = app
@@ -73,6 +81,15 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
+            if _has_nul(scope):
+                body = problem_body(
+                    status=400,
+                    detail="the URL holds a NUL character (%00), which no parameter accepts",
+                    instance=scope.get("path", "").replace("\x00", "%00"),
+                    request_id=rid,
+                )
+                await ProblemResponse(body, status_code=400)(scope, receive, send_wrapper)
+                return
             await self.app(scope, receive, send_wrapper)
         except Exception:
             log.exception("unhandled error request_id=%s", rid)
@@ -101,7 +118,7 @@ class RequestContextMiddleware:
             rid,
             method,
             template,
-            scope.get("path", ""),
+            scope.get("path", "").replace("\x00", "%00"),
             status,
             (time.perf_counter() - start) * 1000,
             client[0] if client else "-",

@@ -9,13 +9,16 @@ Timestamps named ``*_ts`` are unix milliseconds from the creator's clock;
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 DID_EXAMPLE = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
 URI_EXAMPLE = f"empressa://{DID_EXAMPLE}/night-drive"
 CID_EXAMPLE = "bafyreigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
+
+# Request text that is stored in PostgreSQL, whose text type cannot hold U+0000.
+StoredText = Annotated[str, Field(pattern=r"^[^\x00]*$")]
 
 
 class Problem(BaseModel):
@@ -274,7 +277,7 @@ class IngestOut(BaseModel):
 
 
 class ApiKeyCreate(BaseModel):
-    name: str = Field(default="", max_length=200)
+    name: StoredText = Field(default="", max_length=200)
     scopes: list[Literal["ingest", "moderate", "admin"]] = Field(min_length=1, max_length=3)
 
 
@@ -297,7 +300,7 @@ class ApiKeyList(BaseModel):
 
 class LabelIn(BaseModel):
     label: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", examples=["spam"])
-    reason: str = Field(default="", max_length=1000)
+    reason: StoredText = Field(default="", max_length=1000)
 
 
 class LabelOut(BaseModel):

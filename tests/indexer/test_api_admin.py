@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from tests.indexer.apiclient)
 """/v1/admin: API keys, scopes, moderation labels, the quarantine."""
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ import pytest
 
 from indexer.store import Store
 from indexer.store.admin import create_api_key
-from tests.indexer.apiclient import assert_problem, client, client_for, counts, make_app, q  # noqa: F401
+from tests.indexer.apiclient import assert_problem, client_for, counts, q
 from tests.node.conftest import LogBuilder
 
 
@@ -73,7 +72,8 @@ async def test_admin_without_a_valid_key(
 async def test_bad_key_requests(client: httpx.AsyncClient, store: Store) -> None:
     _, admin = create_api_key(store.engine, name="root", scopes=["admin"])
     before = counts(store)
-    for body in ({"scopes": []}, {"scopes": ["root"]}, {"name": 5}, "junk"):
+    bad_bodies = ({"scopes": []}, {"scopes": ["root"]}, {"name": 5}, {"name": "a\x00b", "scopes": ["ingest"]}, "junk")
+    for body in bad_bodies:
         kw = {"json": body} if not isinstance(body, str) else {"content": body}
         p = assert_problem(await client.post("/v1/admin/api-keys", headers=bearer(admin), **kw), 422)
         assert p["errors"], p
@@ -95,10 +95,8 @@ async def test_moderation_hides_and_restores(
         await client.put(f"/v1/admin/moderation/{did}/a", json={"label": "spam"}, headers=bearer(ingest)), 403
     )
     assert_problem(await client.put(f"/v1/admin/moderation/{did}/a", json={"label": "spam"}), 401)
-    assert_problem(
-        await client.put(f"/v1/admin/moderation/{did}/a", json={"label": "Bad Label"}, headers=bearer(mod)),
-        422,
-    )
+    for body in ({"label": "Bad Label"}, {"label": "spam", "reason": "nul\x00"}):
+        assert_problem(await client.put(f"/v1/admin/moderation/{did}/a", json=body, headers=bearer(mod)), 422)
     assert_problem(
         await client.put(f"/v1/admin/moderation/{did}/nope", json={"label": "spam"}, headers=bearer(mod)), 404
     )

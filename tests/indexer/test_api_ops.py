@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from tests.indexer.apiclient)
 """Health, readiness, metrics, request ids, rate limits, and the error paths of last resort."""
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from indexer.api import create_app
 from indexer.store import Store, reads
 from indexer.store.admin import create_api_key
 from indexer.testing import PostgresForTests
-from tests.indexer.apiclient import assert_problem, client, client_for, counts, make_app, settings_for  # noqa: F401
+from tests.indexer.apiclient import assert_problem, client_for, counts, settings_for
 from tests.node.conftest import LogBuilder
 
 DID = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
@@ -67,6 +66,22 @@ async def test_request_ids_and_plain_http_errors(client: httpx.AsyncClient) -> N
     p = assert_problem(await client.get("/nowhere", headers={"X-Request-ID": "mine"}), 404)
     assert p["request_id"] == "mine"
     assert_problem(await client.put("/healthz"), 405)
+
+
+async def test_a_nul_in_the_url_is_400_before_any_route(client: httpx.AsyncClient, store: Store) -> None:
+    _, admin = create_api_key(store.engine, name="root", scopes=["admin"])
+    before = counts(store)
+    for method, url in [
+        ("GET", "/v1/activity?kind=pub%00lished"),
+        ("GET", "/v1/assets?q=rain%00&tag=a"),
+        ("GET", f"/v1/creators/{DID}/assets?cursor=%00"),
+        ("DELETE", "/v1/admin/api-keys/abc%00def"),
+        ("DELETE", f"/v1/admin/moderation/{DID}/night-drive/spam%00"),
+    ]:
+        r = await client.request(method, url, headers={"Authorization": f"Bearer {admin}"})
+        p = assert_problem(r, 400, "bad-request")
+        assert "NUL" in p["detail"] and "\x00" not in p["instance"], p
+    assert counts(store) == before
 
 
 async def test_unexpected_errors_are_500_without_internals(

@@ -34,9 +34,11 @@ _mime_token = st.builds(str.__add__, st.sampled_from(MIME_FIRST), st.text(MIME_R
 mimes = st.builds(lambda a, b: f"{a}/{b}", _mime_token, _mime_token)
 media = st.fixed_dictionaries({"cid": cids, "mime": mimes, "size": uints}, optional={"duration_ms": uints})
 
-titles = st.text(min_size=1, max_size=200).filter(lambda s: bool(s.strip()))
-descriptions = st.text(max_size=1500)
-tags = st.lists(st.text(min_size=1, max_size=32), max_size=20, unique=True)
+# Free text: any Unicode but U+0000, which v1 refuses.
+prose = st.characters(exclude_characters="\x00")
+titles = st.text(prose, min_size=1, max_size=200).filter(lambda s: bool(s.strip()))
+descriptions = st.text(prose, max_size=1500)
+tags = st.lists(st.text(prose, min_size=1, max_size=32), max_size=20, unique=True)
 
 amounts = st.builds(
     lambda whole, frac: f"{whole}.{frac}" if frac else str(whole),
@@ -48,7 +50,7 @@ licenses = st.fixed_dictionaries(
     {"type": st.sampled_from(sorted(LICENSE_TYPES))},
     optional={
         "price": st.fixed_dictionaries({"amount": amounts, "currency": currencies}),
-        "terms": st.text(max_size=500),
+        "terms": st.text(prose, max_size=500),
     },
 )
 evm_addresses = st.text(string.hexdigits, min_size=40, max_size=40).map("0x".__add__)

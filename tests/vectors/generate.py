@@ -484,6 +484,10 @@ def build_invalid() -> list[dict[str, Any]]:
     )
     bad("title_empty", with_body(title=""), "SchemaError", "body.title: must be 1..200 characters (is 0)")
     bad("title_blank", with_body(title=" \t "), "SchemaError", "body.title: must not be blank")
+    nul = "body.{}: must not contain U+0000 (NUL)"
+    bad("title_nul", with_body(title="Night\x00Drive"), "SchemaError", nul.format("title"))
+    bad("description_nul", with_body(description="a\x00"), "SchemaError", nul.format("description"))
+    bad("tag_nul", with_body(tags=["ok", "\x00"]), "SchemaError", nul.format("tags[1]"))
     bad(
         "description_too_long",
         with_body(description="d" * 5001),
