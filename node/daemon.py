@@ -38,12 +38,12 @@ import trio
 from protocol import AuthorKey, Entry, ProtocolError, parse_and_verify, wire
 
 from .config import NodeSettings
-from .errors import PeerError
+from .errors import PeerError, PeerUnavailable
 from .keystore import Keys
 from .net.host import P2P
 from .replica import IngestOutcome, Replica
 from .store import now_ms
-from .sync import BadEntryError, PeerBusy, SyncServer, fetch_heads_page, fetch_range, verify_range
+from .sync import BadEntryError, SyncServer, fetch_heads_page, fetch_range, verify_range
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +162,7 @@ class Node:
         self._inbox_send, self._inbox = trio.open_memory_channel[tuple[Entry, str]](10_000)
         self._wants: dict[bytes, _Want] = {}
         self._in_flight: set[bytes] = set()
+        self._comparing: set[str] = set()  # peers whose heads are being compared now
         self._wants_changed = trio.Event()
         self._announce_wakeup = trio.Event()
         self._announced_seq = 0
@@ -335,11 +336,16 @@ class Node:
             start, end = have + 1, want.target
             try:
                 entries = await self._fetch_verified(peer, author, start, end)
-            except PeerBusy as exc:
-                # Not misbehaviour; anti-entropy raises the want again later.
+            except PeerUnavailable as exc:
+                # Not misbehaviour. Ask another peer that has it, if any; otherwise
+                # anti-entropy (or the peer's reconnection) raises the want again later.
                 log.info("peer cannot serve a range now peer=%s reason=%s", peer, exc)
-                self._drop_want(author, want)
-                return
+                if peer in want.peers:
+                    want.peers.remove(peer)
+                if not any(self._usable(p) for p in want.peers):
+                    self._drop_want(author, want)
+                    return
+                continue
             except (PeerError, trio.TooSlowError) as exc:
                 self._strike(peer, f"range {start}..{end}: {exc or 'timed out'}")
                 if peer in want.peers:
@@ -408,21 +414,31 @@ class Node:
                 self._nursery.start_soon(self._sync_peer_quietly, peer, 0.2)
 
     async def _anti_entropy_loop(self) -> None:
+        """Every interval, compare heads with each connected peer not already being compared.
+
+        Each peer's walk runs on its own: a slow or endless one (a liar inventing
+        authors page after page) delays only itself, never the rounds with the others.
+        """
+        assert self._nursery is not None
         while True:
             await trio.sleep(self.settings.anti_entropy_interval)
-            async with trio.open_nursery() as n:
-                for peer in self.p2p.peers():
-                    if self._usable(peer):
-                        n.start_soon(self._sync_peer_quietly, peer, 0.0)
+            for peer in self.p2p.peers():
+                if self._usable(peer) and peer not in self._comparing:
+                    self._nursery.start_soon(self._sync_peer_quietly, peer, 0.0)
 
     async def _sync_peer_quietly(self, peer: str, delay: float) -> None:
         await trio.sleep(delay)
+        if peer in self._comparing:
+            return
+        self._comparing.add(peer)
         try:
             await self.sync_with(peer)
-        except PeerBusy as exc:
+        except PeerUnavailable as exc:
             log.info("peer cannot compare heads now peer=%s reason=%s", peer, exc)
         except (PeerError, trio.TooSlowError) as exc:
             self._strike(peer, f"heads: {exc or 'timed out'}")
+        finally:
+            self._comparing.discard(peer)
 
     async def sync_with(self, peer: str) -> int:
         """Compare heads with ``peer`` and queue pulls for every author it is ahead on.
@@ -464,7 +480,7 @@ class Node:
         async def fetch() -> None:
             try:
                 entries = await self._fetch_verified(peer, author, seq, seq)
-            except PeerBusy:
+            except PeerUnavailable:
                 return
             except (PeerError, trio.TooSlowError) as exc:
                 self._strike(peer, f"fork proof: {exc or 'timed out'}")

@@ -8,6 +8,7 @@
     ├── StoreError        the local SQLite store refused an operation
     ├── NotFoundError     no such asset in this node's library
     └── PeerError         a remote peer misbehaved (garbage, stall, over a limit)
+        └── PeerUnavailable   it cannot be asked now (no connection, busy); not held against it
 """
 
 from __future__ import annotations
@@ -35,3 +36,12 @@ class NotFoundError(NodeError):
 
 class PeerError(NodeError):
     """A remote peer sent something invalid, too much, or too slowly."""
+
+
+class PeerUnavailable(PeerError):
+    """The peer cannot be asked right now: no live connection, a stream that would not open, or
+    an ``unavailable`` answer (its store is restarting).
+
+    Not misbehaviour: callers drop the request and try again later (anti-entropy, or
+    when the peer reconnects) instead of striking the peer.
+    """

@@ -20,7 +20,7 @@ import trio
 
 from protocol import Entry, ProtocolError, parse_and_verify, wire
 
-from .errors import PeerError
+from .errors import PeerError, PeerUnavailable
 from .replica import Replica
 from .store import now_ms
 
@@ -52,11 +52,8 @@ class BadEntryError(PeerError):
         return str(self.args[0])
 
 
-class PeerBusy(PeerError):
-    """The peer answered ``unavailable``: its store cannot serve right now (a database restarting).
-
-    Not misbehaviour: callers try again later instead of counting it against the peer.
-    """
+class PeerBusy(PeerUnavailable):
+    """The peer answered ``unavailable``: its store cannot serve right now (a database restarting)."""
 
 
 UNAVAILABLE = "unavailable"

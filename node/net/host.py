@@ -9,7 +9,8 @@ topic, and exposes a small surface to the rest of the code:
 * :attr:`P2P.connections` for peers that connect or disconnect;
 * :meth:`P2P.connect` / :meth:`P2P.disconnect` / :meth:`P2P.peers`.
 
-libp2p's stream errors are translated here into :class:`node.errors.PeerError`.
+libp2p's stream errors are translated here into :class:`node.errors.PeerError`
+(:class:`~node.errors.PeerUnavailable` when a dial or a stream cannot be opened).
 Notes measured on libp2p 0.8.1 that shape this file: ``stream.read()`` raises
 ``StreamEOF`` when the peer closes (it never returns ``b""``), and a handler
 that lets it escape wedges the connection, so every handler is wrapped; gossip
@@ -43,7 +44,7 @@ from libp2p.tools.anyio_service import background_trio_service
 
 from protocol import wire
 
-from ..errors import PeerError
+from ..errors import PeerError, PeerUnavailable
 from ..logctx import correlation_id, new_id
 
 log = logging.getLogger(__name__)
@@ -257,7 +258,7 @@ class P2P:
         try:
             await self._host.connect(info)
         except Exception as exc:
-            raise PeerError(f"cannot connect to {addr}: {exc}") from None
+            raise PeerUnavailable(f"cannot connect to {addr}: {exc}") from None
         return str(info.peer_id)
 
     async def disconnect(self, peer: str) -> None:
@@ -296,7 +297,7 @@ class P2P:
         try:
             stream = await self._host.new_stream(ID.from_base58(peer), [TProtocol(protocol_id)])
         except Exception as exc:
-            raise PeerError(f"cannot open {protocol_id} to {peer}: {exc}") from None
+            raise PeerUnavailable(f"cannot open {protocol_id} to {peer}: {exc}") from None
         return FrameStream(stream, peer)
 
 
