@@ -7,7 +7,7 @@ Prints figures only; it never passes or fails. All in one run, on the same signe
 
 (a) raw verify: :func:`protocol.parse_and_verify` on one core (no I/O);
 (b) raw upsert: the same rows straight into PostgreSQL with psycopg, in batches
-    of 1,000, each one transaction: COPY into a staging table, then
+    of 1,000, each one transaction: binary COPY into a staging table, then
     ``INSERT … ON CONFLICT DO NOTHING`` into ``entries``, plus the ``assets``
     upsert (COPY to a stage, ``INSERT … ON CONFLICT DO UPDATE``). Rows are
     built before the clock starts: this is the database's ceiling;
@@ -50,7 +50,7 @@ import trio  # noqa: E402
 from bridge.testing import spawn_bridge  # noqa: E402
 from indexer.db import libpq_url  # noqa: E402
 from indexer.store import Store  # noqa: E402
-from indexer.store.ingest import _ASSET_COLUMNS, _asset_fields  # noqa: E402
+from indexer.store.ingest import _ASSET_COLUMNS, ASSET_TYPES, ENTRY_TYPES, _asset_fields, binary_copy  # noqa: E402
 from indexer.testing import PostgresForTests  # noqa: E402
 from node.testing import spawn_network  # noqa: E402
 from protocol import AuthorKey, Entry, Signer, parse_and_verify, sign_entry  # noqa: E402
@@ -166,14 +166,16 @@ def raw_upsert(url: str, entries: list[Entry]) -> float:
         t = time.perf_counter()
         for er, ar in zip(entry_rows, asset_rows, strict=True):
             with conn.transaction():
-                with cur.copy("COPY entry_stage (hash, author, seq, ts, kind, key, raw) FROM STDIN") as copy:
+                with binary_copy(
+                    cur, "COPY entry_stage (hash, author, seq, ts, kind, key, raw)", ENTRY_TYPES[:7]
+                ) as copy:
                     for row in er:
                         copy.write_row(row)
                 cur.execute(
                     "INSERT INTO entries (hash, author, seq, ts, kind, key, raw) "
                     "SELECT hash, author, seq, ts, kind, key, raw FROM entry_stage ON CONFLICT DO NOTHING"
                 )
-                with cur.copy(f"COPY asset_stage ({_ASSET_COLUMNS}) FROM STDIN") as copy:
+                with binary_copy(cur, f"COPY asset_stage ({_ASSET_COLUMNS})", ASSET_TYPES) as copy:
                     for row in ar:
                         copy.write_row(row)
                 cur.execute(

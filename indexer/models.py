@@ -20,7 +20,6 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
-    Computed,
     DateTime,
     ForeignKey,
     Identity,
@@ -34,7 +33,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 INGEST_LOCK = 0x656D7072  # pg_advisory_xact_lock key held by every writer of assets/activity
@@ -42,6 +41,9 @@ ACTIVITY_CHANNEL = "empressa_activity"  # NOTIFY payload: the newest activity id
 ASSETS_CHANNEL = "empressa_assets"  # NOTIFY payload: the newest assets.change_seq
 
 asset_change_seq = Sequence("asset_change_seq")
+# PostgreSQL's own full-text vector of an asset (title A > tags B > description C, accents
+# folded). Not stored: search is served by Tantivy (migration 0002 says why). For ad-hoc SQL,
+# and for bench/search.py, which adds it as a generated column to compare the two.
 SEARCH_VECTOR_SQL = (
     "setweight(to_tsvector('simple', empressa_unaccent(title)), 'A') || "
     "setweight(to_tsvector('simple', empressa_unaccent(empressa_join(tags))), 'B') || "
@@ -75,7 +77,10 @@ class EntryRow(Base):
     """Every applied signed entry, raw bytes kept so anyone can re-verify it."""
 
     __tablename__ = "entries"
-    __table_args__ = (UniqueConstraint("author", "seq", name="entries_author_seq_key"),)
+    __table_args__ = (
+        UniqueConstraint("author", "seq", name="entries_author_seq_key"),
+        Index("entries_author_key_seq_idx", "author", "key", "seq"),  # an asset's history
+    )
 
     hash: Mapped[bytes] = mapped_column(primary_key=True)  # SHA-256 of raw
     author: Mapped[bytes] = mapped_column(ForeignKey("authors.author", deferrable=True, initially="DEFERRED"))
@@ -94,15 +99,7 @@ class Asset(Base):
     __table_args__ = (
         UniqueConstraint("author", "key", name="assets_author_key_key"),
         Index("assets_change_seq_idx", "change_seq", unique=True),
-        Index("assets_did_idx", "did", "id"),
-        Index("assets_created_idx", "created_ts", "id"),
-        Index("assets_tags_idx", "tags", postgresql_using="gin"),
-        Index("assets_search_idx", "search", postgresql_using="gin"),
-        Index(
-            "assets_title_trgm_idx",
-            text("lower(title) gin_trgm_ops"),
-            postgresql_using="gin",
-        ),
+        Index("assets_author_id_idx", "author", "id"),  # a creator's listing, newest first
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -132,9 +129,6 @@ class Asset(Base):
     onchain: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     verification: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     change_seq: Mapped[int] = mapped_column(BigInteger, asset_change_seq, server_default=asset_change_seq.next_value())
-    # PostgreSQL's own full-text vector (title A > tags B > description C, accents folded); search
-    # is served by Tantivy, this is kept for ad-hoc SQL and for comparison in bench/search.py.
-    search: Mapped[str | None] = mapped_column(TSVECTOR, Computed(SEARCH_VECTOR_SQL, persisted=True))
 
 
 class Activity(Base):

@@ -22,15 +22,17 @@ Resubmitting anything is harmless: a duplicate is counted and changes nothing.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
+from psycopg.types.json import set_json_dumps
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -128,8 +130,27 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+def _dumps(value: Any) -> bytes:
+    """JSON for a jsonb column, encoded once (bytes values as hex)."""
+    return orjson.dumps(value, default=_json_default)
+
+
+def _encoded(data: bytes) -> bytes:
+    """The jsonb dumper's ``dumps`` for rows whose JSON :func:`_dumps` already encoded."""
+    return data
+
+
+@contextmanager
+def binary_copy(cur: Any, sql: str, types: Sequence[str]) -> Iterator[Any]:
+    """``COPY … FROM STDIN`` in PostgreSQL's binary format: bytea as is (not hex), jsonb as
+    :func:`_dumps` encoded it. Rows are written with ``copy.write_row``."""
+    set_json_dumps(_encoded, context=cur)
+    with cur.copy(f"{sql} FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(types)
+        yield copy
+
+
+_EMPTY_PUT = ("", "", [], None, None, None, None, None, None, b"{}")
 
 
 def _asset_fields(body: dict[str, Any]) -> tuple[Any, ...]:
@@ -159,10 +180,81 @@ class _Dids(dict[bytes, str]):
         return did
 
 
+class _Rows:
+    """The COPY rows of a batch's entries, built before the ingest lock is taken.
+
+    Building rows (did text, asset fields, JSON) is most of ingest's Python work.
+    Done before the lock, it overlaps the PostgreSQL work of whichever transaction
+    holds it: the bridge's pullers and writer call ingest from several threads.
+    Entries first met under the lock (parked in ``pending``) are built on demand.
+    """
+
+    def __init__(self, received: dict[bytes, int]) -> None:
+        self.dids = _Dids()
+        self._received = received
+        self._times: dict[int, datetime] = {}
+        self._entry: dict[bytes, tuple[Any, ...]] = {}
+        self._put: dict[bytes, tuple[Any, ...]] = {}
+        self._activity: dict[bytes, bytes] = {}
+
+    def build(self, entries: Iterable[Entry]) -> None:
+        for e in entries:
+            self.entry(e)
+            self.activity_data(e)
+            if e.kind == "asset.put":
+                self.put_fields(e)
+
+    def entry(self, e: Entry) -> tuple[Any, ...]:
+        """``entries`` row (:data:`ENTRY_COLUMNS`)."""
+        row = self._entry.get(e.hash.raw)
+        if row is None:
+            ms = self._received.get(e.hash.raw) or now_ms()
+            at = self._times.get(ms)
+            if at is None:
+                at = self._times[ms] = datetime.fromtimestamp(ms / 1000, tz=UTC)
+            row = self._entry[e.hash.raw] = (e.hash.raw, e.author.raw, e.seq, e.ts, e.kind, e.key, e.raw, at)
+        return row
+
+    def put_fields(self, e: Entry) -> tuple[Any, ...]:
+        """The asset columns an ``asset.put`` sets, title to body (see :func:`_asset_fields`)."""
+        fields = self._put.get(e.hash.raw)
+        if fields is None:
+            fields = self._put[e.hash.raw] = _asset_fields(e.body)
+        return fields
+
+    def activity_data(self, e: Entry) -> bytes:
+        """The ``activity.data`` JSON of the entry's activity row."""
+        data = self._activity.get(e.hash.raw)
+        if data is None:
+            if e.kind == "asset.put":
+                value: dict[str, Any] = {"title": e.body.get("title", "")}
+            elif e.kind == "attest":
+                subject = e.body.get("subject")
+                value = {
+                    "subject": EntryHash(subject).cid if isinstance(subject, bytes) else None,
+                    "status": e.body.get("status"),
+                }
+            else:
+                value = {}
+            data = self._activity[e.hash.raw] = _dumps(value)
+        return data
+
+    def uri(self, e: Entry) -> str:
+        return f"empressa://{self.dids[e.author.raw]}/{e.key}"
+
+
 _ASSET_COLUMNS = (
     "author, did, key, uri, entry_hash, put_hash, seq, deleted, title, description, tags, license, price, "
     "currency, media_cid, media_mime, media_type, body, versions, created_ts, updated_ts"
 )
+ASSET_TYPES = (
+    "bytea", "text", "text", "text", "bytea", "bytea", "int8", "bool", "text", "text", "text[]", "text",
+    "numeric", "text", "text", "text", "text", "jsonb", "int4", "int8", "int8",
+)  # fmt: skip
+ENTRY_COLUMNS = "hash, author, seq, ts, kind, key, raw, received_at"
+ENTRY_TYPES = ("bytea", "bytea", "int8", "int8", "text", "text", "bytea", "timestamptz")
+_ACTIVITY_COLUMNS = "kind, uri, did, entry_hash, seq, data"
+_ACTIVITY_TYPES = ("text", "text", "text", "bytea", "int8", "jsonb")
 
 # Per-connection staging table (assets are COPYed in, then upserted in one statement).
 _ASSET_STAGE = f"""
@@ -281,8 +373,10 @@ class Store:
         if not entries:
             return report
         received = dict(zip((e.hash.raw for e in entries), received_ms, strict=False)) if received_ms else {}
+        rows = _Rows(received)
+        rows.build(entries)
         with _translate(), self.engine.begin() as conn:
-            self._ingest(conn, entries, source, received, report)
+            self._ingest(conn, entries, source, rows, report)
         if report.forks:
             log.warning("forks quarantined count=%d source=%s", len(report.forks), source)
         return report
@@ -292,12 +386,12 @@ class Store:
         conn: Connection,
         entries: Sequence[Entry],
         source: str,
-        received: dict[bytes, int],
+        rows: _Rows,
         report: IngestReport,
     ) -> None:
         cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (INGEST_LOCK,))
-        dids = _Dids()
+        dids = rows.dids
         by_author: dict[bytes, dict[bytes, Entry]] = {}
         for e in entries:
             by_author.setdefault(e.author.raw, {})[e.hash.raw] = e
@@ -398,8 +492,10 @@ class Store:
                 [(a, dids[a], e.seq, e.hash.raw) for a, e in new_heads.items()],
             )
         if appended:
-            self._write_entries(cur, appended, received)
-            self._write_assets_and_activity(cur, appended, dids)
+            with binary_copy(cur, f"COPY entries ({ENTRY_COLUMNS})", ENTRY_TYPES) as copy:
+                for e in appended:
+                    copy.write_row(rows.entry(e))
+            self._write_assets_and_activity(cur, appended, rows)
         if to_pending:
             cur.executemany(
                 "INSERT INTO pending (hash, author, seq, raw) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
@@ -423,25 +519,7 @@ class Store:
         report.forks = [e for e, _ in forks]
         report.refused = refused
 
-    def _write_entries(self, cur: Any, appended: list[Entry], received: dict[bytes, int]) -> None:
-        with cur.copy("COPY entries (hash, author, seq, ts, kind, key, raw, received_at) FROM STDIN") as copy:
-            now_s = time.time()
-            for e in appended:
-                at = received.get(e.hash.raw)
-                copy.write_row(
-                    (
-                        e.hash.raw,
-                        e.author.raw,
-                        e.seq,
-                        e.ts,
-                        e.kind,
-                        e.key,
-                        e.raw,
-                        _timestamp(at / 1000 if at else now_s),
-                    )
-                )
-
-    def _write_assets_and_activity(self, cur: Any, appended: list[Entry], dids: _Dids) -> None:
+    def _write_assets_and_activity(self, cur: Any, appended: list[Entry], rows: _Rows) -> None:
         changes: dict[tuple[bytes, str], _AssetChange] = {}
         for e in appended:  # appended is in (author, seq) order
             if e.kind not in ("asset.put", "asset.delete"):
@@ -462,60 +540,43 @@ class Store:
                 ([k[0] for k in keys], [k[1] for k in keys]),
             )
             existing = {(bytes(a), k): d for a, k, d in cur.fetchall()}
-            rows = []
-            for ch in changes.values():
-                put = ch.put
-                fields = (
-                    _asset_fields(put.body)
-                    if put is not None
-                    else ("", "", [], None, None, None, None, None, None, "{}")
-                )
-                did = dids[ch.author.raw]
-                rows.append(
-                    (
-                        ch.author.raw,
-                        did,
-                        ch.key,
-                        f"empressa://{did}/{ch.key}",
-                        ch.last.hash.raw,
-                        put.hash.raw if put is not None else None,
-                        ch.last.seq,
-                        ch.last.kind == "asset.delete",
-                        *fields,
-                        ch.versions,
-                        ch.first_ts,
-                        ch.last.ts,
-                    )
-                )
             cur.execute(_ASSET_STAGE)
-            with cur.copy(f"COPY asset_stage ({_ASSET_COLUMNS}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
+            with binary_copy(cur, f"COPY asset_stage ({_ASSET_COLUMNS})", ASSET_TYPES) as copy:
+                for ch in changes.values():
+                    put = ch.put
+                    copy.write_row(
+                        (
+                            ch.author.raw,
+                            rows.dids[ch.author.raw],
+                            ch.key,
+                            rows.uri(ch.last),
+                            ch.last.hash.raw,
+                            put.hash.raw if put is not None else None,
+                            ch.last.seq,
+                            ch.last.kind == "asset.delete",
+                            *(rows.put_fields(put) if put is not None else _EMPTY_PUT),
+                            ch.versions,
+                            ch.first_ts,
+                            ch.last.ts,
+                        )
+                    )
             cur.execute(_ASSET_UPSERT)
             cur.execute("SELECT pg_notify(%s, currval('asset_change_seq')::text)", (ASSETS_CHANNEL,))
         # One activity row per applied entry, in log order.
         live = {k: not d for k, d in existing.items()}
-        with cur.copy("COPY activity (kind, uri, did, entry_hash, seq, data) FROM STDIN") as copy:
+        with binary_copy(cur, f"COPY activity ({_ACTIVITY_COLUMNS})", _ACTIVITY_TYPES) as copy:
             for e in appended:
                 k = (e.author.raw, e.key)
                 if e.kind == "asset.put":
                     kind = "updated" if live.get(k) else "published"
                     live[k] = True
-                    data = {"title": e.body.get("title", "")}
                 elif e.kind == "asset.delete":
                     kind = "deleted"
                     live[k] = False
-                    data = {}
                 else:
                     kind = "attested"
-                    data = {
-                        "subject": EntryHash(e.body["subject"]).cid
-                        if isinstance(e.body.get("subject"), bytes)
-                        else None,
-                        "status": e.body.get("status"),
-                    }
-                did = dids[e.author.raw]
-                copy.write_row((kind, f"empressa://{did}/{e.key}", did, e.hash.raw, e.seq, _dumps(data)))
+                did = rows.dids[e.author.raw]
+                copy.write_row((kind, rows.uri(e), did, e.hash.raw, e.seq, rows.activity_data(e)))
         cur.execute(
             "SELECT pg_notify(%s, currval(pg_get_serial_sequence('activity', 'id'))::text)",
             (ACTIVITY_CHANNEL,),
@@ -626,9 +687,3 @@ class Store:
         if report.status.get(entry.hash.raw) != "appended":
             raise DatabaseError(f"own entry was not appended: {report.status.get(entry.hash.raw)}")
         return entry
-
-
-def _timestamp(seconds: float) -> Any:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(seconds, tz=UTC)
