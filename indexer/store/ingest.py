@@ -32,6 +32,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
+import psycopg
 from psycopg.types.json import set_json_dumps
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -111,14 +112,29 @@ class IngestResult:
         return self.count("invalid")
 
 
+class _Unstorable(Exception):
+    """PostgreSQL refused a value of the batch (SQLSTATE class 22, "data exception")."""
+
+
 @contextmanager
 def _translate() -> Iterator[None]:
-    """SQLAlchemy/psycopg errors → :class:`DatabaseError` (this module is the edge)."""
+    """SQLAlchemy/psycopg errors → :class:`DatabaseError` (this module is the edge).
+
+    A data exception (a value PostgreSQL cannot store) becomes :class:`_Unstorable`,
+    which :meth:`Store.ingest` handles by isolating the entries that cause it.
+    """
     try:
         yield
-    except DBAPIError as exc:
-        if exc.connection_invalidated or exc.__class__.__name__ in ("OperationalError", "InterfaceError"):
-            raise DatabaseError(f"database unavailable: {str(exc.orig).strip().splitlines()[0]}") from exc
+    except (DBAPIError, psycopg.Error) as exc:
+        # Through SQLAlchemy the driver's error is ``exc.orig``; the COPYs use psycopg directly.
+        orig = exc.orig if isinstance(exc, DBAPIError) else exc
+        why = str(orig).strip().splitlines()[0] if str(orig).strip() else orig.__class__.__name__
+        if getattr(exc, "connection_invalidated", False) or isinstance(
+            orig, psycopg.OperationalError | psycopg.InterfaceError
+        ):
+            raise DatabaseError(f"database unavailable: {why}") from exc
+        if isinstance(orig, psycopg.DataError):
+            raise _Unstorable(why) from exc
         raise
     except SQLAlchemyError as exc:
         raise DatabaseError(f"database error: {exc.__class__.__name__}") from exc
@@ -375,11 +391,47 @@ class Store:
         received = dict(zip((e.hash.raw for e in entries), received_ms, strict=False)) if received_ms else {}
         rows = _Rows(received)
         rows.build(entries)
-        with _translate(), self.engine.begin() as conn:
-            self._ingest(conn, entries, source, rows, report)
+        try:
+            with _translate(), self.engine.begin() as conn:
+                self._ingest(conn, entries, source, rows, report)
+        except _Unstorable as exc:
+            return self._ingest_around(entries, source, received, str(exc))
         if report.forks:
             log.warning("forks quarantined count=%d source=%s", len(report.forks), source)
         return report
+
+    def _ingest_around(
+        self, entries: Sequence[Entry], source: str, received: dict[bytes, int], why: str
+    ) -> IngestReport:
+        """Ingest a batch that PostgreSQL refused, without the entries it cannot store.
+
+        Verified entries should always be storable (``protocol`` refuses what
+        PostgreSQL cannot keep, such as U+0000); if one is not, the batch is
+        halved until each refused entry stands alone, that entry is quarantined
+        (``unstorable``, with PostgreSQL's reason) and the rest is applied. Its
+        author's later entries wait in ``pending`` as after any gap, so nothing
+        is lost and the writer never retries the same batch forever.
+        """
+        if len(entries) == 1:
+            e = entries[0]
+            log.error("entry refused by postgresql author=%s seq=%d reason=%s", e.author.did, e.seq, why)
+            self.quarantine([Rejected(e.raw, "unstorable", why, source, e.author.raw, e.seq)])
+            report = IngestReport()
+            report.refused.append((e, f"the database cannot store it: {why}"))
+            report.status[e.hash.raw] = "refused"
+            return report
+        mid = len(entries) // 2
+        merged = IngestReport()
+        for half in (entries[:mid], entries[mid:]):
+            part = self.ingest(half, source=source, received_ms=[received.get(e.hash.raw, 0) for e in half])
+            merged.appended += part.appended
+            merged.duplicates += part.duplicates
+            merged.gaps.update(part.gaps)
+            merged.forks += part.forks
+            merged.refused += part.refused
+            merged.held += part.held
+            merged.status.update(part.status)
+        return merged
 
     def _ingest(
         self,

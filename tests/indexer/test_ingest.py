@@ -244,3 +244,32 @@ def test_concurrent_writers_share_one_ordered_path(store: Store, new_log: Callab
     seqs = [r[0] for r in q(store, "SELECT change_seq FROM assets ORDER BY change_seq")]
     assert len(seqs) == len(set(seqs))
     assert q(store, "SELECT count(*) FROM activity")[0][0] == len(entries)
+
+
+def test_an_entry_postgresql_cannot_store_is_quarantined_and_the_rest_applied(
+    store: Store, new_log: Callable[..., LogBuilder]
+) -> None:
+    """Defence in depth: protocol refuses U+0000, but should a verified entry still hold a value
+    PostgreSQL cannot store, the batch is not retried forever: that entry is quarantined
+    (``unstorable``), the others land, and its author's later entries wait for it."""
+    log, other = new_log(), new_log()
+    log.extend(5)
+    other.extend(2)
+    poison = log.entries[2]._replace(body={**log.entries[2].body, "title": "Night\x00Drive"})
+    batch = [*log.entries[:2], poison, *log.entries[3:], *other.entries]
+    report = store.ingest(batch, source="test")
+    assert [e.seq for e in report.appended if e.author == log.signer.public] == [1, 2]
+    assert {e.hash for e in report.appended if e.author == other.signer.public} == {
+        e.hash for e in other.entries
+    }
+    assert report.status[poison.hash.raw] == "refused"
+    assert report.refused[0][0] == poison and "cannot store" in report.refused[0][1]
+    (code, reason, seq), = q(store, "SELECT code, reason, seq FROM quarantine")
+    assert code == "unstorable" and seq == 3 and "0x00" in reason
+    assert q(store, "SELECT head_seq FROM authors WHERE author = :a", a=log.author) == [(2,)]
+    assert sorted(s for (s,) in q(store, "SELECT seq FROM pending")) == [4, 5]
+    # The same batch again changes nothing but the quarantine's count.
+    before = counts(store)
+    again = store.ingest(batch, source="test")
+    assert again.status[poison.hash.raw] == "refused" and counts(store) == before
+    assert q(store, "SELECT times_seen FROM quarantine") == [(2,)]
