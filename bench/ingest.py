@@ -316,7 +316,7 @@ def main() -> None:
     ap.add_argument("--entries", type=int, default=100_000)
     ap.add_argument("--nodes", type=int, default=4)
     ap.add_argument("--authors-per-node", type=int, default=5)
-    ap.add_argument("--workers", default="0,2", help="verify_workers values to run the network bench with")
+    ap.add_argument("--workers", default="0,1,2", help="verify_workers values to run the network bench with")
     ap.add_argument("--skip-network", action="store_true")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
