@@ -27,7 +27,12 @@ def make_stack(tmp_path: Path, environ: dict[str, str] | None = None, **kw: int)
 
 
 def python_child(tmp_path: Path, name: str, code: str) -> Child:
-    return Child(name, [sys.executable, "-c", code], {"PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"}, tmp_path / f"{name}.log")
+    return Child(
+        name,
+        [sys.executable, "-c", code],
+        {"PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"},
+        tmp_path / f"{name}.log",
+    )
 
 
 def test_child_env_passes_service_settings_and_withholds_the_callers_own(tmp_path: Path) -> None:
@@ -99,7 +104,9 @@ def test_a_child_exiting_during_start_up_is_a_stack_error_naming_it_and_its_log(
     assert old.proc is not None
     old.proc.wait(30)
     slow = python_child(tmp_path, "api", "import time; time.sleep(60)")
-    dying = python_child(tmp_path, "bridge", "import sys; print('noise'); sys.exit('bad bridge setting log_level')")
+    dying = python_child(
+        tmp_path, "bridge", "import sys; print('noise'); sys.exit('bad bridge setting log_level')"
+    )
     s.children += [slow, dying]
     try:
         slow.start()
@@ -116,7 +123,9 @@ def test_a_child_exiting_during_start_up_is_a_stack_error_naming_it_and_its_log(
     assert msg.endswith(f"see {dying.log_path}")
 
 
-def test_not_ready_in_time_names_the_service_and_its_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_not_ready_in_time_names_the_service_and_its_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(stack_mod, "READY_TIMEOUT", 0.3)
     s = make_stack(tmp_path)
     api = python_child(tmp_path, "api", "import time; time.sleep(60)")
