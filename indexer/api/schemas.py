@@ -205,9 +205,31 @@ class CreatorOut(BaseModel):
     did: str = Field(examples=[DID_EXAMPLE])
     head: Head | None = Field(description="The last applied entry of their log (read-after-write).")
     sync: Sync
+    searchable: bool | None = Field(
+        description="Whether this API server's search already reflects every change to the creator's "
+        "assets applied so far (so everything up to `head`): after publishing entry *n*, once "
+        "`head.seq >= n` and `searchable` is true, `GET /v1/assets` shows it. False while the search "
+        "index catches up (usually milliseconds); null when this server has no search index. Each API "
+        "server keeps its own index: ask the one you search.",
+    )
     counts: Counts
     first_seen: str | None
     updated_at: str | None
+
+
+class AuthorBehind(BaseModel):
+    """An author whose log this indexer has not fully applied."""
+
+    did: str = Field(examples=[DID_EXAMPLE])
+    head: Head | None = Field(description="The last applied entry (null when none is applied yet).")
+    sync: Sync = Field(description="`gap` with the `missing` range, or `forked` with `forked_seq`.")
+    held: int = Field(description="Entries parked in `pending`, waiting for the missing ones.")
+    updated_at: str | None = Field(description="When the head last moved (null without a head).")
+
+
+class AuthorsBehindPage(BaseModel):
+    items: list[AuthorBehind] = Field(description="In author-key order.")
+    next_cursor: str | None
 
 
 class ActivityItem(BaseModel):

@@ -249,17 +249,29 @@ class SearchIndex:
         self._pits = _PitStore()
         self._refresh_lock = threading.Lock()
         self._checked = self._reloaded = time.monotonic()
-        self._pos_stamp = _stamp(path / POSITION_FILE)
         self._dir_ino = _inode(path)
-        self._position = int(read_position(path)["change_seq"])
+        self._pos_stamp, self._position = self._read_position_and_reload()
         self._span_cache: tuple[float, int, int, int] | None = None
 
     # -- reading ------------------------------------------------------------------
 
     @property
     def position(self) -> int:
-        """The ``assets.change_seq`` the index reflects (as of the last commit or refresh)."""
+        """The ``assets.change_seq`` the index reflects (as of the last commit or refresh).
+
+        Never ahead of what :meth:`search` sees: the position file is read
+        *before* the reader reloads, and the feeder writes it only after the
+        commit it names, so every change up to it is searchable here.
+        """
         return self._position
+
+    def _read_position_and_reload(self) -> tuple[tuple[int, int, int] | None, int]:
+        """(stamp, position) of the position file, read in that order, then the reader reloaded."""
+        stamp = _stamp(self.path / POSITION_FILE)
+        position = int(read_position(self.path)["change_seq"])
+        with translate_errors("reload"):
+            self._index.reload()
+        return stamp, position
 
     @property
     def num_docs(self) -> int:
@@ -277,20 +289,19 @@ class SearchIndex:
                 self._reopen()
                 return
             stamp = _stamp(self.path / POSITION_FILE)
-            if force or stamp != self._pos_stamp or now - self._reloaded > RELOAD_INTERVAL:
+            if stamp != self._pos_stamp:
+                self._pos_stamp, self._position = self._read_position_and_reload()
+                self._reloaded = now
+            elif force or now - self._reloaded > RELOAD_INTERVAL:
                 with translate_errors("reload"):
                     self._index.reload()
                 self._reloaded = now
-                if stamp != self._pos_stamp:
-                    self._pos_stamp = stamp
-                    self._position = int(read_position(self.path)["change_seq"])
 
     def _reopen(self) -> None:
         """The directory was swapped by a reindex: open the new one (pinned searchers stay valid)."""
         self._index = _open_tantivy(self.path, create=False)
         self._dir_ino = _inode(self.path)
-        self._pos_stamp = _stamp(self.path / POSITION_FILE)
-        self._position = int(read_position(self.path)["change_seq"])
+        self._pos_stamp, self._position = self._read_position_and_reload()
         self._reloaded = time.monotonic()
         log.info("search index reopened path=%s position=%d", self.path, self._position)
 

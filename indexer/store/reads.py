@@ -205,8 +205,28 @@ def history(engine: Engine, *, uri: AssetUri) -> list[dict[str, Any]]:
 # -- creators --------------------------------------------------------------------------------
 
 
-def creator(engine: Engine, *, author: AuthorKey) -> dict[str, Any]:
-    """A creator with asset counts, their head, and whether the mirror of their log is complete."""
+def sync_status(*, head_seq: int, forked_seq: int | None, first_pending: int | None) -> dict[str, Any]:
+    """How complete the mirror of one log is: ``forked`` wins over ``gap``, which wins over ``synced``."""
+    if forked_seq is not None:
+        return {"status": "forked", "missing": None, "forked_seq": forked_seq}
+    if first_pending is not None:
+        return {
+            "status": "gap",
+            "missing": {"from": head_seq + 1, "to": first_pending - 1},
+            "forked_seq": None,
+        }
+    return {"status": "synced", "missing": None, "forked_seq": None}
+
+
+def creator(engine: Engine, *, author: AuthorKey, indexed_through: int | None = None) -> dict[str, Any]:
+    """A creator with asset counts, their head, and whether the mirror of their log is complete.
+
+    ``indexed_through`` is the ``assets.change_seq`` a search index has
+    reached (None: no index). ``searchable`` says whether every change to the
+    creator's assets committed so far is in that index: their highest
+    ``change_seq`` is read after their head (each statement sees every commit
+    before it), so it covers at least every entry up to ``head``.
+    """
     with _translate(), engine.connect() as conn:
         a = conn.execute(select(Author.__table__).where(Author.author == author.raw)).first()
         first_pending = conn.execute(
@@ -214,27 +234,24 @@ def creator(engine: Engine, *, author: AuthorKey) -> dict[str, Any]:
         ).scalar()
         if a is None and first_pending is None:
             raise NotFound(f"no creator {author.did}")
-        live, deleted = conn.execute(
+        live, deleted, last_change = conn.execute(
             select(
                 func.count().filter(Asset.deleted.is_(False)),
                 func.count().filter(Asset.deleted.is_(True)),
+                func.coalesce(func.max(Asset.change_seq), 0),
             ).where(Asset.author == author.raw)
         ).one()
     row = a
-    head_seq = row.head_seq if row is not None else 0
-    sync: dict[str, Any] = {"status": "synced", "missing": None, "forked_seq": None}
-    if row is not None and row.forked_seq is not None:
-        sync = {"status": "forked", "missing": None, "forked_seq": row.forked_seq}
-    elif first_pending is not None:
-        sync = {
-            "status": "gap",
-            "missing": {"from": head_seq + 1, "to": first_pending - 1},
-            "forked_seq": None,
-        }
+    sync = sync_status(
+        head_seq=row.head_seq if row is not None else 0,
+        forked_seq=row.forked_seq if row is not None else None,
+        first_pending=first_pending,
+    )
     return {
         "did": author.did,
         "head": {"seq": row.head_seq, "hash": _cid(row.head_hash)} if row is not None else None,
         "sync": sync,
+        "searchable": None if indexed_through is None else last_change <= indexed_through,
         "counts": {"assets": live, "deleted": deleted},
         "first_seen": _iso(row.first_seen) if row is not None else None,
         "updated_at": _iso(row.updated_at) if row is not None else None,
@@ -385,4 +402,5 @@ __all__ = [
     "jsonable",
     "latest_activity_id",
     "raw_entry",
+    "sync_status",
 ]

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 
 from indexer.store import Store
 from protocol import parse_and_verify
-from tests.indexer.apiclient import assert_problem, cid, counts
+from tests.indexer.apiclient import assert_problem, cid, client_for, counts
 from tests.node.conftest import LogBuilder
 
 
@@ -62,3 +65,63 @@ async def test_bad_identifiers(client: httpx.AsyncClient, store: Store) -> None:
     assert_problem(await client.get("/v1/creators/not-a-did"), 400)
     assert_problem(await client.get("/v1/entries/zzzz"), 400)
     assert counts(store) == before
+
+
+async def test_creator_searchable_follows_the_search_index(
+    make_app: Callable[..., Any],
+    client: httpx.AsyncClient,
+    store: Store,
+    tmp_path: Path,
+    new_log: Callable[..., LogBuilder],
+    put_body: Callable[..., dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from indexer.search import Feeder, index, open_index
+
+    monkeypatch.setattr(index, "REFRESH_INTERVAL", 0.0)  # the reader looks at every request
+    log = new_log()
+    log.next(key="a", body=put_body("Night drive"))
+    store.ingest(log.entries)
+    did = log.signer.public.did
+    # without a search index on this server: null, the rest as usual
+    c = (await client.get(f"/v1/creators/{did}")).json()
+    assert c["searchable"] is None and c["head"]["seq"] == 1
+
+    feeder = Feeder(store.engine, open_index(tmp_path / "idx", writer=True))
+    reader = open_index(tmp_path / "idx", writer=False)  # the API server's own, read-only
+    async with client_for(make_app(index=reader)) as api:
+
+        async def creator() -> dict[str, Any]:
+            r = await api.get(f"/v1/creators/{did}")
+            assert r.status_code == 200, r.text
+            body: dict[str, Any] = r.json()
+            return body
+
+        async def found() -> list[str]:
+            r = await api.get("/v1/assets", params={"q": "drive", "creator": did})
+            return [i["key"] for i in r.json()["items"]]
+
+        c = await creator()
+        assert c["head"]["seq"] == 1 and c["searchable"] is False and await found() == []
+        feeder.catch_up()
+        assert (await creator())["searchable"] is True and await found() == ["a"]
+
+        # another write: stored at once, searchable once the feeder has applied it
+        store.ingest([log.next(key="b", body=put_body("Drive home"))])
+        c = await creator()
+        assert c["head"]["seq"] == 2 and c["searchable"] is False and await found() == ["a"]
+        feeder.catch_up()
+        assert (await creator())["searchable"] is True and sorted(await found()) == ["a", "b"]
+
+        # a delete is a change too: searchable once it has left search
+        store.ingest([log.next(kind="asset.delete", key="a")])
+        assert (await creator())["searchable"] is False
+        feeder.catch_up()
+        assert (await creator())["searchable"] is True and await found() == ["b"]
+
+        # other authors' changes do not hold this one back
+        other = new_log()
+        other.next(key="x")
+        store.ingest(other.entries)
+        assert (await creator())["searchable"] is True
+        assert (await api.get(f"/v1/creators/{other.signer.public.did}")).json()["searchable"] is False

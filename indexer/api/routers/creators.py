@@ -2,16 +2,39 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
+from ...errors import IndexerError
 from ...store import reads
-from ..deps import CreatorPath, EngineDep, ReadLimited
+from ..deps import CreatorPath, Ctx, EngineDep, ReadLimited, get_index
+from ..problem import ProblemError
 from ..schemas import AssetPage, CreatorOut
 from . import errors
 
+log = logging.getLogger(__name__)
+
 router = APIRouter(tags=["creators"], dependencies=[ReadLimited])
+
+
+def index_position(ctx: Ctx) -> int | None:
+    """The ``assets.change_seq`` this server's search index has reached, or None without a usable index.
+
+    Refreshed first (cheap), so it is at most ~20 ms old; the position only
+    moves once the changes up to it are visible to this server's searches.
+    """
+    try:
+        index = get_index(ctx)
+        index.refresh()
+        return int(index.position)
+    except (ProblemError, IndexerError) as exc:
+        log.debug("creator read without a search position: %s", exc)
+        return None
+
+
+IndexPosition = Annotated[int | None, Depends(index_position)]
 
 
 @router.get(
@@ -21,15 +44,17 @@ router = APIRouter(tags=["creators"], dependencies=[ReadLimited])
     responses=errors(400, 404, 422),
     summary="A creator",
 )
-def get_creator(author: CreatorPath, engine: EngineDep) -> dict[str, Any]:
+def get_creator(author: CreatorPath, engine: EngineDep, position: IndexPosition) -> dict[str, Any]:
     """A creator's counts and the head of their log as mirrored here.
 
-    Read-after-write: after publishing entry *n*, poll until `head.seq >= n`.
-    `sync.status` is `gap` when later entries arrived before earlier ones
-    (`missing` is the range still awaited) and `forked` when the creator signed
-    two different entries at `forked_seq` (nothing after it is applied).
+    Read-after-write: after publishing entry *n*, poll until `head.seq >= n`
+    (it is stored and readable), then until `searchable` is true (search on
+    this server shows it too). `sync.status` is `gap` when later entries
+    arrived before earlier ones (`missing` is the range still awaited) and
+    `forked` when the creator signed two different entries at `forked_seq`
+    (nothing after it is applied).
     """
-    return reads.creator(engine, author=author)
+    return reads.creator(engine, author=author, indexed_through=position)
 
 
 @router.get(
