@@ -1,4 +1,4 @@
-"""API keys, moderation labels, idempotency keys, and the quarantine listing.
+"""API keys, moderation labels, idempotency keys, the quarantine listing, authors behind.
 
 API keys
     A key is shown once, at creation: ``ek_<id>_<secret>``. Only SHA-256 of the
@@ -7,6 +7,11 @@ API keys
     compares digests in constant time. Scopes: ``ingest`` (higher limits on
     ``POST /v1/entries``), ``moderate`` (labels), ``admin`` (keys, quarantine;
     implies the other two).
+
+Authors behind
+    :func:`authors_behind` lists the logs whose mirror is not ``synced``:
+    ``gap`` (entries parked in ``pending``, waiting for earlier ones) and
+    ``forked`` (``authors.forked_seq`` set), in author-key order.
 
 Moderation
     Any label on an asset sets ``assets.hidden`` (it leaves search, it is not
@@ -29,10 +34,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, text, union, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from protocol import AssetUri
+from protocol import AssetUri, AuthorKey, EntryHash
 
 from ..errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from ..models import (
@@ -42,18 +47,21 @@ from ..models import (
     Activity,
     ApiKey,
     Asset,
+    Author,
     IdempotencyKey,
     ModerationLabel,
+    Pending,
     Quarantine,
 )
 from .ingest import _translate
-from .reads import decode_cursor, encode_cursor
+from .reads import decode_cursor, encode_cursor, sync_status
 
 log = logging.getLogger(__name__)
 
 SCOPES = ("ingest", "moderate", "admin")
 _KEY_RE = re.compile(r"ek_([0-9a-f]{16})_[A-Za-z0-9_-]{43}")
 LABEL_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_AUTHOR_HEX_RE = re.compile(r"[0-9a-f]{64}")
 
 
 def _digest(secret: str) -> bytes:
@@ -251,6 +259,75 @@ def quarantine_page(engine: Engine, *, limit: int, cursor: str | None = None) ->
     return {"items": items, "next_cursor": encode_cursor("quarantine", rows[-1].id) if more else None}
 
 
+# -- authors behind --------------------------------------------------------------------------
+
+
+def authors_behind(
+    engine: Engine, *, limit: int, status: str | None = None, cursor: str | None = None
+) -> dict[str, Any]:
+    """Authors whose mirror is not synced (``status``: ``gap``, ``forked``, or None for both), by author key.
+
+    A forked author is ``forked`` even with entries parked too (as in
+    :func:`~indexer.store.reads.creator`); an author whose every entry so far
+    is parked has no ``authors`` row yet, so no head.
+    """
+    if status not in (None, "gap", "forked"):
+        raise BadRequest("status must be gap or forked")
+    after = b""
+    if cursor is not None:
+        (position,) = decode_cursor(cursor, "authors-behind", str)
+        if not _AUTHOR_HEX_RE.fullmatch(position):
+            raise BadRequest("cursor is not one this API issued for this listing")
+        after = bytes.fromhex(position)
+    branches = []
+    if status in (None, "forked"):
+        branches.append(
+            select(Author.author.label("author")).where(Author.forked_seq.is_not(None), Author.author > after)
+        )
+    if status in (None, "gap"):
+        branches.append(select(Pending.author.label("author")).where(Pending.author > after).distinct())
+    cand = (union(*branches) if len(branches) > 1 else branches[0]).subquery("cand")
+    first_pending = select(func.min(Pending.seq)).where(Pending.author == cand.c.author)
+    held = select(func.count()).select_from(Pending).where(Pending.author == cand.c.author)
+    stmt = (
+        select(
+            cand.c.author,
+            Author.did,
+            Author.head_seq,
+            Author.head_hash,
+            Author.forked_seq,
+            Author.updated_at,
+            first_pending.scalar_subquery().label("first_pending"),
+            held.scalar_subquery().label("held"),
+        )
+        .select_from(cand.outerjoin(Author, Author.author == cand.c.author))
+        .order_by(cand.c.author)
+        .limit(limit + 1)
+    )
+    if status == "gap":
+        stmt = stmt.where(Author.forked_seq.is_(None))
+    with _translate(), engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = [
+        {
+            "did": r.did or AuthorKey.from_bytes(bytes(r.author)).did,
+            "head": {"seq": r.head_seq, "hash": EntryHash(bytes(r.head_hash)).cid}
+            if r.head_seq is not None
+            else None,
+            "sync": sync_status(
+                head_seq=r.head_seq or 0, forked_seq=r.forked_seq, first_pending=r.first_pending
+            ),
+            "held": r.held,
+            "updated_at": _iso(r.updated_at),
+        }
+        for r in rows
+    ]
+    next_cursor = encode_cursor("authors-behind", bytes(rows[-1].author).hex()) if more else None
+    return {"items": items, "next_cursor": next_cursor}
+
+
 # -- idempotency -----------------------------------------------------------------------------
 
 
@@ -294,6 +371,7 @@ __all__ = [
     "SCOPES",
     "add_label",
     "authenticate",
+    "authors_behind",
     "create_api_key",
     "idempotent_lookup",
     "idempotent_store",

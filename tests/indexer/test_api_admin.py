@@ -12,7 +12,7 @@ import pytest
 
 from indexer.store import Store
 from indexer.store.admin import create_api_key
-from tests.indexer.apiclient import assert_problem, client_for, counts, q
+from tests.indexer.apiclient import assert_problem, cid, client_for, counts, q
 from tests.node.conftest import LogBuilder
 
 
@@ -72,7 +72,13 @@ async def test_admin_without_a_valid_key(
 async def test_bad_key_requests(client: httpx.AsyncClient, store: Store) -> None:
     _, admin = create_api_key(store.engine, name="root", scopes=["admin"])
     before = counts(store)
-    bad_bodies = ({"scopes": []}, {"scopes": ["root"]}, {"name": 5}, {"name": "a\x00b", "scopes": ["ingest"]}, "junk")
+    bad_bodies = (
+        {"scopes": []},
+        {"scopes": ["root"]},
+        {"name": 5},
+        {"name": "a\x00b", "scopes": ["ingest"]},
+        "junk",
+    )
     for body in bad_bodies:
         kw = {"json": body} if not isinstance(body, str) else {"content": body}
         p = assert_problem(await client.post("/v1/admin/api-keys", headers=bearer(admin), **kw), 422)
@@ -161,3 +167,99 @@ async def test_a_label_takes_the_asset_out_of_search(
         await c.delete(f"/v1/admin/moderation/{did}/a/spam", headers=bearer(mod))
         feeder.catch_up()
         assert (await c.get("/v1/assets")).json()["total"] == 1
+
+
+async def test_authors_behind(
+    client: httpx.AsyncClient, store: Store, new_log: Callable[..., LogBuilder]
+) -> None:
+    _, admin = create_api_key(store.engine, name="root", scopes=["admin"])
+    synced = new_log()
+    for i in range(3):
+        synced.next(key=f"s{i}")
+    gap = new_log()  # seq 2 missing: 3 and 4 held
+    for i in range(4):
+        gap.next(key=f"g{i}")
+    headless = new_log()  # seq 1 missing: nothing applied yet, so no head
+    for i in range(2):
+        headless.next(key=f"h{i}")
+    forked = new_log()  # two different entries at seq 2
+    for i in range(2):
+        forked.next(key=f"f{i}")
+    store.ingest([*synced.entries, gap.entries[0], *gap.entries[2:], *headless.entries[1:], *forked.entries])
+    store.ingest([forked.next(seq=2, prev=forked.entries[0].hash, key="other")])
+    did = {
+        name: lg.signer.public.did for name, lg in [("gap", gap), ("headless", headless), ("forked", forked)]
+    }
+    expected = {
+        did["gap"]: {
+            "head": {"seq": 1, "hash": cid(gap.entries[0])},
+            "sync": {"status": "gap", "missing": {"from": 2, "to": 2}, "forked_seq": None},
+            "held": 2,
+        },
+        did["headless"]: {
+            "head": None,
+            "sync": {"status": "gap", "missing": {"from": 1, "to": 1}, "forked_seq": None},
+            "held": 1,
+        },
+        did["forked"]: {
+            "head": {"seq": 2, "hash": cid(forked.entries[1])},
+            "sync": {"status": "forked", "missing": None, "forked_seq": 2},
+            "held": 0,
+        },
+    }
+
+    async def listing(**params: Any) -> list[dict[str, Any]]:
+        """Every page at ``params``, checking each page's size."""
+        items: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            r = await client.get(
+                "/v1/admin/authors",
+                params={**params, **({"cursor": cursor} if cursor else {})},
+                headers=bearer(admin),
+            )
+            assert r.status_code == 200, r.text
+            page = r.json()
+            assert len(page["items"]) <= params.get("limit", 50)
+            items += page["items"]
+            cursor = page["next_cursor"]
+            if not cursor:
+                return items
+
+    everyone = await listing()
+    assert {i["did"]: {k: i[k] for k in ("head", "sync", "held")} for i in everyone} == expected
+    assert len(everyone) == 3 and all((i["updated_at"] is None) == (i["head"] is None) for i in everyone)
+    assert await listing(limit=1) == everyone  # pages, in the same order
+    assert [i["did"] for i in await listing(status="gap", limit=1)] == [
+        i["did"] for i in everyone if i["sync"]["status"] == "gap"
+    ]
+    assert [i["did"] for i in await listing(status="forked")] == [did["forked"]]
+
+    # once the missing entries arrive, they leave the listing
+    store.ingest([gap.entries[1], headless.entries[0]])
+    assert [i["did"] for i in await listing()] == [did["forked"]]
+    assert await listing(status="gap") == []
+
+    before = counts(store)
+    quarantine_cursor = base64.urlsafe_b64encode(b'["quarantine",1]').decode().rstrip("=")
+    wrong_author = base64.urlsafe_b64encode(b'["authors-behind","abc"]').decode().rstrip("=")
+    for params, status in [
+        ({"limit": 0}, 422),
+        ({"limit": 501}, 422),
+        ({"status": "synced"}, 422),
+        ({"cursor": "x" * 2001}, 422),
+        ({"cursor": "garbage!"}, 400),
+        ({"cursor": quarantine_cursor}, 400),
+        ({"cursor": wrong_author}, 400),
+    ]:
+        p = assert_problem(
+            await client.get("/v1/admin/authors", params=params, headers=bearer(admin)), status
+        )
+        if status == 422:
+            assert p["errors"], p
+    for scope in ("ingest", "moderate"):
+        _, key = create_api_key(store.engine, name=scope, scopes=[scope])
+        assert_problem(await client.get("/v1/admin/authors", headers=bearer(key)), 403, "forbidden")
+    assert_problem(await client.get("/v1/admin/authors"), 401, "unauthorized")
+    c = counts(store)
+    assert {k: c[k] for k in c if k != "api_keys"} == {k: before[k] for k in before if k != "api_keys"}

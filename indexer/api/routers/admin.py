@@ -1,14 +1,23 @@
-"""``/v1/admin``: API keys, moderation labels, the quarantine. Every call needs a bearer API key."""
+"""``/v1/admin``: API keys, moderation labels, the quarantine, authors behind. Every call needs a bearer API key."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 
 from ...store import admin as admin_store
 from ..deps import AdminKey, AssetPath, EngineDep, ModerateKey
-from ..schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyList, ApiKeyOut, LabelIn, LabelOut, QuarantinePage
+from ..schemas import (
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyList,
+    ApiKeyOut,
+    AuthorsBehindPage,
+    LabelIn,
+    LabelOut,
+    QuarantinePage,
+)
 from . import errors
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
@@ -94,3 +103,24 @@ def quarantine(
 ) -> dict[str, Any]:
     """Everything refused (invalid, forks, after-fork), newest first, with the reason and the raw bytes."""
     return admin_store.quarantine_page(engine, limit=limit, cursor=cursor)
+
+
+@router.get(
+    "/authors",
+    response_model=AuthorsBehindPage,
+    responses=errors(*_AUTH),
+    summary="Authors whose log is not synced (scope admin)",
+)
+def authors_behind(
+    engine: EngineDep,
+    caller: AdminKey,
+    status: Annotated[
+        Literal["gap", "forked"] | None,
+        Query(description="Only this status; both when absent."),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=2000)] = None,
+) -> dict[str, Any]:
+    """Authors this indexer is behind on: `gap` (entries held until the `missing` range arrives) or
+    `forked` (two entries at `forked_seq`; nothing after it is applied), with their head, keyset-paginated."""
+    return admin_store.authors_behind(engine, limit=limit, status=status, cursor=cursor)
