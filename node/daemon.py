@@ -2,11 +2,12 @@
 
 Stages, each a task in one nursery, joined by bounded channels::
 
-    gossip ──verify──▶ inbox ──▶ writer (batches into the store) ──gaps──▶ wants
-                                                                              │
-    anti-entropy (every peer, every interval, and on connect) ──behind──▶ wants
-                                                                              ▼
-                                             pullers: range requests ─▶ verify ─▶ store
+    gossip ──verify──▶ inbox ──▶ writers (batches into the store) ──gaps──▶ wants
+                         ▲                                                    │
+                         │   anti-entropy (every peer, every interval,        │
+                         │   and on connect) ──behind──▶ wants                │
+                         │                                                    ▼
+                         └──────────── verify ◀── pullers: range requests ◀───┘
 
     local publish ─▶ store ─▶ announcer (paced gossip of the newest own entry)
 
@@ -48,6 +49,7 @@ from .sync import BadEntryError, SyncServer, fetch_heads_page, fetch_range, veri
 log = logging.getLogger(__name__)
 
 WRITER_BATCH = 1000
+WRITERS = 2  # writer tasks: one prepares a batch while the other's is in the store
 PULLERS = 4
 STRIKES_TO_BAN = 3
 BAN_SECONDS = 60.0
@@ -63,6 +65,16 @@ async def verify_in_thread(raws: list[bytes], *, author: bytes, start: int, max_
     return await trio.to_thread.run_sync(
         partial(verify_range, raws, author=author, start=start, max_skew_ms=max_skew_ms)
     )
+
+
+@dataclass
+class _Write:
+    """Verified entries for the writer: one gossip entry, or a pulled range whose puller waits."""
+
+    entries: list[Entry]
+    source: str | None  # the gossip origin, or None for a pulled range
+    done: trio.Event | None = None  # set once written (pulled ranges)
+    report: IngestOutcome | None = None
 
 
 @dataclass
@@ -159,7 +171,7 @@ class Node:
         self._sync_server = SyncServer(
             store, request_timeout=settings.sync_request_timeout, unavailable_errors=retry_errors
         )
-        self._inbox_send, self._inbox = trio.open_memory_channel[tuple[Entry, str]](10_000)
+        self._inbox_send, self._inbox = trio.open_memory_channel[_Write](10_000)
         self._wants: dict[bytes, _Want] = {}
         self._in_flight: set[bytes] = set()
         self._comparing: set[str] = set()  # peers whose heads are being compared now
@@ -180,7 +192,8 @@ class Node:
             await nursery.start(self.p2p.run)
             self.p2p.handle(wire.PROTOCOL_ID, self._serve_sync)
             nursery.start_soon(self._gossip_loop)
-            nursery.start_soon(self._writer_loop)
+            for _ in range(WRITERS):
+                nursery.start_soon(self._writer_loop)
             for _ in range(PULLERS):
                 nursery.start_soon(self._puller_loop)
             nursery.start_soon(self._connection_loop)
@@ -196,7 +209,7 @@ class Node:
         return self.p2p.addrs()
 
     def writer_queue_depth(self) -> int:
-        """Verified gossip entries waiting for the writer."""
+        """Writes (gossip entries, pulled ranges) waiting for the writer."""
         return self._inbox_send.statistics().current_buffer_used
 
     async def _db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -250,30 +263,49 @@ class Node:
                 continue
             if self._on_receive is not None:
                 self._on_receive([entry], f"gossip:{msg.origin}")
-            await self._inbox_send.send((entry, msg.origin))
+            await self._inbox_send.send(_Write([entry], msg.origin))
+
+    async def _write(self, entries: list[Entry]) -> IngestOutcome:
+        """Hand a verified range to the writer and wait until it is written."""
+        w = _Write(entries, None, trio.Event())
+        await self._inbox_send.send(w)
+        await w.done.wait()  # type: ignore[union-attr]
+        assert w.report is not None
+        return w.report
 
     async def _writer_loop(self) -> None:
-        """The single writer for gossip: batches of up to ``writer_batch`` entries.
+        """A writer: every store write of received entries, in batches of about ``writer_batch``.
 
-        With no linger a lone fresh entry is written at once (latency) and, under
-        load, entries queue up while the previous batch is being written
-        (throughput). With a linger (the bridge) the writer waits that long after
-        the first entry for the batch to fill: fewer, larger transactions.
+        Gossip entries and pulled ranges share the batches, so catching up with
+        many authors of a few entries each costs a few large transactions, not
+        one per author. With no linger a lone fresh entry is written at once
+        (latency) and, under load, writes queue up while the previous batch is
+        being written (throughput). With a linger (the bridge) a writer waits
+        that long after the first entry for the batch to fill: fewer, larger
+        transactions. :data:`WRITERS` writers run, so one batch is prepared while
+        the other is in the database; the store keeps them consistent whatever
+        their order (entries past a gap wait in it until the gap fills).
         """
         while True:
             batch = [await self._inbox.receive()]
+            size = len(batch[0].entries)
             if self._writer_linger > 0:
                 with trio.move_on_after(self._writer_linger):
-                    while len(batch) < self._writer_batch:
+                    while size < self._writer_batch:
                         batch.append(await self._inbox.receive())
-            while len(batch) < self._writer_batch:
+                        size += len(batch[-1].entries)
+            while size < self._writer_batch:
                 try:
                     batch.append(self._inbox.receive_nowait())
                 except trio.WouldBlock:
                     break
-            report = await self._db(self.store.ingest, [e for e, _ in batch])
-            sources = {e.author: src for e, src in batch}
-            self._after_ingest(report, sources)
+                size += len(batch[-1].entries)
+            report = await self._db(self.store.ingest, [e for w in batch for e in w.entries])
+            self._after_ingest(report, {e.author: w.source for w in batch if w.source for e in w.entries})
+            for w in batch:
+                if w.done is not None:
+                    w.report = report
+                    w.done.set()
 
     def _after_ingest(self, report: IngestOutcome, sources: dict[AuthorKey, str]) -> None:
         if report.appended:
@@ -359,10 +391,9 @@ class Node:
                     self._drop_want(author, want)
                     return
                 continue
-            report = await self._db(self.store.ingest, entries)
+            report = await self._write(entries)
             self.stats.pulled += len(entries)
-            self._after_ingest(report, {})
-            if not report.appended:
+            if not any(e.author.raw == author for e in report.appended):
                 self._drop_want(author, want)
                 return
 
