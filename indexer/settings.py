@@ -4,15 +4,22 @@ Sources, lowest to highest priority: defaults < ``EMPRESSA_INDEXER_<FIELD>``
 environment variables < keyword arguments. The database URL is also read from
 plain ``DATABASE_URL`` (the name every PostgreSQL tool knows).
 
+Directories: ``data_dir`` (``--data``, default ``~/.empressa/indexer``) holds
+the embedded PostgreSQL in ``postgres/`` when no database URL is set, and the
+search index in ``search/`` unless ``index_dir`` says otherwise. So the indexer
+commands given ``--data DIR`` of an ``empressa up`` stack act on that stack's
+database and index. ``~`` is expanded in both.
+
 Rate limits use the ``limits`` notation (``"600/minute"``, ``"10/second;1000/hour"``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from limits import parse_many
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["ENV_PREFIX", "IndexerSettings"]
@@ -21,8 +28,8 @@ ENV_PREFIX = "EMPRESSA_INDEXER_"
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
-def _default_index_dir() -> Path:
-    return Path.home() / ".empressa" / "indexer" / "search"
+def _default_data_dir() -> Path:
+    return Path.home() / ".empressa" / "indexer"
 
 
 class IndexerSettings(BaseSettings):
@@ -39,8 +46,15 @@ class IndexerSettings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address the API listens on.")
     port: int = Field(default=8000, ge=0, le=65535, description="TCP port the API listens on.")
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Data directory: the embedded PostgreSQL (postgres/) when no database URL is set, "
+        "and the search index (search/) unless index_dir is set (flag: --data).",
+    )
     index_dir: Path = Field(
-        default_factory=_default_index_dir, description="Directory of this machine's Tantivy search index."
+        default=None,  # filled in from data_dir by _index_dir_default
+        description="Directory of this machine's Tantivy search index; default DATA_DIR/search "
+        "(flag: --index-dir).",
     )
     db_pool_size: int = Field(default=10, ge=1, le=200, description="SQLAlchemy connection pool size.")
     rate_limit_enabled: bool = Field(default=True, description="Apply the per-client-IP rate limits below.")
@@ -60,6 +74,19 @@ class IndexerSettings(BaseSettings):
     sse_heartbeat_s: float = Field(default=15.0, gt=0, description="Seconds between SSE comment heartbeats.")
     log_level: str = Field(default="INFO", description="Log level of the API process.")
     log_json: bool = Field(default=False, description="Log one JSON object per line.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _index_dir_default(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("index_dir") in (None, ""):
+            data_dir = data.get("data_dir") or _default_data_dir()
+            data = {**data, "index_dir": Path(data_dir).expanduser() / "search"}
+        return data
+
+    @field_validator("data_dir", "index_dir")
+    @classmethod
+    def _expand_user(cls, value: Path) -> Path:
+        return value.expanduser()
 
     @field_validator("rate_limit_read", "rate_limit_submit", "rate_limit_submit_key")
     @classmethod
