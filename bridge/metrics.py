@@ -34,6 +34,7 @@ class BridgeMetrics:
     quarantined: Counter
     rejects_dropped: Counter
     store_retries: Counter
+    store_writes: Counter
     known_authors: Gauge
     writer_queue: Gauge
 
@@ -65,12 +66,15 @@ def bridge_metrics() -> BridgeMetrics:
             "Rejected entries dropped because the quarantine queue was full.",
         ),
         store_retries=Counter("empressa_bridge_store_retries", "Database calls retried after an error."),
+        store_writes=Counter(
+            "empressa_bridge_store_writes", "Transactions writing received entries (each a batch)."
+        ),
         known_authors=Gauge(
             "empressa_bridge_known_authors", "Authors with a head in PostgreSQL.", multiprocess_mode="max"
         ),
         writer_queue=Gauge(
             "empressa_bridge_writer_queue_depth",
-            "Verified entries waiting for the writer.",
+            "Writes (gossip entries, pulled ranges) waiting for the writers.",
             multiprocess_mode="max",
         ),
     )

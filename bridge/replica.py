@@ -40,6 +40,7 @@ class IndexerReplica:
         self._stamps: dict[bytes, tuple[int, str]] = {}  # entry hash -> (received ms, source)
         self._lock = threading.Lock()
         self.appended_total = 0  # entries this bridge committed (for tests and benchmarks)
+        self.writes_total = 0  # ingest transactions (batches) it made
         self.first_received_at: float | None = None  # time.perf_counter() of the first verified entry
         self.last_commit_at: float | None = None  # time.perf_counter() of the last commit that appended
 
@@ -79,6 +80,8 @@ class IndexerReplica:
         for e in report.appended:
             self._m.commit_lag.observe(max(0, committed - at.get(e.hash.raw, committed)) / 1000)
         self.appended_total += len(report.appended)
+        self.writes_total += 1
+        self._m.store_writes.inc()
         self._m.ingested.inc(len(report.appended))
         self._m.duplicates.inc(report.duplicates)
         self._m.forks.inc(len(report.forks))

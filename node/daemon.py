@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 WRITER_BATCH = 1000
 WRITERS = 2  # writer tasks: one prepares a batch while the other's is in the store
+MAX_PULLED_UNWRITTEN = 20_000  # entries pulled and verified, waiting for the writers
 PULLERS = 4
 STRIKES_TO_BAN = 3
 BAN_SECONDS = 60.0
@@ -69,12 +70,30 @@ async def verify_in_thread(raws: list[bytes], *, author: bytes, start: int, max_
 
 @dataclass
 class _Write:
-    """Verified entries for the writer: one gossip entry, or a pulled range whose puller waits."""
+    """Verified entries for the writers: one gossip entry, or a pulled range."""
 
     entries: list[Entry]
     source: str | None  # the gossip origin, or None for a pulled range
-    done: trio.Event | None = None  # set once written (pulled ranges)
-    report: IngestOutcome | None = None
+    on_written: Callable[[IngestOutcome], None] | None = None  # pulled ranges: called once stored
+
+
+class _Budget:
+    """Entries pulled but not yet written, bounded: pullers wait while the writers catch up."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._freed = trio.Event()
+
+    async def reserve(self, n: int) -> None:
+        while self.used and self.used + n > self.limit:
+            await self._freed.wait()
+        self.used += n
+
+    def release(self, n: int) -> None:
+        self.used -= n
+        self._freed.set()
+        self._freed = trio.Event()
 
 
 @dataclass
@@ -173,7 +192,8 @@ class Node:
         )
         self._inbox_send, self._inbox = trio.open_memory_channel[_Write](10_000)
         self._wants: dict[bytes, _Want] = {}
-        self._in_flight: set[bytes] = set()
+        self._in_flight: set[bytes] = set()  # authors being pulled, or whose pulled range awaits the writers
+        self._queued = _Budget(MAX_PULLED_UNWRITTEN)
         self._comparing: set[str] = set()  # peers whose heads are being compared now
         self._wants_changed = trio.Event()
         self._announce_wakeup = trio.Event()
@@ -265,14 +285,6 @@ class Node:
                 self._on_receive([entry], f"gossip:{msg.origin}")
             await self._inbox_send.send(_Write([entry], msg.origin))
 
-    async def _write(self, entries: list[Entry]) -> IngestOutcome:
-        """Hand a verified range to the writer and wait until it is written."""
-        w = _Write(entries, None, trio.Event())
-        await self._inbox_send.send(w)
-        await w.done.wait()  # type: ignore[union-attr]
-        assert w.report is not None
-        return w.report
-
     async def _writer_loop(self) -> None:
         """A writer: every store write of received entries, in batches of about ``writer_batch``.
 
@@ -303,9 +315,8 @@ class Node:
             report = await self._db(self.store.ingest, [e for w in batch for e in w.entries])
             self._after_ingest(report, {e.author: w.source for w in batch if w.source for e in w.entries})
             for w in batch:
-                if w.done is not None:
-                    w.report = report
-                    w.done.set()
+                if w.on_written is not None:
+                    w.on_written(report)
 
     def _after_ingest(self, report: IngestOutcome, sources: dict[AuthorKey, str]) -> None:
         if report.appended:
@@ -344,26 +355,34 @@ class Node:
                 self._wants_changed = trio.Event()
                 continue
             self._in_flight.add(author)
+            handed_off = False
             try:
-                await self._pull(author)
+                handed_off = await self._pull(author)
             finally:
-                self._in_flight.discard(author)
+                if not handed_off:
+                    self._in_flight.discard(author)
 
-    async def _pull(self, author: bytes) -> None:
+    async def _pull(self, author: bytes) -> bool:
+        """Fetch and verify the next range ``author``'s want needs, and hand it to the writers.
+
+        Returns True once a range is handed off: the author stays in flight until
+        it is written (:meth:`_range_written`), while this puller moves on to
+        another author, so catching up with many small logs fills whole batches.
+        """
         want = self._wants[author]
         while True:
             head = await self._db(self.store.head, AuthorKey(author))
             have = head.seq if head else 0
             if have >= want.target:
                 self._drop_want(author, want)
-                return
+                return False
             peers = [p for p in want.peers if self._usable(p)] or [
                 p for p in self.p2p.peers() if self._usable(p)
             ]
             if not peers:
                 # Nobody to ask right now; anti-entropy will re-raise the want.
                 self._drop_want(author, want)
-                return
+                return False
             peer = peers[0]
             start, end = have + 1, want.target
             try:
@@ -376,7 +395,7 @@ class Node:
                     want.peers.remove(peer)
                 if not any(self._usable(p) for p in want.peers):
                     self._drop_want(author, want)
-                    return
+                    return False
                 continue
             except (PeerError, trio.TooSlowError) as exc:
                 self._strike(peer, f"range {start}..{end}: {exc or 'timed out'}")
@@ -389,13 +408,22 @@ class Node:
                     want.peers.remove(peer)
                 else:
                     self._drop_want(author, want)
-                    return
+                    return False
                 continue
-            report = await self._write(entries)
             self.stats.pulled += len(entries)
-            if not any(e.author.raw == author for e in report.appended):
-                self._drop_want(author, want)
-                return
+            await self._queued.reserve(len(entries))
+            await self._inbox_send.send(
+                _Write(entries, None, on_written=partial(self._range_written, author, want, len(entries)))
+            )
+            return True
+
+    def _range_written(self, author: bytes, want: _Want, n: int, report: IngestOutcome) -> None:
+        """A pulled range is in the store: free the author for the next range, or drop the want."""
+        self._queued.release(n)
+        self._in_flight.discard(author)
+        if not any(e.author.raw == author for e in report.appended):
+            self._drop_want(author, want)  # nothing new: the next anti-entropy round decides
+        self._wants_changed.set()
 
     async def _fetch_verified(self, peer: str, author: bytes, start: int, end: int) -> list[Entry]:
         """Entries ``start..end`` of ``author`` from ``peer``, verified; raises PeerError/TooSlowError."""

@@ -203,3 +203,20 @@ async def test_bridge_attest_log_is_served_to_peers(db_url: str) -> None:
             what="the bridge's attest entry on every node",
         )
         assert (await read(db_url)).entries[entry.hash.raw] == entry.raw
+
+
+async def test_catching_up_with_many_small_logs_writes_few_batches(
+    db_url: str, new_log: Callable[..., Any]
+) -> None:
+    """Pulled ranges share the writers' batches: 60 authors of 2 entries each do not cost 60
+    transactions (DESIGN: batches of about 1,000 entries or the linger, whichever first)."""
+    logs = [new_log() for _ in range(60)]
+    entries = [e for log in logs for e in log.extend(2)]
+    async with spawn_network(1, anti_entropy_interval=3600.0) as net:
+        await trio.to_thread.run_sync(net.nodes[0].store.ingest, entries)
+        async with spawn_bridge(db_url, net=net, writer_linger=0.5) as bridge:
+            await wait_for(
+                lambda: mirrored(db_url, entries), timeout=DEADLINE, what="every small log in PostgreSQL"
+            )
+            assert_mirrors(await read(db_url), entries)
+            assert bridge.replica.writes_total <= 10, bridge.replica.writes_total
