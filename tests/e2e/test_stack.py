@@ -19,7 +19,17 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import EMPRESSA, Daemons, child_env, cli, cli_json, init_node, publish, wait_for
+from .conftest import (
+    EMPRESSA,
+    Daemons,
+    child_env,
+    cli,
+    cli_json,
+    init_node,
+    one_line_error,
+    publish,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -160,3 +170,22 @@ def test_api_key_create_through_the_cli(stack: RunningStack) -> None:
     assert out["scopes"] == ["moderate"] and out["key"]
     bad = cli("indexer", "api-key", "create", "--scope", "root", env=env, ok=False)
     assert b"invalid choice" in bad.stderr
+
+
+def test_indexer_commands_act_on_the_running_stack_through_its_data_dir(stack: RunningStack) -> None:
+    env = child_env(DATABASE_URL=None)  # no URL: the stack's embedded PostgreSQL in DIR/postgres
+    key = cli_json("indexer", "api-key", "create", "--data", stack.data, "--scope", "admin", env=env)
+    r = httpx.get(
+        stack.info["api_url"] + "/v1/admin/api-keys",
+        headers={"Authorization": f"Bearer {key['key']}"},
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    assert key["id"] in {k["id"] for k in r.json()["items"]}
+
+    # The stack's feeder holds DIR/search: reindex refuses, in one line that says what to do,
+    # and leaves the stack's PostgreSQL running.
+    line = one_line_error(cli("indexer", "reindex", "--data", stack.data, env=env, ok=False))
+    assert f"the search index at {stack.data / 'search'} is held by a running feeder" in line
+    assert "stop that process, run this again" in line
+    assert stack.get("/readyz").status_code == 200
