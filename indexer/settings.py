@@ -52,7 +52,7 @@ class IndexerSettings(BaseSettings):
         "and the search index (search/) unless index_dir is set (flag: --data).",
     )
     index_dir: Path = Field(
-        default=None,  # filled in from data_dir by _index_dir_default
+        default=None,  # type: ignore[assignment]  # filled in from data_dir by _index_dir_default
         description="Directory of this machine's Tantivy search index; default DATA_DIR/search "
         "(flag: --index-dir).",
     )
