@@ -17,7 +17,7 @@ import pytest
 import trio
 
 from node.daemon import Node
-from node.errors import PeerError
+from node.errors import PeerError, PeerUnavailable
 from node.net.host import P2P, FrameStream
 from node.store import Store
 from node.sync import SyncServer, fetch_heads_page
@@ -243,9 +243,17 @@ async def test_lying_sync_server_changes_nothing_and_is_cut_off(mode: str, new_l
                     assert n.store.head(x.signer.public) is None
                     assert n.store.head(other.signer.public) is None
 
-                # While banned, the liar is refused service even if it dials back.
-                await rogue.connect(node.addrs()[0])
-                fs = await rogue.open(node.peer_id, wire.PROTOCOL_ID)
+                # While banned, the liar is refused service even if it dials back. (Its old
+                # connection may still be closing as it redials: then dial again.)
+                for attempt in range(10):
+                    await rogue.connect(node.addrs()[0])
+                    try:
+                        fs = await rogue.open(node.peer_id, wire.PROTOCOL_ID)
+                        break
+                    except PeerUnavailable:
+                        if attempt == 9:
+                            raise
+                        await trio.sleep(0.2)
                 with trio.fail_after(5):
                     await fs.send(wire.HeadsRequest(None, 10))
                     reply = await fs.recv()

@@ -35,7 +35,7 @@ mimes = st.builds(lambda a, b: f"{a}/{b}", _mime_token, _mime_token)
 media = st.fixed_dictionaries({"cid": cids, "mime": mimes, "size": uints}, optional={"duration_ms": uints})
 
 # Free text: any Unicode but U+0000, which v1 refuses.
-prose = st.characters(exclude_characters="\x00")
+prose = st.characters(codec="utf-8", exclude_characters="\x00")
 titles = st.text(prose, min_size=1, max_size=200).filter(lambda s: bool(s.strip()))
 descriptions = st.text(prose, max_size=1500)
 tags = st.lists(st.text(prose, min_size=1, max_size=32), max_size=20, unique=True)
