@@ -233,7 +233,10 @@ class ApiKey(Base):
 
 
 class IdempotencyKey(Base):
+    """A stored response to replay for a retried request (kept a day: ``store.admin.IDEMPOTENCY_TTL``)."""
+
     __tablename__ = "idempotency_keys"
+    __table_args__ = (Index("idempotency_keys_created_idx", "created_at"),)
 
     key: Mapped[str] = mapped_column(Text, primary_key=True)
     request_hash: Mapped[bytes]

@@ -31,7 +31,7 @@ import logging
 import re
 import secrets
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, text, union, update
@@ -339,10 +339,17 @@ def request_digest(*parts: bytes) -> bytes:
     return h.digest()
 
 
+IDEMPOTENCY_TTL = timedelta(hours=24)  # how long a stored response is replayed
+_EXPIRED = IdempotencyKey.created_at < func.now() - IDEMPOTENCY_TTL
+
+
 def idempotent_lookup(engine: Engine, *, key: str, request_hash: bytes) -> tuple[int, dict[str, Any]] | None:
-    """The stored ``(status, response)`` for ``key``; Conflict if it was used for a different request."""
+    """The stored ``(status, response)`` for ``key`` (less than :data:`IDEMPOTENCY_TTL` old);
+    Conflict if it was used for a different request."""
     with _translate(), engine.connect() as conn:
-        row = conn.execute(select(IdempotencyKey.__table__).where(IdempotencyKey.key == key)).first()
+        row = conn.execute(
+            select(IdempotencyKey.__table__).where(IdempotencyKey.key == key, ~_EXPIRED)
+        ).first()
     if row is None:
         return None
     if not hmac.compare_digest(bytes(row.request_hash), request_hash):
@@ -353,15 +360,24 @@ def idempotent_lookup(engine: Engine, *, key: str, request_hash: bytes) -> tuple
 def idempotent_store(
     engine: Engine, *, key: str, request_hash: bytes, status: int, response: dict[str, Any]
 ) -> tuple[int, dict[str, Any]]:
-    """Record the response for ``key``; if a concurrent request stored one first, that one wins."""
+    """Record the response for ``key``; if a concurrent request stored one first, that one wins.
+
+    An expired record under the same key is replaced, and a few other expired
+    ones are deleted on the way, so the table holds about a day of keys.
+    """
+    record = pg_insert(IdempotencyKey).values(
+        key=key, request_hash=request_hash, status=status, response=json.loads(json.dumps(response))
+    )
     with _translate(), engine.begin() as conn:
         conn.execute(
-            pg_insert(IdempotencyKey)
-            .values(
-                key=key, request_hash=request_hash, status=status, response=json.loads(json.dumps(response))
+            record.on_conflict_do_update(
+                index_elements=["key"],
+                set_={c: record.excluded[c] for c in ("request_hash", "status", "response", "created_at")},
+                where=_EXPIRED,
             )
-            .on_conflict_do_nothing(index_elements=["key"])
         )
+        stale = select(IdempotencyKey.key).where(_EXPIRED).limit(100).scalar_subquery()
+        conn.execute(delete(IdempotencyKey).where(IdempotencyKey.key.in_(stale)))
     stored = idempotent_lookup(engine, key=key, request_hash=request_hash)
     return stored if stored is not None else (status, response)
 

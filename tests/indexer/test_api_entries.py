@@ -7,11 +7,12 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from indexer.store import Store
 from indexer.store.admin import create_api_key
 from protocol import ProtocolError, split_sequence
-from tests.indexer.apiclient import assert_problem, cbor_seq, cid, client_for, counts
+from tests.indexer.apiclient import assert_problem, cbor_seq, cid, client_for, counts, q
 from tests.node.conftest import LogBuilder
 from tests.vectors import invalid_vectors, valid_vectors
 
@@ -162,6 +163,35 @@ async def test_idempotency_key(
     p2 = assert_problem(r, 422)
     assert r.headers["idempotent-replayed"] == "true"
     assert p2["results"] == p1["results"] and p2["request_id"] != p1["request_id"]
+
+
+async def test_idempotency_keys_are_per_caller_and_expire(
+    client: httpx.AsyncClient, store: Store, new_log: Callable[..., LogBuilder]
+) -> None:
+    log = new_log()
+    first, second = log.extend(2)
+    alice_id, alice = create_api_key(store.engine, name="alice", scopes=["ingest"])
+    _, bob = create_api_key(store.engine, name="bob", scopes=["ingest"])
+
+    def as_(secret: str) -> dict[str, str]:
+        return {**CBOR, "Idempotency-Key": "same", "Authorization": f"Bearer {secret}"}
+
+    r = await client.post("/v1/entries", content=first.raw, headers=as_(alice))
+    assert r.status_code == 200 and "idempotent-replayed" not in r.headers
+    # Bob's "same" is not Alice's: his request is processed, not answered with hers (or a 409).
+    r = await client.post("/v1/entries", content=second.raw, headers=as_(bob))
+    assert r.status_code == 200 and "idempotent-replayed" not in r.headers
+    assert r.json()["results"][0]["hash"] == cid(second)
+    assert_problem(await client.post("/v1/entries", content=second.raw, headers=as_(alice)), 409, "conflict")
+    # A day later the key is free again: a different request under it is processed and stored.
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE idempotency_keys SET created_at = now() - interval '25 hours'"))
+    r = await client.post("/v1/entries", content=second.raw, headers=as_(alice))
+    assert r.status_code == 200 and "idempotent-replayed" not in r.headers
+    r = await client.post("/v1/entries", content=second.raw, headers=as_(alice))
+    assert r.headers["idempotent-replayed"] == "true"
+    # Expired keys are cleared as new ones are stored: only Alice's fresh one is left.
+    assert q(store, "SELECT key FROM idempotency_keys") == [(f"entries:key:{alice_id}:same",)]
 
 
 async def test_api_keys_on_submit(

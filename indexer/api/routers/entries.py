@@ -133,7 +133,8 @@ async def submit_entries(
         Header(
             alias="Idempotency-Key",
             description="Retry safely: the same key with the same body replays the stored response "
-            "(with `Idempotent-Replayed: true`); with a different body it is a 409.",
+            "(with `Idempotent-Replayed: true`); with a different body it is a 409. A key is the "
+            "caller's own (per API key, else per client address) and is kept for 24 hours.",
         ),
     ] = None,
 ) -> Response:
@@ -166,7 +167,9 @@ async def submit_entries(
         raise BadRequest("Idempotency-Key must be 1-255 visible ASCII characters")
     body = await _read_body(request, settings.max_body_bytes)
     engine = store.engine
-    stored_key = f"entries:{idempotency_key}" if idempotency_key is not None else None
+    # Keys are the caller's own: scoped by API key, else by client address (kept a day).
+    caller = f"key:{key['id']}" if key is not None else f"ip:{ip}"
+    stored_key = f"entries:{caller}:{idempotency_key}" if idempotency_key is not None else None
     digest = admin_store.request_digest(media_type.encode(), body)
     if stored_key is not None:
         found = await run_in_threadpool(

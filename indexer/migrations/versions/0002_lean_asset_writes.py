@@ -10,7 +10,8 @@ machine, dropping them raised the raw upsert of 20,000 rows from ~6,000 to
 
 ``assets_did_idx`` and ``assets_created_idx`` had no reader either; a
 creator's listing reads ``(author, id)`` and an asset's history
-``entries (author, key, seq)``, which now have indexes.
+``entries (author, key, seq)``, which now have indexes, as has
+``idempotency_keys (created_at)``, by which expired keys are found.
 
 Revision ID: 0002
 Revises: 0001
@@ -45,9 +46,11 @@ def upgrade() -> None:
     op.drop_index("assets_created_idx", table_name="assets")
     op.create_index("assets_author_id_idx", "assets", ["author", "id"], unique=False)
     op.create_index("entries_author_key_seq_idx", "entries", ["author", "key", "seq"], unique=False)
+    op.create_index("idempotency_keys_created_idx", "idempotency_keys", ["created_at"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index("idempotency_keys_created_idx", table_name="idempotency_keys")
     op.drop_index("entries_author_key_seq_idx", table_name="entries")
     op.drop_index("assets_author_id_idx", table_name="assets")
     op.create_index("assets_created_idx", "assets", ["created_ts", "id"], unique=False)
