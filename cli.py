@@ -266,16 +266,22 @@ def cmd_verify(args: argparse.Namespace) -> None:
     from node.client import check_sequence
 
     items = check_sequence(_read_input(args.file))
-    bad = 0
-    for c in items:
-        if c.entry is not None:
-            e = c.entry
-            print(f"{c.index}: ok {e.hash.cid} {e.author.did} #{e.seq} {e.kind} {e.key}")
-        else:
-            bad += 1
-            print(f"{c.index}: {c.error}")
     if not items:
         fail("no entries in the input")
+    bad = sum(1 for c in items if c.entry is None)
+    if args.json:
+        rows = [
+            {"index": c.index, "ok": True, "hash": c.entry.hash.cid, "author": c.entry.author.did,
+             "seq": c.entry.seq, "kind": c.entry.kind, "key": c.entry.key}
+            if c.entry is not None
+            else {"index": c.index, "ok": False, "error": c.error}
+            for c in items
+        ]  # fmt: skip
+        print(json.dumps({"entries": rows, "ok": len(items) - bad, "failed": bad}))
+    else:
+        for c in items:
+            e = c.entry
+            print(f"{c.index}: ok {e.hash.cid} {e.author.did} #{e.seq} {e.kind} {e.key}" if e else f"{c.index}: {c.error}")
     if bad:
         raise SystemExit(1)
 
@@ -478,6 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify = sub.add_parser("verify", help="check every entry of a CBOR sequence file")
     verify.add_argument("file", help="CBOR sequence (RFC 8742), or - for stdin")
+    json_opt(verify)
     verify.set_defaults(func=cmd_verify)
 
     node = sub.add_parser("node", help="the creator's node").add_subparsers(

@@ -259,6 +259,12 @@ def test_verify_and_import_reject_a_tampered_file(
     assert lines[0].startswith("0: ok ") and lines[1].startswith("1: ok ") and lines[3].startswith("3: ok ")
     assert lines[2].startswith("2: ") and "signature" in lines[2], lines[2]
     assert lines[4].startswith("4: ") and "CBOR" in lines[4], lines[4]
+    p = cli("verify", "--json", bad, ok=False)
+    assert p.returncode == 1
+    report = json.loads(p.stdout)
+    assert (report["ok"], report["failed"]) == (3, 2)
+    assert [r["ok"] for r in report["entries"]] == [True, True, False, True, False]
+    assert report["entries"][0]["author"] == did and "signature" in report["entries"][2]["error"]
 
     fresh = tmp_path / "fresh"
     init_node(fresh)
