@@ -74,6 +74,7 @@ class Bridge:
             on_reject=self.rejects.reject,
             writer_batch=settings.writer_batch,
             writer_linger=settings.writer_linger,
+            writers=2,  # PostgreSQL: one batch prepared while the other is written
             verify_range=verifier,
             retry_errors=(DatabaseError,),
         )

@@ -49,7 +49,6 @@ from .sync import BadEntryError, SyncServer, fetch_heads_page, fetch_range, veri
 log = logging.getLogger(__name__)
 
 WRITER_BATCH = 1000
-WRITERS = 2  # writer tasks: one prepares a batch while the other's is in the store
 MAX_PULLED_UNWRITTEN = 20_000  # entries pulled and verified, waiting for the writers
 PULLERS = 4
 STRIKES_TO_BAN = 3
@@ -147,6 +146,9 @@ class Node:
         writer_batch: most gossip entries written in one store call.
         writer_linger: seconds the gossip writer waits for a batch to fill
             after its first entry (0: write whatever has queued at once).
+        writers: writer tasks. One for SQLite, which takes one writer at a
+            time (a second would wait on its lock); the bridge runs two on
+            PostgreSQL, so one batch is prepared while the other is written.
         verify_range: how pulled ranges are verified (default: a worker thread).
         retry_errors: store errors that mean "try again later" (the database is
             restarting); the call is retried with backoff, the batch kept.
@@ -163,6 +165,7 @@ class Node:
         on_reject: Callable[[bytes, ProtocolError, str], None] | None = None,
         writer_batch: int = WRITER_BATCH,
         writer_linger: float = 0.0,
+        writers: int = 1,
         verify_range: RangeVerifier = verify_in_thread,
         retry_errors: tuple[type[Exception], ...] = (),
     ) -> None:
@@ -173,6 +176,7 @@ class Node:
         self._on_reject = on_reject
         self._writer_batch = max(1, writer_batch)
         self._writer_linger = writer_linger
+        self._writers = max(1, writers)
         self._verify_range = verify_range
         self._retry_errors = retry_errors
         self.did = keys.author.public.did
@@ -212,7 +216,7 @@ class Node:
             await nursery.start(self.p2p.run)
             self.p2p.handle(wire.PROTOCOL_ID, self._serve_sync)
             nursery.start_soon(self._gossip_loop)
-            for _ in range(WRITERS):
+            for _ in range(self._writers):
                 nursery.start_soon(self._writer_loop)
             for _ in range(PULLERS):
                 nursery.start_soon(self._puller_loop)
@@ -294,9 +298,9 @@ class Node:
         (latency) and, under load, writes queue up while the previous batch is
         being written (throughput). With a linger (the bridge) a writer waits
         that long after the first entry for the batch to fill: fewer, larger
-        transactions. :data:`WRITERS` writers run, so one batch is prepared while
-        the other is in the database; the store keeps them consistent whatever
-        their order (entries past a gap wait in it until the gap fills).
+        transactions. With ``writers`` > 1 one batch is prepared while another is
+        in the database; the store keeps them consistent whatever their order
+        (entries past a gap wait in it until the gap fills).
         """
         while True:
             batch = [await self._inbox.receive()]
