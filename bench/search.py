@@ -64,6 +64,7 @@ from indexer.models import ASSETS_CHANNEL, INGEST_LOCK, SEARCH_VECTOR_SQL
 from indexer.search import Feeder, SearchIndex, SearchQuery, open_index, reindex
 from indexer.search.index import plan
 from indexer.store.changes import assets_by_uri
+from protocol import AuthorKey
 
 LICENSES = ["personal", "commercial", "exclusive", "cc-by", "cc-by-sa", "cc0"]
 STATUSES = ["listed"] * 8 + ["registered", "licensed"]
@@ -126,14 +127,15 @@ def make_words(n: int, rng: random.Random) -> list[str]:
 def generate(n: int, rng: random.Random) -> tuple[Iterator[tuple[Any, ...]], dict[str, Any]]:
     words = Zipf(make_words(30_000, rng), 1.1, rng)
     tags = Zipf([f"tag{i}" for i in range(2000)], 1.0, rng)
-    creators = Zipf([f"creator{i}" for i in range(20_000)], 0.9, rng)
+    # Real did:keys (of made-up public keys): the API checks a creator filter is one.
+    keys = {AuthorKey(k).did: k for k in (hashlib.sha256(f"creator{i}".encode()).digest() for i in range(20_000))}
+    creators = Zipf(list(keys), 0.9, rng)
     world = {"words": words, "tags": tags, "creators": creators}
 
     def rows() -> Iterator[tuple[Any, ...]]:
         ts0 = 1_600_000_000_000
         for i in range(n):
-            creator = creators.take(1)[0]
-            did = f"did:key:z6Mk{hashlib.sha256(creator.encode()).hexdigest()[:40]}"
+            did = creators.take(1)[0]
             key = f"asset-{i}"
             title = " ".join(words.take(rng.randint(2, 6))).capitalize()
             tag_list = sorted(set(tags.take(rng.randint(1, 8))))
@@ -144,7 +146,7 @@ def generate(n: int, rng: random.Random) -> tuple[Iterator[tuple[Any, ...]], dic
             created = ts0 + i * 1000 + rng.randrange(1000)
             h = hashlib.sha256(key.encode()).digest()
             yield (
-                hashlib.sha256(did.encode()).digest(), did, key, f"empressa://{did}/{key}", h, h, 1, False,
+                keys[did], did, key, f"empressa://{did}/{key}", h, h, 1, False,
                 title, description, "{" + ",".join(tag_list) + "}", rng.choice(LICENSES), price,
                 "USD" if priced else None, "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy", mime,
                 media_type, "{}", 1, created, created, rng.choice(STATUSES),
@@ -224,7 +226,7 @@ def query_sets(world: dict[str, Any], count: int, rng: random.Random) -> dict[st
         {"tags": tags.take(1)},
         {"license": rng.choice(LICENSES)},
         {"min_price": Decimal(10), "max_price": Decimal(500)},
-        {"creator": f"did:key:z6Mk{hashlib.sha256(rng.choice(creators).encode()).hexdigest()[:40]}"},
+        {"creator": rng.choice(creators)},
     ]
     filtered = [replace(q, **filters[i % len(filters)]) for i, q in enumerate(full)]
     long_words = [w for w in words.items[30:5000] if len(w) >= 5]
@@ -356,7 +358,7 @@ def bench_freshness(engine: Any, index_dir: Path, samples: int = 50) -> None:
     try:
         for i in range(samples):
             word = f"fresh{i}x{random.randrange(10**9)}"
-            did = "did:key:z6MkFresh"
+            did = AuthorKey(b"\0" * 32).did
             with engine.begin() as conn:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": INGEST_LOCK})
                 conn.execute(

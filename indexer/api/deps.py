@@ -3,7 +3,9 @@
 ``Ctx`` is the per-app :class:`ApiContext` (settings, store, search index,
 metrics, rate limits, the SSE broadcaster), kept on ``app.state.ctx`` so many
 apps can live in one process. Store calls are synchronous; endpoints that use
-them are plain ``def`` (FastAPI runs those in its threadpool).
+them are plain ``def`` (FastAPI runs those in its threadpool). Dependencies
+that do no blocking I/O are ``async def``: FastAPI would run a plain ``def``
+dependency in the threadpool too, a thread hop (about 0.5 ms here) each.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class ApiContext:
     index_retry_at: float = 0.0
 
 
-def get_ctx(request: Request) -> ApiContext:
+async def get_ctx(request: Request) -> ApiContext:
     ctx: ApiContext = request.app.state.ctx
     return ctx
 
@@ -50,7 +52,7 @@ def get_ctx(request: Request) -> ApiContext:
 Ctx = Annotated[ApiContext, Depends(get_ctx)]
 
 
-def get_store(ctx: Ctx) -> Store:
+async def get_store(ctx: Ctx) -> Store:
     if ctx.store is None:
         raise DatabaseError("the database is not connected")
     return ctx.store
@@ -59,7 +61,7 @@ def get_store(ctx: Ctx) -> Store:
 StoreDep = Annotated[Store, Depends(get_store)]
 
 
-def get_engine(store: StoreDep) -> Engine:
+async def get_engine(store: StoreDep) -> Engine:
     return store.engine
 
 
@@ -69,7 +71,7 @@ EngineDep = Annotated[Engine, Depends(get_engine)]
 INDEX_RETRY_S = 5.0
 
 
-def get_index(ctx: Ctx) -> Any:
+def index_of(ctx: ApiContext) -> Any:
     """The search index; when it was missing at start (the feeder creates it), retry opening it every 5 s."""
     if ctx.index is None and ctx.open_index is not None and time.monotonic() >= ctx.index_retry_at:
         ctx.index_retry_at = time.monotonic() + INDEX_RETRY_S
@@ -81,10 +83,14 @@ def get_index(ctx: Ctx) -> Any:
     return ctx.index
 
 
+async def get_index(ctx: Ctx) -> Any:
+    return index_of(ctx)
+
+
 IndexDep = Annotated[Any, Depends(get_index)]
 
 
-def get_broadcaster(ctx: Ctx) -> Broadcaster:
+async def get_broadcaster(ctx: Ctx) -> Broadcaster:
     if ctx.broadcaster is None:
         raise DatabaseError("the event stream is not available")
     return ctx.broadcaster
@@ -93,7 +99,7 @@ def get_broadcaster(ctx: Ctx) -> Broadcaster:
 BroadcasterDep = Annotated[Broadcaster, Depends(get_broadcaster)]
 
 
-def client_ip(request: Request, ctx: Ctx) -> str:
+async def client_ip(request: Request, ctx: Ctx) -> str:
     return ctx.limits.client_ip(request)
 
 
@@ -118,14 +124,18 @@ def parse_creator(did: str) -> AuthorKey:
         raise BadRequest(f"malformed did: {exc}") from None
 
 
-def parse_asset(did: str, key: str) -> AssetUri:
+async def creator_path(did: str) -> AuthorKey:
+    return parse_creator(did)
+
+
+async def parse_asset(did: str, key: str) -> AssetUri:
     try:
         return AssetUri.of(parse_did(did), key)
     except ProtocolError as exc:
         raise BadRequest(f"malformed asset id: {exc}") from None
 
 
-CreatorPath = Annotated[AuthorKey, Depends(parse_creator)]
+CreatorPath = Annotated[AuthorKey, Depends(creator_path)]
 AssetPath = Annotated[AssetUri, Depends(parse_asset)]
 
 

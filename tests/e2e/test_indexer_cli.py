@@ -8,7 +8,6 @@ lives in ``DATA/search`` unless ``--index-dir`` or ``EMPRESSA_INDEXER_INDEX_DIR`
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 
 from indexer.embedded import EmbeddedPostgres
 
-from .conftest import EMPRESSA, child_env, cli, cli_json, one_line_error, wait_for
+from .conftest import EMPRESSA, child_env, cli, cli_json, free_port, one_line_error, stop_process, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -27,12 +26,6 @@ START_TIMEOUT = 90.0
 
 def env(**extra: str | None) -> dict[str, str]:
     return child_env(DATABASE_URL=None, **extra)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -73,15 +66,9 @@ class Service:
         wait_for(seen, what=repr(text), timeout=START_TIMEOUT)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        code = stop_process(self.proc, sig)
         self._log.close()
-        return self.proc.returncode
+        return code
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,9 +24,11 @@ from .conftest import (
     child_env,
     cli,
     cli_json,
+    free_port,
     init_node,
     one_line_error,
     publish,
+    stop_process,
     wait_for,
 )
 
@@ -35,12 +36,6 @@ pytestmark = pytest.mark.e2e
 
 STACK_TIMEOUT = 120.0
 VISIBLE_TIMEOUT = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class RunningStack:
@@ -85,15 +80,9 @@ class RunningStack:
         self.info = wait_for(ready, what="stack.json", timeout=STACK_TIMEOUT)
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        code = stop_process(self.proc, signal.SIGINT)
         self._log.close()
-        return self.proc.returncode
+        return code
 
     def get(self, path: str, **params: Any) -> httpx.Response:
         return httpx.get(self.info["api_url"] + path, params=params, timeout=10)

@@ -20,17 +20,11 @@ import pytest
 
 from indexer.embedded import EmbeddedPostgres
 
-from .conftest import EMPRESSA, child_env, wait_for
+from .conftest import EMPRESSA, child_env, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
 UP_TIMEOUT = 180.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

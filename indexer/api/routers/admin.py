@@ -101,7 +101,7 @@ def quarantine(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> dict[str, Any]:
-    """Everything refused (invalid, forks, after-fork), newest first, with the reason and the raw bytes."""
+    """Everything refused (invalid, fork, after-fork, unstorable), newest first, with the reason and the raw bytes."""
     return admin_store.quarantine_page(engine, limit=limit, cursor=cursor)
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 
 from ...errors import IndexerError
 from ...store import reads
-from ..deps import CreatorPath, Ctx, EngineDep, ReadLimited, get_index
+from ..deps import CreatorPath, Ctx, EngineDep, ReadLimited, index_of
 from ..problem import ProblemError
 from ..schemas import AssetPage, CreatorOut
 from . import errors
@@ -26,7 +26,7 @@ def index_position(ctx: Ctx) -> int | None:
     moves once the changes up to it are visible to this server's searches.
     """
     try:
-        index = get_index(ctx)
+        index = index_of(ctx)
         index.refresh()
         return int(index.position)
     except (ProblemError, IndexerError) as exc:
