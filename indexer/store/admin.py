@@ -252,7 +252,9 @@ def quarantine_page(engine: Engine, *, limit: int, cursor: str | None = None) ->
             "times_seen": q.times_seen,
             "received_at": _iso(q.received_at),
             "last_seen": _iso(q.last_seen),
-            "raw_base64": base64.b64encode(q.raw).decode("ascii"),
+            "size": q.size,
+            "raw_kept": q.raw is not None,
+            "raw_base64": base64.b64encode(q.raw).decode("ascii") if q.raw is not None else None,
         }
         for q in rows
     ]

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from protocol import ProtocolError, parse_entry_hash, split_sequence
+from protocol import MAX_ENTRY_BYTES, ProtocolError, parse_entry_hash, split_sequence
 
 from ...errors import BadRequest
 from ...store import IngestResult, reads
@@ -73,15 +73,31 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def _split(body: bytes, max_items: int) -> list[bytes]:
-    """The entries of an RFC 8742 CBOR sequence (one entry is a sequence of one)."""
+    """The items of an RFC 8742 CBOR sequence (one entry is a sequence of one), each at most 16 KiB.
+
+    Each item is decoded from a window of :data:`~protocol.MAX_ENTRY_BYTES` at
+    its offset, so an item larger than an entry can be is refused once those
+    bytes are read, without decoding (or allocating for) the rest of it.
+    """
     raws: list[bytes] = []
-    try:
-        for raw in split_sequence(body):
-            raws.append(raw)
-            if len(raws) > max_items:
-                raise BadRequest(f"at most {max_items} entries per request")
-    except ProtocolError as exc:
-        raise BadRequest(f"the body is not a CBOR sequence: {exc}") from None
+    start = 0
+    while start < len(body):
+        if len(raws) == max_items:
+            raise BadRequest(f"at most {max_items} entries per request")
+        window = body[start : start + MAX_ENTRY_BYTES]
+        try:
+            raw = next(split_sequence(window, max_item=MAX_ENTRY_BYTES))
+        except ProtocolError:
+            if len(body) - start > MAX_ENTRY_BYTES:
+                raise BadRequest(
+                    f"the item at byte {start} is not a CBOR item of at most {MAX_ENTRY_BYTES} bytes "
+                    "(the size limit of an entry)"
+                ) from None
+            raise BadRequest(
+                f"the body is not a CBOR sequence: the item at byte {start} is not valid CBOR"
+            ) from None
+        raws.append(raw)
+        start += len(raw)
     if not raws:
         raise BadRequest("the body holds no entries")
     return raws
@@ -117,7 +133,9 @@ def _reply(request: Request, status: int, body: dict[str, Any], *, replayed: boo
         "requestBody": {
             "required": True,
             "description": "One signed entry (`application/cbor`) or an RFC 8742 CBOR sequence of up to "
-            "1,000 entries (`application/cbor` or `application/cbor-seq`), at most 16 MiB.",
+            "1,000 entries (`application/cbor` or `application/cbor-seq`), each item at most 16 KiB "
+            "(16,384 bytes, the protocol's entry limit), the body at most 1,000 x 16 KiB (both limits "
+            "are settings: `max_entries_per_request`, `max_body_bytes`).",
             "content": {CBOR: _BINARY, CBOR_SEQ: _BINARY},
         }
     },
@@ -151,8 +169,14 @@ async def submit_entries(
       verification: the invalid ones are quarantined, **the valid ones in the
       same request are still processed**, and the problem carries the same
       `results` and `counts` fields as a 200.
-    * **400** when the body is not a CBOR sequence, is empty, or holds more
-      than 1,000 entries; **413** over 16 MiB; **415** for another Content-Type.
+    * **400** when the body is not a CBOR sequence, is empty, holds more
+      than 1,000 items or an item over 16 KiB (no entry is larger; nothing of
+      the request is stored); **413** over 1,000 x 16 KiB; **415** for another
+      Content-Type.
+
+    Invalid entries are quarantined once per distinct input, within bounds per
+    client address and in total; past a bound they are still answered as
+    `invalid` but not recorded (counted in `empressa_quarantine_dropped_total`).
     """
     settings = ctx.settings
     ip = ctx.limits.client_ip(request)
@@ -181,6 +205,8 @@ async def submit_entries(
     raws = _split(body, settings.max_entries_per_request)
     result = await run_in_threadpool(store.ingest_raw, raws, source=f"http:{ip}")
     out = _response_body(result)
+    if result.quarantine_dropped:
+        ctx.metrics.quarantine_dropped.inc(result.quarantine_dropped)
     for s, n in out["counts"].items():
         if n:
             ctx.metrics.ingest.labels(s).inc(n)
