@@ -248,15 +248,16 @@ class ApiKey(Base):
 
 
 class IdempotencyKey(Base):
-    """A stored response to replay for a retried request (kept a day: ``store.admin.IDEMPOTENCY_TTL``)."""
+    """A key claimed before its request is processed, then the response to replay for a retry (kept a day:
+    ``store.admin.IDEMPOTENCY_TTL``)."""
 
     __tablename__ = "idempotency_keys"
     __table_args__ = (Index("idempotency_keys_created_idx", "created_at"),)
 
     key: Mapped[str] = mapped_column(Text, primary_key=True)
     request_hash: Mapped[bytes]
-    status: Mapped[int] = mapped_column(Integer)
-    response: Mapped[dict[str, Any]]
+    status: Mapped[int | None] = mapped_column(Integer)  # NULL: claimed, the request is still being processed
+    response: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 

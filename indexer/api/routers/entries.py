@@ -13,9 +13,9 @@ from starlette.concurrency import run_in_threadpool
 from protocol import MAX_ENTRY_BYTES, ProtocolError, parse_entry_hash, split_sequence
 
 from ...errors import BadRequest
-from ...store import IngestResult, reads
+from ...store import IngestResult, Store, reads
 from ...store import admin as admin_store
-from ..deps import Ctx, EngineDep, OptionalKey, ReadLimited, StoreDep
+from ..deps import ApiContext, Ctx, EngineDep, OptionalKey, ReadLimited, StoreDep
 from ..problem import ProblemError, ProblemResponse, problem_body, request_id_of
 from ..schemas import IngestOut
 from . import errors
@@ -150,9 +150,14 @@ async def submit_entries(
         str | None,
         Header(
             alias="Idempotency-Key",
-            description="Retry safely: the same key with the same body replays the stored response "
-            "(with `Idempotent-Replayed: true`); with a different body it is a 409. A key is the "
-            "caller's own (per API key, else per client address) and is kept for 24 hours.",
+            description="Retry safely: the key is claimed before the body is processed, so of "
+            "requests under one key only the first is processed. The same key with the same body "
+            "replays the stored response (with `Idempotent-Replayed: true`), or is a 409 "
+            "(`code: in-progress`) while the first is still being processed; with a different body "
+            "it is a 409 (`code: conflict`) and nothing of that body is applied. A request that fails "
+            "(4xx/5xx before it is answered) frees the key; a claim left by a request that died is "
+            "taken over after 5 minutes. A key is the caller's own (per API key, else per client "
+            "address) and is kept for 24 hours.",
         ),
     ] = None,
 ) -> Response:
@@ -195,13 +200,34 @@ async def submit_entries(
     caller = f"key:{key['id']}" if key is not None else f"ip:{ip}"
     stored_key = f"entries:{caller}:{idempotency_key}" if idempotency_key is not None else None
     digest = admin_store.request_digest(media_type.encode(), body)
-    if stored_key is not None:
-        found = await run_in_threadpool(
-            admin_store.idempotent_lookup, engine, key=stored_key, request_hash=digest
+    if stored_key is None:
+        status, out = await _process(request, ctx, store, body, ip)
+        return _reply(request, status, out, replayed=False)
+    found = await run_in_threadpool(admin_store.idempotent_claim, engine, key=stored_key, request_hash=digest)
+    if found is not None:
+        return _reply(request, found[0], found[1], replayed=True)
+    # This request holds the key's claim: answer it and record the answer, or give the claim up.
+    try:
+        status, out = await _process(request, ctx, store, body, ip)
+        await run_in_threadpool(
+            admin_store.idempotent_store,
+            engine,
+            key=stored_key,
+            request_hash=digest,
+            status=status,
+            response=out,
         )
-        if found is not None:
-            return _reply(request, found[0], found[1], replayed=True)
+    except Exception:
+        await run_in_threadpool(admin_store.idempotent_release, engine, key=stored_key, request_hash=digest)
+        raise
+    return _reply(request, status, out, replayed=False)
 
+
+async def _process(
+    request: Request, ctx: ApiContext, store: Store, body: bytes, ip: str
+) -> tuple[int, dict[str, Any]]:
+    """Split, verify and ingest the body: the response's status and body."""
+    settings = ctx.settings
     raws = _split(body, settings.max_entries_per_request)
     result = await run_in_threadpool(store.ingest_raw, raws, source=f"http:{ip}")
     out = _response_body(result)
@@ -232,13 +258,4 @@ async def submit_entries(
         ip,
         " ".join(f"{s}={n}" for s, n in _response_body(result)["counts"].items() if n),
     )
-    if stored_key is not None:
-        status, out = await run_in_threadpool(
-            admin_store.idempotent_store,
-            engine,
-            key=stored_key,
-            request_hash=digest,
-            status=status,
-            response=out,
-        )
-    return _reply(request, status, out, replayed=False)
+    return status, out
