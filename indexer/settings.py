@@ -98,6 +98,12 @@ class IndexerSettings(BaseSettings):
         description="Hours a quarantined input is kept after it was last seen.",
     )
     sse_heartbeat_s: float = Field(default=15.0, gt=0, description="Seconds between SSE comment heartbeats.")
+    sse_max_per_client: int = Field(
+        default=8,
+        ge=1,
+        description="Most GET /v1/events streams one client address holds open at once (per API "
+        "process); one more is a 429 problem.",
+    )
     log_level: str = Field(default="INFO", description="Log level of the API process.")
     log_json: bool = Field(default=False, description="Log one JSON object per line.")
 
