@@ -4,10 +4,14 @@ The daemon calls :meth:`RejectQueue.reject` (its ``on_reject`` hook) in the
 trio thread for every entry it refuses, from gossip or from a range pulled
 over sync. Nothing is dropped silently: each reject waits in a bounded queue,
 and :meth:`RejectQueue.run` writes them in batches with
-:meth:`indexer.store.Store.quarantine` (which deduplicates by content digest
-and counts repeats), retrying database errors with backoff. If a flood fills
-the queue, further rejects are counted, dropped, and the count is logged (and
-exported as ``empressa_bridge_rejects_dropped_total``).
+:meth:`indexer.store.Store.quarantine` (which deduplicates by content digest,
+counts repeats, keeps no raw bytes of an input over 16 KiB and holds the
+quarantine's bounds per source and in total: see
+:mod:`indexer.store.quarantine`), retrying database errors with backoff. If a
+flood fills the queue, further rejects are counted, dropped, and the count is
+logged (and exported as ``empressa_bridge_rejects_dropped_total``); rejects the
+store drops at a bound are counted in :attr:`RejectQueue.over_bound` (the
+store logs each such batch).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ class RejectQueue:
         self._m = metrics
         self._send, self._receive = trio.open_memory_channel[Rejected](bound)
         self.dropped = 0
+        self.over_bound = 0  # rejects the store did not record: the quarantine was at a bound
         self.written = 0
 
     def reject(self, raw: bytes, exc: ProtocolError, source: str) -> None:
@@ -73,7 +78,7 @@ class RejectQueue:
         delay = 0.1
         while True:
             try:
-                await trio.to_thread.run_sync(self._store.quarantine, batch)
+                over = await trio.to_thread.run_sync(self._store.quarantine, batch)
             except DatabaseError as exc:
                 self._m.store_retries.inc()
                 log.warning(
@@ -82,8 +87,9 @@ class RejectQueue:
                 await trio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_DELAY)
                 continue
-            self.written += len(batch)
-            self._m.quarantined.inc(len(batch))
+            self.over_bound += over
+            self.written += len(batch) - over
+            self._m.quarantined.inc(len(batch) - over)
             for r in batch:
                 log.info("entry quarantined source=%s code=%s reason=%s", r.source, r.code, r.reason)
             return

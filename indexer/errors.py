@@ -7,6 +7,7 @@
     ├── NotFound           no such asset, creator, entry, key
     ├── BadRequest         a parameter or body that cannot be used (bad cursor, bad filter)
     ├── Conflict           an Idempotency-Key reused with a different request
+    │   └── InProgress     … or with the same request while that one is still being processed
     ├── Unauthorized       no API key, or an unknown or revoked one
     └── Forbidden          a valid key without the scope the call needs
 """
@@ -44,6 +45,11 @@ class Conflict(IndexerError):
     status = 409
     code = "conflict"
     title = "Conflict"
+
+
+class InProgress(Conflict):
+    code = "in-progress"
+    title = "In progress"
 
 
 class Unauthorized(IndexerError):

@@ -128,7 +128,9 @@ class Asset(Base):
     chain_status: Mapped[str] = mapped_column(Text, server_default="listed")  # listed | registered | licensed
     onchain: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     verification: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
-    change_seq: Mapped[int] = mapped_column(BigInteger, asset_change_seq, server_default=asset_change_seq.next_value())
+    change_seq: Mapped[int] = mapped_column(
+        BigInteger, asset_change_seq, server_default=asset_change_seq.next_value()
+    )
 
 
 class Activity(Base):
@@ -179,7 +181,8 @@ class Fork(Base):
 
 
 class Quarantine(Base):
-    """Everything refused, with its reason: never silently dropped, stored once per distinct input."""
+    """Everything refused, with its reason, stored once per distinct input, bounded and aged out
+    (``indexer.store.quarantine``)."""
 
     __tablename__ = "quarantine"
     __table_args__ = (Index("quarantine_received_idx", "last_seen"),)
@@ -191,10 +194,22 @@ class Quarantine(Base):
     code: Mapped[str] = mapped_column(Text)  # decode, schema, signature, timestamp, fork, …
     reason: Mapped[str] = mapped_column(Text)
     source: Mapped[str] = mapped_column(Text)  # "gossip:<peer>", "sync:<peer>", "http:<client>"
-    raw: Mapped[bytes]
+    raw: Mapped[bytes | None]  # the exact input; NULL when it was over 16 KiB (only digest and size kept)
+    size: Mapped[int] = mapped_column(BigInteger)  # bytes of the input, whether or not raw is kept
     times_seen: Mapped[int] = mapped_column(Integer, server_default="1")
     received_at: Mapped[datetime] = mapped_column(server_default=func.now())
     last_seen: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class QuarantineUsage(Base):
+    """Running sums of ``quarantine`` per source, and in total (source ``*``): what its bounds are checked
+    against (``indexer.store.quarantine``)."""
+
+    __tablename__ = "quarantine_usage"
+
+    source: Mapped[str] = mapped_column(Text, primary_key=True)
+    stored_bytes: Mapped[int] = mapped_column(BigInteger)
+    row_count: Mapped[int] = mapped_column(BigInteger)
 
 
 class ChainCursor(Base):
@@ -233,15 +248,16 @@ class ApiKey(Base):
 
 
 class IdempotencyKey(Base):
-    """A stored response to replay for a retried request (kept a day: ``store.admin.IDEMPOTENCY_TTL``)."""
+    """A key claimed before its request is processed, then the response to replay for a retry (kept a day:
+    ``store.admin.IDEMPOTENCY_TTL``)."""
 
     __tablename__ = "idempotency_keys"
     __table_args__ = (Index("idempotency_keys_created_idx", "created_at"),)
 
     key: Mapped[str] = mapped_column(Text, primary_key=True)
     request_hash: Mapped[bytes]
-    status: Mapped[int] = mapped_column(Integer)
-    response: Mapped[dict[str, Any]]
+    status: Mapped[int | None] = mapped_column(Integer)  # NULL: claimed, the request is still being processed
+    response: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 

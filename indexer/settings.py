@@ -15,12 +15,17 @@ Rate limits use the ``limits`` notation (``"600/minute"``, ``"10/second;1000/hou
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from limits import parse_many
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from protocol import MAX_ENTRY_BYTES
+
+from .store.quarantine import QuarantineLimits
 
 __all__ = ["ENV_PREFIX", "IndexerSettings"]
 
@@ -69,19 +74,68 @@ class IndexerSettings(BaseSettings):
         default=False,
         description="Take the client address from X-Forwarded-For (only behind a proxy you run).",
     )
-    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1, description="Largest POST /v1/entries body.")
     max_entries_per_request: int = Field(default=1000, ge=1, description="Most entries in one POST.")
+    max_body_bytes: int = Field(
+        default=None,  # type: ignore[assignment]  # filled in from max_entries_per_request by _defaults
+        ge=1,
+        description="Largest POST /v1/entries body; default and most: MAX_ENTRIES_PER_REQUEST x 16 KiB "
+        "(the largest legal batch).",
+    )
+    quarantine_max_source_bytes: int = Field(
+        default=QuarantineLimits.max_source_bytes,
+        ge=0,
+        description="Most bytes the quarantine holds for one source (client address or peer); new rejects "
+        "past it are counted and dropped.",
+    )
+    quarantine_max_total_bytes: int = Field(
+        default=QuarantineLimits.max_total_bytes,
+        ge=0,
+        description="Most bytes the quarantine holds in all; new rejects past it are counted and dropped.",
+    )
+    quarantine_retention_hours: float = Field(
+        default=QuarantineLimits.retention.total_seconds() / 3600,
+        gt=0,
+        description="Hours a quarantined input is kept after it was last seen.",
+    )
     sse_heartbeat_s: float = Field(default=15.0, gt=0, description="Seconds between SSE comment heartbeats.")
+    sse_max_per_client: int = Field(
+        default=8,
+        ge=1,
+        description="Most GET /v1/events streams one client address holds open at once (per API "
+        "process); one more is a 429 problem.",
+    )
     log_level: str = Field(default="INFO", description="Log level of the API process.")
     log_json: bool = Field(default=False, description="Log one JSON object per line.")
 
     @model_validator(mode="before")
     @classmethod
-    def _index_dir_default(cls, data: Any) -> Any:
+    def _defaults(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("index_dir") in (None, ""):
             data_dir = data.get("data_dir") or _default_data_dir()
             data = {**data, "index_dir": Path(data_dir).expanduser() / "search"}
+        if isinstance(data, dict) and data.get("max_body_bytes") in (None, ""):
+            n = data.get("max_entries_per_request", cls.model_fields["max_entries_per_request"].default)
+            if isinstance(n, int) or (isinstance(n, str) and n.strip().isdigit()):
+                data = {**data, "max_body_bytes": int(n) * MAX_ENTRY_BYTES}
         return data
+
+    @model_validator(mode="after")
+    def _body_limit(self) -> IndexerSettings:
+        largest = self.max_entries_per_request * MAX_ENTRY_BYTES
+        if self.max_body_bytes > largest:
+            raise ValueError(
+                f"max_body_bytes ({self.max_body_bytes}) is more than the largest legal batch "
+                f"(max_entries_per_request x 16 KiB = {largest})"
+            )
+        return self
+
+    @property
+    def quarantine_limits(self) -> QuarantineLimits:
+        return QuarantineLimits(
+            max_source_bytes=self.quarantine_max_source_bytes,
+            max_total_bytes=self.quarantine_max_total_bytes,
+            retention=timedelta(hours=self.quarantine_retention_hours),
+        )
 
     @field_validator("data_dir", "index_dir")
     @classmethod

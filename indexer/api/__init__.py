@@ -69,7 +69,11 @@ def create_app(settings: IndexerSettings, *, store: Store | None = None, index: 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if ctx.store is None and settings.database_url is not None:
-            ctx.store = Store.connect(settings.database_url, pool_size=settings.db_pool_size)
+            ctx.store = Store.connect(
+                settings.database_url,
+                pool_size=settings.db_pool_size,
+                quarantine_limits=settings.quarantine_limits,
+            )
             ctx.owned.append(ctx.store)
             if ctx.broadcaster is None:
                 ctx.broadcaster = Broadcaster(settings.database_url)

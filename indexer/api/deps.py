@@ -25,7 +25,7 @@ from ..errors import BadRequest, DatabaseError, Unauthorized
 from ..settings import IndexerSettings
 from ..store import Store
 from ..store import admin as admin_store
-from .events import Broadcaster
+from .events import Broadcaster, StreamSlots
 from .metrics import ApiMetrics
 from .problem import ProblemError
 from .ratelimit import RateLimits
@@ -39,9 +39,13 @@ class ApiContext:
     store: Store | None = None
     index: Any | None = None  # indexer.search.SearchIndex
     broadcaster: Broadcaster | None = None
+    streams: StreamSlots = field(init=False)  # open SSE streams per client address
     owned: list[Any] = field(default_factory=list)  # what the lifespan built and must close
     open_index: Callable[[], Any] | None = None  # how to (re)open a missing index
     index_retry_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.streams = StreamSlots(self.settings.sse_max_per_client)
 
 
 async def get_ctx(request: Request) -> ApiContext:

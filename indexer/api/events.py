@@ -11,6 +11,10 @@ wakes everyone once so they re-read.
 
 The listener starts with the first subscriber, reconnects with exponential
 backoff (0.5 s … 30 s), and stops when the app shuts down.
+
+:class:`StreamSlots` caps the streams one client address holds open at once
+in this process (setting ``sse_max_per_client``); a slot is given back when
+the response ends, however it ends (the client went away, the app stopped).
 """
 
 from __future__ import annotations
@@ -18,12 +22,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import psycopg
 
 from ..db import libpq_url
 from ..models import ACTIVITY_CHANNEL
+from .problem import ProblemError
 
 log = logging.getLogger(__name__)
 
@@ -87,3 +92,39 @@ class Broadcaster:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+class StreamSlots:
+    """Open event streams per client address, at most ``limit`` each (one event loop: no lock needed)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: dict[str, int] = {}
+
+    def held(self, client: str) -> int:
+        return self._open.get(client, 0)
+
+    def acquire(self, client: str) -> Callable[[], None]:
+        """Take a slot for ``client`` or raise a 429 problem; returns the release (safe to call twice)."""
+        n = self._open.get(client, 0)
+        if n >= self.limit:
+            raise ProblemError(
+                429,
+                f"at most {self.limit} event streams at once per client address; close one first",
+                code="too-many-streams",
+                headers={"Retry-After": "5"},
+            )
+        self._open[client] = n + 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                left = self._open[client] - 1
+                if left:
+                    self._open[client] = left
+                else:
+                    del self._open[client]
+
+        return release

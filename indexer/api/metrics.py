@@ -39,6 +39,11 @@ class ApiMetrics:
             ["status"],
             registry=self.registry,
         )
+        self.quarantine_dropped = Counter(
+            "empressa_quarantine_dropped_total",
+            "Invalid inputs of POST /v1/entries not quarantined because a quarantine bound was reached.",
+            registry=self.registry,
+        )
         self.search_latency = Histogram(
             "empressa_search_duration_seconds",
             "Search (GET /v1/assets) time inside the index.",

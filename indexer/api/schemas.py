@@ -344,7 +344,12 @@ class QuarantineItem(BaseModel):
     times_seen: int
     received_at: str | None
     last_seen: str | None
-    raw_base64: str = Field(description="The exact bytes received, base64.")
+    size: int = Field(description="Bytes of the input received.")
+    raw_kept: bool = Field(
+        description="Whether the exact bytes are kept: not for an input over 16 KiB (no entry is that large), "
+        "of which only the digest, size and reason are."
+    )
+    raw_base64: str | None = Field(description="The exact bytes received, base64; null when not kept.")
 
 
 class QuarantinePage(BaseModel):

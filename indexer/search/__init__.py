@@ -17,16 +17,19 @@
     feeder.run(stop_event)
 
 Errors: :class:`~indexer.errors.BadRequest` (bad parameters or cursor),
+:class:`NoSearchTerms` (400, a non-blank ``q`` that holds no searchable term),
 :class:`CursorExpired` (410, a relevance cursor past its keep-alive),
 :class:`SearchUnavailable` (503, the index cannot be opened or read).
 """
 
 from .feeder import Feeder, reindex
 from .index import CursorExpired, SearchIndex, SearchPage, SearchQuery, SearchUnavailable, open_index
+from .query import NoSearchTerms
 
 __all__ = [
     "CursorExpired",
     "Feeder",
+    "NoSearchTerms",
     "SearchIndex",
     "SearchPage",
     "SearchQuery",

@@ -30,6 +30,18 @@ PREFIX_SCORE = 0.25
 Sort = Literal["relevance", "newest", "title"]
 
 
+class NoSearchTerms(BadRequest):
+    """A non-blank ``q`` from which the analyzer keeps no term (only punctuation, or words over 64 characters).
+
+    Searching for nothing would match everything; rather than return the
+    unfiltered listing as if it matched, the request is refused and says why.
+    A missing or blank ``q`` is not this: it means "no text search".
+    """
+
+    code = "no-search-terms"
+    title = "No searchable term"
+
+
 @dataclass(frozen=True)
 class SearchQuery:
     """One search request, validated by :meth:`SearchIndex.search`.
@@ -132,6 +144,10 @@ def plan(sq: SearchQuery, index: tantivy.Index) -> Plan:
     if not isinstance(sq.limit, int) or isinstance(sq.limit, bool) or not 1 <= sq.limit <= MAX_LIMIT:
         raise BadRequest(f"limit must be between 1 and {MAX_LIMIT}")
     terms = tuple(dict.fromkeys(ANALYZER.analyze(q)))[:MAX_TERMS] if q else ()
+    if q and not terms:
+        raise NoSearchTerms(
+            "q holds no searchable term: a term is a run of letters or digits of at most 64 characters"
+        )
     sort: Sort = sq.sort or "relevance"  # type: ignore[assignment]
     if sq.sort is None and not terms:
         sort = "newest"

@@ -3,9 +3,11 @@
 * :mod:`.ingest`: the one ingest path (bridge and ``POST /v1/entries``) and the
   replica interface the bridge's daemon uses;
 * :mod:`.reads`: what the HTTP API reads; :mod:`.admin`: keys, moderation,
-  idempotency; :mod:`.changes`: what the search feeder follows.
+  idempotency; :mod:`.changes`: what the search feeder follows;
+* :mod:`.quarantine`: what was refused, bounded per source and in total, aged out.
 """
 
 from .ingest import IngestReport, IngestResult, ItemResult, Rejected, Store
+from .quarantine import QuarantineLimits
 
-__all__ = ["IngestReport", "IngestResult", "ItemResult", "Rejected", "Store"]
+__all__ = ["IngestReport", "IngestResult", "ItemResult", "QuarantineLimits", "Rejected", "Store"]

@@ -39,7 +39,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from protocol import AssetUri, AuthorKey, EntryHash
 
-from ..errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from ..errors import BadRequest, Conflict, Forbidden, InProgress, NotFound, Unauthorized
 from ..models import (
     ACTIVITY_CHANNEL,
     ASSETS_CHANNEL,
@@ -252,7 +252,9 @@ def quarantine_page(engine: Engine, *, limit: int, cursor: str | None = None) ->
             "times_seen": q.times_seen,
             "received_at": _iso(q.received_at),
             "last_seen": _iso(q.last_seen),
-            "raw_base64": base64.b64encode(q.raw).decode("ascii"),
+            "size": q.size,
+            "raw_kept": q.raw is not None,
+            "raw_base64": base64.b64encode(q.raw).decode("ascii") if q.raw is not None else None,
         }
         for q in rows
     ]
@@ -340,46 +342,75 @@ def request_digest(*parts: bytes) -> bytes:
 
 
 IDEMPOTENCY_TTL = timedelta(hours=24)  # how long a stored response is replayed
+CLAIM_LEASE = timedelta(minutes=5)  # after this, an unfinished claim is taken to be a request that died
 _EXPIRED = IdempotencyKey.created_at < func.now() - IDEMPOTENCY_TTL
+_ABANDONED = IdempotencyKey.status.is_(None) & (IdempotencyKey.created_at < func.now() - CLAIM_LEASE)
 
 
-def idempotent_lookup(engine: Engine, *, key: str, request_hash: bytes) -> tuple[int, dict[str, Any]] | None:
-    """The stored ``(status, response)`` for ``key`` (less than :data:`IDEMPOTENCY_TTL` old);
-    Conflict if it was used for a different request."""
-    with _translate(), engine.connect() as conn:
-        row = conn.execute(
-            select(IdempotencyKey.__table__).where(IdempotencyKey.key == key, ~_EXPIRED)
+def idempotent_claim(engine: Engine, *, key: str, request_hash: bytes) -> tuple[int, dict[str, Any]] | None:
+    """Claim ``key`` for a request before doing its work; None when this caller now holds it.
+
+    Otherwise: the stored ``(status, response)`` to replay (the same request
+    was answered), :class:`Conflict` (the key was used for a different
+    request), or :class:`InProgress` (the same request is still being
+    processed: retry later). A claim is a row without a status; one older
+    than :data:`CLAIM_LEASE` belongs to a request that died and is taken
+    over, as is a record older than :data:`IDEMPOTENCY_TTL`. Both checks and
+    the claim are one statement, so of two concurrent requests under a new
+    key exactly one gets the claim (PostgreSQL's unique index orders them).
+    """
+    claim = pg_insert(IdempotencyKey).values(key=key, request_hash=request_hash, status=None, response=None)
+    with _translate(), engine.begin() as conn:
+        claimed = conn.execute(
+            claim.on_conflict_do_update(
+                index_elements=["key"],
+                set_={
+                    "request_hash": claim.excluded.request_hash,
+                    "status": None,
+                    "response": None,
+                    "created_at": func.now(),
+                },
+                where=_EXPIRED | _ABANDONED,
+            ).returning(IdempotencyKey.key)
         ).first()
-    if row is None:
-        return None
+        if claimed is not None:
+            stale = select(IdempotencyKey.key).where(_EXPIRED).limit(100).scalar_subquery()
+            conn.execute(delete(IdempotencyKey).where(IdempotencyKey.key.in_(stale)))
+            return None
+        row = conn.execute(select(IdempotencyKey.__table__).where(IdempotencyKey.key == key)).one()
     if not hmac.compare_digest(bytes(row.request_hash), request_hash):
         raise Conflict("this Idempotency-Key was already used with a different request")
+    if row.status is None:
+        raise InProgress("a request with this Idempotency-Key is still in progress; retry it later")
     return row.status, row.response
 
 
 def idempotent_store(
     engine: Engine, *, key: str, request_hash: bytes, status: int, response: dict[str, Any]
-) -> tuple[int, dict[str, Any]]:
-    """Record the response for ``key``; if a concurrent request stored one first, that one wins.
-
-    An expired record under the same key is replaced, and a few other expired
-    ones are deleted on the way, so the table holds about a day of keys.
-    """
-    record = pg_insert(IdempotencyKey).values(
-        key=key, request_hash=request_hash, status=status, response=json.loads(json.dumps(response))
-    )
+) -> None:
+    """Record the response of the request that holds the claim on ``key``."""
     with _translate(), engine.begin() as conn:
         conn.execute(
-            record.on_conflict_do_update(
-                index_elements=["key"],
-                set_={c: record.excluded[c] for c in ("request_hash", "status", "response", "created_at")},
-                where=_EXPIRED,
+            update(IdempotencyKey)
+            .where(
+                IdempotencyKey.key == key,
+                IdempotencyKey.request_hash == request_hash,
+                IdempotencyKey.status.is_(None),
+            )
+            .values(status=status, response=json.loads(json.dumps(response)))
+        )
+
+
+def idempotent_release(engine: Engine, *, key: str, request_hash: bytes) -> None:
+    """Give up a claim whose request failed before it was answered (the key is free again)."""
+    with _translate(), engine.begin() as conn:
+        conn.execute(
+            delete(IdempotencyKey).where(
+                IdempotencyKey.key == key,
+                IdempotencyKey.request_hash == request_hash,
+                IdempotencyKey.status.is_(None),
             )
         )
-        stale = select(IdempotencyKey.key).where(_EXPIRED).limit(100).scalar_subquery()
-        conn.execute(delete(IdempotencyKey).where(IdempotencyKey.key.in_(stale)))
-    stored = idempotent_lookup(engine, key=key, request_hash=request_hash)
-    return stored if stored is not None else (status, response)
 
 
 __all__ = [
@@ -389,7 +420,8 @@ __all__ = [
     "authenticate",
     "authors_behind",
     "create_api_key",
-    "idempotent_lookup",
+    "idempotent_claim",
+    "idempotent_release",
     "idempotent_store",
     "list_api_keys",
     "quarantine_page",

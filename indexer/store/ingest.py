@@ -13,7 +13,8 @@ the batch, classifies every entry against them with :func:`protocol.classify`
 * the per-author head, which is the bridge's durable cursor: it commits with
   the rows it covers, so a crash at any point loses nothing and doubles nothing;
 * entries past a gap go to ``pending`` and are applied by a later call once the
-  gap fills; forks go to ``forks`` and ``quarantine`` and flag the author;
+  gap fills; forks go to ``forks`` and ``quarantine`` (within its bounds, see
+  :mod:`.quarantine`) and flag the author;
 * NOTIFY on the assets and activity channels (delivered at commit).
 
 Resubmitting anything is harmless: a duplicate is counted and changes nothing.
@@ -21,7 +22,6 @@ Resubmitting anything is harmless: a duplicate is counted and changes nothing.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -54,6 +54,8 @@ from protocol.schema import MAX_SKEW_MS
 from ..db import make_engine
 from ..errors import DatabaseError
 from ..models import ACTIVITY_CHANNEL, ASSETS_CHANNEL, INGEST_LOCK
+from . import quarantine as _quarantine
+from .quarantine import QuarantineLimits, Rejected
 
 log = logging.getLogger(__name__)
 
@@ -78,18 +80,6 @@ class IngestReport:
 
 
 @dataclass(frozen=True)
-class Rejected:
-    """An input that failed :func:`protocol.parse_and_verify`, for the quarantine table."""
-
-    raw: bytes
-    code: str
-    reason: str
-    source: str
-    author: bytes | None = None
-    seq: int | None = None
-
-
-@dataclass(frozen=True)
 class ItemResult:
     index: int
     hash: str | None
@@ -103,6 +93,7 @@ class IngestResult:
     """Per-input outcome of :meth:`Store.ingest_raw`, in input order."""
 
     results: list[ItemResult]
+    quarantine_dropped: int = 0  # invalid inputs not recorded: the quarantine was at a bound
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.results if r.status == status)
@@ -310,11 +301,6 @@ ON CONFLICT (author) DO UPDATE SET head_seq = EXCLUDED.head_seq, head_hash = EXC
     updated_at = now()
 """
 
-_QUARANTINE_UPSERT = """
-INSERT INTO quarantine (digest, author, seq, code, reason, source, raw) VALUES (%s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (digest) DO UPDATE SET times_seen = quarantine.times_seen + 1, last_seen = now()
-"""
-
 
 @dataclass
 class _AuthorState:
@@ -342,12 +328,15 @@ class Store:
     ``trio.to_thread.run_sync`` and from FastAPI through the threadpool.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, quarantine_limits: QuarantineLimits | None = None) -> None:
         self.engine = engine
+        self.quarantine_limits = quarantine_limits or QuarantineLimits()
 
     @classmethod
-    def connect(cls, url: str, *, pool_size: int = 5) -> Store:
-        return cls(make_engine(url, pool_size=pool_size))
+    def connect(
+        cls, url: str, *, pool_size: int = 5, quarantine_limits: QuarantineLimits | None = None
+    ) -> Store:
+        return cls(make_engine(url, pool_size=pool_size), quarantine_limits=quarantine_limits)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -366,8 +355,7 @@ class Store:
             except ProtocolError as exc:
                 rejected.append(Rejected(raw, exc.code, exc.reason, source))
                 results[i] = ItemResult(i, None, "invalid", exc.code, exc.reason)
-        if rejected:
-            self.quarantine(rejected)
+        dropped = self.quarantine(rejected) if rejected else 0
         report = self.ingest([e for _, e in verified], source=source)
         reasons = {e.hash.raw: why for e, why in report.refused}
         for i, e in verified:
@@ -379,7 +367,7 @@ class Store:
                 lo, hi = report.gaps.get(e.author, (0, 0))
                 reason = f"held until seq {lo}..{hi} of this author arrive"
             results[i] = ItemResult(i, e.hash.cid, status, None if reason is None else status, reason)
-        return IngestResult([r for r in results if r is not None])
+        return IngestResult([r for r in results if r is not None], quarantine_dropped=dropped)
 
     def ingest(
         self, entries: Sequence[Entry], *, source: str = "", received_ms: Sequence[int] | None = None
@@ -558,12 +546,10 @@ class Store:
         if forks:
             self._write_forks(cur, forks, states, source)
         if refused:
-            cur.executemany(
-                _QUARANTINE_UPSERT,
-                [
-                    (hashlib.sha256(e.raw).digest(), e.author.raw, e.seq, "after-fork", why, source, e.raw)
-                    for e, why in refused
-                ],
+            _quarantine.write(
+                cur,
+                [Rejected(e.raw, "after-fork", why, source, e.author.raw, e.seq) for e, why in refused],
+                self.quarantine_limits,
             )
             for e, _ in refused:
                 report.status[e.hash.raw] = "refused"
@@ -646,20 +632,20 @@ class Store:
             "ON CONFLICT DO NOTHING",
             [(e.hash.raw, e.author.raw, e.seq, c.raw if c else None, e.raw) for e, c in forks],
         )
-        cur.executemany(
-            _QUARANTINE_UPSERT,
+        _quarantine.write(
+            cur,
             [
-                (
-                    hashlib.sha256(e.raw).digest(),
-                    e.author.raw,
-                    e.seq,
+                Rejected(
+                    e.raw,
                     "fork",
                     f"a different entry ({c.cid if c else 'unknown'}) is held at or before seq {e.seq}",
                     source,
-                    e.raw,
+                    e.author.raw,
+                    e.seq,
                 )
                 for e, c in forks
             ],
+            self.quarantine_limits,
         )
         for e, _ in forks:
             st = states[e.author.raw]
@@ -670,16 +656,17 @@ class Store:
                     (st.forked_seq, st.forked_seq, e.author.raw),
                 )
 
-    def quarantine(self, items: Sequence[Rejected]) -> None:
-        """Record inputs that failed verification (deduplicated by content digest)."""
+    def quarantine(self, items: Sequence[Rejected]) -> int:
+        """Record inputs that failed verification, within :attr:`quarantine_limits` (see
+        :mod:`.quarantine`: deduplicated by digest, no raw bytes past 16 KiB, bounded, aged out).
+
+        Returns how many new inputs were dropped because a bound was reached.
+        """
         if not items:
-            return
-        rows = [
-            (hashlib.sha256(r.raw).digest(), r.author, r.seq, r.code, r.reason[:1000], r.source[:200], r.raw)
-            for r in items
-        ]
+            return 0
         with _translate(), self.engine.begin() as conn:
-            conn.connection.driver_connection.cursor().executemany(_QUARANTINE_UPSERT, rows)  # type: ignore[union-attr]
+            cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            return _quarantine.write(cur, items, self.quarantine_limits)
 
     # -- the replica interface (node.daemon / node.sync) -------------------------------------
 

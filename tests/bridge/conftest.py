@@ -24,7 +24,7 @@ class Snapshot:
         tuple[bytes, str], tuple[bytes, bool, int]
     ]  # (author, key) -> (entry_hash, deleted, versions)
     activity: int
-    quarantine: list[tuple[str, str, str, bytes]]  # (code, reason, source, raw)
+    quarantine: list[tuple[str, str, str, bytes]]  # (code, reason, source, raw or, over 16 KiB, its digest)
     forks: set[bytes]
     pending: int
 
@@ -43,7 +43,9 @@ def snapshot(url: str) -> Snapshot:
         (activity,) = conn.execute("SELECT count(*) FROM activity").fetchone()  # type: ignore[misc]
         quarantine = [
             (c, r, s, bytes(raw))
-            for c, r, s, raw in conn.execute("SELECT code, reason, source, raw FROM quarantine ORDER BY id")
+            for c, r, s, raw in conn.execute(
+                "SELECT code, reason, source, coalesce(raw, digest) FROM quarantine ORDER BY id"
+            )
         ]
         forks = {bytes(h) for (h,) in conn.execute("SELECT hash FROM forks")}
         (pending,) = conn.execute("SELECT count(*) FROM pending").fetchone()  # type: ignore[misc]

@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import text
 
 from indexer.store import Store
+from indexer.store import admin as admin_store
 from indexer.store.admin import create_api_key
-from protocol import ProtocolError, split_sequence
+from protocol import MAX_ENTRY_BYTES, ProtocolError, split_sequence
 from tests.indexer.apiclient import assert_problem, cbor_seq, cid, client_for, counts, q
 from tests.node.conftest import LogBuilder
 from tests.vectors import invalid_vectors, valid_vectors
@@ -39,12 +40,18 @@ def not_cbor(raw: bytes) -> bool:
     return False
 
 
+def accepted_item(raw: bytes) -> bool:
+    """One whole CBOR item no larger than an entry can be (a larger one makes the request a 400)."""
+    return one_item(raw) and len(raw) <= MAX_ENTRY_BYTES
+
+
 def forged(*, whole: bool = True) -> list[Any]:
-    """Invalid vectors (not the clock-dependent ones); ``whole``: only those that are one whole CBOR item."""
+    """Invalid vectors (not the clock-dependent ones); ``whole``: only those that are one whole CBOR item
+    of at most 16 KiB."""
     return [
         v
         for v in invalid_vectors()
-        if v.error in ("DecodeError", "SchemaError", "SignatureError") and (one_item(v.raw) or not whole)
+        if v.error in ("DecodeError", "SchemaError", "SignatureError") and (accepted_item(v.raw) or not whole)
     ]
 
 
@@ -89,13 +96,14 @@ async def test_invalid_entries_give_422_and_valid_ones_still_apply(
     assert p["counts"]["invalid"] == len(bad) and p["counts"]["appended"] == 1
     c = counts(store)
     assert c["entries"] == 1 and c["quarantine"] == len({v.raw for v in bad})
-    # each forged vector alone: 422 (or 400 when it is not even one CBOR item), nothing applied
+    # each forged vector alone: 422 (or 400 when it is not even one CBOR item of at most 16 KiB),
+    # nothing applied
     for v in forged(whole=False):
         if not one_item(v.raw) and not_cbor(v.raw) is False:
             continue  # e.g. "trailing bytes": in a CBOR sequence that is a valid entry and then a second item
         before = data(counts(store))
         r = await client.post("/v1/entries", content=v.raw, headers=CBOR)
-        if one_item(v.raw):
+        if accepted_item(v.raw):
             body = assert_problem(r, 422, "invalid-entries")
             assert body["results"][0]["status"] == "invalid", v.name
         else:
@@ -219,3 +227,76 @@ async def test_raw_entry_not_found_and_conditional(
     store.ingest([e])
     r = await client.get(f"/v1/entries/{cid(e)}", headers={"If-None-Match": f'"{cid(e)}"'})
     assert r.status_code == 304 and r.headers["etag"] == f'"{cid(e)}"'
+
+
+async def test_concurrent_requests_with_one_idempotency_key_apply_one_body(
+    client: httpx.AsyncClient, store: Store, new_log: Callable[..., LogBuilder]
+) -> None:
+    """Issue 7 (4): two requests at once, same new key, different bodies. One is processed; the
+    other is a 409 and nothing of its body is stored (before the fix both bodies were ingested)."""
+    import trio
+
+    for trial in range(8):
+        bodies = []
+        for _ in range(2):
+            log = new_log()
+            log.extend(3)
+            bodies.append(log.entries)
+        headers = {**CBOR, "Idempotency-Key": f"race-{trial}"}
+        responses: list[httpx.Response | None] = [None, None]
+
+        async def send(
+            i: int, body: bytes, headers: dict[str, str], out: list[httpx.Response | None]
+        ) -> None:
+            out[i] = await client.post("/v1/entries", content=body, headers=headers)
+
+        async with trio.open_nursery() as nursery:
+            for i in (0, 1):
+                nursery.start_soon(send, i, cbor_seq(bodies[i]), headers, responses)
+        statuses = sorted(r.status_code for r in responses if r is not None)
+        assert statuses == [200, 409], (trial, [r.text for r in responses if r is not None])
+        for r, entries in zip(responses, bodies, strict=True):
+            assert r is not None
+            stored = {
+                bytes(h)
+                for (h,) in q(
+                    store, "SELECT hash FROM entries WHERE hash = ANY(:h)", h=[e.hash.raw for e in entries]
+                )
+            }
+            if r.status_code == 409:
+                assert stored == set(), (trial, r.text)
+                assert_problem(r, 409)
+            else:
+                assert stored == {e.hash.raw for e in entries}
+
+
+async def test_an_idempotency_key_in_progress_is_a_409_and_a_stale_claim_expires(
+    client: httpx.AsyncClient, store: Store, new_log: Callable[..., LogBuilder]
+) -> None:
+    log = new_log()
+    e = log.next()
+    headers = {**CBOR, "Idempotency-Key": "slow"}
+    # A request that claimed the key and has not finished (or crashed): the same body waits its turn.
+    with store.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO idempotency_keys (key, request_hash, status, response) "
+                "VALUES ('entries:ip:127.0.0.1:slow', :h, NULL, NULL)"
+            ),
+            {"h": admin_store.request_digest(b"application/cbor", e.raw)},
+        )
+    p = assert_problem(await client.post("/v1/entries", content=e.raw, headers=headers), 409, "in-progress")
+    assert "in progress" in p["detail"] and counts(store)["entries"] == 0
+    assert_problem(await client.post("/v1/entries", content=log.next().raw, headers=headers), 409, "conflict")
+    # A claim older than the lease belongs to a request that died: the key is free again.
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE idempotency_keys SET created_at = now() - interval '6 minutes'"))
+    r = await client.post("/v1/entries", content=e.raw, headers=headers)
+    assert r.status_code == 200 and r.json()["counts"]["appended"] == 1, r.text
+    r = await client.post("/v1/entries", content=e.raw, headers=headers)
+    assert r.headers["idempotent-replayed"] == "true"
+    # A request that fails (here: a body that is not CBOR) releases its claim.
+    bad = {**CBOR, "Idempotency-Key": "fails"}
+    assert_problem(await client.post("/v1/entries", content=b"\xff", headers=bad), 400)
+    r = await client.post("/v1/entries", content=log.next().raw, headers=bad)
+    assert r.status_code == 200, r.text

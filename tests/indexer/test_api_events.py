@@ -135,3 +135,50 @@ async def test_the_lifespan_builds_what_it_is_not_given(
             store.close()
             r = await c.get("/v1/assets")
             assert r.status_code == 200 and r.json()["total"] == 0
+
+
+async def test_a_last_event_id_beyond_the_newest_is_a_400(
+    store: Store, tmp_path: Path, new_log: Callable[..., LogBuilder]
+) -> None:
+    """Issue 7: it was a silent stream forever. The newest id itself is a valid resume point."""
+    log = new_log()
+    log.extend(2)
+    store.ingest(log.entries)
+    newest = store.engine.connect().exec_driver_sql("SELECT max(id) FROM activity").scalar_one()
+    app = create_app(settings_for(tmp_path), store=store)
+    with serving(app) as base, trio.fail_after(20):
+        async with httpx.AsyncClient(base_url=base, timeout=10) as c:
+            for ask in ({"headers": {"Last-Event-ID": str(newest + 1)}}, {"params": {"after": newest + 50}}):
+                r = await c.get("/v1/events", **ask)  # type: ignore[arg-type]
+                assert r.status_code == 400, r.text
+                assert r.headers["content-type"] == "application/problem+json"
+                p = r.json()
+                assert p["code"] == "event-id-ahead" and str(newest) in p["detail"], p
+            async with c.stream("GET", "/v1/events", headers={"Last-Event-ID": str(newest)}) as resp:
+                assert resp.status_code == 200
+                more = log.next(key="late")
+                await trio.to_thread.run_sync(lambda: store.ingest([more]))
+                (event,) = await read_events(resp.aiter_lines(), 1, [])
+                assert int(event["id"]) == newest + 1
+
+
+async def test_concurrent_streams_per_client_are_capped_and_released(store: Store, tmp_path: Path) -> None:
+    app = create_app(settings_for(tmp_path, sse_max_per_client=2, sse_heartbeat_s=0.2), store=store)
+    with serving(app) as base, trio.fail_after(30):
+        async with httpx.AsyncClient(base_url=base, timeout=10) as c:
+            async with c.stream("GET", "/v1/events") as first, c.stream("GET", "/v1/events") as second:
+                assert first.status_code == second.status_code == 200
+                r = await c.get("/v1/events")
+                assert r.status_code == 429, r.text
+                assert r.headers["content-type"] == "application/problem+json"
+                assert r.json()["code"] == "too-many-streams" and "2" in r.json()["detail"]
+                assert (await c.get("/v1/activity")).status_code == 200  # other reads are not affected
+            # Both clients went away: their slots come back (once the server has seen them go).
+            for _ in range(200):
+                async with c.stream("GET", "/v1/events") as a, c.stream("GET", "/v1/events") as b:
+                    if a.status_code == b.status_code == 200:
+                        break
+                    assert {a.status_code, b.status_code} <= {200, 429}
+                await trio.sleep(0.05)
+            else:
+                raise AssertionError("the slots were never released")

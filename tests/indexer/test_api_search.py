@@ -149,3 +149,44 @@ async def test_activity_pages(
         assert_problem(
             await client.get("/v1/activity", params=params), 422 if params.get("after") == "-1" else 400
         )
+
+
+NO_TERM_QUERIES = ['"', "/.*/", "a" * 200, "!!! ??? ...", "-", "* * *", "\"\" ''", "—·—", "(" * 50]
+
+
+async def test_a_q_without_a_searchable_term_is_a_400_every_time(
+    make_app: Callable[..., Any],
+    store: Store,
+    tmp_path: Path,
+    new_log: Callable[..., LogBuilder],
+    put_body: Callable[..., dict[str, Any]],
+) -> None:
+    """A q that analyses to no term is refused (never the unfiltered listing); one that does still matches."""
+    log = new_log()
+    log.next(key="cafe", body=put_body("Café del Mar", tags=["chill"]))
+    log.next(key="the", body=put_body("The quiet one", tags=["ambient"]))
+    log.next(key="other", body=put_body("Loud rock", tags=["rock"]))
+    store.ingest(log.entries)
+    index = open_index(tmp_path / "idx", writer=True)
+    Feeder(store.engine, index).catch_up()
+    async with client_for(make_app(index=index)) as c:
+        for q in NO_TERM_QUERIES:
+            for extra in ({}, {"sort": "newest"}, {"tag": "rock"}):
+                p = assert_problem(
+                    await c.get("/v1/assets", params={"q": q, **extra}), 400, "no-search-terms"
+                )
+                assert "no searchable term" in p["detail"], p
+        for q, keys in [
+            ("cafe", {"cafe"}),
+            ('"cafe"', {"cafe"}),
+            ("/rock/", {"other"}),
+            ("the", {"the"}),
+            ("!!! loud ???", {"other"}),
+        ]:
+            r = await c.get("/v1/assets", params={"q": q})
+            assert r.status_code == 200, r.text
+            assert {i["key"] for i in r.json()["items"]} == keys, q
+        # No q, or a blank one, is the unfiltered listing (newest first), as documented.
+        for params in ({}, {"q": ""}, {"q": "   "}):
+            r = await c.get("/v1/assets", params=params)
+            assert r.status_code == 200 and r.json()["total"] == 3, (params, r.text)

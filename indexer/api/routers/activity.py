@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 import sniffio
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Request
 from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -80,12 +80,13 @@ def get_activity(
             "messages, with comment heartbeats.",
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         },
-        **errors(400, 422),
+        **errors(400, 422, 429),
     },
     response_class=EventSourceResponse,
     summary="Live activity (Server-Sent Events)",
 )
 async def get_events(
+    request: Request,
     ctx: Ctx,
     engine: EngineDep,
     broadcaster: BroadcasterDep,
@@ -95,10 +96,15 @@ async def get_events(
             alias="Last-Event-ID",
             ge=0,
             le=2**62,
-            description="Resume: replay every row after this id first (browsers send it on reconnect).",
+            description="Resume: replay every row after this id first (browsers send it on reconnect). "
+            "An id beyond the newest activity id is a 400 problem (`code: event-id-ahead`) naming the "
+            "newest; the newest id itself is a valid resume point.",
         ),
     ] = None,
-    after: Annotated[int | None, Query(ge=0, le=2**62, description="Same as Last-Event-ID.")] = None,
+    after: Annotated[
+        int | None,
+        Query(ge=0, le=2**62, description="Same as Last-Event-ID (which wins when both are given)."),
+    ] = None,
     kind: Kind = None,
     did: Did = None,
     uri: Uri = None,
@@ -108,13 +114,27 @@ async def get_events(
     Without `Last-Event-ID` the stream starts at the present. Each event's
     `id` is the activity id, `event` its kind and `data` the same JSON object
     as an item of `GET /v1/activity`.
+
+    * **400** (`code: event-id-ahead`) for a `Last-Event-ID` (or `after`)
+      beyond the newest activity id: no such event was ever sent (the
+      database was reset, or the id is made up). Reconnect without it.
+    * **429** (`code: too-many-streams`) when this client address already
+      holds `sse_max_per_client` (default 8) streams open; a stream's slot is
+      given back as soon as its client goes away.
     """
     _check_filters(did, uri)
     if sniffio.current_async_library() != "asyncio":  # psycopg's async LISTEN needs asyncio
         raise ProblemError(503, "the event stream needs an asyncio server", code="unavailable")
+    newest = await run_in_threadpool(reads.latest_activity_id, engine)
     start = last_event_id if last_event_id is not None else after
     if start is None:
-        start = await run_in_threadpool(reads.latest_activity_id, engine)
+        start = newest
+    elif start > newest:
+        raise EventIdAhead(
+            f"event id {start} is beyond the newest activity id {newest}; reconnect without Last-Event-ID "
+            "(or resume from an id you received)"
+        )
+    release = ctx.streams.acquire(ctx.limits.client_ip(request))  # nothing below raises before the response
     ctx.metrics.sse_clients.inc()
 
     async def stream() -> AsyncIterator[dict[str, Any]]:
@@ -134,4 +154,24 @@ async def get_events(
                         break
                 await asyncio.sleep(0)
 
-    return EventSourceResponse(stream(), ping=ctx.settings.sse_heartbeat_s)
+    return _HoldingSlot(stream(), ping=ctx.settings.sse_heartbeat_s, release=release)
+
+
+class EventIdAhead(BadRequest):
+    code = "event-id-ahead"
+    title = "Event id ahead"
+
+
+class _HoldingSlot(EventSourceResponse):
+    """An event stream that gives its client's slot back when the response ends, however it ends
+    (also when the client left before the stream's generator ever ran)."""
+
+    def __init__(self, *args: Any, release: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._release = release
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()

@@ -101,7 +101,9 @@ def quarantine(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> dict[str, Any]:
-    """Everything refused (invalid, fork, after-fork, unstorable), newest first, with the reason and the raw bytes."""
+    """Everything refused (invalid, fork, after-fork, unstorable), newest first, with the reason and the raw
+    bytes: of an input over 16 KiB only its `digest` and `size` are kept (`raw_kept: false`, `raw_base64`
+    null). The quarantine is bounded per source and in total and rows age out (settings `quarantine_*`)."""
     return admin_store.quarantine_page(engine, limit=limit, cursor=cursor)
 
 

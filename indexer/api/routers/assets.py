@@ -34,7 +34,16 @@ def search_assets(
     ctx: Ctx,
     index: IndexDep,
     q: Annotated[
-        str | None, Query(max_length=200, description="Full-text query (title > tags > description).")
+        str | None,
+        Query(
+            max_length=200,
+            description="Full-text query (title > tags > description). A term is a run of letters or "
+            "digits of at most 64 characters; punctuation separates terms and is otherwise ignored. "
+            "Missing or blank: no text search (every asset that passes the filters). A non-blank `q` "
+            'that holds no term (only punctuation or quotes, such as `"` or `/.*/`, or only words '
+            "over 64 characters) is a 400 problem with `code: no-search-terms`, never the unfiltered "
+            "listing.",
+        ),
     ] = None,
     creator: Annotated[str | None, Query(description="Only this creator's assets (a did:key).")] = None,
     tag: Annotated[list[str], Query(description="Repeatable; an asset must carry every tag given.")] = [],  # noqa: B006
@@ -85,7 +94,12 @@ def search_assets(
     ctx.metrics.search_latency.observe(time.perf_counter() - start)
     # The items come from the index already in the SearchResults shape (the schemathesis
     # test holds them to it): encoded at once, not re-validated field by field (~7% of a request).
-    body = {"items": page.items, "next_cursor": page.next_cursor, "total": page.total, "facets": page.facets or {}}
+    body = {
+        "items": page.items,
+        "next_cursor": page.next_cursor,
+        "total": page.total,
+        "facets": page.facets or {},
+    }
     return Response(orjson.dumps(body), media_type="application/json")
 
 

@@ -10,12 +10,12 @@ from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from protocol import ProtocolError, parse_entry_hash, split_sequence
+from protocol import MAX_ENTRY_BYTES, ProtocolError, parse_entry_hash, split_sequence
 
 from ...errors import BadRequest
-from ...store import IngestResult, reads
+from ...store import IngestResult, Store, reads
 from ...store import admin as admin_store
-from ..deps import Ctx, EngineDep, OptionalKey, ReadLimited, StoreDep
+from ..deps import ApiContext, Ctx, EngineDep, OptionalKey, ReadLimited, StoreDep
 from ..problem import ProblemError, ProblemResponse, problem_body, request_id_of
 from ..schemas import IngestOut
 from . import errors
@@ -73,15 +73,31 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def _split(body: bytes, max_items: int) -> list[bytes]:
-    """The entries of an RFC 8742 CBOR sequence (one entry is a sequence of one)."""
+    """The items of an RFC 8742 CBOR sequence (one entry is a sequence of one), each at most 16 KiB.
+
+    Each item is decoded from a window of :data:`~protocol.MAX_ENTRY_BYTES` at
+    its offset, so an item larger than an entry can be is refused once those
+    bytes are read, without decoding (or allocating for) the rest of it.
+    """
     raws: list[bytes] = []
-    try:
-        for raw in split_sequence(body):
-            raws.append(raw)
-            if len(raws) > max_items:
-                raise BadRequest(f"at most {max_items} entries per request")
-    except ProtocolError as exc:
-        raise BadRequest(f"the body is not a CBOR sequence: {exc}") from None
+    start = 0
+    while start < len(body):
+        if len(raws) == max_items:
+            raise BadRequest(f"at most {max_items} entries per request")
+        window = body[start : start + MAX_ENTRY_BYTES]
+        try:
+            raw = next(split_sequence(window, max_item=MAX_ENTRY_BYTES))
+        except ProtocolError:
+            if len(body) - start > MAX_ENTRY_BYTES:
+                raise BadRequest(
+                    f"the item at byte {start} is not a CBOR item of at most {MAX_ENTRY_BYTES} bytes "
+                    "(the size limit of an entry)"
+                ) from None
+            raise BadRequest(
+                f"the body is not a CBOR sequence: the item at byte {start} is not valid CBOR"
+            ) from None
+        raws.append(raw)
+        start += len(raw)
     if not raws:
         raise BadRequest("the body holds no entries")
     return raws
@@ -117,7 +133,9 @@ def _reply(request: Request, status: int, body: dict[str, Any], *, replayed: boo
         "requestBody": {
             "required": True,
             "description": "One signed entry (`application/cbor`) or an RFC 8742 CBOR sequence of up to "
-            "1,000 entries (`application/cbor` or `application/cbor-seq`), at most 16 MiB.",
+            "1,000 entries (`application/cbor` or `application/cbor-seq`), each item at most 16 KiB "
+            "(16,384 bytes, the protocol's entry limit), the body at most 1,000 x 16 KiB (both limits "
+            "are settings: `max_entries_per_request`, `max_body_bytes`).",
             "content": {CBOR: _BINARY, CBOR_SEQ: _BINARY},
         }
     },
@@ -132,9 +150,14 @@ async def submit_entries(
         str | None,
         Header(
             alias="Idempotency-Key",
-            description="Retry safely: the same key with the same body replays the stored response "
-            "(with `Idempotent-Replayed: true`); with a different body it is a 409. A key is the "
-            "caller's own (per API key, else per client address) and is kept for 24 hours.",
+            description="Retry safely: the key is claimed before the body is processed, so of "
+            "requests under one key only the first is processed. The same key with the same body "
+            "replays the stored response (with `Idempotent-Replayed: true`), or is a 409 "
+            "(`code: in-progress`) while the first is still being processed; with a different body "
+            "it is a 409 (`code: conflict`) and nothing of that body is applied. A request that fails "
+            "(4xx/5xx before it is answered) frees the key; a claim left by a request that died is "
+            "taken over after 5 minutes. A key is the caller's own (per API key, else per client "
+            "address) and is kept for 24 hours.",
         ),
     ] = None,
 ) -> Response:
@@ -151,8 +174,14 @@ async def submit_entries(
       verification: the invalid ones are quarantined, **the valid ones in the
       same request are still processed**, and the problem carries the same
       `results` and `counts` fields as a 200.
-    * **400** when the body is not a CBOR sequence, is empty, or holds more
-      than 1,000 entries; **413** over 16 MiB; **415** for another Content-Type.
+    * **400** when the body is not a CBOR sequence, is empty, holds more
+      than 1,000 items or an item over 16 KiB (no entry is larger; nothing of
+      the request is stored); **413** over 1,000 x 16 KiB; **415** for another
+      Content-Type.
+
+    Invalid entries are quarantined once per distinct input, within bounds per
+    client address and in total; past a bound they are still answered as
+    `invalid` but not recorded (counted in `empressa_quarantine_dropped_total`).
     """
     settings = ctx.settings
     ip = ctx.limits.client_ip(request)
@@ -171,16 +200,39 @@ async def submit_entries(
     caller = f"key:{key['id']}" if key is not None else f"ip:{ip}"
     stored_key = f"entries:{caller}:{idempotency_key}" if idempotency_key is not None else None
     digest = admin_store.request_digest(media_type.encode(), body)
-    if stored_key is not None:
-        found = await run_in_threadpool(
-            admin_store.idempotent_lookup, engine, key=stored_key, request_hash=digest
+    if stored_key is None:
+        status, out = await _process(request, ctx, store, body, ip)
+        return _reply(request, status, out, replayed=False)
+    found = await run_in_threadpool(admin_store.idempotent_claim, engine, key=stored_key, request_hash=digest)
+    if found is not None:
+        return _reply(request, found[0], found[1], replayed=True)
+    # This request holds the key's claim: answer it and record the answer, or give the claim up.
+    try:
+        status, out = await _process(request, ctx, store, body, ip)
+        await run_in_threadpool(
+            admin_store.idempotent_store,
+            engine,
+            key=stored_key,
+            request_hash=digest,
+            status=status,
+            response=out,
         )
-        if found is not None:
-            return _reply(request, found[0], found[1], replayed=True)
+    except Exception:
+        await run_in_threadpool(admin_store.idempotent_release, engine, key=stored_key, request_hash=digest)
+        raise
+    return _reply(request, status, out, replayed=False)
 
+
+async def _process(
+    request: Request, ctx: ApiContext, store: Store, body: bytes, ip: str
+) -> tuple[int, dict[str, Any]]:
+    """Split, verify and ingest the body: the response's status and body."""
+    settings = ctx.settings
     raws = _split(body, settings.max_entries_per_request)
     result = await run_in_threadpool(store.ingest_raw, raws, source=f"http:{ip}")
     out = _response_body(result)
+    if result.quarantine_dropped:
+        ctx.metrics.quarantine_dropped.inc(result.quarantine_dropped)
     for s, n in out["counts"].items():
         if n:
             ctx.metrics.ingest.labels(s).inc(n)
@@ -206,13 +258,4 @@ async def submit_entries(
         ip,
         " ".join(f"{s}={n}" for s, n in _response_body(result)["counts"].items() if n),
     )
-    if stored_key is not None:
-        status, out = await run_in_threadpool(
-            admin_store.idempotent_store,
-            engine,
-            key=stored_key,
-            request_hash=digest,
-            status=status,
-            response=out,
-        )
-    return _reply(request, status, out, replayed=False)
+    return status, out
