@@ -7,11 +7,23 @@ Order of start::
 
 Each service is a child process started through the CLI (``empressa indexer
 feed``, ``indexer run``, ``bridge run``, ``indexer reconcile``, ``node run``),
-so what runs here is exactly what an operator runs by hand. A child that dies
-is restarted with backoff; Ctrl-C (or SIGTERM) stops the children in reverse
-order, each with SIGTERM and then SIGKILL after a grace period, and then the
-embedded PostgreSQL. ``DIR/stack.json`` says where everything is once the API
-is ready and the bridge listens.
+so what runs here is exactly what an operator runs by hand. The embedded
+PostgreSQL is a child too: its ``postgres`` server runs in the foreground
+(not daemonised by ``pg_ctl``), so its death is seen like any other's. A child
+that dies is logged and restarted with backoff (PostgreSQL with crash recovery;
+the services reconnect by themselves). Ctrl-C (or SIGTERM) stops the children
+in reverse order, each with its stop signal and then SIGKILL after a grace
+period, PostgreSQL last; a second Ctrl-C/SIGTERM means "stop now": what still
+runs is killed. ``DIR/stack.json`` says where everything is once the API is
+ready and the bridge listens.
+
+Children die with the supervisor, even if it is killed with SIGKILL (see
+:mod:`bridge.children`). ``DIR/stack.pid`` names the supervisor and its
+children: ``up`` refuses a data dir whose recorded supervisor still runs ("a
+stack is already running in DIR (pid N)"), and first stops what a dead one
+left running. A PostgreSQL already serving the data dir under a one-shot
+command (``indexer … --data``) that still runs is refused likewise; one whose
+command is gone is stopped.
 
 Start-up fails with :class:`StackError` (one line naming the service and its
 log file: a service exited, was not ready in time, or a port it needs is
@@ -24,11 +36,16 @@ stack's services), but no other ``EMPRESSA_*``: not the caller's node settings
 (the demo creator is the stack's node, not theirs), not data directories or
 database URLs (the stack chooses those), and not the caller's keystore secret
 unless it is the one the stack seals with (see :func:`dev_secrets`).
+PostgreSQL gets only ``PATH``.
 
 Secrets: the bridge and demo keystores are sealed with ``EMPRESSA_KEK`` (or
 ``EMPRESSA_PASSPHRASE``) when set; otherwise a development key-encryption key is
 generated once in ``DIR/dev-kek`` (mode 0600) and a warning says so. It is
-passed to children in their environment, never on a command line or in a log.
+passed in the environment of the processes that unlock a keystore (the bridge,
+the demo node) and of no other (least privilege: the API, feeder and
+reconciler never hold key material), never on a command line or in a log.
+The database URL they get names a libpq password file (``passfile=``), not a
+password.
 """
 
 from __future__ import annotations
@@ -40,17 +57,15 @@ import secrets
 import shutil
 import signal
 import socket
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bridge.children import Child, PidFile, Signals
 from indexer.db import migrate
 from indexer.embedded import EmbeddedPostgres
 from node.config import write_default_config
@@ -63,8 +78,11 @@ from node.store import Store as NodeStore
 log = logging.getLogger(__name__)
 
 STACK_JSON = "stack.json"
+STACK_PID = "stack.pid"
 READY_TIMEOUT = 120.0
 STOP_GRACE = 10.0
+POSTGRES_STOP_GRACE = 60.0  # a fast shutdown writes a checkpoint
+SIGNERS = frozenset({"bridge", "demo-node"})  # the children that unlock a keystore
 
 # What of the caller's EMPRESSA_* reaches the children: the settings of the stack's services...
 PASSED_PREFIXES = ("EMPRESSA_INDEXER_", "EMPRESSA_BRIDGE_")
@@ -97,75 +115,15 @@ def dev_secrets(data_dir: Path, environ: Mapping[str, str]) -> dict[str, str]:
     return {"EMPRESSA_KEK": path.read_text().strip()}
 
 
-@dataclass
-class Child:
-    """One supervised service."""
-
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
-    restarts: int = 0
-    started_at: float = 0.0
-    stopping: bool = False
-    _log_file: Any = field(default=None, repr=False)
-    _log_start: int = field(default=0, repr=False)
-
-    def start(self) -> None:
-        self._close_log()
-        self._log_file = self.log_path.open("ab")
-        self._log_start = self._log_file.tell()
-        self.proc = subprocess.Popen(
-            self.argv,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops children in order
-        )
-        self.started_at = time.monotonic()
-        log.info("started service=%s pid=%d log=%s", self.name, self.proc.pid, self.log_path)
-
-    def stop(self) -> None:
-        self.stopping = True
-        p = self.proc
-        if p is not None and p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(STOP_GRACE)
-            except subprocess.TimeoutExpired:
-                log.warning("service did not stop in time, killing service=%s pid=%d", self.name, p.pid)
-                p.kill()
-                p.wait()
-            log.info("stopped service=%s exit=%s", self.name, p.returncode)
-        self._close_log()
-
-    def _close_log(self) -> None:
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-
-    def last_words(self, limit: int = 300) -> str:
-        """The last line this run of the service wrote to its log ("" if none)."""
-        try:
-            with self.log_path.open("rb") as f:
-                f.seek(self._log_start)
-                tail = f.read()[-8192:]
-        except OSError:
-            return ""
-        lines = [line.strip() for line in tail.decode(errors="replace").splitlines() if line.strip()]
-        return lines[-1][:limit] if lines else ""
-
-    def failure(self) -> StackError:
-        """The error for this service having exited during start-up."""
-        assert self.proc is not None
-        said = self.last_words()
-        return StackError(
-            f"{self.name} exited with {self.proc.returncode} during start-up"
-            + (f" ({said})" if said else "")
-            + f"; see {self.log_path}"
-        )
+def _failure(child: Child) -> StackError:
+    """The error for ``child`` having exited during start-up."""
+    assert child.proc is not None
+    said = child.last_words()
+    return StackError(
+        f"{child.name} exited with {child.proc.returncode} during start-up"
+        + (f" ({said})" if said else "")
+        + f"; see {child.log_path}"
+    )
 
 
 class Stack:
@@ -191,17 +149,56 @@ class Stack:
         self.log_json = log_json
         self.pg: EmbeddedPostgres | None = None
         self.children: list[Child] = []
-        self._stop = threading.Event()
+        self.signals = Signals()
+        self.pid_file = PidFile(data_dir / STACK_PID)
 
     # -- set-up --------------------------------------------------------------------------------
 
-    def _database(self) -> str:
+    def _claim(self) -> None:
+        """Refuse a data dir whose stack still runs; stop what a killed one left running."""
+        if not self.pid_file.path.exists():
+            return
+        pid = self.pid_file.live_supervisor()
+        if pid is not None:
+            raise StackError(f"a stack is already running in {self.data_dir} (pid {pid})")
+        self.pid_file.stop_leftovers()
+
+    def _start_child(self, child: Child) -> None:
+        child.start()
+        self.pid_file.write(self.children)
+
+    def _database(self, logs: Path) -> str:
+        """The database URL: the given one, or the embedded PostgreSQL started as a child."""
         if self.database_url:
             log.info("using the given database")
             return self.database_url
-        self.pg = EmbeddedPostgres(self.data_dir / "postgres")
-        url = self.pg.start()
-        log.info("embedded postgresql ready port=%d", self.pg.port)
+        self.pg = pg = EmbeddedPostgres(self.data_dir / "postgres")
+        pid = pg.server_pid()
+        if pid is not None:
+            user = pg.serving_pid()
+            if user is not None and user != os.getpid() and _alive(user):
+                raise StackError(
+                    f"the PostgreSQL of {self.data_dir} is in use by another command (pid {user}); "
+                    "let it finish, or stop it, and run this again"
+                )
+            log.warning("stopping a PostgreSQL left running on this data dir pid=%d", pid)
+            pg.stop()
+        pg.prepare()
+        self._interrupted()
+        child = Child(
+            "postgres",
+            pg.server_argv(),
+            {"PATH": self.environ.get("PATH", os.defpath)},
+            logs / "postgres.log",
+            user=pg.server_user(),
+            stop_signal=signal.SIGINT,  # fast shutdown
+            grace=POSTGRES_STOP_GRACE,
+        )
+        self.children.append(child)
+        self._start_child(child)
+        self._wait_for(child, "the embedded postgresql", pg.accepting)
+        url = pg.provision()
+        log.info("embedded postgresql ready port=%d", pg.port)
         return url
 
     def _check_ports(self) -> None:
@@ -215,16 +212,18 @@ class Stack:
                     f"port {port} is in use, {who} needs it; stop what holds it or choose another with {flag}"
                 )
 
-    def _child_env(self, url: str, kek: dict[str, str]) -> dict[str, str]:
-        """The children's environment (see the module docstring for what of ``EMPRESSA_*`` passes)."""
+    def _child_env(self, url: str, kek: dict[str, str], *, signer: bool = False) -> dict[str, str]:
+        """A service's environment (see the module docstring for what of ``EMPRESSA_*`` passes).
+
+        Args:
+            signer: it unlocks a keystore (the bridge, the demo node): it gets ``kek``; no other does.
+        """
         env = {k: v for k, v in self.environ.items() if _passed(k)}
-        env.update(kek)
+        if signer:
+            env.update(kek)
         env["DATABASE_URL"] = url
         env["PYTHONUNBUFFERED"] = "1"
-        metrics = self.data_dir / "metrics"
-        shutil.rmtree(metrics, ignore_errors=True)
-        metrics.mkdir(parents=True)
-        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(self.data_dir / "metrics")
         if self.log_json:
             env["EMPRESSA_LOG_JSON"] = "1"
         return env
@@ -254,8 +253,11 @@ class Stack:
 
     def _interrupted(self) -> None:
         """Raise KeyboardInterrupt if Ctrl-C or SIGTERM came during start-up."""
-        if self._stop.is_set():
+        if self.signals.stop:
             raise KeyboardInterrupt
+
+    def _fds(self) -> list[int]:
+        return [fd for c in self.children for fd in c.fds()]
 
     def _wait_for(self, child: Child, what: str, check: Any) -> Any:
         """Poll ``check`` until it returns something truthy, and return that.
@@ -271,11 +273,11 @@ class Stack:
             if result:
                 return result
             for c in self.children:
-                if c.proc is not None and c.proc.poll() is not None and not c.stopping:
-                    raise c.failure()
+                if c.exited():
+                    raise _failure(c)
             if time.monotonic() > deadline:
                 raise StackError(f"{what} was not ready in {READY_TIMEOUT:.0f} s; see {child.log_path}")
-            self._stop.wait(0.1)
+            self.signals.wait(0.1, self._fds())
 
     # -- running -------------------------------------------------------------------------------
 
@@ -283,13 +285,15 @@ class Stack:
         """Start everything, supervise until Ctrl-C/SIGTERM, stop everything.
 
         Raises:
-            StackError: start-up failed (what had started is stopped first).
+            StackError: start-up failed (what had started is stopped first), or a stack already
+                runs in the data dir (nothing is touched then).
             KeyboardInterrupt: Ctrl-C or SIGTERM before the stack was ready (likewise).
         """
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: self._stop.set())
+        self.signals.install()
+        self._claim()
         self._check_ports()
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.pid_file.write(self.children)
         (self.data_dir / STACK_JSON).unlink(missing_ok=True)
         logs = self.data_dir / "logs"
         logs.mkdir(exist_ok=True)
@@ -297,7 +301,7 @@ class Stack:
             try:
                 self._start(logs)
             except Exception:
-                # Ctrl-C also reaches initdb/pg_ctl (same process group): their failure is the interrupt.
+                # Ctrl-C also reaches initdb (same process group): its failure is the interrupt.
                 self._interrupted()
                 raise
             self._supervise()
@@ -305,12 +309,14 @@ class Stack:
             self.shutdown()
 
     def _start(self, logs: Path) -> None:
-        url = self._database()
+        url = self._database(logs)
         self._interrupted()
         migrate(url)
         self._interrupted()
         kek = dev_secrets(self.data_dir, self.environ)
-        env = self._child_env(url, kek)
+        metrics = self.data_dir / "metrics"
+        shutil.rmtree(metrics, ignore_errors=True)
+        metrics.mkdir(parents=True)
         exe = _empressa()
         api_url = f"http://127.0.0.1:{self.port}"
         bridge_dir = self.data_dir / "bridge"
@@ -348,9 +354,9 @@ class Stack:
         ]
         started: dict[str, Child] = {}
         for name, argv in services:
-            child = Child(name, argv, env, logs / f"{name}.log")
+            child = Child(name, argv, self._child_env(url, kek, signer=name in SIGNERS), logs / f"{name}.log")
             self.children.append(child)
-            child.start()
+            self._start_child(child)
             started[name] = child
         self._wait_for(started["api"], "the indexer API", lambda: _ready(api_url))
         bridge = self._wait_for(
@@ -372,14 +378,15 @@ class Stack:
                     "/ip4/127.0.0.1/tcp/0",
                     "--api-port",
                     "0",
+                    "--no-mdns",  # it listens on loopback: nothing to announce on the LAN
                     "--bootstrap",
                     bridge_addr,
                 ],
-                env,
+                self._child_env(url, kek, signer=True),
                 logs / "demo-node.log",
             )
             self.children.append(child)
-            child.start()
+            self._start_child(child)
         info = {
             "api_url": api_url,
             "bridge_multiaddr": bridge_addr,
@@ -390,12 +397,21 @@ class Stack:
         log.info("stack ready api_url=%s bridge=%s logs=%s", api_url, bridge_addr, logs)
 
     def _supervise(self) -> None:
-        while not self._stop.wait(0.5):
+        """Restart what dies (with backoff), until a signal comes."""
+        due: dict[str, float] = {}  # service -> when to restart it
+        while not self.signals.stop:
+            now = time.monotonic()
             for c in self.children:
-                if c.proc is None or c.proc.poll() is None or c.stopping:
+                if c.name in due:
+                    if now >= due[c.name]:
+                        del due[c.name]
+                        self._start_child(c)
                     continue
+                if not c.exited():
+                    continue
+                assert c.proc is not None
                 c.restarts += 1
-                uptime = time.monotonic() - c.started_at
+                uptime = now - c.started_at
                 backoff = 0.5 if uptime > 30 else min(30.0, 0.5 * 2 ** min(c.restarts, 6))
                 log.warning(
                     "service exited service=%s exit=%s uptime_s=%.1f restart_in_s=%.1f log=%s",
@@ -405,17 +421,18 @@ class Stack:
                     backoff,
                     c.log_path,
                 )
-                if self._stop.wait(backoff):
-                    return
-                c.start()
+                due[c.name] = now + backoff
+            waiting = [c for c in self.children if c.name not in due and c.running()]
+            timeout = min((t - time.monotonic() for t in due.values()), default=5.0)
+            self.signals.wait(min(timeout, 5.0), [fd for c in waiting for fd in c.fds()])
 
     def shutdown(self) -> None:
         log.info("stopping the stack")
         for c in reversed(self.children):
-            c.stop()
+            c.stop(self.signals)
         (self.data_dir / STACK_JSON).unlink(missing_ok=True)
-        if self.pg is not None:
-            self.pg.stop()
+        if (self.pid_file.read() or {}).get("pid") == os.getpid():
+            self.pid_file.remove()
         log.info("stack stopped")
 
 
@@ -426,6 +443,16 @@ def _passed(name: str) -> bool:
     if name in PASSED:
         return True
     return name.startswith(PASSED_PREFIXES) and not name.endswith(WITHHELD_SUFFIXES)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _port_free(host: str, port: int) -> bool:

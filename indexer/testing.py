@@ -8,6 +8,10 @@ TEMPLATE``, a few tens of milliseconds)::
     url = server.fresh_database()      # migrated, empty
     ...
     server.stop()
+
+As in a stack, the tests' databases are owned by the services' role (not a
+superuser) and migrated by it; :attr:`PostgresForTests.pg`'s ``admin_url()``
+is the superuser's, for what only a superuser may do.
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ import os
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from .db import libpq_url, migrate
-from .embedded import EmbeddedPostgres
+from .embedded import ROLE, EmbeddedPostgres
 
 TEMPLATE = "empressa_template"
 
@@ -34,24 +40,29 @@ class PostgresForTests:
         pg = EmbeddedPostgres(data_dir)
         pg.start()
         self = cls(pg)
-        url = pg.admin_url(TEMPLATE)
         with psycopg.connect(pg.admin_url(), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}"')
-            conn.execute(f'CREATE DATABASE "{TEMPLATE}"')
-        migrate(url)
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(TEMPLATE)))
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(TEMPLATE), sql.Identifier(ROLE))
+            )
+        migrate(pg.role_url(TEMPLATE))
         return self
 
     def fresh_database(self) -> str:
-        """A new, migrated, empty database; returns its URL."""
+        """A new, migrated, empty database owned by the services' role; returns its URL (that role's)."""
         name = f"t{os.getpid()}_{next(self._n)}"
         with psycopg.connect(self.pg.admin_url(), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"')
-        return self.pg.admin_url(name)
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER {}").format(
+                    sql.Identifier(name), sql.Identifier(TEMPLATE), sql.Identifier(ROLE)
+                )
+            )
+        return self.pg.role_url(name)
 
     def drop_database(self, url: str) -> None:
-        name = libpq_url(url).rsplit("/", 1)[1]
+        name = conninfo_to_dict(libpq_url(url))["dbname"]
         with psycopg.connect(self.pg.admin_url(), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(str(name))))
 
     def stop(self) -> None:
         self.pg.destroy()

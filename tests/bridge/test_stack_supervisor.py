@@ -3,14 +3,18 @@ their log files, and the errors start-up ends with (real child processes, no Pos
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import bridge.stack as stack_mod
+from bridge.children import Signals
 from bridge.stack import Child, Stack, StackError
 from node.errors import NodeError
 
@@ -60,7 +64,7 @@ def test_child_env_passes_service_settings_and_withholds_the_callers_own(tmp_pat
     }
     s = make_stack(tmp_path, caller)
     s.data_dir.mkdir(parents=True)
-    env = s._child_env("postgresql://stack/db", {"EMPRESSA_KEK": "00" * 32})
+    env = s._child_env("postgresql://stack/db", {"EMPRESSA_KEK": "00" * 32}, signer=True)
     assert env["DATABASE_URL"] == "postgresql://stack/db"
     assert env["EMPRESSA_KEK"] == "00" * 32
     assert env["PATH"] == "/usr/bin" and env["HOME"] == "/home/me"
@@ -78,9 +82,12 @@ def test_child_env_keeps_the_callers_secret_when_it_is_the_stacks(tmp_path: Path
     s = make_stack(tmp_path, {"EMPRESSA_PASSPHRASE": "pw", "EMPRESSA_KEK": "11" * 32})
     s.data_dir.mkdir(parents=True)
     kek = stack_mod.dev_secrets(s.data_dir, s.environ)
-    env = s._child_env("postgresql://stack/db", kek)
+    env = s._child_env("postgresql://stack/db", kek, signer=True)
     # Only the secret the stack seals with: a child holding both might unlock with the other.
     assert env["EMPRESSA_KEK"] == "11" * 32 and "EMPRESSA_PASSPHRASE" not in env
+    # And only for a child that unlocks a keystore: the API, feeder and reconciler get neither.
+    env = s._child_env("postgresql://stack/db", kek)
+    assert not {"EMPRESSA_KEK", "EMPRESSA_PASSPHRASE"} & set(env)
 
 
 def test_child_restart_closes_the_previous_log_handle(tmp_path: Path) -> None:
@@ -92,7 +99,7 @@ def test_child_restart_closes_the_previous_log_handle(tmp_path: Path) -> None:
     child.start()
     assert first.closed and not child._log_file.closed
     child.proc.wait(30)
-    child.stop()  # already exited: still closes its log
+    child.stop(Signals())  # already exited: still closes its log
     assert child._log_file is None
     assert child.log_path.read_text().count("hello") == 2
 
@@ -138,13 +145,27 @@ def test_not_ready_in_time_names_the_service_and_its_log(
         s.shutdown()
 
 
+@pytest.fixture
+def restore_signals() -> Iterator[None]:
+    """The test installs the supervisor's SIGINT/SIGTERM handlers in this process: put pytest's back."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(-1)
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+@pytest.mark.usefixtures("restore_signals")
 def test_a_stop_during_start_up_interrupts_the_wait_and_nothing_goes_on(tmp_path: Path) -> None:
     s = make_stack(tmp_path)
     api = python_child(tmp_path, "api", "import time; time.sleep(60)")
     s.children.append(api)
+    s.signals.install()
     try:
         api.start()
-        threading.Timer(0.3, s._stop.set).start()
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
         with pytest.raises(KeyboardInterrupt):
             s._wait_for(api, "the bridge", lambda: None)
     finally:
