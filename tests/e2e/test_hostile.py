@@ -71,6 +71,9 @@ class Up:
         self.data = data
         self.log_path = data.with_name("up.log")
         self._log = self.log_path.open("ab")
+        # A supervisor that was killed leaves its stack.json behind; wait for a new one.
+        stack_json = data / "stack.json"
+        self._stale = stack_json.read_bytes() if stack_json.exists() else None
         env = child_env(
             EMPRESSA_PASSPHRASE=None,
             DATABASE_URL=None,
@@ -108,7 +111,8 @@ class Up:
             if self.proc.poll() is not None:
                 pytest.fail(f"empressa up exited {self.proc.returncode}:\n{self.logs()}")
             try:
-                return json.loads((self.data / "stack.json").read_text())  # type: ignore[no-any-return]
+                text = (self.data / "stack.json").read_bytes()
+                return json.loads(text) if text != self._stale else None  # type: ignore[no-any-return]
             except (OSError, ValueError):
                 return None
 
