@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 EMPRESSA = str(Path(sys.executable).with_name("empressa"))
@@ -86,9 +87,13 @@ def cli(
         timeout=CLI_TIMEOUT,
     )
     if ok is True:
-        assert p.returncode == 0, f"empressa {' '.join(map(str, args))} exited {p.returncode}: {p.stderr.decode()}"
+        assert p.returncode == 0, (
+            f"empressa {' '.join(map(str, args))} exited {p.returncode}: {p.stderr.decode()}"
+        )
     elif ok is False:
-        assert p.returncode != 0, f"empressa {' '.join(map(str, args))} unexpectedly succeeded: {p.stdout.decode()}"
+        assert p.returncode != 0, (
+            f"empressa {' '.join(map(str, args))} unexpectedly succeeded: {p.stdout.decode()}"
+        )
     return p
 
 
@@ -112,10 +117,24 @@ def init_node(data: Path, *, env: dict[str, str] | None = None) -> str:
     return cli_json("node", "init", "--data", data, env=env)["did"]
 
 
-def publish(data: Path, key: str, title: str, *extra: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+def publish(
+    data: Path, key: str, title: str, *extra: str, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     return cli_json(
-        "node", "publish", "--data", data, "--key", key, "--title", title, "--cid", CID, "--mime", "audio/mpeg",
-        *extra, env=env,
+        "node",
+        "publish",
+        "--data",
+        data,
+        "--key",
+        key,
+        "--title",
+        title,
+        "--cid",
+        CID,
+        "--mime",
+        "audio/mpeg",
+        *extra,
+        env=env,
     )
 
 
@@ -148,7 +167,9 @@ def wait_for(check: Callable[[], Any], *, what: str, timeout: float = 30.0, inte
 class Daemon:
     """One ``empressa node run`` child process."""
 
-    def __init__(self, data: Path, *, bootstrap: Sequence[str] = (), env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, data: Path, *, bootstrap: Sequence[str] = (), env: dict[str, str] | None = None
+    ) -> None:
         self.data = data
         self.log_path = data.with_name(data.name + ".log")
         self.env = env or child_env()
@@ -158,7 +179,9 @@ class Daemon:
         # A daemon killed without cleaning up leaves its node.json behind; wait for a new one.
         self._stale = self.node_json.read_bytes() if self.node_json.exists() else None
         self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(args, env=self.env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log)
+        self.proc = subprocess.Popen(
+            args, env=self.env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log
+        )
         self.info: dict[str, Any] = {}
 
     @property
@@ -215,13 +238,17 @@ class Daemons:
     def __init__(self) -> None:
         self.started: list[Daemon] = []
 
-    def spawn(self, data: Path, *, bootstrap: Sequence[str] = (), env: dict[str, str] | None = None) -> Daemon:
+    def spawn(
+        self, data: Path, *, bootstrap: Sequence[str] = (), env: dict[str, str] | None = None
+    ) -> Daemon:
         """Start a daemon without waiting for it (call :meth:`Daemon.wait_ready`)."""
         d = Daemon(data, bootstrap=bootstrap, env=env)
         self.started.append(d)
         return d
 
-    def start(self, data: Path, *, bootstrap: Sequence[str] = (), env: dict[str, str] | None = None) -> Daemon:
+    def start(
+        self, data: Path, *, bootstrap: Sequence[str] = (), env: dict[str, str] | None = None
+    ) -> Daemon:
         return self.spawn(data, bootstrap=bootstrap, env=env).wait_ready()
 
     def stop_all(self) -> None:
@@ -245,3 +272,160 @@ def module_daemons() -> Iterator[Daemons]:
         yield ds
     finally:
         ds.stop_all()
+
+
+# -- a whole stack: ``empressa up`` --------------------------------------------------------------
+
+STACK_TIMEOUT = 180.0
+
+
+class RunningStack:
+    """One ``empressa up --demo`` child on ``data``, with fresh ports; ``env`` adds to its environment."""
+
+    def __init__(self, data: Path, **env: str | None) -> None:
+        self.data = data
+        self.log_path = data.with_name("up.log")
+        self._log = self.log_path.open("ab")
+        # A supervisor that was killed leaves its stack.json behind; wait for a new one.
+        stack_json = data / "stack.json"
+        self._stale = stack_json.read_bytes() if stack_json.exists() else None
+        self.proc = subprocess.Popen(
+            [
+                EMPRESSA,
+                "up",
+                "--data",
+                str(data),
+                "--port",
+                str(free_port()),
+                "--p2p-port",
+                str(free_port()),
+                "--demo",
+            ],
+            env=child_env(EMPRESSA_PASSPHRASE=None, DATABASE_URL=None, **env),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=self._log,
+        )
+        self.info: dict[str, Any] = {}
+
+    def logs(self) -> str:
+        text = self.log_path.read_text(errors="replace")
+        for child in sorted((self.data / "logs").glob("*.log")):
+            text += f"\n--- {child.name} ---\n" + child.read_text(errors="replace")[-4000:]
+        return text
+
+    def wait_ready(self) -> RunningStack:
+        def ready() -> dict[str, Any] | None:
+            if self.proc.poll() is not None:
+                pytest.fail(f"empressa up exited {self.proc.returncode}:\n{self.logs()}")
+            try:
+                text = (self.data / "stack.json").read_bytes()
+                return json.loads(text) if text != self._stale else None  # type: ignore[no-any-return]
+            except (OSError, ValueError):
+                return None
+
+        self.info = wait_for(ready, what="stack.json", timeout=STACK_TIMEOUT)
+        return self
+
+    @property
+    def api_url(self) -> str:
+        return str(self.info["api_url"])
+
+    def get(self, path: str, **params: Any) -> httpx.Response:
+        return httpx.get(self.api_url + path, params=params, timeout=10)
+
+    def services(self) -> dict[str, int]:
+        """The supervisor's live children by service name (see :func:`children_of`)."""
+        return children_of(self.proc.pid)
+
+    def stop(self, sig: int = signal.SIGINT) -> int:
+        code = stop_process(self.proc, sig)
+        self._log.close()
+        return code
+
+
+# -- processes, from /proc -----------------------------------------------------------------------
+
+SERVICES = {
+    ("indexer", "feed"): "feeder",
+    ("indexer", "run"): "api",
+    ("bridge", "run"): "bridge",
+    ("indexer", "reconcile"): "reconciler",
+    ("node", "run"): "demo-node",
+}
+
+
+def _stat(pid: int) -> list[str]:
+    """/proc/PID/stat's fields after the command name (state is [0], ppid [1], start time [19])."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def cmdline(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+
+
+def environ_of(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode(errors="replace").split("=", 1) for item in raw if b"=" in item)
+
+
+def parents() -> dict[int, int]:
+    """Every process's parent pid."""
+    found: dict[int, int] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                found[int(proc.name)] = int(_stat(int(proc.name))[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (children, theirs, …)."""
+    parent = parents()
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {p for p, pp in parent.items() if pp in frontier} - found
+        found |= frontier
+    return found
+
+
+def children_of(pid: int) -> dict[str, int]:
+    """The direct children of ``pid`` by service name (``postgres`` for the server)."""
+    found: dict[str, int] = {}
+    for child, ppid in parents().items():
+        if ppid != pid:
+            continue
+        try:
+            argv = cmdline(child)
+        except OSError:
+            continue
+        if argv and Path(argv[0]).name == "postgres":
+            found["postgres"] = child
+        for (a, b), name in SERVICES.items():
+            if argv[2:4] == [a, b] or argv[3:5] == [a, b]:  # python + the script, or python -m cli
+                found[name] = child
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead, only not yet reaped by its parent
+        return _stat(pid)[0] != "Z"
+    except OSError:
+        return False
+
+
+def process_start(pid: int) -> int:
+    """A process's start time (clock ticks since boot): with the pid, its identity."""
+    return int(_stat(pid)[19])
+
+
+def postmaster_pid(data: Path) -> int:
+    """The pid of the PostgreSQL server of the stack in ``data``."""
+    return int((data / "postgres" / "pgdata" / "postmaster.pid").read_text().split("\n", 1)[0])

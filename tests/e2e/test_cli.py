@@ -75,11 +75,38 @@ def test_init_with_kek_and_unlock_rules(tmp_path: Path) -> None:
     did = init_node(data, env=env)
     assert publish(data, "k1", "With a KEK", env=env)["uri"] == f"empressa://{did}/k1"
 
-    wrong = cli("node", "publish", "--data", data, "--key", "k2", "--title", "t", "--cid", CID, "--mime", "a/b",
-                env=child_env(EMPRESSA_PASSPHRASE=None, EMPRESSA_KEK=secrets.token_hex(32)), ok=False)
+    wrong = cli(
+        "node",
+        "publish",
+        "--data",
+        data,
+        "--key",
+        "k2",
+        "--title",
+        "t",
+        "--cid",
+        CID,
+        "--mime",
+        "a/b",
+        env=child_env(EMPRESSA_PASSPHRASE=None, EMPRESSA_KEK=secrets.token_hex(32)),
+        ok=False,
+    )
     assert "wrong EMPRESSA_KEK" in one_line_error(wrong)
-    passphrase_only = cli("node", "publish", "--data", data, "--key", "k2", "--title", "t", "--cid", CID,
-                          "--mime", "a/b", ok=False)
+    passphrase_only = cli(
+        "node",
+        "publish",
+        "--data",
+        data,
+        "--key",
+        "k2",
+        "--title",
+        "t",
+        "--cid",
+        CID,
+        "--mime",
+        "a/b",
+        ok=False,
+    )
     assert "EMPRESSA_KEK" in one_line_error(passphrase_only)
     assert list(library(data, all=False)) == [f"empressa://{did}/k1"]
 
@@ -98,8 +125,22 @@ def test_wrong_passphrase(tmp_path: Path, daemons: Daemons) -> None:
     data = tmp_path / "a"
     init_node(data)
     env = child_env(EMPRESSA_PASSPHRASE="not the passphrase")
-    p = cli("node", "publish", "--data", data, "--key", "k", "--title", "t", "--cid", CID, "--mime", "a/b",
-            env=env, ok=False)
+    p = cli(
+        "node",
+        "publish",
+        "--data",
+        data,
+        "--key",
+        "k",
+        "--title",
+        "t",
+        "--cid",
+        CID,
+        "--mime",
+        "a/b",
+        env=env,
+        ok=False,
+    )
     line = one_line_error(p)
     assert "wrong passphrase" in line and str(data / "keystore.json") in line
     assert export(data) == b""
@@ -115,8 +156,22 @@ def test_locked_keystore_without_a_tty(tmp_path: Path, daemons: Daemons) -> None
     data = tmp_path / "a"
     init_node(data)
     env = child_env(EMPRESSA_PASSPHRASE=None)
-    p = cli("node", "publish", "--data", data, "--key", "k", "--title", "t", "--cid", CID, "--mime", "a/b",
-            env=env, ok=False)
+    p = cli(
+        "node",
+        "publish",
+        "--data",
+        data,
+        "--key",
+        "k",
+        "--title",
+        "t",
+        "--cid",
+        CID,
+        "--mime",
+        "a/b",
+        env=env,
+        ok=False,
+    )
     line = one_line_error(p)
     assert "keystore is locked" in line and "EMPRESSA_PASSPHRASE" in line
     assert export(data) == b""
@@ -207,7 +262,9 @@ def exported(tmp_path: Path) -> tuple[Path, str, list[dict], bytes]:
     return data, did, written, export(data, all=False)
 
 
-def test_export_verify_import_round_trip(tmp_path: Path, exported: tuple[Path, str, list[dict], bytes]) -> None:
+def test_export_verify_import_round_trip(
+    tmp_path: Path, exported: tuple[Path, str, list[dict], bytes]
+) -> None:
     src, did, written, blob = exported
     assert export(src, all=True) == blob  # nothing but our own entries here
     items = list(split_sequence(blob))

@@ -19,7 +19,6 @@ it again on the same data directory.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import signal
@@ -31,169 +30,47 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import cbor2
 import httpx
 import psycopg
 import pytest
 
+from indexer.embedded import _bin_dir
 from protocol import Signer, sign_entry
 
 from .conftest import (
     CLI_TIMEOUT,
     EMPRESSA,
     Daemons,
+    RunningStack,
+    alive,
     child_env,
     cli,
-    free_port,
+    cmdline,
+    environ_of,
     init_node,
     one_line_error,
+    postmaster_pid,
     publish,
-    stop_process,
     wait_for,
 )
 
 pytestmark = pytest.mark.e2e
 
-STACK_TIMEOUT = 180.0
 VISIBLE_TIMEOUT = 60.0
 CBOR_SEQ = {"content-type": "application/cbor-seq"}
-SSE_PER_CLIENT = 4  # the stack below runs with this cap (EMPRESSA_INDEXER_SSE_MAX_PER_CLIENT)
+SSE_PER_CLIENT = 4  # the stack below runs with this cap
 
 
-# -- the stack ---------------------------------------------------------------------------------
-
-
-class Up:
-    """One ``empressa up --demo`` process on a data directory."""
-
-    def __init__(self, data: Path) -> None:
-        self.data = data
-        self.log_path = data.with_name("up.log")
-        self._log = self.log_path.open("ab")
-        # A supervisor that was killed leaves its stack.json behind; wait for a new one.
-        stack_json = data / "stack.json"
-        self._stale = stack_json.read_bytes() if stack_json.exists() else None
-        env = child_env(
-            EMPRESSA_PASSPHRASE=None,
-            DATABASE_URL=None,
-            # Reads are polled below; the attacks are on the other limits.
-            EMPRESSA_INDEXER_RATE_LIMIT_READ="100000/minute",
-            EMPRESSA_INDEXER_SSE_MAX_PER_CLIENT=str(SSE_PER_CLIENT),
-        )
-        self.proc = subprocess.Popen(
-            [
-                EMPRESSA,
-                "up",
-                "--data",
-                str(data),
-                "--port",
-                str(free_port()),
-                "--p2p-port",
-                str(free_port()),
-                "--demo",
-            ],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=self._log,
-        )
-        self.info: dict[str, Any] = {}
-
-    def logs(self) -> str:
-        text = self.log_path.read_text(errors="replace")
-        for child in sorted((self.data / "logs").glob("*.log")):
-            text += f"\n--- {child.name} ---\n" + child.read_text(errors="replace")[-3000:]
-        return text
-
-    def wait_ready(self) -> Up:
-        def ready() -> dict[str, Any] | None:
-            if self.proc.poll() is not None:
-                pytest.fail(f"empressa up exited {self.proc.returncode}:\n{self.logs()}")
-            try:
-                text = (self.data / "stack.json").read_bytes()
-                return json.loads(text) if text != self._stale else None  # type: ignore[no-any-return]
-            except (OSError, ValueError):
-                return None
-
-        self.info = wait_for(ready, what="stack.json", timeout=STACK_TIMEOUT)
-        return self
-
-    @property
-    def api(self) -> str:
-        return str(self.info["api_url"])
-
-    def get(self, path: str, **params: Any) -> httpx.Response:
-        return httpx.get(self.api + path, params=params, timeout=10)
-
-    def children(self) -> dict[str, int]:
-        """The supervisor's live child processes, by service name (from their command lines)."""
-        found: dict[str, int] = {}
-        for pid in _pids():
-            if _ppid(pid) != self.proc.pid:
-                continue
-            found[_service(_cmdline(pid))] = pid
-        return found
-
-    def close(self) -> None:
-        self._log.close()
-
-
-def _pids() -> list[int]:
-    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
-
-
-def _ppid(pid: int) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("PPid:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    except OSError:
-        return []
-
-
-def _environ(pid: int) -> dict[str, str]:
-    raw = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
-    return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
-
-
-def _service(argv: list[str]) -> str:
-    words = " ".join(argv)
-    for name, marker in (
-        ("feeder", "indexer feed"),
-        ("api", "indexer run"),
-        ("reconciler", "indexer reconcile"),
-        ("bridge", "bridge run"),
-        ("demo-node", "node run"),
-        ("postgres", "postgres"),
-    ):
-        if marker in words:
-            return name
-    return words
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie (exited, not yet reaped) counts as gone.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _postmaster_pid(data: Path) -> int:
-    return int((data / "postgres" / "pgdata" / "postmaster.pid").read_text().split("\n", 1)[0])
+def start_stack(data: Path) -> RunningStack:
+    return RunningStack(
+        data,
+        # Reads are polled below; the attacks are on the other limits.
+        EMPRESSA_INDEXER_RATE_LIMIT_READ="100000/minute",
+        EMPRESSA_INDEXER_SSE_MAX_PER_CLIENT=str(SSE_PER_CLIENT),
+    ).wait_ready()
 
 
 @dataclass
@@ -207,7 +84,7 @@ class Accepted:
 
 @dataclass
 class Hostile:
-    up: Up
+    up: RunningStack
     data: Path
     accepted: Accepted
     creator: Path
@@ -217,15 +94,12 @@ class Hostile:
 def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hostile]:
     root = tmp_path_factory.mktemp("hostile")
     data = root / "data"
-    up = Up(data)
-    state = Hostile(up, data, Accepted(), root / "creator")
+    state = Hostile(start_stack(data), data, Accepted(), root / "creator")
     try:
-        up.wait_ready()
         _accept_some(state)
         yield state
     finally:
-        stop_process(state.up.proc, signal.SIGINT)
-        state.up.close()
+        state.up.stop()
 
 
 def _signed(n: int, *, title: str) -> tuple[Signer, list[bytes], list[str]]:
@@ -272,7 +146,7 @@ def _accept_some(h: Hostile) -> None:
     h.accepted.demo_count = len(h.accepted.assets)
 
     signer, raws, hashes = _signed(5, title="Accepted Before")
-    r = httpx.post(up.api + "/v1/entries", content=b"".join(raws), headers=CBOR_SEQ, timeout=30)
+    r = httpx.post(up.api_url + "/v1/entries", content=b"".join(raws), headers=CBOR_SEQ, timeout=30)
     assert r.status_code == 200, r.text
     h.accepted.entries += hashes
     for i in range(1, 6):
@@ -314,7 +188,7 @@ def _db(h: Hostile) -> psycopg.Connection[Any]:
 
 
 def test_oversize_bodies_do_not_fill_the_quarantine(hostile: Hostile) -> None:
-    api = hostile.up.api
+    api = hostile.up.api_url
     with _db(hostile) as conn:
         before = conn.execute(
             "SELECT count(*), coalesce(sum(octet_length(raw)), 0) FROM quarantine"
@@ -344,7 +218,7 @@ def test_oversize_bodies_do_not_fill_the_quarantine(hostile: Hostile) -> None:
 
 
 def test_idempotency_key_race_applies_one_body(hostile: Hostile) -> None:
-    api = hostile.up.api
+    api = hostile.up.api_url
 
     def send(i: int, key: str, bodies: list[Any], go: threading.Barrier, results: dict[int, Any]) -> None:
         raws, _ = bodies[i]
@@ -378,7 +252,7 @@ def test_idempotency_key_race_applies_one_body(hostile: Hostile) -> None:
 
 
 def test_sse_last_event_id_beyond_the_newest_is_answered(hostile: Hostile) -> None:
-    url = hostile.up.api + "/v1/events"
+    url = hostile.up.api_url + "/v1/events"
     with (
         httpx.Client(timeout=httpx.Timeout(10, read=10)) as client,
         client.stream("GET", url, headers={"Last-Event-ID": str(2**60)}) as r,
@@ -386,7 +260,7 @@ def test_sse_last_event_id_beyond_the_newest_is_answered(hostile: Hostile) -> No
         if r.status_code == 200:
             # Resumed from the newest instead: the stream must then carry what comes next.
             _, raws, _ = _signed(1, title="After The Resume")
-            httpx.post(hostile.up.api + "/v1/entries", content=raws[0], headers=CBOR_SEQ, timeout=30)
+            httpx.post(hostile.up.api_url + "/v1/entries", content=raws[0], headers=CBOR_SEQ, timeout=30)
             for line in r.iter_lines():
                 if line.startswith("id:"):
                     break
@@ -396,7 +270,7 @@ def test_sse_last_event_id_beyond_the_newest_is_answered(hostile: Hostile) -> No
 
 
 def test_sse_connections_are_capped_per_client(hostile: Hostile) -> None:
-    url = hostile.up.api + "/v1/events"
+    url = hostile.up.api_url + "/v1/events"
     with httpx.Client(
         timeout=httpx.Timeout(10, read=None), limits=httpx.Limits(max_connections=50)
     ) as client:
@@ -527,7 +401,9 @@ def test_node_run_start_up_errors_are_one_line(hostile: Hostile, tmp_path: Path,
 
 
 def test_postgresql_refuses_connections_without_a_password(hostile: Hostile) -> None:
-    port = int((hostile.data / "postgres" / "port").read_text())
+    url = hostile.up.info["database_url"]
+    assert urlsplit(url).password is None, "stack.json holds a database password"
+    port = urlsplit(url).port
     for user in ("postgres", "empressa", "nobody"):
         # No password from anywhere: not given, no passfile (libpq would read ~/.pgpass or PGPASSFILE).
         with pytest.raises(psycopg.OperationalError, match="password"):
@@ -544,14 +420,47 @@ def test_postgresql_refuses_connections_without_a_password(hostile: Hostile) -> 
         assert superuser is False, "the services connect as a superuser"
 
 
+def test_another_local_user_cannot_reach_the_database(hostile: Hostile) -> None:
+    """The attack as found: psql as user ``nobody``, over TCP and over the server's Unix socket."""
+    if os.geteuid() != 0:
+        pytest.skip("switching to another OS user (nobody) needs root")
+    psql = str(_bin_dir() / "psql")
+    port = str(urlsplit(hostile.up.info["database_url"]).port)
+    for user in ("postgres", "empressa"):
+        for host in ("127.0.0.1", str(hostile.data / "postgres" / "sock")):
+            p = subprocess.run(
+                [
+                    psql,
+                    "-w",
+                    "-h",
+                    host,
+                    "-p",
+                    port,
+                    "-U",
+                    user,
+                    "-d",
+                    "empressa",
+                    "-c",
+                    "SELECT count(*) FROM api_keys",
+                ],
+                user="nobody",
+                capture_output=True,
+                text=True,
+                timeout=30,
+                env={"PATH": "/usr/bin:/bin"},
+            )
+            assert p.returncode != 0, f"nobody reached {user}@{host}: {p.stdout}"
+            assert "password" in p.stderr or "Permission denied" in p.stderr, p.stderr
+
+
 # -- least privilege: only signing processes hold the key-encryption key ------------------------
 
 
 def test_only_signing_processes_receive_the_kek(hostile: Hostile) -> None:
-    children = hostile.up.children()
+    children = hostile.up.services()
     assert {"api", "feeder", "reconciler", "bridge", "demo-node"} <= set(children), children
     for name, pid in children.items():
-        env = _environ(pid)
+        env = environ_of(pid)
         holds = {k for k in ("EMPRESSA_KEK", "EMPRESSA_PASSPHRASE") if k in env}
         if name in ("bridge", "demo-node"):
             assert holds, f"{name} needs the keystore secret"
@@ -560,35 +469,62 @@ def test_only_signing_processes_receive_the_kek(hostile: Hostile) -> None:
 
 
 def test_demo_node_on_loopback_does_not_announce_on_the_lan(hostile: Hostile) -> None:
-    pid = hostile.up.children()["demo-node"]
-    argv = _cmdline(pid)
+    pid = hostile.up.services()["demo-node"]
+    argv = cmdline(pid)
     assert "--no-mdns" in argv, argv
 
 
 # -- 2. a killed PostgreSQL is restarted, and the services recover ------------------------------
 
 
-def test_killed_postgresql_is_restarted_and_nothing_is_lost(hostile: Hostile) -> None:
+def _server_pid(data: Path) -> int | None:
+    """The running server's pid, or None while there is none (postmaster.pid is absent or half written)."""
+    try:
+        return postmaster_pid(data)
+    except (OSError, ValueError):
+        return None
+
+
+def test_killed_postgresql_is_restarted_and_nothing_is_lost(hostile: Hostile, tmp_path: Path) -> None:
     up = hostile.up
-    old = _postmaster_pid(hostile.data)
+    old = postmaster_pid(hostile.data)
     os.kill(old, signal.SIGKILL)
-    wait_for(lambda: not _alive(old), what="the postmaster to die", timeout=30)
     wait_for(
-        lambda: _postmaster_pid(hostile.data) != old and up.get("/readyz").status_code == 200,
+        lambda: "service exited service=postgres" in up.log_path.read_text(errors="replace"),
+        what="the supervisor to report the death of postgres",
+        timeout=VISIBLE_TIMEOUT,
+    )
+    wait_for(
+        lambda: _server_pid(hostile.data) not in (None, old) and up.get("/readyz").status_code == 200,
         what="PostgreSQL restarted and the API ready",
         timeout=VISIBLE_TIMEOUT * 2,
     )
-    assert "postgres" in (hostile.data.with_name("up.log")).read_text().lower()
     assert_nothing_lost(hostile)
-    # New writes are accepted again, and reach search through the restarted feeder.
+    # New writes are accepted again over HTTP and over P2P (the bridge reconnected), and reach
+    # search through the feeder; the reconciler takes its lock again.
     signer, raws, hashes = _signed(1, title="Zanzibar After Restart")
-    r = httpx.post(up.api + "/v1/entries", content=raws[0], headers=CBOR_SEQ, timeout=30)
+    r = httpx.post(up.api_url + "/v1/entries", content=raws[0], headers=CBOR_SEQ, timeout=30)
     assert r.status_code == 200, r.text
     hostile.accepted.entries += hashes
     hostile.accepted.assets[f"{signer.public.did}/k1"] = "Zanzibar After Restart 1"
+    did = init_node(tmp_path / "after")
+    daemons = Daemons()
+    try:
+        daemons.start(tmp_path / "after", bootstrap=[up.info["bridge_multiaddr"]])
+        publish(tmp_path / "after", "moraine", "Moraine After Crash")
+        hostile.accepted.assets[f"{did}/moraine"] = "Moraine After Crash"
+        for q in ("zanzibar", "moraine"):
+            wait_for(
+                lambda q=q: up.get("/v1/assets", q=q).json()["items"],
+                what=f"{q!r} in search after the restart",
+                timeout=VISIBLE_TIMEOUT,
+            )
+    finally:
+        daemons.stop_all()
+    reconciler = hostile.data / "logs" / "reconciler.log"
     wait_for(
-        lambda: up.get("/v1/assets", q="zanzibar").json()["items"],
-        what="the new asset in search",
+        lambda: reconciler.read_text(errors="replace").count("reconciler active") >= 2,
+        what="the reconciler to take its lock again",
         timeout=VISIBLE_TIMEOUT,
     )
 
@@ -598,25 +534,27 @@ def test_killed_postgresql_is_restarted_and_nothing_is_lost(hostile: Hostile) ->
 
 def test_sigkill_of_the_supervisor_takes_its_children_and_up_starts_again(hostile: Hostile) -> None:
     up = hostile.up
-    pids = [*up.children().values(), _postmaster_pid(hostile.data)]
-    up.proc.kill()
-    up.proc.wait()
-    up.close()
+    pids = [*up.services().values(), postmaster_pid(hostile.data)]
+    up.stop(signal.SIGKILL)
     wait_for(
-        lambda: not any(_alive(p) for p in pids), what="every child to die with the supervisor", timeout=60
+        lambda: not any(alive(p) for p in pids), what="every child to die with the supervisor", timeout=60
     )
-    hostile.up = Up(hostile.data).wait_ready()  # same data dir, same ports free again
+    hostile.up = start_stack(hostile.data)  # same data dir: a stale stack of its own is no obstacle
     assert_nothing_lost(hostile)
 
 
 def test_two_signals_in_a_row_stop_the_stack(hostile: Hostile) -> None:
     up = hostile.up
-    pids = [*up.children().values(), _postmaster_pid(hostile.data)]
+    pids = [*up.services().values(), postmaster_pid(hostile.data)]
     up.proc.send_signal(signal.SIGINT)
     up.proc.send_signal(signal.SIGINT)
-    up.proc.wait(60)  # a bound, not a measurement: a deadlocked supervisor never exits
-    up.close()
-    wait_for(lambda: not any(_alive(p) for p in pids), what="the children to stop", timeout=60)
+    try:
+        up.proc.wait(60)  # a bound, not a measurement: a deadlocked supervisor never exits
+    except subprocess.TimeoutExpired:
+        up.stop(signal.SIGKILL)
+        pytest.fail(f"empressa up did not exit after two SIGINTs:\n{up.logs()}")
+    up.stop()  # already ended: closes its log
+    wait_for(lambda: not any(alive(p) for p in pids), what="the children to stop", timeout=60)
     # And the data survive a stop-now: a fresh stack serves everything accepted.
-    hostile.up = Up(hostile.data).wait_ready()
+    hostile.up = start_stack(hostile.data)
     assert_nothing_lost(hostile)

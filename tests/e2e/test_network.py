@@ -63,7 +63,11 @@ def local_writes(d: Daemon) -> int:
 
 def _entries_by(blob: bytes, did: str) -> list[int]:
     author, now = parse_did(did), time.time_ns() // 1_000_000
-    return [e.seq for e in (parse_and_verify(raw, now_ms=now) for raw in split_sequence(blob)) if e.author == author]
+    return [
+        e.seq
+        for e in (parse_and_verify(raw, now_ms=now) for raw in split_sequence(blob))
+        if e.author == author
+    ]
 
 
 def test_publish_edit_delete_propagate_along_the_chain(chain: list[Member]) -> None:
@@ -72,14 +76,25 @@ def test_publish_edit_delete_propagate_along_the_chain(chain: list[Member]) -> N
 
     # With A's daemon up, the CLI hands the write to it: no passphrase is needed.
     before = local_writes(a.daemon)
-    r = publish(a.data, "song", "First take", "--tag", "demo", "--price", "12.50", "--currency", "USD",
-                env=child_env(EMPRESSA_PASSPHRASE=None))
+    r = publish(
+        a.data,
+        "song",
+        "First take",
+        "--tag",
+        "demo",
+        "--price",
+        "12.50",
+        "--currency",
+        "USD",
+        env=child_env(EMPRESSA_PASSPHRASE=None),
+    )
     assert r["uri"] == uri and r["seq"] == 1
     assert local_writes(a.daemon) == before + 1
 
     for m in (b, c):
-        item = wait_for(lambda m=m: library(m.data).get(uri), what=f"{uri} on {m.data.name}",
-                        timeout=REPLICATION_TIMEOUT)
+        item = wait_for(
+            lambda m=m: library(m.data).get(uri), what=f"{uri} on {m.data.name}", timeout=REPLICATION_TIMEOUT
+        )
         assert item["title"] == "First take" and item["hash"] == r["hash"]
         assert item["license"] == {"type": "personal", "price": {"amount": "12.50", "currency": "USD"}}
         assert item["tags"] == ["demo"] and item["mine"] is False
@@ -100,13 +115,18 @@ def test_publish_edit_delete_propagate_along_the_chain(chain: list[Member]) -> N
     assert deleted["seq"] == 3
     assert local_writes(a.daemon) == before + 3
     for m in (b, c):
-        wait_for(lambda m=m: uri not in library(m.data), what=f"the delete on {m.data.name}",
-                 timeout=REPLICATION_TIMEOUT)
+        wait_for(
+            lambda m=m: uri not in library(m.data),
+            what=f"the delete on {m.data.name}",
+            timeout=REPLICATION_TIMEOUT,
+        )
         assert _entries_by(export(m.data), a.did) == [1, 2, 3]
 
     # And the other way: C's asset reaches A through B.
     rc = publish(c.data, "reply", "From the end of the chain")
-    item = wait_for(lambda: library(a.data).get(rc["uri"]), what="C's asset on A", timeout=REPLICATION_TIMEOUT)
+    item = wait_for(
+        lambda: library(a.data).get(rc["uri"]), what="C's asset on A", timeout=REPLICATION_TIMEOUT
+    )
     assert item["hash"] == rc["hash"]
 
 
@@ -124,14 +144,19 @@ def test_a_burst_of_publishes_arrives_complete(chain: list[Member]) -> None:
     seqs: list[int] = []
     with httpx.Client(base_url=a.daemon.api_url, headers=headers, timeout=30) as api:
         for i in range(n_api):
-            r = api.post("/v1/local/entries", json={"kind": "asset.put", "key": f"b{i:04d}",
-                                                    "body": {**body, "title": f"Burst {i}"}})
+            r = api.post(
+                "/v1/local/entries",
+                json={"kind": "asset.put", "key": f"b{i:04d}", "body": {**body, "title": f"Burst {i}"}},
+            )
             assert r.status_code == 201, r.text
             seqs.append(r.json()["seq"])
             if i % 100 == 50:
                 seqs.append(publish(a.data, f"cli{i}", f"Through the CLI {i}")["seq"])
-        unauthorized = api.post("/v1/local/entries", headers={"Authorization": "Bearer nope"},
-                                json={"kind": "asset.put", "key": "x", "body": body})
+        unauthorized = api.post(
+            "/v1/local/entries",
+            headers={"Authorization": "Bearer nope"},
+            json={"kind": "asset.put", "key": "x", "body": body},
+        )
         assert unauthorized.status_code == 401
     assert len(seqs) == n_api + 3
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "the daemon is the single writer of A's log"
@@ -139,13 +164,19 @@ def test_a_burst_of_publishes_arrives_complete(chain: list[Member]) -> None:
     want = export(a.data)
     assert _entries_by(want, a.did)[-1] == seqs[-1]
     for m in (b, c):
-        wait_for(lambda m=m: export(m.data) == want, what=f"all of A's burst on {m.data.name}",
-                 timeout=REPLICATION_TIMEOUT, interval=0.5)
+        wait_for(
+            lambda m=m: export(m.data) == want,
+            what=f"all of A's burst on {m.data.name}",
+            timeout=REPLICATION_TIMEOUT,
+            interval=0.5,
+        )
     titles = {i["title"] for i in library(c.data).values() if i["did"] == a.did}
     assert {f"Burst {i}" for i in range(n_api)} <= titles
 
 
-def test_offline_first_publish_reaches_a_peer_when_the_daemon_starts(tmp_path: Path, daemons: Daemons) -> None:
+def test_offline_first_publish_reaches_a_peer_when_the_daemon_starts(
+    tmp_path: Path, daemons: Daemons
+) -> None:
     peer, me = tmp_path / "peer", tmp_path / "me"
     init_node(peer)
     did = init_node(me)
@@ -158,7 +189,11 @@ def test_offline_first_publish_reaches_a_peer_when_the_daemon_starts(tmp_path: P
     assert first["uri"] not in library(peer)
 
     d = daemons.start(me, bootstrap=[p.addr])
-    wait_for(lambda: first["uri"] in library(peer), what="the offline entry on the peer", timeout=REPLICATION_TIMEOUT)
+    wait_for(
+        lambda: first["uri"] in library(peer),
+        what="the offline entry on the peer",
+        timeout=REPLICATION_TIMEOUT,
+    )
 
     # A daemon that died without cleaning up leaves a stale node.json: writes still work.
     d.stop(signal.SIGKILL)
@@ -166,8 +201,11 @@ def test_offline_first_publish_reaches_a_peer_when_the_daemon_starts(tmp_path: P
     second = publish(me, "after-crash", "Written after a crash")
     assert second["seq"] == 2
     d = daemons.start(me, bootstrap=[p.addr])
-    item = wait_for(lambda: library(peer).get(second["uri"]), what="the post-crash entry on the peer",
-                    timeout=REPLICATION_TIMEOUT)
+    item = wait_for(
+        lambda: library(peer).get(second["uri"]),
+        what="the post-crash entry on the peer",
+        timeout=REPLICATION_TIMEOUT,
+    )
     assert item["hash"] == second["hash"]
     assert export(peer) == export(me)
 

@@ -22,7 +22,7 @@ import pytest
 
 from indexer.embedded import EmbeddedPostgres
 
-from .conftest import EMPRESSA, child_env, free_port, wait_for
+from .conftest import EMPRESSA, alive, child_env, descendants, free_port, process_start, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -136,34 +136,6 @@ def up_logged(data: Path, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def descendants(pid: int) -> set[int]:
-    """Every process below ``pid`` (children, theirs, …), from /proc."""
-    parent: dict[int, int] = {}
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                parent[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-    found: set[int] = set()
-    frontier = {pid}
-    while frontier:
-        frontier = {p for p, pp in parent.items() if pp in frontier} - found
-        found |= frontier
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is dead, only not yet reaped by its parent
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def send_signals(p: subprocess.Popen[bytes], n: int | None) -> None:
     """SIGTERM and SIGINT alternately, microseconds apart: ``n`` of them, or (``None``) a flood
     until ``p`` exits (a user pressing Ctrl-C again and again, ``timeout`` and ``uv`` forwarding)."""
@@ -268,8 +240,3 @@ def test_sigkill_of_up_takes_its_children_with_it_and_the_next_up_cleans_a_stale
     finally:
         leftover.kill()
         leftover.wait()
-
-
-def process_start(pid: int) -> int:
-    """A process's start time (clock ticks since boot, /proc/PID/stat field 22): with the pid, its identity."""
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
