@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from node.config import NodeSettings, check_multiaddr, load_layered
+from node.config import NodeSettings, check_listen_addr, check_peer_addr, load_layered
 
 __all__ = ["ENV_PREFIX", "BridgeSettings", "default_data_dir", "load_bridge_settings"]
 
@@ -123,12 +123,12 @@ class BridgeSettings(BaseSettings):
     @field_validator("listen")
     @classmethod
     def _check_listen(cls, value: list[str]) -> list[str]:
-        return [check_multiaddr(s, need_peer_id=False) for s in value]
+        return [check_listen_addr(s) for s in value]
 
     @field_validator("bootstrap")
     @classmethod
     def _check_bootstrap(cls, value: list[str]) -> list[str]:
-        return [check_multiaddr(s, need_peer_id=True) for s in value]
+        return [check_peer_addr(s) for s in value]
 
     @field_validator("log_level")
     @classmethod
