@@ -639,10 +639,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     from node.errors import NodeError
     from protocol import ProtocolError
 
+    ours = (NodeError, ProtocolError, IndexerError)
     try:
         args.func(args)
-    except (NodeError, ProtocolError, IndexerError) as exc:
+    except ours as exc:
         fail(str(exc))
+    except BaseExceptionGroup as group:
+        # trio wraps a task's error in a group per nursery it leaves: one of ours is still one line.
+        match, rest = group.split(ours)
+        if match is None or rest is not None:
+            raise
+        while isinstance(match, BaseExceptionGroup):
+            match = match.exceptions[0]
+        fail(str(match))
     except KeyboardInterrupt:
         fail("interrupted", 130)
 

@@ -79,12 +79,14 @@ async def run_bridge(settings: BridgeSettings, keys: Keys) -> None:
     store = Store.connect(settings.database_url, pool_size=settings.db_pool_size)
     bridge = Bridge(settings=settings, keys=keys, store=store)
     info_path = data_dir / BRIDGE_JSON
+    started = False
     try:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 await nursery.start(bridge.run)
                 info = {"did": bridge.did, "peer_id": bridge.peer_id, "multiaddrs": bridge.addrs()}
                 write_private(info_path, json.dumps(info, indent=2) + "\n")
+                started = True
                 log.info("bridge listening did=%s multiaddrs=%s", bridge.did, ",".join(bridge.addrs()))
                 async for signum in signals:
                     log.info("shutting down signal=%s", signal.Signals(signum).name)
@@ -93,7 +95,8 @@ async def run_bridge(settings: BridgeSettings, keys: Keys) -> None:
     finally:
         info_path.unlink(missing_ok=True)
         store.close()
-        log.info("bridge stopped")
+        if started:  # one that failed to start says so in its error alone
+            log.info("bridge stopped")
 
 
 def main(

@@ -209,12 +209,8 @@ class P2P:
                 listen_endpoint(a)
             except ValueError as exc:
                 raise ListenError(str(exc)) from None
-        if mdns and not announces_on_lan(listen):
-            log.info(
-                "mDNS skipped: every listen address is loopback, nothing to announce on the LAN listen=%s",
-                ",".join(listen),
-            )
-            mdns = False
+        self._mdns_skipped = mdns and not announces_on_lan(listen)  # logged once listening
+        mdns = mdns and not self._mdns_skipped
         self._key_pair = create_new_key_pair(peer_seed)
         self._listen = [multiaddr.Multiaddr(a) for a in listen]
         sec = {
@@ -248,6 +244,11 @@ class P2P:
                 raise ListenError(f"cannot listen on {addr}: {err.strerror or err}")
         async with self._host.run(listen_addrs=self._listen):
             self._check_listeners()
+            if self._mdns_skipped:
+                log.info(
+                    "mDNS skipped: every listen address is loopback, nothing to announce on the LAN listen=%s",
+                    ",".join(map(str, self._listen)),
+                )
             await self._serve(task_status)
 
     def _check_listeners(self) -> None:

@@ -8,6 +8,9 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import socket
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +19,9 @@ from protocol import split_sequence
 
 from .conftest import (
     CID,
+    EMPRESSA,
     PASSPHRASE,
+    START_TIMEOUT,
     Daemons,
     child_env,
     cli,
@@ -26,11 +31,13 @@ from .conftest import (
     library,
     one_line_error,
     publish,
+    stop_process,
 )
 
 pytestmark = pytest.mark.e2e
 
 DID = re.compile(r"did:key:z6Mk[1-9A-HJ-NP-Za-km-z]+")
+PEER = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"
 
 
 # -- init ---------------------------------------------------------------------------------
@@ -126,6 +133,93 @@ def test_locked_keystore_without_a_tty(tmp_path: Path, daemons: Daemons) -> None
     lines = [line for line in d.log().splitlines() if line.strip()]
     assert len(lines) == 1 and "keystore is locked" in lines[0], lines
     assert not (data / "node.json").exists()
+
+
+# -- node run: start-up errors ----------------------------------------------------------------
+
+
+def start_error(*args: str | Path, env: dict[str, str] | None = None) -> str:
+    """Run ``empressa ARGS…``, a daemon that must refuse to start; its one-line error.
+
+    A daemon that starts instead runs until START_TIMEOUT, is stopped, and the test fails.
+    """
+    proc = subprocess.Popen(
+        [EMPRESSA, *map(str, args)], env=env or child_env(), stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        out, err = proc.communicate(timeout=START_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        stop_process(proc)
+        out, err = proc.communicate()
+        pytest.fail(f"empressa {' '.join(map(str, args))} started instead of failing:\n{err.decode()[-2000:]}")
+    assert proc.returncode != 0, err.decode()
+    return one_line_error(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+
+
+@pytest.fixture
+def listening() -> Iterator[int]:
+    """A port on 127.0.0.1 that another process is listening on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield s.getsockname()[1]
+
+
+LOOPBACK = "/ip4/127.0.0.1/tcp/0"
+
+
+def test_node_run_on_a_taken_api_port(tmp_path: Path, listening: int) -> None:
+    data = tmp_path / "a"
+    init_node(data)
+    line = start_error("node", "run", "--data", data, "--listen", LOOPBACK, "--api-port", listening)
+    assert f"127.0.0.1:{listening}" in line and "in use" in line, line
+    assert not (data / "node.json").exists()
+
+
+def test_node_run_on_a_taken_p2p_port(tmp_path: Path, listening: int) -> None:
+    data = tmp_path / "a"
+    init_node(data)
+    line = start_error("node", "run", "--data", data, "--listen", f"/ip4/127.0.0.1/tcp/{listening}")
+    assert f"/ip4/127.0.0.1/tcp/{listening}" in line and "in use" in line, line
+    assert not (data / "node.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (["--listen", "/ip4/127.0.0.1/udp/4001"], ["/ip4/127.0.0.1/udp/4001", "TCP only"]),
+        (["--listen", "/ip4/127.0.0.1/tcp/0/ws"], ["/ws", "TCP only"]),
+        (["--listen", "/ip4/192.0.2.1/tcp/0"], ["cannot listen on /ip4/192.0.2.1/tcp/0"]),  # not ours
+        (["--listen", LOOPBACK, "--bootstrap", f"/ip4/127.0.0.1/udp/1/p2p/{PEER}"], ["bootstrap", "TCP only"]),
+        (["--listen", LOOPBACK, "--bootstrap", "/ip4/127.0.0.1/tcp/1/p2p/nope"], ["bootstrap", "multiaddr"]),
+        (["--listen", LOOPBACK, "--api-port", "70000"], ["api_port", "65535"]),
+    ],
+    ids=["udp", "websocket", "not-a-local-address", "udp-bootstrap", "bad-peer-id", "api-port-range"],
+)
+def test_node_run_with_an_address_it_cannot_use(tmp_path: Path, flags: list[str], words: list[str]) -> None:
+    data = tmp_path / "a"
+    init_node(data)
+    line = start_error("node", "run", "--data", data, *flags)
+    assert all(w in line for w in words), line
+    assert not (data / "node.json").exists()
+
+
+def test_node_run_with_a_data_dir_it_cannot_use(tmp_path: Path) -> None:
+    missing = tmp_path / "never-initialised"
+    assert "node init" in start_error("node", "run", "--data", missing, "--listen", LOOPBACK)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory")
+    assert str(a_file) in start_error("node", "run", "--data", a_file, "--listen", LOOPBACK)
+    data = tmp_path / "a"
+    init_node(data)
+    (data / "node.db").mkdir()  # the store's file is not a file
+    line = start_error("node", "run", "--data", data, "--listen", LOOPBACK)
+    assert "node.db" in line, line
+    (data / "node.db").rmdir()
+    (data / "node.db").write_bytes(b"not a database, just some bytes" * 100)
+    line = start_error("node", "run", "--data", data, "--listen", LOOPBACK)
+    assert "node.db" in line, line
 
 
 # -- bad input -------------------------------------------------------------------------------
