@@ -55,7 +55,9 @@ def create_local_app(node: Node, token: str) -> FastAPI:
         correlation_id.set(rid)
         response = await call_next(request)
         response.headers["X-Request-ID"] = rid
-        log.info("local api request_id=%s %s %s -> %d", rid, request.method, request.url.path, response.status_code)
+        log.info(
+            "local api request_id=%s %s %s -> %d", rid, request.method, request.url.path, response.status_code
+        )
         return response
 
     @app.exception_handler(ProtocolError)

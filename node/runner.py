@@ -69,14 +69,26 @@ async def run_daemon(settings: NodeSettings, keys: Keys) -> None:
             async with trio.open_nursery() as nursery:
                 await nursery.start(node.run)
                 binds = await nursery.start(
-                    lambda task_status: serve_local_api(node, sock=api_sock, token=token, task_status=task_status)
+                    lambda task_status: serve_local_api(
+                        node, sock=api_sock, token=token, task_status=task_status
+                    )
                 )
                 api_url = binds[0]
                 write_private(data_dir / API_TOKEN, token + "\n")
-                info = {"did": node.did, "peer_id": node.peer_id, "multiaddrs": node.addrs(), "api_url": api_url}
+                info = {
+                    "did": node.did,
+                    "peer_id": node.peer_id,
+                    "multiaddrs": node.addrs(),
+                    "api_url": api_url,
+                }
                 write_private(info_path, json.dumps(info, indent=2) + "\n")
                 started = True
-                log.info("node listening did=%s api_url=%s multiaddrs=%s", node.did, api_url, ",".join(node.addrs()))
+                log.info(
+                    "node listening did=%s api_url=%s multiaddrs=%s",
+                    node.did,
+                    api_url,
+                    ",".join(node.addrs()),
+                )
                 async for signum in signals:
                     log.info("shutting down signal=%s", signal.Signals(signum).name)
                     nursery.cancel_scope.cancel()
