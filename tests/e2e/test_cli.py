@@ -9,7 +9,6 @@ import json
 import re
 import secrets
 import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,9 +18,7 @@ from protocol import split_sequence
 
 from .conftest import (
     CID,
-    EMPRESSA,
     PASSPHRASE,
-    START_TIMEOUT,
     Daemons,
     child_env,
     cli,
@@ -31,7 +28,7 @@ from .conftest import (
     library,
     one_line_error,
     publish,
-    stop_process,
+    start_error,
 )
 
 pytestmark = pytest.mark.e2e
@@ -136,25 +133,6 @@ def test_locked_keystore_without_a_tty(tmp_path: Path, daemons: Daemons) -> None
 
 
 # -- node run: start-up errors ----------------------------------------------------------------
-
-
-def start_error(*args: str | Path, env: dict[str, str] | None = None) -> str:
-    """Run ``empressa ARGS…``, a daemon that must refuse to start; its one-line error.
-
-    A daemon that starts instead runs until START_TIMEOUT, is stopped, and the test fails.
-    """
-    proc = subprocess.Popen(
-        [EMPRESSA, *map(str, args)], env=env or child_env(), stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        out, err = proc.communicate(timeout=START_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        stop_process(proc)
-        out, err = proc.communicate()
-        pytest.fail(f"empressa {' '.join(map(str, args))} started instead of failing:\n{err.decode()[-2000:]}")
-    assert proc.returncode != 0, err.decode()
-    return one_line_error(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
 
 
 @pytest.fixture
