@@ -8,8 +8,9 @@ and writes ``DATA_DIR/bridge.json`` {did, peer_id, multiaddrs} once listening
 (removed again on a clean stop).
 
 Errors for the caller to print as one line: :class:`node.errors.ConfigError`
-(settings, or no database URL), :class:`node.errors.KeystoreError` (locked or
-wrong passphrase/KEK).
+(settings, or no database URL), :class:`node.errors.ListenError` (a listen
+address in use or not ours, checked before the keystore and the database),
+:class:`node.errors.KeystoreError` (locked or wrong passphrase/KEK).
 """
 
 from __future__ import annotations
@@ -123,5 +124,8 @@ def main(
     if not settings.database_url:
         raise ConfigError("the bridge needs a database: set --database-url, DATABASE_URL or database_url")
     configure_logging(settings.log_level, settings.log_json)
+    from node.net.host import check_listen
+
+    check_listen(settings.listen)  # a taken port is the one line, before keys and the database
     keys = unlock_or_create_keys(settings.data_dir, environ=environ, interactive=sys.stdin.isatty())
     trio.run(run_bridge, settings, keys)

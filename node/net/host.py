@@ -49,7 +49,7 @@ import contextlib
 import ipaddress
 import logging
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import multiaddr
@@ -180,17 +180,27 @@ def announces_on_lan(listen: list[str]) -> bool:
     return any(not ipaddress.ip_address(listen_endpoint(a)[0]).is_loopback for a in listen)
 
 
-def _bind_error(text: str) -> OSError | None:
-    """Why the OS would refuse to listen on ``text`` now (bound with the flags libp2p will use), or None."""
-    ip, port = listen_endpoint(text)
-    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-    try:
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            _reuse_address_only(probe)
-            probe.bind((ip, port))
-    except OSError as exc:
-        return exc
-    return None
+def check_listen(listen: Sequence[str]) -> None:
+    """Bind each listen address as libp2p will (then let go), so a refusal is reported with the OS's reason.
+
+    :meth:`P2P.run` calls it first; a process may call it earlier, before slower
+    start-up work (the bridge: before its database and keystore).
+
+    Raises:
+        ListenError: an address is not TCP, in use, not an address of this machine, not permitted, …
+    """
+    for text in listen:
+        try:
+            ip, port = listen_endpoint(text)
+        except ValueError as exc:
+            raise ListenError(str(exc)) from None
+        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                _reuse_address_only(probe)
+                probe.bind((ip, port))
+        except OSError as exc:
+            raise ListenError(f"cannot listen on {text}: {exc.strerror or exc}") from None
 
 
 class P2P:
@@ -238,10 +248,7 @@ class P2P:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen, join gossip, serve; raises :class:`ListenError` before starting if an address cannot be bound."""
-        for addr in self._listen:
-            err = _bind_error(str(addr))
-            if err is not None:
-                raise ListenError(f"cannot listen on {addr}: {err.strerror or err}")
+        check_listen([str(a) for a in self._listen])
         async with self._host.run(listen_addrs=self._listen):
             self._check_listeners()
             if self._mdns_skipped:
