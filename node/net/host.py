@@ -79,7 +79,7 @@ from ..logctx import correlation_id, new_id
 log = logging.getLogger(__name__)
 
 
-def _reuse_address_only(sock: socket.socket) -> None:
+def _reuse_address_only(sock: trio.socket.SocketType | socket.socket) -> None:
     """libp2p's ``_set_reuse_flags`` without ``SO_REUSEPORT`` (see the module docstring)."""
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
