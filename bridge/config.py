@@ -52,13 +52,20 @@ class BridgeSettings(BaseSettings):
     )
     listen: list[str] = Field(
         default_factory=lambda: ["/ip4/0.0.0.0/tcp/4001"],
-        description="Multiaddrs the libp2p host listens on (flag: --listen).",
+        description="Multiaddrs the libp2p host listens on, TCP only: /ip4/<address>/tcp/<port> or "
+        "/ip6/<address>/tcp/<port> (flag: --listen). An address in use is an error at start; "
+        "no other process can share the port.",
     )
     bootstrap: list[str] = Field(
         default_factory=list,
-        description="Peers to dial at start, each ending in /p2p/<peer id> (flag: --bootstrap, repeatable).",
+        description="Peers to dial at start, over TCP, each ending in /p2p/<peer id> "
+        "(flag: --bootstrap, repeatable).",
     )
-    mdns: bool = Field(default=False, description="Discover peers on the local network with mDNS.")
+    mdns: bool = Field(
+        default=False,
+        description="Discover peers on the local network with mDNS (skipped when every listen "
+        "address is loopback: there is nothing to announce).",
+    )
     metrics_port: int | None = Field(
         default=None, ge=0, le=65535, description="Serve Prometheus /metrics on this port (unset: off)."
     )

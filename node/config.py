@@ -82,11 +82,13 @@ class NodeSettings(BaseSettings):
     )
     listen: list[str] = Field(
         default_factory=lambda: ["/ip4/0.0.0.0/tcp/4001"],
-        description="Multiaddrs the libp2p host listens on (flag: --listen).",
+        description="Multiaddrs the libp2p host listens on, TCP only: /ip4/<address>/tcp/<port> or "
+        "/ip6/<address>/tcp/<port> (flag: --listen). An address in use is an error at start; "
+        "no other process can share the port.",
     )
     bootstrap: list[str] = Field(
         default_factory=list,
-        description="Peers to dial at start; each multiaddr must end in /p2p/<peer id> "
+        description="Peers to dial at start, over TCP; each multiaddr must end in /p2p/<peer id> "
         '(flag: --bootstrap, repeatable). Example: ["/ip4/203.0.113.7/tcp/4001/p2p/12D3KooW…"]',
     )
     api_host: str = Field(default="127.0.0.1", min_length=1, description="Host the local HTTP API binds to.")
@@ -96,7 +98,11 @@ class NodeSettings(BaseSettings):
         le=65535,
         description="Port of the local HTTP API; 0 picks a free port (flag: --api-port).",
     )
-    mdns: bool = Field(default=True, description="Discover peers on the local network with mDNS.")
+    mdns: bool = Field(
+        default=True,
+        description="Discover peers on the local network with mDNS (skipped when every listen "
+        "address is loopback: there is nothing to announce).",
+    )
     anti_entropy_interval: float = Field(
         default=5.0,
         gt=0,
