@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -136,6 +137,15 @@ class BridgeSettings(BaseSettings):
     @classmethod
     def _check_bootstrap(cls, value: list[str]) -> list[str]:
         return [check_peer_addr(s) for s in value]
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        # Checked here so a typo is a config error naming its source, not a traceback from the
+        # database driver; the value is never echoed, as it may hold a password.
+        if value is not None and urlsplit(value).scheme.split("+")[0] not in ("postgresql", "postgres"):
+            raise ValueError("must be a PostgreSQL URL, postgresql://user:password@host:port/database")
+        return value
 
     @field_validator("log_level")
     @classmethod
