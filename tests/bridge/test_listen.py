@@ -20,7 +20,9 @@ from tests.e2e.conftest import child_env, init_node, start_error
 from .test_recovery import start_bridge_process, wait_listening
 
 
-async def test_a_bridge_port_cannot_be_taken_by_a_node_or_a_second_bridge(db_url: str, tmp_path: Path) -> None:
+async def test_a_bridge_port_cannot_be_taken_by_a_node_or_a_second_bridge(
+    db_url: str, tmp_path: Path
+) -> None:
     data_dir, log = tmp_path / "bridge", tmp_path / "bridge.log"
     kek = secrets.token_hex(32)
     async with spawn_network(1) as net:
@@ -40,7 +42,9 @@ async def test_a_bridge_port_cannot_be_taken_by_a_node_or_a_second_bridge(db_url
 
             env = child_env(EMPRESSA_KEK=kek, DATABASE_URL=db_url)
             line = await trio.to_thread.run_sync(
-                lambda: start_error("bridge", "run", "--data", tmp_path / "bridge2", "--listen", listen, env=env)
+                lambda: start_error(
+                    "bridge", "run", "--data", tmp_path / "bridge2", "--listen", listen, env=env
+                )
             )
             assert listen in line and "in use" in line, line
 
