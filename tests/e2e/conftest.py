@@ -121,7 +121,9 @@ def start_error(*args: str | Path, env: dict[str, str] | None = None) -> str:
     except subprocess.TimeoutExpired:
         stop_process(proc)
         out, err = proc.communicate()
-        pytest.fail(f"empressa {' '.join(map(str, args))} started instead of failing:\n{err.decode()[-2000:]}")
+        pytest.fail(
+            f"empressa {' '.join(map(str, args))} started instead of failing:\n{err.decode()[-2000:]}"
+        )
     assert proc.returncode != 0, err.decode()
     return one_line_error(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
 

@@ -195,7 +195,9 @@ def test_a_second_node_on_a_taken_port_fails_and_the_first_keeps_its_peers(
     # Every connection to the port still reaches the first node: a peer that dials it gets its entries.
     c = daemons.start(third, bootstrap=[a.addr])
     r = publish(third, "after-refusal", "Published after the refused start")
-    wait_for(lambda: r["uri"] in library(first), what="the entry on the first node", timeout=REPLICATION_TIMEOUT)
+    wait_for(
+        lambda: r["uri"] in library(first), what="the entry on the first node", timeout=REPLICATION_TIMEOUT
+    )
     assert a.proc.poll() is None and c.proc.poll() is None
 
 
