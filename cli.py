@@ -237,52 +237,86 @@ def cmd_node_export(args: argparse.Namespace) -> None:
     out.flush()
 
 
-def _read_input(path: str) -> bytes:
+INPUT_CHUNK = 64 * 1024
+
+
+def _input_chunks(path: str) -> Iterator[bytes]:
+    """The file (``-``: stdin) as it is read, in chunks; an unreadable file is one line."""
+    from node.errors import NodeError
+
     try:
-        return sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+        f = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 (closed below)
     except OSError as exc:
         fail(f"cannot read {path}: {exc.strerror}")
 
+    def chunks() -> Iterator[bytes]:
+        try:
+            while chunk := f.read(INPUT_CHUNK):
+                yield chunk
+        except OSError as exc:
+            raise NodeError(f"cannot read {path}: {exc.strerror}") from None
+        finally:
+            if f is not sys.stdin.buffer:
+                f.close()
+
+    return chunks()
+
 
 def cmd_node_import(args: argparse.Namespace) -> None:
-    from node.client import import_entries
+    from node.archive import import_entries
 
-    data = _read_input(args.file)
-    if not data:
+    report = import_entries(_data_dir(args), _input_chunks(args.file))
+    if not report.items:
         fail("no entries in the input")  # as verify says: an empty file is a wrong file, not a no-op
-    report = import_entries(_data_dir(args), data)
-    for index, why in report.rejected:
+    rejected = report.rejected
+    for index, why in rejected.listed:
         print(f"entry {index}: rejected: {why}", file=sys.stderr)
+    if rejected.unlisted:
+        print(f"… and {rejected.unlisted} more rejected entries not listed", file=sys.stderr)
     emit(
         args,
-        {"stored": report.stored, "duplicates": report.duplicates, "rejected": len(report.rejected)},
-        f"stored {report.stored}, already held {report.duplicates}, rejected {len(report.rejected)}",
+        {"stored": report.stored, "duplicates": report.duplicates, "rejected": rejected.count},
+        f"stored {report.stored}, already held {report.duplicates}, rejected {rejected.count}",
     )
-    if report.rejected:
+    if rejected.count:
         raise SystemExit(1)
 
 
 def cmd_verify(args: argparse.Namespace) -> None:
-    from node.client import check_sequence
+    """One line per entry; ``--json`` one object, written as it goes. Failures past REPORT_LIMIT are counted."""
+    from node.archive import REPORT_LIMIT, check_stream
 
-    items = check_sequence(_read_input(args.file))
-    if not items:
+    ok = failed = listed = 0
+    out = sys.stdout
+    for c in check_stream(_input_chunks(args.file)):
+        e = c.entry
+        if e is None:
+            failed += 1
+            if listed >= REPORT_LIMIT and not c.last:
+                continue
+            listed += 1
+        else:
+            ok += 1
+        if args.json:
+            row = (
+                {"index": c.index, "ok": True, "hash": e.hash.cid, "author": e.author.did,
+                 "seq": e.seq, "kind": e.kind, "key": e.key}
+                if e is not None
+                else {"index": c.index, "ok": False, "error": c.error}
+            )  # fmt: skip
+            out.write(('{"entries": [' if ok + listed == 1 else ", ") + json.dumps(row))
+        elif e is not None:
+            out.write(f"{c.index}: ok {e.hash.cid} {e.author.did} #{e.seq} {e.kind} {e.key}\n")
+        else:
+            out.write(f"{c.index}: {c.error}\n")
+    if not ok + failed:
         fail("no entries in the input")
-    bad = sum(1 for c in items if c.entry is None)
+    unlisted = failed - listed
     if args.json:
-        rows = [
-            {"index": c.index, "ok": True, "hash": c.entry.hash.cid, "author": c.entry.author.did,
-             "seq": c.entry.seq, "kind": c.entry.kind, "key": c.entry.key}
-            if c.entry is not None
-            else {"index": c.index, "ok": False, "error": c.error}
-            for c in items
-        ]  # fmt: skip
-        print(json.dumps({"entries": rows, "ok": len(items) - bad, "failed": bad}))
-    else:
-        for c in items:
-            e = c.entry
-            print(f"{c.index}: ok {e.hash.cid} {e.author.did} #{e.seq} {e.kind} {e.key}" if e else f"{c.index}: {c.error}")
-    if bad:
+        out.write(f'], "ok": {ok}, "failed": {failed}, "unlisted": {unlisted}}}\n')
+    elif unlisted:
+        out.write(f"… and {unlisted} more failed entries not listed\n")
+    if failed:
         raise SystemExit(1)
 
 
@@ -639,10 +673,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     from node.errors import NodeError
     from protocol import ProtocolError
 
+    ours = (NodeError, ProtocolError, IndexerError)
     try:
         args.func(args)
-    except (NodeError, ProtocolError, IndexerError) as exc:
+    except ours as exc:
         fail(str(exc))
+    except BaseExceptionGroup as group:
+        # trio wraps a task's error in a group per nursery it leaves: one of ours is still one line.
+        match, rest = group.split(ours)
+        if match is None or rest is not None:
+            raise
+        while isinstance(match, BaseExceptionGroup):
+            match = match.exceptions[0]
+        fail(str(match))
     except KeyboardInterrupt:
         fail("interrupted", 130)
 

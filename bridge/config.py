@@ -19,11 +19,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from node.config import NodeSettings, check_multiaddr, load_layered
+from node.config import NodeSettings, check_listen_addr, check_peer_addr, load_layered
 
 __all__ = ["ENV_PREFIX", "BridgeSettings", "default_data_dir", "load_bridge_settings"]
 
@@ -52,13 +53,20 @@ class BridgeSettings(BaseSettings):
     )
     listen: list[str] = Field(
         default_factory=lambda: ["/ip4/0.0.0.0/tcp/4001"],
-        description="Multiaddrs the libp2p host listens on (flag: --listen).",
+        description="Multiaddrs the libp2p host listens on, TCP only: /ip4/<address>/tcp/<port> or "
+        "/ip6/<address>/tcp/<port> (flag: --listen). An address in use is an error at start; "
+        "no other process can share the port.",
     )
     bootstrap: list[str] = Field(
         default_factory=list,
-        description="Peers to dial at start, each ending in /p2p/<peer id> (flag: --bootstrap, repeatable).",
+        description="Peers to dial at start, over TCP, each ending in /p2p/<peer id> "
+        "(flag: --bootstrap, repeatable).",
     )
-    mdns: bool = Field(default=False, description="Discover peers on the local network with mDNS.")
+    mdns: bool = Field(
+        default=False,
+        description="Discover peers on the local network with mDNS (skipped when every listen "
+        "address is loopback: there is nothing to announce).",
+    )
     metrics_port: int | None = Field(
         default=None, ge=0, le=65535, description="Serve Prometheus /metrics on this port (unset: off)."
     )
@@ -123,12 +131,21 @@ class BridgeSettings(BaseSettings):
     @field_validator("listen")
     @classmethod
     def _check_listen(cls, value: list[str]) -> list[str]:
-        return [check_multiaddr(s, need_peer_id=False) for s in value]
+        return [check_listen_addr(s) for s in value]
 
     @field_validator("bootstrap")
     @classmethod
     def _check_bootstrap(cls, value: list[str]) -> list[str]:
-        return [check_multiaddr(s, need_peer_id=True) for s in value]
+        return [check_peer_addr(s) for s in value]
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        # Checked here so a typo is a config error naming its source, not a traceback from the
+        # database driver; the value is never echoed, as it may hold a password.
+        if value is not None and urlsplit(value).scheme.split("+")[0] not in ("postgresql", "postgres"):
+            raise ValueError("must be a PostgreSQL URL, postgresql://user:password@host:port/database")
+        return value
 
     @field_validator("log_level")
     @classmethod

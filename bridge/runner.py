@@ -8,8 +8,9 @@ and writes ``DATA_DIR/bridge.json`` {did, peer_id, multiaddrs} once listening
 (removed again on a clean stop).
 
 Errors for the caller to print as one line: :class:`node.errors.ConfigError`
-(settings, or no database URL), :class:`node.errors.KeystoreError` (locked or
-wrong passphrase/KEK).
+(settings, or no database URL), :class:`node.errors.ListenError` (a listen
+address in use or not ours, checked before the keystore and the database),
+:class:`node.errors.KeystoreError` (locked or wrong passphrase/KEK).
 """
 
 from __future__ import annotations
@@ -79,12 +80,14 @@ async def run_bridge(settings: BridgeSettings, keys: Keys) -> None:
     store = Store.connect(settings.database_url, pool_size=settings.db_pool_size)
     bridge = Bridge(settings=settings, keys=keys, store=store)
     info_path = data_dir / BRIDGE_JSON
+    started = False
     try:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 await nursery.start(bridge.run)
                 info = {"did": bridge.did, "peer_id": bridge.peer_id, "multiaddrs": bridge.addrs()}
                 write_private(info_path, json.dumps(info, indent=2) + "\n")
+                started = True
                 log.info("bridge listening did=%s multiaddrs=%s", bridge.did, ",".join(bridge.addrs()))
                 async for signum in signals:
                     log.info("shutting down signal=%s", signal.Signals(signum).name)
@@ -93,7 +96,8 @@ async def run_bridge(settings: BridgeSettings, keys: Keys) -> None:
     finally:
         info_path.unlink(missing_ok=True)
         store.close()
-        log.info("bridge stopped")
+        if started:  # one that failed to start says so in its error alone
+            log.info("bridge stopped")
 
 
 def main(
@@ -120,5 +124,8 @@ def main(
     if not settings.database_url:
         raise ConfigError("the bridge needs a database: set --database-url, DATABASE_URL or database_url")
     configure_logging(settings.log_level, settings.log_json)
+    from node.net.host import check_listen
+
+    check_listen(settings.listen)  # a taken port is the one line, before keys and the database
     keys = unlock_or_create_keys(settings.data_dir, environ=environ, interactive=sys.stdin.isatty())
     trio.run(run_bridge, settings, keys)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import socket
 import uuid
 from typing import Any
 
@@ -23,7 +24,7 @@ from pydantic import BaseModel
 from protocol import ProtocolError
 
 from .daemon import Node
-from .errors import NodeError, NotFoundError
+from .errors import ListenError, NodeError, NotFoundError
 from .logctx import correlation_id
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,9 @@ def create_local_app(node: Node, token: str) -> FastAPI:
         correlation_id.set(rid)
         response = await call_next(request)
         response.headers["X-Request-ID"] = rid
-        log.info("local api request_id=%s %s %s -> %d", rid, request.method, request.url.path, response.status_code)
+        log.info(
+            "local api request_id=%s %s %s -> %d", rid, request.method, request.url.path, response.status_code
+        )
         return response
 
     @app.exception_handler(ProtocolError)
@@ -108,17 +111,42 @@ def create_local_app(node: Node, token: str) -> FastAPI:
     return app
 
 
+def bind_local_api(host: str, port: int) -> socket.socket:
+    """A listening socket for the local API (port 0: any free one).
+
+    Bound before the daemon starts anything, so a port in use (or a host that is
+    not ours) is a one-line error at start instead of an exception deep in the
+    server's nursery.
+
+    Raises:
+        ListenError: the address cannot be bound.
+    """
+    try:
+        family, type_, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, type_, proto)
+    except OSError as exc:
+        raise ListenError(f"cannot serve the local API on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise ListenError(f"cannot serve the local API on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
 async def serve_local_api(
     node: Node,
     *,
-    host: str,
-    port: int,
+    sock: socket.socket,
     token: str,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve the local API; reports the bound base URLs through ``task_status``."""
+    """Serve the local API on ``sock`` (from :func:`bind_local_api`, which it takes over); reports the
+    bound base URLs through ``task_status``."""
     config = Config()
-    config.bind = [f"{host}:{port}"]
+    config.bind = [f"fd://{sock.detach()}"]
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     await serve(create_local_app(node, token), config, task_status=task_status)  # type: ignore[arg-type]

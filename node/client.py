@@ -20,18 +20,14 @@ import httpx
 from protocol import (
     AssetUri,
     AuthorKey,
-    Entry,
-    ProtocolError,
     b32,
-    parse_and_verify,
     parse_did,
-    split_sequence,
 )
 
 from .errors import NodeError, NotFoundError
 from .keystore import Keys, read_public_did
 from .runner import read_daemon_info
-from .store import Store, now_ms
+from .store import Store
 
 KEYSTORE = "keystore.json"
 DB = "node.db"
@@ -161,55 +157,3 @@ def export(data_dir: Path, *, include_others: bool) -> Iterator[bytes]:
         yield from store.export_raw(local_only=not include_others)
     finally:
         store.close()
-
-
-@dataclass
-class CheckedItem:
-    index: int
-    entry: Entry | None
-    error: str | None
-
-
-def check_sequence(data: bytes) -> list[CheckedItem]:
-    """Verify every item of a CBOR sequence (RFC 8742) on its own."""
-    out: list[CheckedItem] = []
-    clock = now_ms()
-    try:
-        for i, raw in enumerate(split_sequence(data)):
-            try:
-                out.append(CheckedItem(i, parse_and_verify(raw, now_ms=clock), None))
-            except ProtocolError as exc:
-                out.append(CheckedItem(i, None, f"{exc.code}: {exc}"))
-    except ProtocolError as exc:
-        out.append(CheckedItem(len(out), None, f"{exc.code}: {exc} (the rest of the file is unreadable)"))
-    return out
-
-
-@dataclass
-class ImportReport:
-    stored: int
-    duplicates: int
-    rejected: list[tuple[int, str]]
-
-
-def import_entries(data_dir: Path, data: bytes) -> ImportReport:
-    """Validate a CBOR sequence and store its valid entries; invalid ones change nothing."""
-    checked = check_sequence(data)
-    rejected = [(c.index, c.error or "") for c in checked if c.error]
-    entries = [c.entry for c in checked if c.entry is not None]
-    store = Store.open(data_dir / DB)
-    try:
-        report = store.ingest(entries)
-    finally:
-        store.close()
-    index_of = {c.entry.hash: c.index for c in checked if c.entry is not None}
-    for author, (lo, hi) in report.gaps.items():
-        for e in entries:
-            if e.author == author and lo <= e.seq <= hi and e.hash not in {a.hash for a in report.appended}:
-                rejected.append((index_of[e.hash], f"gap: {author.did} seq {lo}..{e.seq - 1} is missing before it"))
-    for e in report.forks:
-        rejected.append((index_of[e.hash], f"fork: a different entry is already held at {e.author.did} seq {e.seq}"))
-    for e, why in report.refused:
-        rejected.append((index_of[e.hash], why))
-    rejected.sort()
-    return ImportReport(len(report.appended), report.duplicates, rejected)

@@ -25,7 +25,9 @@ setting and where its value came from::
     ├── PATH: data_dir cannot be set here; use --data or EMPRESSA_NODE_DATA_DIR
     ├── EMPRESSA_NODE_X must be a JSON list of strings or a comma-separated list
     ├── unknown setting 'x' (from …)
-    └── invalid setting 'x' (from …): reason   bad multiaddr, did, port, interval, …
+    └── invalid setting 'x' (from …): reason   bad multiaddr (a listen address that is not
+                                              TCP, a bootstrap peer not dialable over TCP),
+                                              did, port, interval, …
 """
 
 from __future__ import annotations
@@ -80,11 +82,13 @@ class NodeSettings(BaseSettings):
     )
     listen: list[str] = Field(
         default_factory=lambda: ["/ip4/0.0.0.0/tcp/4001"],
-        description="Multiaddrs the libp2p host listens on (flag: --listen).",
+        description="Multiaddrs the libp2p host listens on, TCP only: /ip4/<address>/tcp/<port> or "
+        "/ip6/<address>/tcp/<port> (flag: --listen). An address in use is an error at start; "
+        "no other process can share the port.",
     )
     bootstrap: list[str] = Field(
         default_factory=list,
-        description="Peers to dial at start; each multiaddr must end in /p2p/<peer id> "
+        description="Peers to dial at start, over TCP; each multiaddr must end in /p2p/<peer id> "
         '(flag: --bootstrap, repeatable). Example: ["/ip4/203.0.113.7/tcp/4001/p2p/12D3KooW…"]',
     )
     api_host: str = Field(default="127.0.0.1", min_length=1, description="Host the local HTTP API binds to.")
@@ -94,7 +98,11 @@ class NodeSettings(BaseSettings):
         le=65535,
         description="Port of the local HTTP API; 0 picks a free port (flag: --api-port).",
     )
-    mdns: bool = Field(default=True, description="Discover peers on the local network with mDNS.")
+    mdns: bool = Field(
+        default=True,
+        description="Discover peers on the local network with mDNS (skipped when every listen "
+        "address is loopback: there is nothing to announce).",
+    )
     anti_entropy_interval: float = Field(
         default=5.0,
         gt=0,
@@ -144,12 +152,12 @@ class NodeSettings(BaseSettings):
     @field_validator("listen")
     @classmethod
     def _check_listen(cls, value: list[str]) -> list[str]:
-        return [check_multiaddr(s, need_peer_id=False) for s in value]
+        return [check_listen_addr(s) for s in value]
 
     @field_validator("bootstrap")
     @classmethod
     def _check_bootstrap(cls, value: list[str]) -> list[str]:
-        return [check_multiaddr(s, need_peer_id=True) for s in value]
+        return [check_peer_addr(s) for s in value]
 
     @field_validator("trusted_bridges")
     @classmethod
@@ -171,18 +179,61 @@ class NodeSettings(BaseSettings):
         return level
 
 
-def check_multiaddr(text: str, *, need_peer_id: bool) -> str:
-    """A multiaddr in canonical text form (a ValueError naming the problem otherwise)."""
+_DIAL_HOSTS = ("ip4", "ip6", "dns", "dns4", "dns6")
+
+
+def check_peer_addr(text: str) -> str:
+    """A bootstrap peer's multiaddr in canonical text form (a ValueError naming the problem otherwise).
+
+    It must be dialable over TCP, the node's only transport, and name the peer:
+    ``/ip4|ip6|dns|dns4|dns6/<host>/tcp/<port>/p2p/<peer id>``.
+    """
+    addr = _parse_multiaddr(text)
+    protocols = [p.name for p in addr.protocols()]
+    if "p2p" not in protocols:
+        raise ValueError(f"{text!r:.120} has no /p2p/<peer id>; bootstrap peers need one")
+    if len(protocols) != 3 or protocols[0] not in _DIAL_HOSTS or protocols[1] != "tcp":
+        raise ValueError(
+            f"{text!r:.120} cannot be dialled: peers are reached over TCP only, "
+            "as /ip4|ip6|dns4|dns6/<host>/tcp/<port>/p2p/<peer id>"
+        )
+    return str(addr)
+
+
+def check_listen_addr(text: str) -> str:
+    """A listen multiaddr in canonical text form; a ValueError unless :func:`listen_endpoint` accepts it."""
+    listen_endpoint(text)
+    return str(Multiaddr(text))
+
+
+def listen_endpoint(text: str) -> tuple[str, int]:
+    """The (IP address, TCP port) a listen multiaddr names.
+
+    The node's host has one transport, TCP; an address of any other shape
+    (``/udp/…``, ``/ws``, a name to resolve) would be skipped by libp2p with a
+    log line and the node would run listening nowhere, so it is refused here.
+
+    Raises:
+        ValueError: not ``/ip4/<address>/tcp/<port>`` or ``/ip6/<address>/tcp/<port>``.
+    """
+    addr = _parse_multiaddr(text)
+    protocols = [p.name for p in addr.protocols()]
+    if protocols not in (["ip4", "tcp"], ["ip6", "tcp"]):
+        raise ValueError(
+            f"{text!r:.120} cannot be listened on: nodes listen on TCP only, "
+            "as /ip4/<address>/tcp/<port> or /ip6/<address>/tcp/<port>"
+        )
+    return str(addr.value_for_protocol(protocols[0])), int(addr.value_for_protocol("tcp"))
+
+
+def _parse_multiaddr(text: str) -> Multiaddr:
     try:
         addr = Multiaddr(text)
     except Exception as exc:
         raise ValueError(f"{text!r:.120} is not a multiaddr ({_one_line(str(exc))})") from None
-    protocols = [p.name for p in addr.protocols()]
-    if not protocols:
+    if not list(addr.protocols()):
         raise ValueError("an empty multiaddr")
-    if need_peer_id and "p2p" not in protocols:
-        raise ValueError(f"{text!r:.120} has no /p2p/<peer id>; bootstrap peers need one")
-    return str(addr)
+    return addr
 
 
 # --- loading ---------------------------------------------------------------------

@@ -7,6 +7,7 @@
     ├── ConfigError       a config file or flag is invalid
     ├── StoreError        the local SQLite store refused an operation
     ├── NotFoundError     no such asset in this node's library
+    ├── ListenError       a listen address cannot be bound (in use, not local, not permitted)
     └── PeerError         a remote peer misbehaved (garbage, stall, over a limit)
         └── PeerUnavailable   it cannot be asked now (no connection, busy); not held against it
 """
@@ -32,6 +33,10 @@ class StoreError(NodeError):
 
 class NotFoundError(NodeError):
     """The named asset does not exist here."""
+
+
+class ListenError(NodeError):
+    """A listen address (the P2P host's or the local API's) cannot be bound at start."""
 
 
 class PeerError(NodeError):

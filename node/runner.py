@@ -1,6 +1,7 @@
 """``empressa node run``: the daemon's process lifecycle.
 
-Opens the store, starts the node and its local API, writes ``node.json`` once
+Binds the local API's port, opens the store, starts the node (which binds its
+listen addresses) and then serves the local API, writes ``node.json`` once
 listening (and ``api.token``, mode 0600), and on SIGINT/SIGTERM shuts down in
 order and removes ``node.json`` so the CLI stops handing writes to a dead daemon.
 """
@@ -49,33 +50,52 @@ def read_daemon_info(data_dir: Path) -> tuple[dict[str, Any], str] | None:
 async def run_daemon(settings: NodeSettings, keys: Keys) -> None:
     # Imported here, not at the top: every CLI write imports this module for
     # read_daemon_info, and libp2p alone takes seconds to import.
-    from .api import serve_local_api
+    from .api import bind_local_api, serve_local_api
     from .daemon import Node
 
     data_dir = settings.data_dir
-    store = Store.open(data_dir / "node.db")
-    node = Node(settings=settings, keys=keys, store=store)
+    api_sock = bind_local_api(settings.api_host, settings.api_port)
+    try:
+        store = Store.open(data_dir / "node.db")
+        node = Node(settings=settings, keys=keys, store=store)
+    except BaseException:
+        api_sock.close()
+        raise
     token = secrets.token_urlsafe(32)
     info_path = data_dir / NODE_JSON
+    started = False
     try:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 await nursery.start(node.run)
                 binds = await nursery.start(
                     lambda task_status: serve_local_api(
-                        node, host=settings.api_host, port=settings.api_port, token=token, task_status=task_status
+                        node, sock=api_sock, token=token, task_status=task_status
                     )
                 )
                 api_url = binds[0]
                 write_private(data_dir / API_TOKEN, token + "\n")
-                info = {"did": node.did, "peer_id": node.peer_id, "multiaddrs": node.addrs(), "api_url": api_url}
+                info = {
+                    "did": node.did,
+                    "peer_id": node.peer_id,
+                    "multiaddrs": node.addrs(),
+                    "api_url": api_url,
+                }
                 write_private(info_path, json.dumps(info, indent=2) + "\n")
-                log.info("node listening did=%s api_url=%s multiaddrs=%s", node.did, api_url, ",".join(node.addrs()))
+                started = True
+                log.info(
+                    "node listening did=%s api_url=%s multiaddrs=%s",
+                    node.did,
+                    api_url,
+                    ",".join(node.addrs()),
+                )
                 async for signum in signals:
                     log.info("shutting down signal=%s", signal.Signals(signum).name)
                     nursery.cancel_scope.cancel()
                     break
     finally:
+        api_sock.close()  # if the API never took it over
         info_path.unlink(missing_ok=True)
         store.close()
-        log.info("node stopped")
+        if started:  # one that failed to start says so in its error alone
+            log.info("node stopped")

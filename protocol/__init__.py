@@ -7,11 +7,13 @@ a bridge or the indexer needs to agree on lives here and is re-exported:
   :class:`AssetUri`, and their parse functions;
 * entries: :func:`sign_entry`, :func:`parse_and_verify`, :class:`Entry`, :class:`Signer`;
 * log rules: :func:`classify`, :class:`Head`, :class:`Verdict`, :func:`fold`, :func:`apply`;
+* CBOR sequences (RFC 8742, export files): :func:`split_sequence` (in memory),
+  :func:`split_chunks` (as read, in bounded memory), :func:`is_map_item`;
 * wire frames of the sync protocol: :mod:`protocol.wire`;
 * errors: :class:`ProtocolError` and its subclasses.
 """
 
-from .canonical import canonical_bytes, split_sequence
+from .canonical import canonical_bytes, is_map_item, split_chunks, split_sequence
 from .entry import Entry, Signer, parse_and_verify, sign_entry
 from .errors import (
     DecodeError,
@@ -53,11 +55,13 @@ __all__ = [
     "canonical_bytes",
     "classify",
     "fold",
+    "is_map_item",
     "latest_attestations",
     "parse_and_verify",
     "parse_asset_uri",
     "parse_did",
     "parse_entry_hash",
     "sign_entry",
+    "split_chunks",
     "split_sequence",
 ]

@@ -10,7 +10,7 @@ links.) Decoding is strict: the input must re-encode to itself.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import cbor2
@@ -18,6 +18,7 @@ import cbor2
 from .errors import DecodeError
 
 MAX_DEPTH = 16
+MAX_SEQUENCE_ITEM = 1024 * 1024  # bytes: the largest item split_chunks buffers
 
 
 def canonical_bytes(obj: Any) -> bytes:
@@ -138,22 +139,54 @@ def check_plain(obj: Any, depth: int = 0) -> None:
         raise DecodeError(f"CBOR tags and special values are not allowed ({t.__name__})")
 
 
-def split_sequence(data: bytes, *, max_item: int = 1024 * 1024) -> Iterator[bytes]:
-    """Split a CBOR sequence (RFC 8742) into the exact bytes of each item.
+def split_sequence(data: bytes, *, max_item: int = MAX_SEQUENCE_ITEM) -> Iterator[bytes]:
+    """Split a CBOR sequence (RFC 8742) held in memory into the exact bytes of each item.
 
     Raises:
         DecodeError: when the remaining bytes do not start with a whole CBOR item.
     """
-    fp = io.BytesIO(data)
-    decoder = cbor2.CBORDecoder(fp)
-    start = 0
-    while start < len(data):
-        try:
-            decoder.decode()
-        except Exception as exc:
-            raise DecodeError(f"item at byte {start} is not valid CBOR: {exc}") from None
-        end = fp.tell()
-        if end - start > max_item:
-            raise DecodeError(f"item at byte {start} is larger than {max_item} bytes")
-        yield data[start:end]
-        start = end
+    return split_chunks([data], max_item=max_item)
+
+
+def split_chunks(chunks: Iterable[bytes], *, max_item: int = MAX_SEQUENCE_ITEM) -> Iterator[bytes]:
+    """Split a CBOR sequence that arrives in chunks (a file read piece by piece) into its items.
+
+    Items are yielded as soon as they are whole, so memory holds one chunk and
+    at most one partial item (``max_item`` bytes), whatever the length of the
+    sequence. The caller does the reading: this only consumes the iterable.
+
+    Raises:
+        DecodeError: the bytes at some offset are not a CBOR item, an item is
+            larger than ``max_item``, or the input ends inside an item. Items
+            before that point have been yielded.
+    """
+    buf = bytearray()
+    offset = 0  # bytes of the sequence before buf
+    for chunk in chunks:
+        buf += chunk
+        fp = io.BytesIO(buf)
+        decoder = cbor2.CBORDecoder(fp)
+        start = 0
+        while start < len(buf):
+            try:
+                decoder.decode()
+            except cbor2.CBORDecodeEOF:
+                break  # the item continues in the next chunk
+            except Exception as exc:
+                raise DecodeError(f"item at byte {offset + start} is not valid CBOR: {exc}") from None
+            end = fp.tell()
+            if end - start > max_item:
+                raise DecodeError(f"item at byte {offset + start} is larger than {max_item} bytes")
+            yield bytes(buf[start:end])
+            start = end
+        if len(buf) - start > max_item:
+            raise DecodeError(f"item at byte {offset + start} is larger than {max_item} bytes")
+        del buf[:start]
+        offset += start
+    if buf:
+        raise DecodeError(f"item at byte {offset} is not valid CBOR: the input ends inside it")
+
+
+def is_map_item(raw: bytes) -> bool:
+    """True when the CBOR item ``raw`` is a map (major type 5), as every entry is; no decoding."""
+    return bool(raw) and raw[0] >> 5 == 5

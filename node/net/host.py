@@ -16,13 +16,40 @@ Notes measured on libp2p 0.8.1 that shape this file: ``stream.read()`` raises
 that lets it escape wedges the connection, so every handler is wrapped; gossip
 ``publish()`` does not wait for the network and drops silently when a peer's
 32-slot queue is full, so callers pace it and rely on sync for completeness.
+
+Listen sockets, measured on libp2p 0.8.1 (Linux): its TCP listener
+(``libp2p/transport/tcp/tcp.py``, ``_open_reuseport_listeners`` calling
+``_set_reuse_flags``) sets ``SO_REUSEPORT`` on every listen socket, for DCUtR
+hole punching. The kernel then lets any process of the same user bind and
+listen on that port too and splits new connections between them: a second
+``empressa node run --listen`` on a bridge's port started without an error and
+took part of the bridge's peers. Hole punching is not used here, so this
+module replaces ``_set_reuse_flags`` with one that sets only ``SO_REUSEADDR``
+(a restart still binds past TIME_WAIT); a second bind of the port now fails
+with EADDRINUSE (libp2p's hole-punch dial falls back to an ephemeral source
+port, as it does where the flag is unavailable). :meth:`P2P.run` checks the
+listen sockets it got for the flag, so a libp2p upgrade cannot quietly undo this.
+
+libp2p also does not fail when it cannot listen: ``Swarm.listen`` logs the
+failure at debug level (or "no transport … Skipping." for a non-TCP address)
+and the host runs listening nowhere. :meth:`P2P.run` therefore binds each
+address itself first (same flags) to get the OS's reason, checks afterwards
+that every address has a listener, and raises :class:`~node.errors.ListenError`
+otherwise. Only ``/ip4|ip6/<address>/tcp/<port>`` is accepted
+(:func:`node.config.listen_endpoint`).
+
+mDNS announces the host's addresses on every interface; a host whose listen
+addresses are all loopback has nothing to offer the LAN, so it is built
+without mDNS (:func:`announces_on_lan`) and says so in the log.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
-from collections.abc import Awaitable, Callable
+import socket
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import multiaddr
@@ -41,13 +68,28 @@ from libp2p.pubsub.pubsub import Pubsub
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.tools.anyio_service import background_trio_service
+from libp2p.transport.tcp import tcp as _libp2p_tcp
 
 from protocol import wire
 
-from ..errors import PeerError, PeerUnavailable
+from ..config import listen_endpoint
+from ..errors import ListenError, PeerError, PeerUnavailable
 from ..logctx import correlation_id, new_id
 
 log = logging.getLogger(__name__)
+
+
+def _reuse_address_only(sock: trio.socket.SocketType | socket.socket) -> None:
+    """libp2p's ``_set_reuse_flags`` without ``SO_REUSEPORT`` (see the module docstring)."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+
+
+if not hasattr(_libp2p_tcp, "_set_reuse_flags"):  # the pinned libp2p has it; a new one must be re-checked
+    raise ImportError(
+        "libp2p.transport.tcp.tcp._set_reuse_flags is gone: re-check how listen sockets are made"
+    )
+_libp2p_tcp._set_reuse_flags = _reuse_address_only
 
 GOSSIP_PROTOCOLS = [TProtocol("/meshsub/1.1.0"), TProtocol("/meshsub/1.0.0")]
 READ_CHUNK = 256 * 1024
@@ -133,6 +175,34 @@ class _Notifee(INotifee):
             log.debug("connection event dropped peer=%s up=%s", peer, up)
 
 
+def announces_on_lan(listen: list[str]) -> bool:
+    """True when some listen address is reachable beyond this machine (not loopback)."""
+    return any(not ipaddress.ip_address(listen_endpoint(a)[0]).is_loopback for a in listen)
+
+
+def check_listen(listen: Sequence[str]) -> None:
+    """Bind each listen address as libp2p will (then let go), so a refusal is reported with the OS's reason.
+
+    :meth:`P2P.run` calls it first; a process may call it earlier, before slower
+    start-up work (the bridge: before its database and keystore).
+
+    Raises:
+        ListenError: an address is not TCP, in use, not an address of this machine, not permitted, …
+    """
+    for text in listen:
+        try:
+            ip, port = listen_endpoint(text)
+        except ValueError as exc:
+            raise ListenError(str(exc)) from None
+        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                _reuse_address_only(probe)
+                probe.bind((ip, port))
+        except OSError as exc:
+            raise ListenError(f"cannot listen on {text}: {exc.strerror or exc}") from None
+
+
 class P2P:
     """A running libp2p host with gossipsub. Use as ``await nursery.start(p2p.run)``."""
 
@@ -144,10 +214,19 @@ class P2P:
         mdns: bool = False,
         gossip_max_per_second: float = 1000.0,
     ) -> None:
+        for a in listen:
+            try:
+                listen_endpoint(a)
+            except ValueError as exc:
+                raise ListenError(str(exc)) from None
+        self._mdns_skipped = mdns and not announces_on_lan(listen)  # logged once listening
+        mdns = mdns and not self._mdns_skipped
         self._key_pair = create_new_key_pair(peer_seed)
         self._listen = [multiaddr.Multiaddr(a) for a in listen]
         sec = {
-            NOISE_PROTOCOL_ID: NoiseTransport(self._key_pair, noise_privkey=create_x25519_key_pair().private_key)
+            NOISE_PROTOCOL_ID: NoiseTransport(
+                self._key_pair, noise_privkey=create_x25519_key_pair().private_key
+            )
         }
         self._mdns = mdns
         self._host = new_host(key_pair=self._key_pair, sec_opt=sec, enable_mDNS=mdns)
@@ -168,8 +247,32 @@ class P2P:
         self.peer_id = str(self._host.get_id())
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen, join gossip, serve; raises :class:`ListenError` before starting if an address cannot be bound."""
+        check_listen([str(a) for a in self._listen])
+        async with self._host.run(listen_addrs=self._listen):
+            self._check_listeners()
+            if self._mdns_skipped:
+                log.info(
+                    "mDNS skipped: every listen address is loopback, nothing to announce on the LAN listen=%s",
+                    ",".join(map(str, self._listen)),
+                )
+            await self._serve(task_status)
+
+    def _check_listeners(self) -> None:
+        """Every listen address has a socket, and none of them shares its port (``SO_REUSEPORT``)."""
+        listeners = self._host.get_network().listeners
+        for addr in self._listen:
+            sockets = [s.socket for s in getattr(listeners.get(str(addr)), "listeners", [])]
+            if not sockets:
+                raise ListenError(f"cannot listen on {addr}: libp2p opened no socket there")
+            for sock in sockets:
+                if sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT):
+                    raise ListenError(
+                        f"listening on {addr} would let other processes share its port (SO_REUSEPORT)"
+                    )
+
+    async def _serve(self, task_status: trio.TaskStatus[None]) -> None:
         async with (
-            self._host.run(listen_addrs=self._listen),
             background_trio_service(self._pubsub),
             background_trio_service(self._gossipsub),
             trio.open_nursery() as nursery,
@@ -236,6 +339,11 @@ class P2P:
             except trio.WouldBlock:
                 # Consumer is behind: drop, exactly like the network may. Sync repairs it.
                 log.warning("gossip inbox full; dropping a message (sync will repair)")
+
+    @property
+    def mdns(self) -> bool:
+        """Whether the host runs mDNS (asked for, and some listen address is not loopback)."""
+        return self._mdns
 
     def addrs(self) -> list[str]:
         """Dialable addresses; a wildcard listen address is reported as loopback."""

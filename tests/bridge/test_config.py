@@ -45,3 +45,12 @@ def test_data_dir_default(tmp_path: Path) -> None:
     assert default_data_dir({}) == Path.home() / ".empressa" / "bridge"
     assert default_data_dir({"EMPRESSA_BRIDGE_DATA_DIR": str(tmp_path)}) == tmp_path
     assert BridgeSettings().data_dir == Path.home() / ".empressa" / "bridge"
+
+
+@pytest.mark.parametrize("url", ["notaurl", "mysql://u:secret@db/x", "http://127.0.0.1:5432/x"])
+def test_a_database_url_that_is_not_postgresql_is_a_config_error(tmp_path: Path, url: str) -> None:
+    with pytest.raises(ConfigError, match=r"database_url.*DATABASE_URL.*PostgreSQL URL") as info:
+        load_bridge_settings(tmp_path, {}, {"DATABASE_URL": url})
+    assert "secret" not in str(info.value), "a URL may hold a password: it is never echoed"
+    for good in ("postgresql://u:p@127.0.0.1:5432/x", "postgres://h/db", "postgresql+psycopg://h/db"):
+        assert load_bridge_settings(tmp_path, {"database_url": good}, {}).database_url == good

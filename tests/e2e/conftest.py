@@ -112,6 +112,27 @@ def one_line_error(p: subprocess.CompletedProcess[bytes]) -> str:
     return lines[0]
 
 
+def start_error(*args: str | Path, env: dict[str, str] | None = None) -> str:
+    """Run ``empressa ARGS…``, a daemon that must refuse to start; its one-line error.
+
+    A daemon that starts instead runs until START_TIMEOUT, is stopped, and the test fails.
+    """
+    proc = subprocess.Popen(
+        [EMPRESSA, *map(str, args)], env=env or child_env(), stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        out, err = proc.communicate(timeout=START_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        stop_process(proc)
+        out, err = proc.communicate()
+        pytest.fail(
+            f"empressa {' '.join(map(str, args))} started instead of failing:\n{err.decode()[-2000:]}"
+        )
+    assert proc.returncode != 0, err.decode()
+    return one_line_error(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+
+
 def init_node(data: Path, *, env: dict[str, str] | None = None) -> str:
     """``empressa node init``; returns the did."""
     return cli_json("node", "init", "--data", data, env=env)["did"]

@@ -6,13 +6,17 @@ No daemon runs here except where a test says so; writes go straight to node.db.
 from __future__ import annotations
 
 import json
+import random
 import re
 import secrets
+import socket
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from protocol import split_sequence
+from protocol import Signer, sign_entry, split_sequence
 
 from .conftest import (
     CID,
@@ -26,11 +30,13 @@ from .conftest import (
     library,
     one_line_error,
     publish,
+    start_error,
 )
 
 pytestmark = pytest.mark.e2e
 
 DID = re.compile(r"did:key:z6Mk[1-9A-HJ-NP-Za-km-z]+")
+PEER = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"
 
 
 # -- init ---------------------------------------------------------------------------------
@@ -181,6 +187,77 @@ def test_locked_keystore_without_a_tty(tmp_path: Path, daemons: Daemons) -> None
     lines = [line for line in d.log().splitlines() if line.strip()]
     assert len(lines) == 1 and "keystore is locked" in lines[0], lines
     assert not (data / "node.json").exists()
+
+
+# -- node run: start-up errors ----------------------------------------------------------------
+
+
+@pytest.fixture
+def listening() -> Iterator[int]:
+    """A port on 127.0.0.1 that another process is listening on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield s.getsockname()[1]
+
+
+LOOPBACK = "/ip4/127.0.0.1/tcp/0"
+
+
+def test_node_run_on_a_taken_api_port(tmp_path: Path, listening: int) -> None:
+    data = tmp_path / "a"
+    init_node(data)
+    line = start_error("node", "run", "--data", data, "--listen", LOOPBACK, "--api-port", listening)
+    assert f"127.0.0.1:{listening}" in line and "in use" in line, line
+    assert not (data / "node.json").exists()
+
+
+def test_node_run_on_a_taken_p2p_port(tmp_path: Path, listening: int) -> None:
+    data = tmp_path / "a"
+    init_node(data)
+    line = start_error("node", "run", "--data", data, "--listen", f"/ip4/127.0.0.1/tcp/{listening}")
+    assert f"/ip4/127.0.0.1/tcp/{listening}" in line and "in use" in line, line
+    assert not (data / "node.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (["--listen", "/ip4/127.0.0.1/udp/4001"], ["/ip4/127.0.0.1/udp/4001", "TCP only"]),
+        (["--listen", "/ip4/127.0.0.1/tcp/0/ws"], ["/ws", "TCP only"]),
+        (["--listen", "/ip4/192.0.2.1/tcp/0"], ["cannot listen on /ip4/192.0.2.1/tcp/0"]),  # not ours
+        (
+            ["--listen", LOOPBACK, "--bootstrap", f"/ip4/127.0.0.1/udp/1/p2p/{PEER}"],
+            ["bootstrap", "TCP only"],
+        ),
+        (["--listen", LOOPBACK, "--bootstrap", "/ip4/127.0.0.1/tcp/1/p2p/nope"], ["bootstrap", "multiaddr"]),
+        (["--listen", LOOPBACK, "--api-port", "70000"], ["api_port", "65535"]),
+    ],
+    ids=["udp", "websocket", "not-a-local-address", "udp-bootstrap", "bad-peer-id", "api-port-range"],
+)
+def test_node_run_with_an_address_it_cannot_use(tmp_path: Path, flags: list[str], words: list[str]) -> None:
+    data = tmp_path / "a"
+    init_node(data)
+    line = start_error("node", "run", "--data", data, *flags)
+    assert all(w in line for w in words), line
+    assert not (data / "node.json").exists()
+
+
+def test_node_run_with_a_data_dir_it_cannot_use(tmp_path: Path) -> None:
+    missing = tmp_path / "never-initialised"
+    assert "node init" in start_error("node", "run", "--data", missing, "--listen", LOOPBACK)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory")
+    assert str(a_file) in start_error("node", "run", "--data", a_file, "--listen", LOOPBACK)
+    data = tmp_path / "a"
+    init_node(data)
+    (data / "node.db").mkdir()  # the store's file is not a file
+    line = start_error("node", "run", "--data", data, "--listen", LOOPBACK)
+    assert "node.db" in line, line
+    (data / "node.db").rmdir()
+    (data / "node.db").write_bytes(b"not a database, just some bytes" * 100)
+    line = start_error("node", "run", "--data", data, "--listen", LOOPBACK)
+    assert "node.db" in line, line
 
 
 # -- bad input -------------------------------------------------------------------------------
@@ -369,6 +446,114 @@ def test_verify_and_import_reject_a_file_without_entries(tmp_path: Path, content
     assert p.returncode == 1
     assert p.stderr.strip(), "import must say why"
     assert export(fresh) == b""
+
+
+# -- verify / import: large and hostile files ------------------------------------------------
+
+REPORT_LIMIT = 100  # failures listed one per line; past it, one "… and N more" line
+
+
+def signed_log(n: int, *, seed: int = 1) -> list[bytes]:
+    """``n`` chained ``asset.put`` entries of one author, each its own asset."""
+    signer, prev, out = Signer(bytes([seed]) * 32), None, []
+    now = time.time_ns() // 1_000_000
+    for seq in range(1, n + 1):
+        body = {"title": f"Track {seq}", "description": "", "tags": [],
+                "media": {"cid": CID, "mime": "audio/mpeg", "size": 1}, "license": {"type": "personal"}}  # fmt: skip
+        e = sign_entry(signer, seq=seq, prev=prev, ts=now, kind="asset.put", key=f"t{seq}", body=body)
+        out.append(e.raw)
+        prev = e.hash
+    return out
+
+
+@pytest.mark.parametrize(
+    "content",
+    [bytes(3 * 1024 * 1024), random.Random(7).randbytes(3 * 1024 * 1024)],
+    ids=["3MB-of-zeros", "3MB-of-random-bytes"],
+)
+def test_verify_and_import_stop_early_on_a_file_that_is_not_entries(tmp_path: Path, content: bytes) -> None:
+    file = tmp_path / "f.cbor"
+    file.write_bytes(content)
+    p = cli("verify", file, ok=False)
+    lines = p.stdout.decode().splitlines()
+    assert 1 <= len(lines) <= REPORT_LIMIT + 2, (len(lines), lines[:3])
+    assert "not a CBOR sequence of entries" in lines[-1] or "CBOR" in lines[-1], lines[-1]
+    assert all(line.split(":")[0].isdigit() or line.startswith("…") for line in lines), lines[:5]
+
+    report = cli_json_failing("verify", file, "--json")
+    assert report["ok"] == 0 and report["failed"] >= 1
+    assert len(report["entries"]) <= REPORT_LIMIT + 1
+
+    fresh = tmp_path / "fresh"
+    init_node(fresh)
+    p = cli("node", "import", "--data", fresh, file, ok=False)
+    errs = p.stderr.decode().splitlines()
+    assert 1 <= len(errs) <= REPORT_LIMIT + 2, (len(errs), errs[:3])
+    assert "stored 0" in p.stdout.decode()
+    assert export(fresh) == b""
+
+
+def cli_json_failing(*args: str | Path) -> dict:
+    """A command that exits 1 but still prints its one JSON object."""
+    out = cli(*args, ok=False).stdout.decode()
+    assert len(out.strip().splitlines()) == 1, out[:300]
+    return json.loads(out)
+
+
+def test_a_long_run_of_non_entries_stops_reading(tmp_path: Path) -> None:
+    good = signed_log(2)
+    file = tmp_path / "f.cbor"
+    file.write_bytes(b"".join(good) + bytes(1024 * 1024) + good[1])
+    lines = cli("verify", file, ok=False).stdout.decode().splitlines()
+    assert lines[0].startswith("0: ok ") and lines[1].startswith("1: ok ")
+    assert len(lines) <= REPORT_LIMIT + 3, len(lines)
+    assert "not a CBOR sequence of entries" in lines[-1], lines[-1]
+
+
+def test_many_failures_are_listed_up_to_a_limit_then_counted(tmp_path: Path) -> None:
+    log = signed_log(150)
+    bad = [raw[:-1] + bytes([raw[-1] ^ 1]) for raw in log]  # every signature broken, each still a map
+    file = tmp_path / "f.cbor"
+    file.write_bytes(b"".join(bad))
+    lines = cli("verify", file, ok=False).stdout.decode().splitlines()
+    assert len(lines) == REPORT_LIMIT + 1, len(lines)
+    assert all("signature" in line for line in lines[:REPORT_LIMIT])
+    assert "50 more" in lines[-1], lines[-1]
+    report = cli_json_failing("verify", file, "--json")
+    assert (report["ok"], report["failed"], len(report["entries"])) == (0, 150, REPORT_LIMIT)
+
+    fresh = tmp_path / "fresh"
+    init_node(fresh)
+    p = cli("node", "import", "--data", fresh, file, ok=False)
+    errs = p.stderr.decode().splitlines()
+    assert len(errs) == REPORT_LIMIT + 1 and "50 more" in errs[-1], errs[-2:]
+    assert "rejected 150" in p.stdout.decode()
+
+
+def test_a_large_valid_export_imports_and_verifies_fully(tmp_path: Path) -> None:
+    n = 5000  # several import batches
+    log = signed_log(n, seed=2)
+    file = tmp_path / "big.cbor"
+    file.write_bytes(b"".join(log))
+    lines = cli("verify", file).stdout.decode().splitlines()
+    assert len(lines) == n and all(f"{i}: ok " in line for i, line in enumerate(lines))
+    report = cli_json("verify", file)
+    assert (report["ok"], report["failed"], len(report["entries"])) == (n, 0, n)
+
+    fresh = tmp_path / "fresh"
+    init_node(fresh)
+    p = cli("node", "import", "--data", fresh, file, "--json")
+    assert json.loads(p.stdout) == {"stored": n, "duplicates": 0, "rejected": 0}
+    assert export(fresh) == b"".join(log)
+
+    # Newest first: every entry waits for the one before it, across import batches.
+    backwards = tmp_path / "backwards.cbor"
+    backwards.write_bytes(b"".join(reversed(log[:2500])))
+    other = tmp_path / "other"
+    init_node(other)
+    p = cli("node", "import", "--data", other, backwards, "--json")
+    assert json.loads(p.stdout) == {"stored": 2500, "duplicates": 0, "rejected": 0}
+    assert export(other) == b"".join(log[:2500])
 
 
 def test_verify_and_import_of_a_missing_file(tmp_path: Path) -> None:

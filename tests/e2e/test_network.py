@@ -27,6 +27,7 @@ from .conftest import (
     init_node,
     library,
     publish,
+    start_error,
     wait_for,
 )
 
@@ -215,6 +216,27 @@ def test_offline_first_publish_reaches_a_peer_when_the_daemon_starts(
     for data in (me, peer):
         assert not (data / "node.json").exists()
     assert "node stopped" in d.log()
+
+
+def test_a_second_node_on_a_taken_port_fails_and_the_first_keeps_its_peers(
+    tmp_path: Path, daemons: Daemons
+) -> None:
+    first, second, third = tmp_path / "first", tmp_path / "second", tmp_path / "third"
+    for data in (first, second, third):
+        init_node(data)
+    a = daemons.start(first)
+    port = a.addr.split("/tcp/")[1].split("/")[0]
+    line = start_error("node", "run", "--data", second, "--listen", f"/ip4/127.0.0.1/tcp/{port}", "--no-mdns")
+    assert f"/ip4/127.0.0.1/tcp/{port}" in line and "in use" in line, line
+    assert not (second / "node.json").exists()
+
+    # Every connection to the port still reaches the first node: a peer that dials it gets its entries.
+    c = daemons.start(third, bootstrap=[a.addr])
+    r = publish(third, "after-refusal", "Published after the refused start")
+    wait_for(
+        lambda: r["uri"] in library(first), what="the entry on the first node", timeout=REPLICATION_TIMEOUT
+    )
+    assert a.proc.poll() is None and c.proc.poll() is None
 
 
 def test_sigterm_stops_every_daemon_cleanly(chain: list[Member]) -> None:

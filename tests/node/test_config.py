@@ -156,6 +156,42 @@ BAD = [
         "multiaddr",
     ),
     ("listen", "['']", '[""]', [""], "empty multiaddr"),
+    # libp2p would skip these with a log line and run listening nowhere: only TCP is listened on.
+    (
+        "listen",
+        "['/ip4/127.0.0.1/udp/4001']",
+        "/ip4/127.0.0.1/udp/4001",
+        ["/ip4/127.0.0.1/udp/4001"],
+        "TCP only",
+    ),
+    (
+        "listen",
+        "['/ip4/0.0.0.0/tcp/4001/ws']",
+        "/ip4/0.0.0.0/tcp/4001/ws",
+        ["/ip4/0.0.0.0/tcp/4001/ws"],
+        "TCP only",
+    ),
+    (
+        "listen",
+        "['/dns4/localhost/tcp/4001']",
+        "/dns4/localhost/tcp/4001",
+        ["/dns4/localhost/tcp/1"],
+        "TCP only",
+    ),
+    (
+        "bootstrap",
+        f"['/ip4/1.2.3.4/udp/4001/p2p/{PEER}']",
+        f"/ip4/1.2.3.4/udp/4001/p2p/{PEER}",
+        [f"/ip4/1.2.3.4/udp/4001/p2p/{PEER}"],
+        "TCP only",
+    ),
+    (
+        "bootstrap",
+        f"['/ip4/1.2.3.4/tcp/4001/ws/p2p/{PEER}']",
+        f"/ip4/1.2.3.4/tcp/4001/ws/p2p/{PEER}",
+        [f"/ip4/1.2.3.4/tcp/4001/ws/p2p/{PEER}"],
+        "TCP only",
+    ),
     ("bootstrap", "['/ip4/1.2.3.4/tcp/4001']", "/ip4/1.2.3.4/tcp/4001", ["/ip4/1.2.3.4/tcp/4001"], "/p2p/"),
     (
         "bootstrap",

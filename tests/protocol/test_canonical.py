@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol import DecodeError, canonical_bytes
+from protocol import DecodeError, canonical_bytes, is_map_item, split_chunks
 from protocol.canonical import check_plain, loads_strict, require_canonical
 from tests.protocol.strategies import plain_data
 
@@ -126,3 +126,38 @@ def test_cyclic_shared_references_are_rejected() -> None:
     # tag 28 (shareable) around a list holding tag 29 (reference 0): a list that contains itself.
     with pytest.raises(DecodeError):
         accept(b"\xd8\x1c\x81\xd8\x1d\x00")
+
+
+# -- CBOR sequences read in chunks ---------------------------------------------------------
+
+
+@given(st.lists(plain_data, max_size=8), st.lists(st.integers(1, 40), min_size=1, max_size=20))
+def test_split_chunks_finds_the_same_items_whatever_the_chunk_boundaries(
+    items: list[Any], cuts: list[int]
+) -> None:
+    data = b"".join(canonical_bytes(i) for i in items)
+    chunks, at = [], 0
+    for n in cuts * (len(data) // max(1, sum(cuts)) + 1):
+        chunks.append(data[at : at + n])
+        at += n
+    assert b"".join(chunks) == data
+    assert list(split_chunks(chunks)) == [canonical_bytes(i) for i in items]
+
+
+def test_split_chunks_holds_one_partial_item_at_most() -> None:
+    with pytest.raises(DecodeError, match="at byte 2 is larger than 100 bytes"):
+        list(split_chunks([b"\x01\x02", b"\x59\x10\x00", bytes(50), bytes(50)], max_item=100))
+
+
+def test_split_chunks_reports_where_the_input_stops_being_cbor() -> None:
+    got: list[bytes] = []
+    with pytest.raises(DecodeError, match="item at byte 2 is not valid CBOR"):
+        got.extend(split_chunks([b"\x01\x02\xff\x00"]))
+    assert got == [b"\x01", b"\x02"]  # the items before it were yielded
+    with pytest.raises(DecodeError, match=r"item at byte 1 .* ends inside it"):
+        list(split_chunks([b"\x01", b"\x62a"]))
+
+
+def test_is_map_item() -> None:
+    assert is_map_item(canonical_bytes({"a": 1})) and is_map_item(b"\xbf\xff")
+    assert not any(is_map_item(b) for b in (b"", b"\x00", canonical_bytes([1]), canonical_bytes(b"x")))

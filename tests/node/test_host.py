@@ -1,0 +1,124 @@
+"""The libp2p host on its own (node.net.host): listen sockets, start-up errors, mDNS.
+
+Real hosts on 127.0.0.1; nothing here touches the LAN (the hosts that would run
+mDNS are only built, never started).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import socket
+
+import pytest
+import trio
+
+from node.errors import ListenError
+from node.net.host import P2P, announces_on_lan
+
+
+def _host(listen: list[str], *, mdns: bool = False) -> P2P:
+    return P2P(peer_seed=secrets.token_bytes(32), listen=listen, mdns=mdns)
+
+
+def _port(p2p: P2P) -> int:
+    return int(p2p.addrs()[0].split("/tcp/")[1].split("/")[0])
+
+
+def _reuseport_bind(port: int) -> OSError | None:
+    """What another process of the same user gets when it binds ``port`` with SO_REUSEPORT."""
+    s = socket.socket()
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        s.bind(("127.0.0.1", port))
+        s.listen()
+    except OSError as exc:
+        return exc
+    finally:
+        s.close()
+    return None
+
+
+async def _start_fails(p2p: P2P, match: str) -> None:
+    """``p2p.run`` must fail with a :class:`ListenError` matching ``match`` before it starts."""
+    with trio.fail_after(30), pytest.raises(BaseExceptionGroup) as caught:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(p2p.run)
+            nursery.cancel_scope.cancel()  # it started: leave, so the raises() above fails
+    assert caught.group_contains(ListenError, match=match), caught.value
+
+
+async def test_listen_socket_cannot_be_shared_with_so_reuseport() -> None:
+    p2p = _host(["/ip4/127.0.0.1/tcp/0"])
+    async with trio.open_nursery() as nursery:
+        await nursery.start(p2p.run)
+        port = _port(p2p)
+        err = _reuseport_bind(port)
+        assert err is not None, f"a SO_REUSEPORT socket could join our listen port {port}"
+        assert "in use" in str(err)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_listen_address_in_use_is_a_listen_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        await _start_fails(_host([f"/ip4/127.0.0.1/tcp/{port}"]), rf"/ip4/127.0.0.1/tcp/{port}.*in use")
+
+
+async def test_a_second_host_on_the_same_port_fails_and_the_first_keeps_serving() -> None:
+    first = _host(["/ip4/127.0.0.1/tcp/0"])
+    async with trio.open_nursery() as nursery:
+        await nursery.start(first.run)
+        port = _port(first)
+        await _start_fails(_host([f"/ip4/127.0.0.1/tcp/{port}"]), "in use")
+        third = _host(["/ip4/127.0.0.1/tcp/0"])
+        await nursery.start(third.run)
+        for _ in range(5):  # every dial lands on the first host, none on the refused one
+            assert await third.connect(first.addrs()[0]) == first.peer_id
+            await third.disconnect(first.peer_id)
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_address_that_is_not_ours_is_a_listen_error() -> None:
+    await _start_fails(_host(["/ip4/192.0.2.1/tcp/0"]), "192.0.2.1")  # TEST-NET-1: never a local address
+
+
+@pytest.mark.parametrize(
+    ("listen", "lan"),
+    [
+        (["/ip4/127.0.0.1/tcp/0"], False),
+        (["/ip4/127.0.0.53/tcp/4001", "/ip6/::1/tcp/4001"], False),
+        (["/ip4/0.0.0.0/tcp/4001"], True),
+        (["/ip6/::/tcp/4001"], True),
+        (["/ip4/127.0.0.1/tcp/0", "/ip4/192.168.1.20/tcp/4001"], True),
+        ([], False),
+    ],
+)
+def test_announces_on_lan_only_when_some_listen_address_is_not_loopback(listen: list[str], lan: bool) -> None:
+    assert announces_on_lan(listen) is lan
+
+
+async def _start_and_stop(p2p: P2P) -> None:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(p2p.run)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_loopback_host_is_built_without_mdns(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="node.net.host"):
+        p2p = _host(["/ip4/127.0.0.1/tcp/0"], mdns=True)
+        assert p2p.mdns is False
+        assert p2p._host.mDNS is None  # libp2p's mDNS service was never created
+        await _start_and_stop(p2p)  # the skip is logged once the host is listening
+    assert any("mDNS skipped" in r.getMessage() and "loopback" in r.getMessage() for r in caplog.records)
+
+
+async def test_mdns_off_stays_off_and_logs_nothing_about_it(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="node.net.host"):
+        p2p = _host(["/ip4/127.0.0.1/tcp/0"], mdns=False)
+        assert p2p.mdns is False and p2p._host.mDNS is None
+        await _start_and_stop(p2p)
+    assert not any("mDNS" in r.getMessage() for r in caplog.records)
