@@ -248,7 +248,8 @@ class EmbeddedPostgres:
                 mode = p.stat().st_mode
                 if not mode & 0o001:
                     p.chmod(mode | 0o011)  # let the postgres user traverse to its data dir
-        if not self.initialised():
+        fresh = not self.initialised()
+        if fresh:
             self.pgdata.mkdir(exist_ok=True)
             self.pgdata.chmod(0o700)
             self._own(self.pgdata)
@@ -273,7 +274,10 @@ class EmbeddedPostgres:
                 f.write("\n# empressa\n" + "".join(f"{k} = '{v}'\n" for k, v in missing.items()))
         hba = self.pgdata / "pg_hba.conf"
         if hba.read_text() != HBA:
-            log.warning("securing embedded postgresql: password authentication only pgdata=%s", self.pgdata)
+            if not fresh:  # a cluster of an earlier version, which trusted every local connection
+                log.warning(
+                    "securing embedded postgresql: password authentication only pgdata=%s", self.pgdata
+                )
             _write_private(hba, HBA)
             self._own(hba)
         if not self.admin_passfile.exists():
