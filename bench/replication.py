@@ -192,7 +192,9 @@ async def latency(n_nodes: int, samples: int, interval: float) -> dict[str, Any]
                 await ev.wait()
                 now = trio.current_time()
                 ev = peer.changed  # grab the next event before reading, so no store is missed
-                head = await trio.to_thread.run_sync(head_seq, peer, src)  # never block the loop on the store lock
+                head = await trio.to_thread.run_sync(
+                    head_seq, peer, src
+                )  # never block the loop on the store lock
                 for seq in range(seen + 1, head + 1):
                     arrived[i][seq] = now
                 seen = max(seen, head)
@@ -274,8 +276,10 @@ def print_throughput(rows: list[dict[str, Any]], batch: int) -> None:
 
 def print_latency(r: dict[str, Any], samples: int, interval_ms: float, n_peers: int) -> None:
     lat = r["lat"]
-    print(f"(b) publish-to-peer latency: {samples} entries, one every {interval_ms:g} ms, "
-          f"{n_peers} peer{'s' if n_peers > 1 else ''}")
+    print(
+        f"(b) publish-to-peer latency: {samples} entries, one every {interval_ms:g} ms, "
+        f"{n_peers} peer{'s' if n_peers > 1 else ''}"
+    )
     print()
     if not lat:
         print("  no entry arrived")
@@ -291,10 +295,14 @@ def print_latency(r: dict[str, Any], samples: int, interval_ms: float, n_peers: 
     for name, v, target, ref in rows:
         print(f"  {name:<5} {v:>7.2f} ms   {target:<10} {ref}")
     print()
-    print(f"  mean {statistics.fmean(lat):.2f} ms over {len(lat)} deliveries"
-          + (f"; {r['missing']} never arrived within 60 s" if r["missing"] else ""))
+    print(
+        f"  mean {statistics.fmean(lat):.2f} ms over {len(lat)} deliveries"
+        + (f"; {r['missing']} never arrived within 60 s" if r["missing"] else "")
+    )
     print(f"  publish() call itself: p50 {pct(r['call_ms'], 50):.2f} ms, p99 {pct(r['call_ms'], 99):.2f} ms")
-    print(f"  peers received {r['gossip_received']:,} gossip messages and pulled {r['pulled']:,} entries over sync")
+    print(
+        f"  peers received {r['gossip_received']:,} gossip messages and pulled {r['pulled']:,} entries over sync"
+    )
     print()
 
 
@@ -305,7 +313,10 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=300, help="entries for the latency run")
     ap.add_argument("--interval-ms", type=float, default=20.0, help="pace of the latency run")
     ap.add_argument(
-        "--publish", choices=("all", "node", "batch", "catchup"), default="all", help="publish path(s) for (a)"
+        "--publish",
+        choices=("all", "node", "batch", "catchup"),
+        default="all",
+        help="publish path(s) for (a)",
     )
     ap.add_argument("--batch", type=int, default=500, help="entries per worker-thread call in batch mode")
     args = ap.parse_args()

@@ -128,7 +128,9 @@ def generate(n: int, rng: random.Random) -> tuple[Iterator[tuple[Any, ...]], dic
     words = Zipf(make_words(30_000, rng), 1.1, rng)
     tags = Zipf([f"tag{i}" for i in range(2000)], 1.0, rng)
     # Real did:keys (of made-up public keys): the API checks a creator filter is one.
-    keys = {AuthorKey(k).did: k for k in (hashlib.sha256(f"creator{i}".encode()).digest() for i in range(20_000))}
+    keys = {
+        AuthorKey(k).did: k for k in (hashlib.sha256(f"creator{i}".encode()).digest() for i in range(20_000))
+    }
     creators = Zipf(list(keys), 0.9, rng)
     world = {"words": words, "tags": tags, "creators": creators}
 
@@ -170,9 +172,7 @@ def load(url: str, rows: Iterator[tuple[Any, ...]], n: int) -> None:
                 copy.write_row(row)
         conn.commit()
         dt = time.perf_counter() - t0
-        print(
-            f"load: {n:,} assets COPYed in {dt:.1f} s ({n / dt:,.0f} rows/s, incl. generation)"
-        )
+        print(f"load: {n:,} assets COPYed in {dt:.1f} s ({n / dt:,.0f} rows/s, incl. generation)")
         t0 = time.perf_counter()
         for ddl in PG_SEARCH_DDL.values():
             conn.execute(ddl)

@@ -28,7 +28,7 @@ def sqlalchemy_url(url: str) -> str:
     """``postgresql://…`` → ``postgresql+psycopg://…`` (other forms pass through)."""
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
@@ -65,7 +65,9 @@ def migrate(url: str) -> str:
     try:
         command.upgrade(_alembic_config(url), "head")
     except SQLAlchemyError as exc:
-        raise DatabaseError(f"migration failed: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from exc
+        raise DatabaseError(
+            f"migration failed: {exc.__class__.__name__}: {str(exc).splitlines()[0]}"
+        ) from exc
     rev = head_revision()
     log.info("database migrated revision=%s", rev)
     return rev

@@ -56,7 +56,9 @@ def file_cid(path: Path) -> tuple[str, int]:
     return "b" + b32(b"\x01\x55\x12\x20" + h.digest()), size
 
 
-def media_from(*, file: Path | None, cid: str | None, mime: str | None, size: int | None, duration_ms: int | None) -> dict[str, Any]:
+def media_from(
+    *, file: Path | None, cid: str | None, mime: str | None, size: int | None, duration_ms: int | None
+) -> dict[str, Any]:
     if file is not None:
         if not file.is_file():
             raise NodeError(f"no such file: {file}")
@@ -72,7 +74,14 @@ def media_from(*, file: Path | None, cid: str | None, mime: str | None, size: in
     return media
 
 
-def license_from(*, license_type: str | None, price: str | None, currency: str | None, terms: str | None, base: dict[str, Any] | None = None) -> dict[str, Any]:
+def license_from(
+    *,
+    license_type: str | None,
+    price: str | None,
+    currency: str | None,
+    terms: str | None,
+    base: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     lic = dict(base or {"type": "personal"})
     if license_type is not None:
         lic["type"] = license_type
@@ -115,7 +124,11 @@ def write(
             if r.status_code == 201:
                 d = r.json()
                 return WriteResult(d["uri"], d["hash"], d["seq"], "daemon")
-            detail = r.json().get("detail", r.text) if r.headers.get("content-type", "").endswith("json") else r.text
+            detail = (
+                r.json().get("detail", r.text)
+                if r.headers.get("content-type", "").endswith("json")
+                else r.text
+            )
             raise NodeError(f"the daemon refused the write: {detail}")
     keys = unlock()
     store = Store.open(data_dir / DB)

@@ -9,8 +9,30 @@ from typing import Any
 from protocol import b32
 
 _MOODS = ["Midnight", "Golden", "Velvet", "Neon", "Quiet", "Electric", "Paper", "Amber", "Hollow", "Crystal"]
-_THINGS = ["Rain", "Harbor", "Static", "Orchard", "Signal", "Lanterns", "Tide", "Circuit", "Meadow", "Skyline"]
-_GENRES = ["lofi", "ambient", "techno", "jazz", "cinematic", "hip-hop", "folk", "house", "drum-and-bass", "synthwave"]
+_THINGS = [
+    "Rain",
+    "Harbor",
+    "Static",
+    "Orchard",
+    "Signal",
+    "Lanterns",
+    "Tide",
+    "Circuit",
+    "Meadow",
+    "Skyline",
+]
+_GENRES = [
+    "lofi",
+    "ambient",
+    "techno",
+    "jazz",
+    "cinematic",
+    "hip-hop",
+    "folk",
+    "house",
+    "drum-and-bass",
+    "synthwave",
+]
 _KINDS = [
     ("loop", "audio/wav", "A seamless {bpm} BPM {genre} loop, mixed and mastered, stems on request."),
     ("track", "audio/mpeg", "A full {genre} track at {bpm} BPM for videos, games and podcasts."),
@@ -43,7 +65,11 @@ def demo_assets(n: int = 36, *, seed: int = 7) -> list[tuple[str, dict[str, Any]
         license_: dict[str, Any] = {"type": lic_type}
         if price:
             license_["price"] = {"amount": price[0], "currency": price[1]}
-        media: dict[str, Any] = {"cid": _cid(f"{i}-{mood}-{thing}"), "mime": mime, "size": rng.randrange(40_000, 9_000_000)}
+        media: dict[str, Any] = {
+            "cid": _cid(f"{i}-{mood}-{thing}"),
+            "mime": mime,
+            "size": rng.randrange(40_000, 9_000_000),
+        }
         if mime.startswith("audio/"):
             media["duration_ms"] = rng.randrange(8_000, 240_000)
         body = {

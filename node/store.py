@@ -191,11 +191,15 @@ class Store:
                     heads[a] = _head_row(cur, a)
                 head, forked = heads[a]
                 if forked is not None and e.seq >= forked:
-                    report.refused.append((e, f"author has a fork at seq {forked}; later entries are held back"))
+                    report.refused.append(
+                        (e, f"author has a fork at seq {forked}; later entries are held back")
+                    )
                     continue
                 held = None
                 if head is not None and e.seq <= head.seq:
-                    row = cur.execute("SELECT hash FROM entries WHERE author=? AND seq=?", (a, e.seq)).fetchone()
+                    row = cur.execute(
+                        "SELECT hash FROM entries WHERE author=? AND seq=?", (a, e.seq)
+                    ).fetchone()
                     held = EntryHash(row[0]) if row else None
                 c = classify(e, head, held)
                 if c.verdict is Verdict.APPEND:
@@ -222,7 +226,9 @@ class Store:
                     report.forks.append(e)
         return report
 
-    def append_local(self, signer: Signer, *, kind: str, key: str, body: dict[str, Any], ts: int | None = None) -> Entry:
+    def append_local(
+        self, signer: Signer, *, kind: str, key: str, body: dict[str, Any], ts: int | None = None
+    ) -> Entry:
         """Sign and append the next entry of ``signer``'s own log, atomically.
 
         Raises:
@@ -275,12 +281,15 @@ class Store:
         return {r[0]: (r[1], r[2]) for r in rows}
 
     def authors(self) -> list[AuthorRow]:
-        rows = self._read("SELECT author, head_seq, head_hash, local, forked_seq FROM authors ORDER BY author")
+        rows = self._read(
+            "SELECT author, head_seq, head_hash, local, forked_seq FROM authors ORDER BY author"
+        )
         return [AuthorRow(AuthorKey(r[0]), Head(r[1], EntryHash(r[2])), bool(r[3]), r[4]) for r in rows]
 
     def range_raw(self, author: bytes, start: int, end: int) -> list[bytes]:
         rows = self._read(
-            "SELECT raw FROM entries WHERE author=? AND seq BETWEEN ? AND ? ORDER BY seq", (author, start, end)
+            "SELECT raw FROM entries WHERE author=? AND seq BETWEEN ? AND ? ORDER BY seq",
+            (author, start, end),
         )
         return [r[0] for r in rows]
 
@@ -365,7 +374,9 @@ class _Tx:
 
 
 def _head_row(cur: sqlite3.Cursor, author: bytes) -> tuple[Head | None, int | None]:
-    row = cur.execute("SELECT head_seq, head_hash, forked_seq FROM authors WHERE author=?", (author,)).fetchone()
+    row = cur.execute(
+        "SELECT head_seq, head_hash, forked_seq FROM authors WHERE author=?", (author,)
+    ).fetchone()
     if row is None:
         return None, None
     return Head(row[0], EntryHash(row[1])), row[2]

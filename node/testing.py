@@ -86,7 +86,9 @@ class TestNetwork:
         slot = self._slots[i]
         if slot.scope is not None:
             raise RuntimeError(f"node {i} is already running")
-        settings = NodeSettings(data_dir=slot.data_dir, listen=["/ip4/127.0.0.1/tcp/0"], mdns=False, **self._settings)
+        settings = NodeSettings(
+            data_dir=slot.data_dir, listen=["/ip4/127.0.0.1/tcp/0"], mdns=False, **self._settings
+        )
         node = Node(settings=settings, keys=slot.keys, store=slot.store)
         node.gossip_drop_rate = self._drop_rate
         slot.node = node
@@ -189,7 +191,9 @@ async def spawn_network(
         if root is None:
             root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="empressa-net-")))
         async with trio.open_nursery() as nursery:
-            net = TestNetwork(nursery, root, {"anti_entropy_interval": anti_entropy_interval, **settings}, topology)
+            net = TestNetwork(
+                nursery, root, {"anti_entropy_interval": anti_entropy_interval, **settings}, topology
+            )
             try:
                 for _ in range(n):
                     await net.add()

@@ -72,10 +72,15 @@ def _signing_bytes(raw: bytes, m: dict[str, Any]) -> bytes:
     key_len = len(m["key"])  # ASCII by KEY_RE, so characters == bytes
     off = (
         1
-        + 2 + _uint_len(m["v"])
-        + 3 + _uint_len(m["ts"])
-        + 4 + (1 if key_len < 24 else 2) + key_len
-        + 4 + _uint_len(m["seq"])
+        + 2
+        + _uint_len(m["v"])
+        + 3
+        + _uint_len(m["ts"])
+        + 4
+        + (1 if key_len < 24 else 2)
+        + key_len
+        + 4
+        + _uint_len(m["seq"])
     )
     if raw[0] != _MAP9 or raw[off : off + 6] != _SIG_HEAD:  # pragma: no cover - guaranteed by canonical check
         raise DecodeError("internal: signature field not where canonical order puts it")
@@ -153,7 +158,7 @@ class Signer:
         object.__setattr__(self, "_secret", sk)
 
     def sign(self, message: bytes) -> bytes:
-        return crypto_sign(message, self._secret)[: crypto_sign_BYTES]
+        return crypto_sign(message, self._secret)[:crypto_sign_BYTES]
 
 
 def sign_entry(

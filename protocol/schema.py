@@ -152,9 +152,19 @@ def validate_put_body(body: Any) -> None:
     if type(lic["type"]) is not str or lic["type"] not in LICENSE_TYPES:
         raise _fail("body.license.type", f"must be one of {', '.join(sorted(LICENSE_TYPES))}")
     if "price" in lic:
-        price = _map(lic["price"], "body.license.price", frozenset({"amount", "currency"}), frozenset({"amount", "currency"}))
+        price = _map(
+            lic["price"],
+            "body.license.price",
+            frozenset({"amount", "currency"}),
+            frozenset({"amount", "currency"}),
+        )
         pattern(price["amount"], "body.license.price.amount", AMOUNT_RE, "a decimal string like '12.50'")
-        pattern(price["currency"], "body.license.price.currency", CURRENCY_RE, "an uppercase currency code like USD")
+        pattern(
+            price["currency"],
+            "body.license.price.currency",
+            CURRENCY_RE,
+            "an uppercase currency code like USD",
+        )
     if "terms" in lic:
         text(lic["terms"], "body.license.terms", max_len=MAX_TERMS)
     if "payout" in b:

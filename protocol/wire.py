@@ -123,7 +123,13 @@ def _from_map(m: Any) -> Frame:
         for h in heads:
             if type(h) is not list or len(h) != 3:
                 raise FrameError("a head is [author, seq, hash]")
-            out.append((_author(h[0], "head author"), _count(h[1], "head seq", 1, 2**63 - 1), _author(h[2], "head hash")))
+            out.append(
+                (
+                    _author(h[0], "head author"),
+                    _count(h[1], "head seq", 1, 2**63 - 1),
+                    _author(h[2], "head hash"),
+                )
+            )
         nxt = None if m["next"] is None else _author(m["next"], "heads_page.next")
         return HeadsPage(out, nxt)
     if t == "range":

@@ -264,7 +264,7 @@ def test_an_entry_postgresql_cannot_store_is_quarantined_and_the_rest_applied(
     }
     assert report.status[poison.hash.raw] == "refused"
     assert report.refused[0][0] == poison and "cannot store" in report.refused[0][1]
-    (code, reason, seq), = q(store, "SELECT code, reason, seq FROM quarantine")
+    ((code, reason, seq),) = q(store, "SELECT code, reason, seq FROM quarantine")
     assert code == "unstorable" and seq == 3 and "0x00" in reason
     assert q(store, "SELECT head_seq FROM authors WHERE author = :a", a=log.author) == [(2,)]
     assert sorted(s for (s,) in q(store, "SELECT seq FROM pending")) == [4, 5]
