@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 DEFAULT_NODE_DIR = Path("~/.empressa/node")
 DEFAULT_INDEXER_DIR = Path("~/.empressa/indexer")
 DEFAULT_BRIDGE_DIR = Path("~/.empressa/bridge")
+DEFAULT_STACK_DIR = Path("~/.empressa/stack")
 
 
 # -- output ---------------------------------------------------------------------------
@@ -321,16 +322,17 @@ def cmd_verify(args: argparse.Namespace) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> None:
-    from bridge.stack import run_stack
+    from stack import load_stack_settings, run_stack
 
-    configure_logging("INFO", as_json=_env_flag("EMPRESSA_LOG_JSON"))
-    run_stack(
-        data_dir=Path(args.data).expanduser(),
-        port=args.port,
-        p2p_port=args.p2p_port,
-        database_url=args.database_url or os.environ.get("DATABASE_URL"),
-        demo=args.demo,
-    )
+    flags = {
+        "port": args.port,
+        "p2p_port": args.p2p_port,
+        "database_url": args.database_url,
+        "demo": args.demo,
+    }
+    settings = load_stack_settings(Path(args.data).expanduser(), flags, os.environ)
+    configure_logging("INFO", as_json=settings.log_json)
+    run_stack(settings, environ=os.environ)
 
 
 # -- indexer and bridge commands ---------------------------------------------------------------
@@ -509,9 +511,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--json", action="store_true", help="print one JSON object for scripts")
 
     up = sub.add_parser("up", help="run the whole stack on this machine")
-    data_opt(up, Path("~/.empressa/stack"))
-    up.add_argument("--port", type=int, default=8000, help="indexer API port")
-    up.add_argument("--p2p-port", type=int, default=4001, help="libp2p TCP port")
+    data_opt(up, DEFAULT_STACK_DIR)
+    up.add_argument("--port", type=int, help="indexer API port")  # defaults: stack.settings
+    up.add_argument("--p2p-port", type=int, help="libp2p TCP port")
     up.add_argument("--database-url", help="use this PostgreSQL instead of the embedded one")
     up.add_argument("--demo", action="store_true", help="publish sample assets from a demo creator")
     up.set_defaults(func=cmd_up)
@@ -667,13 +669,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+def one_line_errors() -> tuple[type[Exception], ...]:
+    """The packages' root errors: :func:`main` prints any of them as one line, ``empressa: …``."""
     from indexer.errors import IndexerError
     from node.errors import NodeError
     from protocol import ProtocolError
+    from stack import StackError
 
-    ours = (NodeError, ProtocolError, IndexerError)
+    return (NodeError, ProtocolError, IndexerError, StackError)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    ours = one_line_errors()
     try:
         args.func(args)
     except ours as exc:
@@ -683,9 +691,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         match, rest = group.split(ours)
         if match is None or rest is not None:
             raise
-        while isinstance(match, BaseExceptionGroup):
-            match = match.exceptions[0]
-        fail(str(match))
+        first: BaseException = match
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        fail(str(first))
     except KeyboardInterrupt:
         fail("interrupted", 130)
 

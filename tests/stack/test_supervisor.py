@@ -13,21 +13,21 @@ from pathlib import Path
 
 import pytest
 
-import bridge.stack as stack_mod
-from bridge.children import Signals
-from bridge.stack import Child, Stack, StackError
-from node.errors import NodeError
+import stack.supervisor as stack_mod
+from cli import one_line_errors
+from stack import Child, Signals, Stack, StackError, load_stack_settings
+from stack.services import dev_secrets
 
 
 def make_stack(tmp_path: Path, environ: dict[str, str] | None = None, **kw: int) -> Stack:
-    return Stack(
-        data_dir=tmp_path / "stack",
-        port=kw.get("port", 0),
-        p2p_port=kw.get("p2p_port", 0),
-        database_url="postgresql://x@127.0.0.1:1/x",
-        demo=False,
-        environ=environ or {},
-    )
+    environ = environ or {}
+    flags = {
+        "port": kw.get("port", 0),
+        "p2p_port": kw.get("p2p_port", 0),
+        "database_url": "postgresql://x@127.0.0.1:1/x",
+        "demo": False,
+    }
+    return Stack(load_stack_settings(tmp_path / "stack", flags, environ), environ=environ)
 
 
 def python_child(tmp_path: Path, name: str, code: str) -> Child:
@@ -81,7 +81,7 @@ def test_child_env_passes_service_settings_and_withholds_the_callers_own(tmp_pat
 def test_child_env_keeps_the_callers_secret_when_it_is_the_stacks(tmp_path: Path) -> None:
     s = make_stack(tmp_path, {"EMPRESSA_PASSPHRASE": "pw", "EMPRESSA_KEK": "11" * 32})
     s.data_dir.mkdir(parents=True)
-    kek = stack_mod.dev_secrets(s.data_dir, s.environ)
+    kek = dev_secrets(s.data_dir, s.environ)
     env = s._child_env("postgresql://stack/db", kek, signer=True)
     # Only the secret the stack seals with: a child holding both might unlock with the other.
     assert env["EMPRESSA_KEK"] == "11" * 32 and "EMPRESSA_PASSPHRASE" not in env
@@ -123,7 +123,7 @@ def test_a_child_exiting_during_start_up_is_a_stack_error_naming_it_and_its_log(
     finally:
         s.shutdown()
     msg = str(e.value)
-    assert isinstance(e.value, NodeError)  # printed as one line by cli.main
+    assert isinstance(e.value, one_line_errors())  # printed as one line by cli.main
     assert "\n" not in msg
     assert msg.startswith("bridge exited with 1 during start-up")
     assert "(bad bridge setting log_level)" in msg and "an old run" not in msg

@@ -34,9 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+__all__ = ["STOP_GRACE", "Child", "PidFile", "Signals", "process_start", "same_process"]
+
 log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
+STOP_GRACE = 10.0  # seconds a child has to stop before it is killed, unless it says otherwise
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -118,7 +121,7 @@ class Child:
     log_path: Path
     user: str | None = None
     stop_signal: int = signal.SIGTERM
-    grace: float = 10.0
+    grace: float = STOP_GRACE
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     started_at: float = 0.0

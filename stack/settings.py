@@ -1,0 +1,114 @@
+"""The settings of ``empressa up``: one pydantic-settings class, built in ``cli.py`` and passed in.
+
+Sources, lowest to highest priority::
+
+    defaults  <  DATABASE_URL, EMPRESSA_LOG_JSON  <  overrides (CLI flags)
+
+:func:`load_stack_settings` is the one way to build :class:`StackSettings`
+from those sources; it reads only the ``environ`` mapping it is given (no
+process globals). Unlike the node's and the bridge's, ``up`` reads no config
+file, and its two environment variables are the unprefixed ones every
+``empressa`` service knows (``DATABASE_URL``, ``EMPRESSA_LOG_JSON``), so
+:func:`node.config.load_layered` does not apply. Empty values count as unset.
+
+What the stack's services are configured with is theirs: the caller's
+``EMPRESSA_INDEXER_*`` and ``EMPRESSA_BRIDGE_*`` reach them through their
+environment (see :mod:`stack.services`), and they read those themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .errors import StackError
+
+__all__ = ["LOG_JSON_ENV", "StackSettings", "env_flag", "load_stack_settings"]
+
+LOG_JSON_ENV = "EMPRESSA_LOG_JSON"
+
+
+def env_flag(text: str) -> bool:
+    """An on/off environment variable: ``1``, ``true`` or ``yes`` (any case) is on, anything else off."""
+    return text.lower() in ("1", "true", "yes")
+
+
+class StackSettings(BaseSettings):
+    """Everything ``empressa up`` itself is configured with."""
+
+    model_config = SettingsConfigDict(extra="forbid", frozen=True)
+
+    data_dir: Path = Field(
+        description="Data directory: the embedded PostgreSQL, the services' data and logs, stack.json "
+        "(flag: --data, default ~/.empressa/stack).",
+    )
+    port: int = Field(default=8000, description="Port of the indexer API, on 127.0.0.1 (flag: --port).")
+    p2p_port: int = Field(
+        default=4001, description="libp2p TCP port of the bridge, on 0.0.0.0 (flag: --p2p-port)."
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="Use this PostgreSQL instead of the embedded one (flag: --database-url; env: "
+        "DATABASE_URL).",
+    )
+    demo: bool = Field(default=False, description="Publish sample assets from a demo creator (flag: --demo).")
+    log_json: bool = Field(
+        default=False,
+        description="Log one JSON object per line: the supervisor, and the indexer services it starts, "
+        "which read EMPRESSA_LOG_JSON too (env: EMPRESSA_LOG_JSON, on when 1, true or yes).",
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)  # load_stack_settings layers the sources itself
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand_data_dir(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @field_validator("log_json", mode="before")
+    @classmethod
+    def _log_json_flag(cls, value: Any) -> Any:
+        return env_flag(value) if isinstance(value, str) else value
+
+
+def load_stack_settings(
+    data_dir: Path, overrides: Mapping[str, Any], environ: Mapping[str, str]
+) -> StackSettings:
+    """Build the settings: defaults < ``DATABASE_URL``, ``EMPRESSA_LOG_JSON`` < ``overrides``.
+
+    Args:
+        data_dir: the stack's data directory (from ``--data``).
+        overrides: settings from command-line flags; ``None`` and ``""`` mean "flag not given".
+        environ: environment variables.
+
+    Raises:
+        StackError: a value is invalid (one line, naming the setting and where it came from).
+    """
+    values: dict[str, Any] = {"data_dir": data_dir}
+    origin: dict[str, str] = {"data_dir": "the data_dir argument"}
+    for var, name in (("DATABASE_URL", "database_url"), (LOG_JSON_ENV, "log_json")):
+        if environ.get(var):
+            values[name], origin[name] = environ[var], var
+    for name, value in overrides.items():
+        if value is not None and value != "":
+            values[name], origin[name] = value, "command line"
+    try:
+        return StackSettings(**values)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        name = str(first["loc"][0]) if first["loc"] else "?"
+        msg = " ".join(first["msg"].split())
+        raise StackError(f"invalid setting {name!r} (from {origin.get(name, 'default')}): {msg}") from None
