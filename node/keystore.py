@@ -71,6 +71,7 @@ import nacl.utils
 from protocol import Signer, parse_did
 
 from .errors import KeystoreError
+from .paths import KEYSTORE_FILE
 
 __all__ = [
     "KEYSTORE_FILE",
@@ -87,7 +88,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-KEYSTORE_FILE = "keystore.json"
 PASSPHRASE_PROMPT = "Keystore passphrase: "
 ENV_PASSPHRASE = "EMPRESSA_PASSPHRASE"
 ENV_KEK = "EMPRESSA_KEK"

@@ -1,4 +1,4 @@
-"""BridgeSettings: sources in order, DATABASE_URL, one-line errors; the node settings it derives."""
+"""BridgeSettings: sources in order, DATABASE_URL, one-line errors; the node settings it contains."""
 
 from __future__ import annotations
 
@@ -26,9 +26,10 @@ def test_defaults_and_layers(tmp_path: Path) -> None:
     s = load_bridge_settings(
         tmp_path, {"database_url": "postgresql://flag/db", "listen": ["/ip4/127.0.0.1/tcp/0"]}, env
     )
-    assert s.database_url == "postgresql://flag/db" and s.listen == ["/ip4/127.0.0.1/tcp/0"]
-    node = s.node_settings()
-    assert node.listen == s.listen and node.anti_entropy_interval == s.anti_entropy_interval
+    # The node settings are the bridge's own (BridgeSettings.node), set by their flat names.
+    node = s.node
+    assert s.database_url == "postgresql://flag/db" and node.listen == ["/ip4/127.0.0.1/tcp/0"]
+    assert node.data_dir == tmp_path and node.anti_entropy_interval == 5.0 and node.mdns is False
 
 
 def test_bad_values_are_one_line_errors(tmp_path: Path) -> None:
