@@ -55,3 +55,24 @@ def test_a_database_url_that_is_not_postgresql_is_a_config_error(tmp_path: Path,
     assert "secret" not in str(info.value), "a URL may hold a password: it is never echoed"
     for good in ("postgresql://u:p@127.0.0.1:5432/x", "postgres://h/db", "postgresql+psycopg://h/db"):
         assert load_bridge_settings(tmp_path, {"database_url": good}, {}).database_url == good
+
+
+def test_the_node_settings_are_set_by_their_flat_names_in_every_source(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text('[bridge]\nmdns = true\ngossip_rate = 50.0\nlog_level = "debug"\n')
+    env = {"EMPRESSA_BRIDGE_SYNC_REQUEST_TIMEOUT": "3", "EMPRESSA_BRIDGE_LISTEN": "/ip4/127.0.0.1/tcp/7"}
+    s = load_bridge_settings(tmp_path, {"listen": ["/ip4/127.0.0.1/tcp/8"]}, env)
+    assert (s.node.mdns, s.node.gossip_rate, s.node.log_level) == (True, 50.0, "DEBUG")
+    assert s.node.sync_request_timeout == 3.0 and s.node.listen == ["/ip4/127.0.0.1/tcp/8"]
+    assert s.node.data_dir == s.data_dir == tmp_path
+    assert BridgeSettings(data_dir=tmp_path).node.mdns is False, "a bridge's mDNS is off unless asked for"
+    with pytest.raises(
+        ConfigError, match=r"invalid setting 'gossip_rate' \(from EMPRESSA_BRIDGE_GOSSIP_RATE\)"
+    ):
+        load_bridge_settings(tmp_path, {}, {"EMPRESSA_BRIDGE_GOSSIP_RATE": "0"})
+
+
+@pytest.mark.parametrize("key", ["api_port", "trusted_bridges", "node"])
+def test_node_settings_the_bridge_does_not_take_stay_unknown(tmp_path: Path, key: str) -> None:
+    (tmp_path / "config.toml").write_text(f"[bridge]\n{key} = 1\n")
+    with pytest.raises(ConfigError, match=rf"unknown setting '{key}' \(from .*config.toml\)"):
+        load_bridge_settings(tmp_path, {}, {})
