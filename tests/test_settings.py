@@ -83,7 +83,8 @@ INDEXER = {
     "LOG_LEVEL": ("error", "log_level", "ERROR"),
     "LOG_JSON": ("true", "log_json", True),
 }
-PLAIN = {  # variables without a process's prefix: (command, value, attribute, expected)
+# Variables without a process's prefix: (command, value, attribute, expected).
+PLAIN: dict[str, list[tuple[list[str], str, str, Any]]] = {
     "DATABASE_URL": [
         (["bridge", "run"], "postgresql://plain/db", "database_url", "postgresql://plain/db"),
         (["indexer", "run"], "postgresql://plain/db", "database_url", "postgresql://plain/db"),
