@@ -100,18 +100,16 @@ def _unlocker(data_dir: Path) -> Callable[[], Any]:
 
 def cmd_node_init(args: argparse.Namespace) -> None:
     from node.config import write_default_config
-    from node.keystore import create_keystore, kek_from_env
+    from node.keystore import create_keystore, new_keystore_secret
     from node.paths import KEYSTORE_FILE
 
     data_dir = _data_dir(args)
     data_dir.mkdir(parents=True, exist_ok=True)
-    passphrase, kek = kek_from_env(os.environ)
-    if passphrase is None and kek is None:
-        if not sys.stdin.isatty():
-            fail("no passphrase: set EMPRESSA_PASSPHRASE or EMPRESSA_KEK, or run interactively")
-        passphrase = getpass.getpass("New keystore passphrase: ")
-        if passphrase != getpass.getpass("Repeat passphrase: "):
-            fail("passphrases do not match")
+    passphrase, kek = new_keystore_secret(
+        os.environ,
+        getpass.getpass if sys.stdin.isatty() else None,
+        missing="no passphrase: set EMPRESSA_PASSPHRASE or EMPRESSA_KEK, or run interactively",
+    )
     keys = create_keystore(data_dir / KEYSTORE_FILE, passphrase=passphrase, kek=kek)
     write_default_config(data_dir)
     did = keys.author.public.did

@@ -26,7 +26,7 @@ from pathlib import Path
 import trio
 
 from node.errors import ConfigError
-from node.keystore import Keys, create_keystore, kek_from_env, unlock_from
+from node.keystore import Keys, create_keystore, new_keystore_secret, unlock_from
 from node.paths import BRIDGE_JSON, KEYSTORE_FILE
 from node.runner import write_private
 
@@ -44,21 +44,16 @@ def unlock_or_create_keys(data_dir: Path, *, environ: Mapping[str, str], interac
     Raises:
         KeystoreError: locked, wrong secret, or nothing to seal a new keystore with.
     """
-    from node.errors import KeystoreError
-
     path = data_dir / KEYSTORE_FILE
     prompt = getpass.getpass if interactive else None
     if path.exists():
         return unlock_from(path, environ=environ, prompt=prompt)
-    passphrase, kek = kek_from_env(environ)
-    if passphrase is None and kek is None:
-        if prompt is None:
-            raise KeystoreError(
-                f"no bridge keystore at {path} and nothing to create it with: set EMPRESSA_KEK or EMPRESSA_PASSPHRASE"
-            )
-        passphrase = prompt("New bridge keystore passphrase: ")
-        if passphrase != prompt("Repeat passphrase: "):
-            raise KeystoreError("passphrases do not match")
+    passphrase, kek = new_keystore_secret(
+        environ,
+        prompt,
+        missing=f"no bridge keystore at {path} and nothing to create it with: set EMPRESSA_KEK or EMPRESSA_PASSPHRASE",
+        what="bridge keystore",
+    )
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     keys = create_keystore(path, passphrase=passphrase, kek=kek)
     log.info("bridge keys created did=%s data_dir=%s", keys.did, data_dir)
