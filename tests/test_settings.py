@@ -64,6 +64,7 @@ BRIDGE = {
 }
 INDEXER = {
     "DATA_DIR": ("{}", "data_dir", Path("{}")),
+    "DATABASE_URL": ("postgresql://indexer-env/db", "database_url", "postgresql://indexer-env/db"),
     "HOST": ("0.0.0.0", "host", "0.0.0.0"),
     "PORT": ("8123", "port", 8123),
     "INDEX_DIR": ("{}/idx", "index_dir", Path("{}/idx")),
@@ -202,3 +203,17 @@ def test_each_process_names_a_bad_value_and_its_source(tmp_path: Path) -> None:
             _settings([*argv, *data], {var: "many"})
     with pytest.raises(ConfigError, match=r"invalid setting 'port' \(from command line\)"):
         _settings(["indexer", "run", "--port", "70000", *data], {})
+
+
+def test_the_prefixed_database_url_wins_over_the_plain_one(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": "postgresql://plain/db"}
+    for argv, var in (
+        (["bridge", "run"], "EMPRESSA_BRIDGE_DATABASE_URL"),
+        (["indexer", "run"], "EMPRESSA_INDEXER_DATABASE_URL"),
+    ):
+        s = _settings([*argv, "--data", str(tmp_path)], {**env, var: "postgresql://prefixed/db"})
+        assert s.database_url == "postgresql://prefixed/db", argv
+        s = _settings(
+            [*argv, "--data", str(tmp_path), "--database-url", "postgresql://flag/db"], {**env, var: "x"}
+        )
+        assert s.database_url == "postgresql://flag/db", argv
