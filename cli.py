@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, NoReturn
@@ -81,101 +81,85 @@ def emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
 # -- node commands ----------------------------------------------------------------------
 
 
-def _data_dir(args: argparse.Namespace) -> Path:
-    return Path(args.data).expanduser()
+def _data_dir(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> Path:
+    """The node's data directory: ``--data``, else ``EMPRESSA_NODE_DATA_DIR``, else ``~/.empressa/node``."""
+    from node.config import default_data_dir
+
+    return Path(args.data).expanduser() if args.data else default_data_dir(environ)
 
 
 def _unlocker(data_dir: Path) -> Callable[[], Any]:
     from node.keystore import unlock_from
+    from node.paths import KEYSTORE_FILE
 
     def unlock() -> Any:
         prompt = getpass.getpass if sys.stdin.isatty() else None
-        return unlock_from(data_dir / "keystore.json", environ=os.environ, prompt=prompt)
+        return unlock_from(data_dir / KEYSTORE_FILE, environ=os.environ, prompt=prompt)
 
     return unlock
 
 
 def cmd_node_init(args: argparse.Namespace) -> None:
     from node.config import write_default_config
-    from node.keystore import create_keystore, kek_from_env
+    from node.keystore import create_keystore, new_keystore_secret
+    from node.paths import KEYSTORE_FILE
 
     data_dir = _data_dir(args)
     data_dir.mkdir(parents=True, exist_ok=True)
-    passphrase, kek = kek_from_env(os.environ)
-    if passphrase is None and kek is None:
-        if not sys.stdin.isatty():
-            fail("no passphrase: set EMPRESSA_PASSPHRASE or EMPRESSA_KEK, or run interactively")
-        passphrase = getpass.getpass("New keystore passphrase: ")
-        if passphrase != getpass.getpass("Repeat passphrase: "):
-            fail("passphrases do not match")
-    keys = create_keystore(data_dir / "keystore.json", passphrase=passphrase, kek=kek)
+    passphrase, kek = new_keystore_secret(
+        os.environ,
+        getpass.getpass if sys.stdin.isatty() else None,
+        missing="no passphrase: set EMPRESSA_PASSPHRASE or EMPRESSA_KEK, or run interactively",
+    )
+    keys = create_keystore(data_dir / KEYSTORE_FILE, passphrase=passphrase, kek=kek)
     write_default_config(data_dir)
     did = keys.author.public.did
     emit(args, {"did": did, "data_dir": str(data_dir)}, did)
 
 
+def node_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
+    """``empressa node run``'s :class:`~node.config.NodeSettings`: its flags over the layered sources."""
+    from node.config import load_node_settings
+
+    overrides: dict[str, Any] = {
+        "listen": args.listen,
+        "bootstrap": args.bootstrap,
+        "api_port": args.api_port,
+        "mdns": False if args.no_mdns else None,
+    }
+    return load_node_settings(_data_dir(args, environ), overrides, environ)
+
+
 def cmd_node_run(args: argparse.Namespace) -> None:
     import trio
 
-    from node.config import load_node_settings
     from node.runner import run_daemon
 
-    data_dir = _data_dir(args)
-    overrides: dict[str, Any] = {}
-    if args.listen:
-        overrides["listen"] = args.listen
-    if args.bootstrap:
-        overrides["bootstrap"] = args.bootstrap
-    if args.api_port is not None:
-        overrides["api_port"] = args.api_port
-    if args.no_mdns:
-        overrides["mdns"] = False
-    settings = load_node_settings(data_dir, overrides)
+    settings = node_settings(args, os.environ)
     configure_logging(settings.log_level, settings.log_json)
-    keys = _unlocker(data_dir)()
+    keys = _unlocker(settings.data_dir)()
     trio.run(run_daemon, settings, keys)
 
 
-def _put_body(args: argparse.Namespace, base: dict[str, Any] | None) -> dict[str, Any]:
-    from node.client import license_from, media_from
+def _asset_fields(args: argparse.Namespace) -> Any:
+    from node.client import AssetFields
 
-    body = dict(base or {"description": "", "tags": []})
-    if args.title is not None:
-        body["title"] = args.title
-    if args.description is not None:
-        body["description"] = args.description
-    if args.tag:
-        body["tags"] = list(dict.fromkeys(args.tag))
-    if args.file is not None or args.cid is not None or base is None:
-        body["media"] = media_from(
-            file=Path(args.file) if args.file else None,
-            cid=args.cid,
-            mime=args.mime,
-            size=args.size,
-            duration_ms=args.duration_ms,
-        )
-    elif args.mime is not None or args.duration_ms is not None:
-        media = dict(body["media"])
-        if args.mime is not None:
-            media["mime"] = args.mime
-        if args.duration_ms is not None:
-            media["duration_ms"] = args.duration_ms
-        body["media"] = media
-    body["license"] = license_from(
+    return AssetFields(
+        title=args.title,
+        description=args.description,
+        tags=tuple(args.tag or ()),
+        file=Path(args.file) if args.file else None,
+        cid=args.cid,
+        mime=args.mime,
+        size=args.size,
+        duration_ms=args.duration_ms,
         license_type=args.license,
         price=args.price,
         currency=args.currency,
         terms=args.terms,
-        base=body.get("license"),
+        payout_evm=args.payout_evm,
+        payout_stellar=args.payout_stellar,
     )
-    payout = dict(body.get("payout", {}))
-    if args.payout_evm:
-        payout["evm"] = args.payout_evm
-    if args.payout_stellar:
-        payout["stellar"] = args.payout_stellar
-    if payout:
-        body["payout"] = payout
-    return body
 
 
 def _write(args: argparse.Namespace, kind: str, body: dict[str, Any]) -> None:
@@ -187,15 +171,17 @@ def _write(args: argparse.Namespace, kind: str, body: dict[str, Any]) -> None:
 
 
 def cmd_node_publish(args: argparse.Namespace) -> None:
+    from node.client import put_body
+
     if args.title is None:
         fail("--title is required")
-    _write(args, "asset.put", _put_body(args, None))
+    _write(args, "asset.put", put_body(_asset_fields(args), None))
 
 
 def cmd_node_edit(args: argparse.Namespace) -> None:
-    from node.client import current_put
+    from node.client import current_put, put_body
 
-    _write(args, "asset.put", _put_body(args, current_put(_data_dir(args), args.key)))
+    _write(args, "asset.put", put_body(_asset_fields(args), current_put(_data_dir(args), args.key)))
 
 
 def cmd_node_delete(args: argparse.Namespace) -> None:
@@ -338,10 +324,6 @@ def cmd_up(args: argparse.Namespace) -> None:
 # -- indexer and bridge commands ---------------------------------------------------------------
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in ("1", "true", "yes")
-
-
 @contextmanager
 def _database(settings: Any, *, migrate: bool) -> Iterator[str]:
     """The settings' database URL, else an embedded PostgreSQL in ``DATA/postgres`` for the command's run.
@@ -359,30 +341,24 @@ def _database(settings: Any, *, migrate: bool) -> Iterator[str]:
         yield url
 
 
-def _indexer_settings(args: argparse.Namespace) -> Any:
-    from pydantic import ValidationError
+def indexer_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
+    """An ``empressa indexer …`` command's :class:`~indexer.settings.IndexerSettings`.
 
-    from indexer.settings import IndexerSettings
+    Built by the loader every process's settings are built by (no config file for the
+    indexer): ``DATABASE_URL`` < ``EMPRESSA_INDEXER_*`` < the command's flags.
+    """
+    from indexer.settings import ENV_PREFIX, PLAIN_ENV, IndexerSettings
+    from node.layered import data_dir_from, load_layered
 
-    overrides: dict[str, Any] = {}
-    for arg, name in (
-        ("host", "host"),
-        ("port", "port"),
-        ("index_dir", "index_dir"),
-        ("database_url", "database_url"),
-        ("data", "data_dir"),
-    ):
-        value = getattr(args, arg, None)
-        if value is not None:
-            overrides[name] = value
-    try:
-        return IndexerSettings(**overrides)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        fail(
-            f"bad indexer setting {where}: {first['msg']} ({exc.error_count()} error(s); env prefix EMPRESSA_INDEXER_)"
-        )
+    data_dir = (
+        Path(args.data).expanduser()
+        if getattr(args, "data", None)
+        else data_dir_from(environ, ENV_PREFIX, DEFAULT_INDEXER_DIR.expanduser())
+    )
+    overrides = {name: getattr(args, name, None) for name in ("host", "port", "index_dir", "database_url")}
+    return load_layered(
+        IndexerSettings, data_dir, overrides, environ, table=None, env_prefix=ENV_PREFIX, plain_env=PLAIN_ENV
+    )
 
 
 def cmd_indexer_run(args: argparse.Namespace) -> None:
@@ -390,8 +366,8 @@ def cmd_indexer_run(args: argparse.Namespace) -> None:
 
     from indexer.api import serve
 
-    settings = _indexer_settings(args)
-    configure_logging(settings.log_level, settings.log_json or _env_flag("EMPRESSA_LOG_JSON"))
+    settings = indexer_settings(args, os.environ)
+    configure_logging(settings.log_level, settings.log_json)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     # uvicorn stops on Ctrl-C or SIGTERM and then raises it again: a clean stop, after this command's
     # embedded PostgreSQL (if it started one) is stopped too.
@@ -403,7 +379,7 @@ def cmd_indexer_migrate(args: argparse.Namespace) -> None:
     from indexer.db import migrate
 
     configure_logging("INFO")
-    with _database(_indexer_settings(args), migrate=False) as url:
+    with _database(indexer_settings(args, os.environ), migrate=False) as url:
         revision = migrate(url)
     emit(args, {"revision": revision}, f"database at revision {revision}")
 
@@ -422,8 +398,8 @@ def cmd_indexer_feed(args: argparse.Namespace) -> None:
     from indexer.db import make_engine
     from indexer.search import Feeder, open_index
 
-    settings = _indexer_settings(args)
-    configure_logging(settings.log_level, settings.log_json or _env_flag("EMPRESSA_LOG_JSON"))
+    settings = indexer_settings(args, os.environ)
+    configure_logging(settings.log_level, settings.log_json)
     stop = _stop_on_signals()
     with _database(settings, migrate=True) as url:
         engine = make_engine(url, pool_size=2)
@@ -438,7 +414,7 @@ def cmd_indexer_reindex(args: argparse.Namespace) -> None:
     from indexer.errors import Conflict
     from indexer.search import reindex
 
-    settings = _indexer_settings(args)
+    settings = indexer_settings(args, os.environ)
     configure_logging("WARNING")
     with _database(settings, migrate=True) as url:
         engine = make_engine(url, pool_size=2)
@@ -458,8 +434,8 @@ def cmd_indexer_reindex(args: argparse.Namespace) -> None:
 def cmd_indexer_reconcile(args: argparse.Namespace) -> None:
     from indexer.reconciler import run_reconciler
 
-    settings = _indexer_settings(args)
-    configure_logging("INFO", as_json=_env_flag("EMPRESSA_LOG_JSON"))
+    settings = indexer_settings(args, os.environ)
+    configure_logging("INFO", as_json=settings.log_json)
     stop = _stop_on_signals()
     with _database(settings, migrate=True) as url:
         run_reconciler(database_url=url, sources=[], stop=stop)
@@ -469,7 +445,7 @@ def cmd_indexer_api_key_create(args: argparse.Namespace) -> None:
     from indexer.db import make_engine
     from indexer.store.admin import create_api_key
 
-    with _database(_indexer_settings(args), migrate=True) as url:
+    with _database(indexer_settings(args, os.environ), migrate=True) as url:
         engine = make_engine(url, pool_size=1)
         try:
             key_id, secret = create_api_key(engine, name=args.name or "", scopes=sorted(set(args.scope)))
@@ -482,17 +458,19 @@ def cmd_indexer_api_key_create(args: argparse.Namespace) -> None:
     )
 
 
+def bridge_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
+    """``empressa bridge run``'s :class:`~bridge.config.BridgeSettings`: its flags over the layered sources."""
+    from bridge.config import default_data_dir, load_bridge_settings
+
+    data_dir = Path(args.data).expanduser() if args.data else default_data_dir(environ)
+    overrides = {"database_url": args.database_url, "listen": args.listen, "bootstrap": args.bootstrap}
+    return load_bridge_settings(data_dir, overrides, environ)
+
+
 def cmd_bridge_run(args: argparse.Namespace) -> None:
     from bridge.runner import main as run_bridge
 
-    overrides: dict[str, Any] = {}
-    if args.database_url:
-        overrides["database_url"] = args.database_url
-    if args.listen:
-        overrides["listen"] = args.listen
-    if args.bootstrap:
-        overrides["bootstrap"] = args.bootstrap
-    run_bridge(Path(args.data).expanduser(), overrides, os.environ, configure_logging=configure_logging)
+    run_bridge(bridge_settings(args, os.environ), os.environ, configure_logging=configure_logging)
 
 
 # -- parser -------------------------------------------------------------------------------
@@ -502,10 +480,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="empressa", description="Empressa: a creator-owned media registry.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def data_opt(sp: argparse.ArgumentParser, default: Path = DEFAULT_NODE_DIR) -> None:
-        sp.add_argument(
-            "--data", default=str(default), metavar="DIR", help=f"data directory (default {default})"
-        )
+    def data_opt(
+        sp: argparse.ArgumentParser, default: Path = DEFAULT_NODE_DIR, env: str | None = None
+    ) -> None:
+        if env is None:  # `up`: no variable names its directory
+            sp.add_argument(
+                "--data", default=str(default), metavar="DIR", help=f"data directory (default {default})"
+            )
+            return
+        sp.add_argument("--data", metavar="DIR", help=f"data directory (default {env}, else {default})")
 
     def json_opt(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--json", action="store_true", help="print one JSON object for scripts")
@@ -528,12 +511,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     init = node.add_parser("init", help="create the author key and config; prints the did:key")
-    data_opt(init)
+    data_opt(init, env="EMPRESSA_NODE_DATA_DIR")
     json_opt(init)
     init.set_defaults(func=cmd_node_init)
 
     run = node.add_parser("run", help="run the node daemon")
-    data_opt(run)
+    data_opt(run, env="EMPRESSA_NODE_DATA_DIR")
     run.add_argument("--listen", action="append", metavar="MULTIADDR", help="listen address (repeatable)")
     run.add_argument("--bootstrap", action="append", metavar="MULTIADDR", help="peer to dial (repeatable)")
     run.add_argument("--api-port", type=int, metavar="N", help="local API port (default: any free port)")
@@ -559,7 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--terms", help="license terms text")
         sp.add_argument("--payout-evm", metavar="ADDR", help="0x… address for on-chain payments")
         sp.add_argument("--payout-stellar", metavar="ACCOUNT", help="G… Stellar account for payments")
-        data_opt(sp)
+        data_opt(sp, env="EMPRESSA_NODE_DATA_DIR")
         json_opt(sp)
 
     publish = node.add_parser("publish", help="sign and store a new asset")
@@ -572,23 +555,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     delete = node.add_parser("delete", help="delete an asset (a tombstone; history stays)")
     delete.add_argument("--key", required=True)
-    data_opt(delete)
+    data_opt(delete, env="EMPRESSA_NODE_DATA_DIR")
     json_opt(delete)
     delete.set_defaults(func=cmd_node_delete)
 
     lst = node.add_parser("list", help="my library")
-    data_opt(lst)
+    data_opt(lst, env="EMPRESSA_NODE_DATA_DIR")
     lst.add_argument("--all", action="store_true", help="include assets replicated from others")
     json_opt(lst)
     lst.set_defaults(func=cmd_node_list)
 
     export = node.add_parser("export", help="signed entries as a CBOR sequence on stdout")
-    data_opt(export)
+    data_opt(export, env="EMPRESSA_NODE_DATA_DIR")
     export.add_argument("--all", action="store_true", help="include entries replicated from others")
     export.set_defaults(func=cmd_node_export)
 
     imp = node.add_parser("import", help="validate and store entries from a CBOR sequence")
-    data_opt(imp)
+    data_opt(imp, env="EMPRESSA_NODE_DATA_DIR")
     imp.add_argument("file", help="CBOR sequence (RFC 8742), or - for stdin")
     json_opt(imp)
     imp.set_defaults(func=cmd_node_import)
@@ -661,7 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="bridge_command", required=True, metavar="COMMAND"
     )
     brun = bridge.add_parser("run", help="follow every author and mirror them into PostgreSQL")
-    data_opt(brun, DEFAULT_BRIDGE_DIR)
+    data_opt(brun, DEFAULT_BRIDGE_DIR, env="EMPRESSA_BRIDGE_DATA_DIR")
     brun.add_argument("--database-url", help="PostgreSQL URL (default: DATABASE_URL)")
     brun.add_argument("--listen", action="append", metavar="MULTIADDR", help="listen address (repeatable)")
     brun.add_argument("--bootstrap", action="append", metavar="MULTIADDR", help="peer to dial (repeatable)")

@@ -42,6 +42,7 @@ from node.config import NodeSettings  # noqa: E402
 from node.daemon import Node  # noqa: E402
 from node.demo import demo_assets  # noqa: E402
 from node.keystore import Keys  # noqa: E402
+from node.paths import NODE_DB  # noqa: E402
 from node.store import Store  # noqa: E402
 from protocol import Signer  # noqa: E402
 
@@ -89,7 +90,7 @@ async def measure(info: dict[str, Any], samples: int, interval: float, root: Pat
     settings = NodeSettings(
         data_dir=node_dir, listen=["/ip4/127.0.0.1/tcp/0"], bootstrap=[info["bridge_multiaddr"]], mdns=False
     )
-    store = Store.open(node_dir / "node.db")
+    store = Store.open(node_dir / NODE_DB)
     node = Node(settings=settings, keys=keys, store=store)
     _, base = demo_assets()[0]
     out: list[float] = []

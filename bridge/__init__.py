@@ -6,5 +6,10 @@
 * :mod:`.verify`: an optional process pool for verifying pulled ranges;
 * :mod:`.metrics`, :mod:`.config`, :mod:`.runner` (``empressa bridge run``), :mod:`.testing`.
 
+Errors: the bridge defines none of its own. It raises the node's
+(:mod:`node.errors`: ``ConfigError`` for settings, ``ListenError``, ``KeystoreError``,
+the ``PeerError`` tree for peers) and lets the indexer store's
+(:mod:`indexer.errors`: ``DatabaseError``) through; ``cli.py`` prints either as one line.
+
 Nothing is imported here, so ``import bridge.config`` stays cheap (libp2p is slow to import).
 """

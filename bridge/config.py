@@ -1,4 +1,4 @@
-"""The bridge's settings: one pydantic-settings class, built by the caller and passed in.
+"""The bridge's settings: one pydantic-settings class, built in ``cli.py`` and passed in.
 
 Sources, lowest to highest priority::
 
@@ -6,9 +6,15 @@ Sources, lowest to highest priority::
               <  EMPRESSA_BRIDGE_<FIELD>  <  overrides (CLI flags)
 
 :func:`load_bridge_settings` is the one way to build :class:`BridgeSettings`
-from those sources; like :func:`node.config.load_node_settings` it reads only
-the ``environ`` mapping it is given. ``data_dir`` comes from the caller
+from those sources: :func:`node.layered.load_layered`, as for the node. It reads
+only the ``environ`` mapping it is given. ``data_dir`` comes from the caller
 (``--data``, else ``EMPRESSA_BRIDGE_DATA_DIR`` or ``~/.empressa/bridge``).
+
+The bridge runs a :class:`node.daemon.Node`; :attr:`BridgeSettings.node` holds
+that node's :class:`~node.config.NodeSettings`, not copies of its fields. The
+node settings a bridge takes (:data:`NODE_KEYS`) are set flat like the bridge's
+own: ``listen`` in ``[bridge]``, ``EMPRESSA_BRIDGE_LISTEN``, ``--listen``. The
+node's data directory is the bridge's, and its mDNS is off unless ``mdns = true``.
 
 Errors are :class:`node.errors.ConfigError` with a one-line message naming the
 setting and where its value came from (the same messages as the node's).
@@ -18,19 +24,32 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from node.config import NodeSettings, check_listen_addr, check_peer_addr, load_layered
+from node.config import NodeSettings
+from node.layered import data_dir_from, load_layered
 
-__all__ = ["ENV_PREFIX", "BridgeSettings", "default_data_dir", "load_bridge_settings"]
+__all__ = ["ENV_PREFIX", "NODE_KEYS", "BridgeSettings", "default_data_dir", "load_bridge_settings"]
 
 ENV_PREFIX = "EMPRESSA_BRIDGE_"
 _TABLE = "bridge"
-_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+# The settings of the bridge's node that the bridge takes (as [bridge] keys, EMPRESSA_BRIDGE_*, flags).
+NODE_KEYS = (
+    "listen",
+    "bootstrap",
+    "mdns",
+    "anti_entropy_interval",
+    "gossip_rate",
+    "max_clock_skew_ms",
+    "sync_request_timeout",
+    "log_level",
+    "log_json",
+)
 
 
 def _home_data_dir() -> Path:
@@ -41,6 +60,7 @@ class BridgeSettings(BaseSettings):
     """Everything the bridge super-node is configured with."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+    flattened: ClassVar[dict[str, tuple[str, ...]]] = {"node": NODE_KEYS}
 
     data_dir: Path = Field(
         default_factory=_home_data_dir,
@@ -50,22 +70,6 @@ class BridgeSettings(BaseSettings):
     database_url: str | None = Field(
         default=None,
         description="PostgreSQL URL of the indexer (flag: --database-url; env: DATABASE_URL).",
-    )
-    listen: list[str] = Field(
-        default_factory=lambda: ["/ip4/0.0.0.0/tcp/4001"],
-        description="Multiaddrs the libp2p host listens on, TCP only: /ip4/<address>/tcp/<port> or "
-        "/ip6/<address>/tcp/<port> (flag: --listen). An address in use is an error at start; "
-        "no other process can share the port.",
-    )
-    bootstrap: list[str] = Field(
-        default_factory=list,
-        description="Peers to dial at start, over TCP, each ending in /p2p/<peer id> "
-        "(flag: --bootstrap, repeatable).",
-    )
-    mdns: bool = Field(
-        default=False,
-        description="Discover peers on the local network with mDNS (skipped when every listen "
-        "address is loopback: there is nothing to announce).",
     )
     metrics_port: int | None = Field(
         default=None, ge=0, le=65535, description="Serve Prometheus /metrics on this port (unset: off)."
@@ -90,27 +94,27 @@ class BridgeSettings(BaseSettings):
         ge=1,
         description="Rejected entries waiting for the quarantine table; past this they are counted and dropped.",
     )
-    anti_entropy_interval: float = Field(
-        default=5.0,
-        gt=0,
-        allow_inf_nan=False,
-        description="Seconds between anti-entropy rounds with each peer.",
+    node: NodeSettings = Field(
+        default=None,  # type: ignore[assignment]  # built from data_dir and NODE_KEYS by _nest_node
+        description="The settings of the node the bridge runs (listen, bootstrap, mdns, intervals, "
+        "logging), set by their flat names.",
     )
-    gossip_rate: float = Field(
-        default=200.0, gt=0, allow_inf_nan=False, description="Most gossip messages published per second."
-    )
-    max_clock_skew_ms: int = Field(
-        default=600_000,
-        ge=0,
-        description="Reject entries whose ts is further than this ahead of our clock (ms).",
-    )
-    sync_request_timeout: float = Field(
-        default=10.0, gt=0, allow_inf_nan=False, description="Seconds a sync request may take."
-    )
-    log_level: str = Field(default="INFO", description="One of DEBUG, INFO, WARNING, ERROR, CRITICAL.")
-    log_json: bool = Field(
-        default=False, description="Log one JSON object per line instead of key=value text."
-    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest_node(cls, data: Any) -> Any:
+        """Move the flat node keys into ``node``, with the bridge's data dir and mDNS off by default."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        node = {key: data.pop(key) for key in NODE_KEYS if key in data}
+        if data.get("node") is None:
+            node.setdefault("mdns", False)
+            node["data_dir"] = data.get("data_dir") or _home_data_dir()
+            data["node"] = node
+        elif node:
+            raise ValueError("set the node's settings by their flat names, not as node")
+        return data
 
     @classmethod
     def settings_customise_sources(
@@ -128,16 +132,6 @@ class BridgeSettings(BaseSettings):
     def _expand_data_dir(cls, value: Path) -> Path:
         return value.expanduser()
 
-    @field_validator("listen")
-    @classmethod
-    def _check_listen(cls, value: list[str]) -> list[str]:
-        return [check_listen_addr(s) for s in value]
-
-    @field_validator("bootstrap")
-    @classmethod
-    def _check_bootstrap(cls, value: list[str]) -> list[str]:
-        return [check_peer_addr(s) for s in value]
-
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:
@@ -147,34 +141,10 @@ class BridgeSettings(BaseSettings):
             raise ValueError("must be a PostgreSQL URL, postgresql://user:password@host:port/database")
         return value
 
-    @field_validator("log_level")
-    @classmethod
-    def _check_log_level(cls, value: str) -> str:
-        level = value.strip().upper()
-        if level not in _LOG_LEVELS:
-            raise ValueError(f"{value!r:.40} is not one of {', '.join(_LOG_LEVELS)}")
-        return level
-
-    def node_settings(self) -> NodeSettings:
-        """The settings of the :class:`node.daemon.Node` the bridge runs."""
-        return NodeSettings(
-            data_dir=self.data_dir,
-            listen=list(self.listen),
-            bootstrap=list(self.bootstrap),
-            mdns=self.mdns,
-            anti_entropy_interval=self.anti_entropy_interval,
-            gossip_rate=self.gossip_rate,
-            max_clock_skew_ms=self.max_clock_skew_ms,
-            sync_request_timeout=self.sync_request_timeout,
-            log_level=self.log_level,
-            log_json=self.log_json,
-        )
-
 
 def default_data_dir(environ: Mapping[str, str]) -> Path:
     """``EMPRESSA_BRIDGE_DATA_DIR`` or ``~/.empressa/bridge``."""
-    text = environ.get(ENV_PREFIX + "DATA_DIR", "").strip()
-    return Path(text).expanduser() if text else _home_data_dir()
+    return data_dir_from(environ, ENV_PREFIX, _home_data_dir())
 
 
 def load_bridge_settings(
@@ -186,5 +156,11 @@ def load_bridge_settings(
         ConfigError: a source is unreadable or a value is invalid (one line, naming the setting).
     """
     return load_layered(
-        BridgeSettings, data_dir, overrides, environ, table=_TABLE, env_prefix=ENV_PREFIX, database_url=True
+        BridgeSettings,
+        data_dir,
+        overrides,
+        environ,
+        table=_TABLE,
+        env_prefix=ENV_PREFIX,
+        plain_env={"DATABASE_URL": "database_url"},
     )

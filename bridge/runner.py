@@ -1,7 +1,7 @@
 """``empressa bridge run``: the bridge's process lifecycle.
 
-:func:`main` is what the CLI calls: it loads :class:`~bridge.config.BridgeSettings`,
-unlocks the bridge's keystore (creating it on first run, like ``node init``),
+:func:`main` is what the CLI calls with the :class:`~bridge.config.BridgeSettings` it
+built: it unlocks the bridge's keystore (creating it on first run, like ``node init``),
 configures logging and runs :func:`run_bridge` under trio until SIGINT/SIGTERM.
 :func:`run_bridge` connects to PostgreSQL, starts the :class:`~bridge.service.Bridge`
 and writes ``DATA_DIR/bridge.json`` {did, peer_id, multiaddrs} once listening
@@ -22,19 +22,17 @@ import signal
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 import trio
 
 from node.errors import ConfigError
-from node.keystore import KEYSTORE_FILE, Keys, create_keystore, kek_from_env, unlock_from
+from node.keystore import Keys, create_keystore, new_keystore_secret, unlock_from
+from node.paths import BRIDGE_JSON, KEYSTORE_FILE
 from node.runner import write_private
 
-from .config import BridgeSettings, load_bridge_settings
+from .config import BridgeSettings
 
 log = logging.getLogger(__name__)
-
-BRIDGE_JSON = "bridge.json"
 
 
 def unlock_or_create_keys(data_dir: Path, *, environ: Mapping[str, str], interactive: bool) -> Keys:
@@ -46,21 +44,16 @@ def unlock_or_create_keys(data_dir: Path, *, environ: Mapping[str, str], interac
     Raises:
         KeystoreError: locked, wrong secret, or nothing to seal a new keystore with.
     """
-    from node.errors import KeystoreError
-
     path = data_dir / KEYSTORE_FILE
     prompt = getpass.getpass if interactive else None
     if path.exists():
         return unlock_from(path, environ=environ, prompt=prompt)
-    passphrase, kek = kek_from_env(environ)
-    if passphrase is None and kek is None:
-        if prompt is None:
-            raise KeystoreError(
-                f"no bridge keystore at {path} and nothing to create it with: set EMPRESSA_KEK or EMPRESSA_PASSPHRASE"
-            )
-        passphrase = prompt("New bridge keystore passphrase: ")
-        if passphrase != prompt("Repeat passphrase: "):
-            raise KeystoreError("passphrases do not match")
+    passphrase, kek = new_keystore_secret(
+        environ,
+        prompt,
+        missing=f"no bridge keystore at {path} and nothing to create it with: set EMPRESSA_KEK or EMPRESSA_PASSPHRASE",
+        what="bridge keystore",
+    )
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     keys = create_keystore(path, passphrase=passphrase, kek=kek)
     log.info("bridge keys created did=%s data_dir=%s", keys.did, data_dir)
@@ -101,31 +94,26 @@ async def run_bridge(settings: BridgeSettings, keys: Keys) -> None:
 
 
 def main(
-    data_dir: Path,
-    overrides: dict[str, Any],
+    settings: BridgeSettings,
     environ: Mapping[str, str],
     *,
     configure_logging: Callable[[str, bool], None],
 ) -> None:
-    """``empressa bridge run``: load settings, unlock or create keys, run until SIGINT/SIGTERM.
+    """``empressa bridge run``: check the settings, unlock or create keys, run until SIGINT/SIGTERM.
 
     Args:
-        data_dir: the bridge's data directory (``--data``; default ``~/.empressa/bridge``).
-        overrides: settings from flags (``database_url``, ``listen``, ``bootstrap``, …);
-            ``None`` values mean "not given".
-        environ: the environment (``EMPRESSA_BRIDGE_*``, ``DATABASE_URL``,
-            ``EMPRESSA_KEK``/``EMPRESSA_PASSPHRASE``).
+        settings: the bridge's settings (:func:`~bridge.config.load_bridge_settings`, in ``cli.py``).
+        environ: the environment, for the keystore's secret (``EMPRESSA_KEK``/``EMPRESSA_PASSPHRASE``).
         configure_logging: ``(level, as_json)``: cli.py's, so logging is configured in one place.
 
     Raises:
-        ConfigError, KeystoreError: one-line messages for the CLI to print.
+        ConfigError, ListenError, KeystoreError: one-line messages for the CLI to print.
     """
-    settings = load_bridge_settings(data_dir, overrides, environ)
     if not settings.database_url:
         raise ConfigError("the bridge needs a database: set --database-url, DATABASE_URL or database_url")
-    configure_logging(settings.log_level, settings.log_json)
+    configure_logging(settings.node.log_level, settings.node.log_json)
     from node.net.host import check_listen
 
-    check_listen(settings.listen)  # a taken port is the one line, before keys and the database
+    check_listen(settings.node.listen)  # a taken port is the one line, before keys and the database
     keys = unlock_or_create_keys(settings.data_dir, environ=environ, interactive=sys.stdin.isatty())
     trio.run(run_bridge, settings, keys)

@@ -67,7 +67,7 @@ class Bridge:
             self._pool = PoolVerifier(settings.verify_workers)
             verifier = self._pool
         self.node = Node(
-            settings=settings.node_settings(),
+            settings=settings.node,
             keys=keys,
             store=self.replica,
             on_receive=self.replica.received,

@@ -3,7 +3,7 @@
 :class:`PoolVerifier` splits a range response into one chunk per worker
 process, verifies the chunks with :func:`node.sync.verify_range` in parallel,
 and returns the entries in order; the first bad entry raises the same
-:class:`node.sync.BadEntryError` the in-thread verifier would (it pickles).
+:class:`node.errors.BadEntryError` the in-thread verifier would (it pickles).
 Small ranges are verified in a thread: shipping them to a process costs more
 than it saves. Workers are started with ``spawn`` (forking a process that runs
 trio and libp2p threads is unsafe) and import only ``protocol`` and ``node.sync``.

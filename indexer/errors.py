@@ -1,15 +1,27 @@
-"""The indexer's errors: one root, translated into problem+json by the API.
+"""The indexer's errors, every one of them: one root, translated into problem+json by the API.
 
 ::
 
-    IndexerError
-    ├── DatabaseError      PostgreSQL unreachable, or a migration/embedded server failure
-    ├── NotFound           no such asset, creator, entry, key
-    ├── BadRequest         a parameter or body that cannot be used (bad cursor, bad filter)
-    ├── Conflict           an Idempotency-Key reused with a different request
-    │   └── InProgress     … or with the same request while that one is still being processed
-    ├── Unauthorized       no API key, or an unknown or revoked one
-    └── Forbidden          a valid key without the scope the call needs
+    IndexerError                    500 internal
+    ├── DatabaseError               503 PostgreSQL unreachable, or a migration/embedded server failure
+    ├── SearchUnavailable           503 the search index cannot be opened or read (missing, locked, corrupt)
+    ├── NotFound                    404 no such asset, creator, entry, key
+    ├── BadRequest                  400 a parameter or body that cannot be used (bad cursor, bad filter)
+    │   ├── NoSearchTerms               a non-blank ``q`` from which the analyzer keeps no term
+    │   ├── EventIdAhead                a ``Last-Event-ID`` beyond the newest activity
+    │   └── CursorExpired           410 a relevance cursor whose point in time is gone
+    ├── Conflict                    409 an Idempotency-Key reused with a different request
+    │   └── InProgress                  … or with the same request while that one is still being processed
+    ├── Unauthorized                401 no API key, or an unknown or revoked one
+    └── Forbidden                   403 a valid key without the scope the call needs
+
+Each class's ``status``, ``code`` and ``title`` are what the API's one handler
+(:mod:`indexer.api.problem`) puts in the problem; for a 5xx the detail is replaced by
+"… unavailable; retry later" and the message is logged, as it may name hosts or files.
+
+Outside the tree: :class:`indexer.api.problem.ProblemError` is the API layer's own,
+for HTTP-level answers no service raises (413 body too large, 415 media type, 429 rate
+limit or too many streams, with their headers).
 """
 
 from __future__ import annotations
@@ -62,3 +74,38 @@ class Forbidden(IndexerError):
     status = 403
     code = "forbidden"
     title = "Forbidden"
+
+
+class NoSearchTerms(BadRequest):
+    """A non-blank ``q`` from which the analyzer keeps no term (only punctuation, or words over 64 characters).
+
+    Searching for nothing would match everything; rather than return the
+    unfiltered listing as if it matched, the request is refused and says why.
+    A missing or blank ``q`` is not this: it means "no text search".
+    """
+
+    code = "no-search-terms"
+    title = "No searchable term"
+
+
+class EventIdAhead(BadRequest):
+    """A ``Last-Event-ID`` (or ``after``) beyond the newest activity id: the database was reset, or it is made up."""
+
+    code = "event-id-ahead"
+    title = "Event id ahead"
+
+
+class CursorExpired(BadRequest):
+    """A relevance cursor whose point in time is gone (expired, evicted, or from another process)."""
+
+    status = 410
+    code = "cursor-expired"
+    title = "Cursor expired"
+
+
+class SearchUnavailable(IndexerError):
+    """The index cannot be opened or read: missing, locked by another writer, corrupt, or from an old schema."""
+
+    status = 503
+    code = "search-unavailable"
+    title = "Search unavailable"

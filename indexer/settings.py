@@ -1,14 +1,20 @@
-"""The indexer API's settings: one pydantic-settings class, built in ``cli.py`` and passed in.
+"""The indexer's settings: one pydantic-settings class, built in ``cli.py`` and passed in.
 
-Sources, lowest to highest priority: defaults < ``EMPRESSA_INDEXER_<FIELD>``
-environment variables < keyword arguments. The database URL is also read from
-plain ``DATABASE_URL`` (the name every PostgreSQL tool knows).
+Sources, lowest to highest priority: defaults < ``DATABASE_URL`` (the name
+every PostgreSQL tool knows; ``EMPRESSA_LOG_JSON``, the stack's switch for its
+children, sets ``log_json`` the same way) < ``EMPRESSA_INDEXER_<FIELD>``
+environment variables < command-line flags. The indexer reads no config file.
+``cli.py`` layers them with the loader every process's settings are built by
+(``node.layered.load_layered``; the indexer does not import the node, so the
+loader is called from ``cli.py`` and the result passed in);
+``IndexerSettings(...)`` itself takes only its keyword arguments and reads no
+environment, so one test can build many.
 
-Directories: ``data_dir`` (``--data``, default ``~/.empressa/indexer``) holds
-the embedded PostgreSQL in ``postgres/`` when no database URL is set, and the
-search index in ``search/`` unless ``index_dir`` says otherwise. So the indexer
-commands given ``--data DIR`` of an ``empressa up`` stack act on that stack's
-database and index. ``~`` is expanded in both.
+Directories: ``data_dir`` (``--data``, else ``EMPRESSA_INDEXER_DATA_DIR``, else
+``~/.empressa/indexer``) holds the embedded PostgreSQL in ``postgres/`` when no
+database URL is set, and the search index in ``search/`` unless ``index_dir``
+says otherwise. So the indexer commands given ``--data DIR`` of an ``empressa up``
+stack act on that stack's database and index. ``~`` is expanded in both.
 
 Rate limits use the ``limits`` notation (``"600/minute"``, ``"10/second;1000/hour"``).
 """
@@ -20,16 +26,18 @@ from pathlib import Path
 from typing import Any
 
 from limits import parse_many
-from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from protocol import MAX_ENTRY_BYTES
 
 from .store.quarantine import QuarantineLimits
 
-__all__ = ["ENV_PREFIX", "IndexerSettings"]
+__all__ = ["ENV_PREFIX", "PLAIN_ENV", "IndexerSettings"]
 
 ENV_PREFIX = "EMPRESSA_INDEXER_"
+# Variables without the prefix that set a setting, below the prefixed ones.
+PLAIN_ENV = {"DATABASE_URL": "database_url", "EMPRESSA_LOG_JSON": "log_json"}
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -40,14 +48,12 @@ def _default_data_dir() -> Path:
 class IndexerSettings(BaseSettings):
     """Everything the indexer's HTTP API process is configured with."""
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, extra="forbid", frozen=True, populate_by_name=True
-    )
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
 
     database_url: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("database_url", "DATABASE_URL", f"{ENV_PREFIX}DATABASE_URL"),
-        description="PostgreSQL URL (postgresql://user:pass@host/db). Required to serve.",
+        description="PostgreSQL URL (postgresql://user:pass@host/db); DATABASE_URL sets it too. "
+        "Required to serve.",
     )
     host: str = Field(default="127.0.0.1", description="Address the API listens on.")
     port: int = Field(default=8000, ge=0, le=65535, description="TCP port the API listens on.")
@@ -106,6 +112,17 @@ class IndexerSettings(BaseSettings):
     )
     log_level: str = Field(default="INFO", description="Log level of the API process.")
     log_json: bool = Field(default=False, description="Log one JSON object per line.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)  # cli.py layers the environment and the flags itself
 
     @model_validator(mode="before")
     @classmethod

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from protocol import Entry, EntryHash, ProtocolError, is_map_item, parse_and_verify, split_chunks
 
+from .paths import NODE_DB
 from .store import Store, now_ms
 
 REPORT_LIMIT = 100  # failures listed one by one; past it they are counted
@@ -126,7 +127,7 @@ def import_entries(data_dir: Path, chunks: Iterable[bytes]) -> ImportReport:
     items = stored = duplicates = 0
     batch: list[tuple[int, Entry]] = []
     held: dict[EntryHash, tuple[int, Entry]] = {}
-    store = Store.open(data_dir / "node.db")
+    store = Store.open(data_dir / NODE_DB)
 
     def flush(*, final: bool) -> None:
         nonlocal stored, duplicates, held

@@ -26,11 +26,9 @@ from protocol import (
 
 from .errors import NodeError, NotFoundError
 from .keystore import Keys, read_public_did
+from .paths import KEYSTORE_FILE, NODE_DB
 from .runner import read_daemon_info
 from .store import Store
-
-KEYSTORE = "keystore.json"
-DB = "node.db"
 
 
 @dataclass(frozen=True)
@@ -95,8 +93,77 @@ def license_from(
     return lic
 
 
+@dataclass(frozen=True)
+class AssetFields:
+    """The fields ``publish`` and ``edit`` were given; ``None`` (or empty ``tags``) means "not given"."""
+
+    title: str | None = None
+    description: str | None = None
+    tags: tuple[str, ...] = ()
+    file: Path | None = None
+    cid: str | None = None
+    mime: str | None = None
+    size: int | None = None
+    duration_ms: int | None = None
+    license_type: str | None = None
+    price: str | None = None
+    currency: str | None = None
+    terms: str | None = None
+    payout_evm: str | None = None
+    payout_stellar: str | None = None
+
+
+def put_body(fields: AssetFields, base: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``asset.put`` body: ``fields`` merged into ``base`` (an edit's previous body; ``None`` to publish).
+
+    Fields not given keep their previous value; given tags replace all tags (duplicates
+    dropped, order kept); new media (``file`` or ``cid``) replaces the old, while ``mime``
+    or ``duration_ms`` alone amend it; the license and payout are merged key by key.
+
+    Raises:
+        NodeError: the media or the license cannot be built (one line, naming the flag).
+    """
+    body = dict(base or {"description": "", "tags": []})
+    if fields.title is not None:
+        body["title"] = fields.title
+    if fields.description is not None:
+        body["description"] = fields.description
+    if fields.tags:
+        body["tags"] = list(dict.fromkeys(fields.tags))
+    if fields.file is not None or fields.cid is not None or base is None:
+        body["media"] = media_from(
+            file=fields.file,
+            cid=fields.cid,
+            mime=fields.mime,
+            size=fields.size,
+            duration_ms=fields.duration_ms,
+        )
+    elif fields.mime is not None or fields.duration_ms is not None:
+        media = dict(body["media"])
+        if fields.mime is not None:
+            media["mime"] = fields.mime
+        if fields.duration_ms is not None:
+            media["duration_ms"] = fields.duration_ms
+        body["media"] = media
+    body["license"] = license_from(
+        license_type=fields.license_type,
+        price=fields.price,
+        currency=fields.currency,
+        terms=fields.terms,
+        base=body.get("license"),
+    )
+    payout = dict(body.get("payout", {}))
+    if fields.payout_evm:
+        payout["evm"] = fields.payout_evm
+    if fields.payout_stellar:
+        payout["stellar"] = fields.payout_stellar
+    if payout:
+        body["payout"] = payout
+    return body
+
+
 def author_did(data_dir: Path) -> str:
-    return read_public_did(data_dir / KEYSTORE)
+    return read_public_did(data_dir / KEYSTORE_FILE)
 
 
 def write(
@@ -131,7 +198,7 @@ def write(
             )
             raise NodeError(f"the daemon refused the write: {detail}")
     keys = unlock()
-    store = Store.open(data_dir / DB)
+    store = Store.open(data_dir / NODE_DB)
     try:
         e = store.append_local(keys.author, kind=kind, key=key, body=body)
     finally:
@@ -142,7 +209,7 @@ def write(
 def current_put(data_dir: Path, key: str) -> dict[str, Any]:
     """The body of our asset ``key`` as it stands now (for ``edit``)."""
     uri = AssetUri.of(_me(data_dir), key)
-    store = Store.open(data_dir / DB)
+    store = Store.open(data_dir / NODE_DB)
     try:
         row = store.asset(uri)
     finally:
@@ -157,7 +224,7 @@ def _me(data_dir: Path) -> AuthorKey:
 
 
 def library(data_dir: Path, *, include_others: bool) -> list[dict[str, Any]]:
-    store = Store.open(data_dir / DB)
+    store = Store.open(data_dir / NODE_DB)
     try:
         return [r.to_json() for r in store.assets(local_only=not include_others)]
     finally:
@@ -165,7 +232,7 @@ def library(data_dir: Path, *, include_others: bool) -> list[dict[str, Any]]:
 
 
 def export(data_dir: Path, *, include_others: bool) -> Iterator[bytes]:
-    store = Store.open(data_dir / DB)
+    store = Store.open(data_dir / NODE_DB)
     try:
         yield from store.export_raw(local_only=not include_others)
     finally:

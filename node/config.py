@@ -5,8 +5,9 @@ Sources, lowest to highest priority::
     defaults  <  DATA_DIR/config.toml ([node] table)  <  EMPRESSA_NODE_<FIELD>  <  overrides (CLI flags)
 
 :func:`load_node_settings` is the one way to build :class:`NodeSettings` from
-those sources; it reads only the ``environ`` mapping it is given (no process
-globals), so one test can run many nodes with different settings.
+those sources: :func:`node.layered.load_layered`, the loader every process's
+settings are built by. It reads only the ``environ`` mapping it is given (no
+process globals), so one test can run many nodes with different settings.
 ``NodeSettings(...)`` itself takes only its keyword arguments.
 
 ``data_dir`` is the directory the config file is read from, so it comes from the
@@ -17,7 +18,7 @@ Environment values are strings; list settings take a JSON array
 (``["/ip4/…", "/ip4/…"]``) or a comma-separated list. Empty variables count as unset.
 
 Errors, all :class:`~node.errors.ConfigError` with a one-line message naming the
-setting and where its value came from::
+setting and where its value came from (the loader's, :mod:`node.layered`)::
 
     ConfigError
     ├── PATH is not valid TOML: …
@@ -32,35 +33,38 @@ setting and where its value came from::
 
 from __future__ import annotations
 
-import json
 import os
 import textwrap
-import tomllib
-import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 from multiaddr import Multiaddr
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from protocol import parse_did
 
 from .errors import ConfigError
+from .layered import data_dir_from, load_layered, one_line
+from .paths import CONFIG_FILE
 
 __all__ = [
     "CONFIG_FILE",
     "ENV_PREFIX",
     "NodeSettings",
+    "check_listen_addr",
+    "check_log_level",
+    "check_peer_addr",
     "default_data_dir",
+    "listen_endpoint",
+    "load_layered",
     "load_node_settings",
     "render_config",
     "write_default_config",
 ]
 
-CONFIG_FILE = "config.toml"
 ENV_PREFIX = "EMPRESSA_NODE_"
 _TABLE = "node"
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -173,10 +177,15 @@ class NodeSettings(BaseSettings):
     @field_validator("log_level")
     @classmethod
     def _check_log_level(cls, value: str) -> str:
-        level = value.strip().upper()
-        if level not in _LOG_LEVELS:
-            raise ValueError(f"{value!r:.40} is not one of {', '.join(_LOG_LEVELS)}")
-        return level
+        return check_log_level(value)
+
+
+def check_log_level(value: str) -> str:
+    """A log level's name in upper case; a ValueError unless it is one of DEBUG … CRITICAL."""
+    level = value.strip().upper()
+    if level not in _LOG_LEVELS:
+        raise ValueError(f"{value!r:.40} is not one of {', '.join(_LOG_LEVELS)}")
+    return level
 
 
 _DIAL_HOSTS = ("ip4", "ip6", "dns", "dns4", "dns6")
@@ -230,7 +239,7 @@ def _parse_multiaddr(text: str) -> Multiaddr:
     try:
         addr = Multiaddr(text)
     except Exception as exc:
-        raise ValueError(f"{text!r:.120} is not a multiaddr ({_one_line(str(exc))})") from None
+        raise ValueError(f"{text!r:.120} is not a multiaddr ({one_line(str(exc))})") from None
     if not list(addr.protocols()):
         raise ValueError("an empty multiaddr")
     return addr
@@ -241,13 +250,12 @@ def _parse_multiaddr(text: str) -> Multiaddr:
 
 def default_data_dir(environ: Mapping[str, str]) -> Path:
     """The data directory when ``--data`` is not given: ``EMPRESSA_NODE_DATA_DIR`` or ``~/.empressa/node``."""
-    text = environ.get(ENV_PREFIX + "DATA_DIR", "").strip()
-    return Path(text).expanduser() if text else _home_data_dir()
+    return data_dir_from(environ, ENV_PREFIX, _home_data_dir())
 
 
 def load_node_settings(
     data_dir: Path,
-    overrides: dict[str, Any],
+    overrides: Mapping[str, Any],
     environ: Mapping[str, str] | None = None,
 ) -> NodeSettings:
     """Build the settings: defaults < ``data_dir/config.toml`` < ``EMPRESSA_NODE_*`` < ``overrides``.
@@ -261,120 +269,6 @@ def load_node_settings(
         ConfigError: a source is unreadable or a value is invalid (one line, naming the setting).
     """
     return load_layered(NodeSettings, data_dir, overrides, environ, table=_TABLE, env_prefix=ENV_PREFIX)
-
-
-SettingsT = typing.TypeVar("SettingsT", bound=BaseSettings)
-
-
-def load_layered(
-    cls: type[SettingsT],
-    data_dir: Path,
-    overrides: Mapping[str, Any],
-    environ: Mapping[str, str] | None,
-    *,
-    table: str,
-    env_prefix: str,
-    database_url: bool = False,
-) -> SettingsT:
-    """Layered settings for one process (the node's and the bridge's share this).
-
-    defaults < ``data_dir/config.toml`` (its ``[table]``) < ``DATABASE_URL`` (when
-    ``database_url``) < ``{env_prefix}<NAME>`` < ``overrides``; each value's source
-    is remembered so an invalid one is reported with where it came from.
-    """
-    environ = os.environ if environ is None else environ
-    data_dir = Path(data_dir).expanduser()
-    values: dict[str, Any] = {"data_dir": data_dir}
-    origin: dict[str, str] = {"data_dir": "the data_dir argument"}
-
-    config_path = data_dir / CONFIG_FILE
-    for key, value in _read_toml(config_path, table=table, env_prefix=env_prefix).items():
-        values[key], origin[key] = value, str(config_path)
-    if database_url and environ.get("DATABASE_URL", "").strip():
-        values["database_url"], origin["database_url"] = environ["DATABASE_URL"].strip(), "DATABASE_URL"
-    for key, value in _read_env(cls, environ, env_prefix).items():
-        values[key], origin[key] = value, env_prefix + key.upper()
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        if key == "data_dir":
-            raise ConfigError("data_dir cannot be overridden; pass it as the data_dir argument")
-        values[key], origin[key] = value, "command line"
-
-    try:
-        return cls(**values)
-    except ValidationError as exc:
-        raise _config_error(exc, origin) from None
-
-
-def _read_toml(path: Path, *, table: str, env_prefix: str) -> dict[str, Any]:
-    try:
-        with path.open("rb") as f:
-            doc = tomllib.load(f)
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid TOML: {_one_line(str(exc))}") from None
-    for key in doc:
-        if key != table:
-            raise ConfigError(f"{path}: unknown top-level key {key!r}; {table} settings go under [{table}]")
-    found = doc.get(table, {})
-    if not isinstance(found, dict):
-        raise ConfigError(f"{path}: {table} must be a table ([{table}])")
-    if "data_dir" in found:
-        raise ConfigError(f"{path}: data_dir cannot be set here; use --data or {env_prefix}DATA_DIR")
-    return dict(found)
-
-
-def _read_env(cls: type[BaseSettings], environ: Mapping[str, str], env_prefix: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, field in cls.model_fields.items():
-        if name == "data_dir":
-            continue  # read by default_data_dir; the caller already chose the directory
-        var = env_prefix + name.upper()
-        text = environ.get(var)
-        if text is None or not text.strip():
-            continue
-        if typing.get_origin(field.annotation) is list:
-            out[name] = _env_list(var, text)
-        else:
-            out[name] = text.strip()
-    return out
-
-
-def _env_list(var: str, text: str) -> list[str]:
-    text = text.strip()
-    if text.startswith("["):
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError:
-            items = None
-        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-            raise ConfigError(f"{var} must be a JSON list of strings or a comma-separated list")
-        return items
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def _config_error(exc: ValidationError, origin: Mapping[str, str]) -> ConfigError:
-    errors = exc.errors(include_url=False)
-    first = errors[0]
-    loc = first["loc"]
-    name = str(loc[0]) if loc else "?"
-    where = name + "".join(f"[{p}]" for p in loc[1:])
-    source = origin.get(name, "default")
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    if first["type"] == "extra_forbidden":
-        return ConfigError(f"unknown setting {name!r} (from {source}){more}")
-    msg = first["msg"].removeprefix("Value error, ")
-    if first["type"] != "value_error":  # our validators already quote the value
-        msg += f", got {first['input']!r:.60}"
-    return ConfigError(_one_line(f"invalid setting {where!r} (from {source}): {msg}{more}"))
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 # --- writing ---------------------------------------------------------------------

@@ -71,6 +71,7 @@ import nacl.utils
 from protocol import Signer, parse_did
 
 from .errors import KeystoreError
+from .paths import KEYSTORE_FILE
 
 __all__ = [
     "KEYSTORE_FILE",
@@ -79,6 +80,7 @@ __all__ = [
     "Keys",
     "create_keystore",
     "kek_from_env",
+    "new_keystore_secret",
     "open_keystore",
     "parse_kek",
     "read_public_did",
@@ -87,7 +89,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-KEYSTORE_FILE = "keystore.json"
 PASSPHRASE_PROMPT = "Keystore passphrase: "
 ENV_PASSPHRASE = "EMPRESSA_PASSPHRASE"
 ENV_KEK = "EMPRESSA_KEK"
@@ -302,6 +303,34 @@ def kek_from_env(environ: Mapping[str, str]) -> tuple[str | None, bytes | None]:
     if kek is not None:
         return None, kek
     return _env_passphrase(environ), None
+
+
+def new_keystore_secret(
+    environ: Mapping[str, str],
+    prompt: Callable[[str], str] | None,
+    *,
+    missing: str,
+    what: str = "keystore",
+) -> tuple[str | None, bytes | None]:
+    """``(passphrase, kek)`` to seal a new keystore with: the environment's, else a passphrase typed twice.
+
+    Args:
+        environ: ``EMPRESSA_KEK`` / ``EMPRESSA_PASSPHRASE`` (see :func:`kek_from_env`).
+        prompt: asks for a passphrase (``getpass.getpass``); ``None`` when nobody can answer.
+        missing: the error's message when neither is set and there is no prompt.
+        what: the prompt's name for the keystore (``"New {what} passphrase: "``).
+
+    Raises:
+        KeystoreError: nothing to seal with, the two passphrases differ, or a malformed KEK.
+    """
+    passphrase, kek = kek_from_env(environ)
+    if passphrase is None and kek is None:
+        if prompt is None:
+            raise KeystoreError(missing)
+        passphrase = prompt(f"New {what} passphrase: ")
+        if passphrase != prompt("Repeat passphrase: "):
+            raise KeystoreError("passphrases do not match")
+    return passphrase, kek
 
 
 def unlock_from(

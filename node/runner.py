@@ -20,12 +20,10 @@ import trio
 
 from .config import NodeSettings
 from .keystore import Keys
+from .paths import API_TOKEN, NODE_DB, NODE_JSON
 from .store import Store
 
 log = logging.getLogger(__name__)
-
-NODE_JSON = "node.json"
-API_TOKEN = "api.token"
 
 
 def write_private(path: Path, text: str) -> None:
@@ -56,7 +54,7 @@ async def run_daemon(settings: NodeSettings, keys: Keys) -> None:
     data_dir = settings.data_dir
     api_sock = bind_local_api(settings.api_host, settings.api_port)
     try:
-        store = Store.open(data_dir / "node.db")
+        store = Store.open(data_dir / NODE_DB)
         node = Node(settings=settings, keys=keys, store=store)
     except BaseException:
         api_sock.close()

@@ -20,7 +20,7 @@ import trio
 
 from protocol import Entry, ProtocolError, parse_and_verify, wire
 
-from .errors import PeerError, PeerUnavailable
+from .errors import BadEntryError, PeerBusy, PeerError
 from .replica import Replica
 from .store import now_ms
 
@@ -33,27 +33,6 @@ class Stream(Protocol):
     async def send(self, *frames: wire.Frame) -> None: ...
 
     async def recv(self) -> wire.Frame: ...
-
-
-class BadEntryError(PeerError):
-    """A range response held an entry that failed verification; the whole response is discarded.
-
-    Attributes:
-        raw: the offending entry's bytes as received (for a quarantine).
-        cause: the :class:`~protocol.ProtocolError` it failed with.
-    """
-
-    def __init__(self, message: str, raw: bytes, cause: ProtocolError) -> None:
-        super().__init__(message, raw, cause)  # all in args, so it pickles (process-pool verifiers)
-        self.raw = raw
-        self.cause = cause
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
-class PeerBusy(PeerUnavailable):
-    """The peer answered ``unavailable``: its store cannot serve right now (a database restarting)."""
 
 
 UNAVAILABLE = "unavailable"

@@ -29,6 +29,7 @@ from protocol import Signer
 from .config import NodeSettings
 from .daemon import Node
 from .keystore import Keys
+from .paths import NODE_DB
 from .store import Store
 
 
@@ -79,7 +80,7 @@ class TestNetwork:
         data_dir = self._root / f"node{i}"
         data_dir.mkdir(parents=True, exist_ok=True)
         keys = Keys(author=Signer(secrets.token_bytes(32)), peer_seed=secrets.token_bytes(32))
-        self._slots.append(_Slot(keys, Store.open(data_dir / "node.db"), data_dir))
+        self._slots.append(_Slot(keys, Store.open(data_dir / NODE_DB), data_dir))
         return await self.start(i)
 
     async def start(self, i: int) -> Node:

@@ -35,6 +35,7 @@ from pathlib import Path
 from node.config import write_default_config
 from node.demo import demo_assets
 from node.keystore import create_keystore, unlock_from
+from node.paths import KEYSTORE_FILE, NODE_DB
 from node.runner import write_private
 from node.store import Store as NodeStore
 
@@ -157,13 +158,13 @@ def seed_demo_node(node_dir: Path, kek: Mapping[str, str]) -> None:
     publishes whichever sample assets the node does not hold yet.
     """
     node_dir.mkdir(parents=True, exist_ok=True)
-    keystore = node_dir / "keystore.json"
+    keystore = node_dir / KEYSTORE_FILE
     if not keystore.exists():
         kek_bytes = bytes.fromhex(kek["EMPRESSA_KEK"]) if "EMPRESSA_KEK" in kek else None
         create_keystore(keystore, passphrase=kek.get("EMPRESSA_PASSPHRASE"), kek=kek_bytes)
         write_default_config(node_dir)
     keys = unlock_from(keystore, environ=kek, prompt=None)
-    store = NodeStore.open(node_dir / "node.db")
+    store = NodeStore.open(node_dir / NODE_DB)
     try:
         have = {r.uri.key for r in store.assets(local_only=True, include_deleted=True)}
         added = 0

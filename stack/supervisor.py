@@ -45,6 +45,7 @@ from typing import Any
 
 from indexer.db import migrate
 from indexer.embedded import EmbeddedPostgres
+from node.paths import BRIDGE_JSON
 from node.runner import write_private
 
 from . import probes, services
@@ -231,7 +232,7 @@ class Stack:
         exe = services.empressa_argv()
         api_url = f"http://127.0.0.1:{self.settings.port}"
         bridge_dir = self.data_dir / "bridge"
-        (bridge_dir / "bridge.json").unlink(missing_ok=True)  # left by a bridge that was killed
+        (bridge_dir / BRIDGE_JSON).unlink(missing_ok=True)  # left by a bridge that was killed
         argvs = services.service_argvs(
             exe,
             port=self.settings.port,
@@ -248,7 +249,7 @@ class Stack:
             started[name] = child
         self._wait_for(started["api"], "the indexer API", lambda: probes.api_ready(api_url))
         bridge = self._wait_for(
-            started["bridge"], "the bridge", lambda: probes.read_json(bridge_dir / "bridge.json")
+            started["bridge"], "the bridge", lambda: probes.read_json(bridge_dir / BRIDGE_JSON)
         )
         bridge_addr = probes.loopback_addr(bridge["multiaddrs"], bridge["peer_id"])
         if self.settings.demo:

@@ -21,13 +21,12 @@ from sqlalchemy import Engine
 
 from protocol import AssetUri, AuthorKey, ProtocolError, parse_did
 
-from ..errors import BadRequest, DatabaseError, Unauthorized
+from ..errors import BadRequest, DatabaseError, SearchUnavailable, Unauthorized
 from ..settings import IndexerSettings
 from ..store import Store
 from ..store import admin as admin_store
 from .events import Broadcaster, StreamSlots
 from .metrics import ApiMetrics
-from .problem import ProblemError
 from .ratelimit import RateLimits
 
 
@@ -83,7 +82,7 @@ def index_of(ctx: ApiContext) -> Any:
         if ctx.index is not None:
             ctx.owned.append(ctx.index)
     if ctx.index is None:
-        raise ProblemError(503, "the search index is not available", code="search-unavailable")
+        raise SearchUnavailable("the search index is not available")
     return ctx.index
 
 

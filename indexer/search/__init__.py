@@ -2,7 +2,7 @@
 
 * :mod:`.index`: the design (module docstring), :class:`SearchIndex` (open
   with :func:`open_index`): searching, pinned searchers, facets, writing;
-* :mod:`.schema`: analyzer, schema, documents, sort keys, errors;
+* :mod:`.schema`: analyzer, schema, documents, sort keys, Tantivy's errors translated;
 * :mod:`.query`: :class:`SearchQuery`, validation, query building, cursors;
 * :mod:`.feeder`: :class:`Feeder` follows ``assets.change_seq`` into the
   index; :func:`reindex` rebuilds it from scratch.
@@ -16,15 +16,16 @@
     feeder = Feeder(engine, open_index(path, writer=True))   # the feeder process
     feeder.run(stop_event)
 
-Errors: :class:`~indexer.errors.BadRequest` (bad parameters or cursor),
+Errors (defined in :mod:`indexer.errors`, re-exported here):
+:class:`~indexer.errors.BadRequest` (bad parameters or cursor),
 :class:`NoSearchTerms` (400, a non-blank ``q`` that holds no searchable term),
 :class:`CursorExpired` (410, a relevance cursor past its keep-alive),
 :class:`SearchUnavailable` (503, the index cannot be opened or read).
 """
 
+from ..errors import CursorExpired, NoSearchTerms, SearchUnavailable
 from .feeder import Feeder, reindex
-from .index import CursorExpired, SearchIndex, SearchPage, SearchQuery, SearchUnavailable, open_index
-from .query import NoSearchTerms
+from .index import SearchIndex, SearchPage, SearchQuery, open_index
 
 __all__ = [
     "CursorExpired",

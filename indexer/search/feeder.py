@@ -44,10 +44,10 @@ from pathlib import Path
 from sqlalchemy import Engine
 from tqdm import tqdm
 
-from ..errors import Conflict, DatabaseError
+from ..errors import Conflict, DatabaseError, SearchUnavailable
 from ..models import ASSETS_CHANNEL
 from ..store.changes import ChangeListener, changes_after, snapshot
-from .index import SearchIndex, SearchUnavailable, hold_writer_lock, open_index
+from .index import SearchIndex, hold_writer_lock, open_index
 
 log = logging.getLogger(__name__)
 

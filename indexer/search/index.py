@@ -90,17 +90,10 @@ from typing import Any
 
 import tantivy
 
+from ..errors import CursorExpired, SearchUnavailable
 from ..store.changes import AssetRow
 from .query import Cursor, Plan, SearchPage, SearchQuery, _const, decode_cursor, plan
-from .schema import (
-    ANALYZER,
-    SCHEMA,
-    SCHEMA_VERSION,
-    CursorExpired,
-    SearchUnavailable,
-    document_of,
-    translate_errors,
-)
+from .schema import ANALYZER, SCHEMA, SCHEMA_VERSION, document_of, translate_errors
 
 __all__ = [
     "CursorExpired",

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import tantivy
 
-from ..errors import BadRequest
+from ..errors import BadRequest, NoSearchTerms
 from .schema import ANALYZER, PRICE_MAX, SCHEMA, price_key, translate_errors
 
 MAX_Q = 200
@@ -28,18 +28,6 @@ FUZZY_SCORE = 0.5
 PREFIX_SCORE = 0.25
 
 Sort = Literal["relevance", "newest", "title"]
-
-
-class NoSearchTerms(BadRequest):
-    """A non-blank ``q`` from which the analyzer keeps no term (only punctuation, or words over 64 characters).
-
-    Searching for nothing would match everything; rather than return the
-    unfiltered listing as if it matched, the request is refused and says why.
-    A missing or blank ``q`` is not this: it means "no text search".
-    """
-
-    code = "no-search-terms"
-    title = "No searchable term"
 
 
 @dataclass(frozen=True)

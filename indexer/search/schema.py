@@ -14,29 +14,13 @@ from typing import Any
 
 import tantivy
 
-from ..errors import BadRequest, IndexerError
+from ..errors import SearchUnavailable
 from ..store.changes import AssetRow
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 PRICE_MAX = Decimal(10) ** 20  # Numeric(30, 10): 20 integer digits
-
-
-class CursorExpired(BadRequest):
-    """A relevance cursor whose point in time is gone (expired, evicted, or from another process)."""
-
-    status = 410
-    code = "cursor-expired"
-    title = "Cursor expired"
-
-
-class SearchUnavailable(IndexerError):
-    """The index cannot be opened or read: missing, locked by another writer, corrupt, or from an old schema."""
-
-    status = 503
-    code = "search-unavailable"
-    title = "Search unavailable"
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""BridgeSettings: sources in order, DATABASE_URL, one-line errors; the node settings it derives."""
+"""BridgeSettings: sources in order, DATABASE_URL, one-line errors; the node settings it contains."""
 
 from __future__ import annotations
 
@@ -26,9 +26,10 @@ def test_defaults_and_layers(tmp_path: Path) -> None:
     s = load_bridge_settings(
         tmp_path, {"database_url": "postgresql://flag/db", "listen": ["/ip4/127.0.0.1/tcp/0"]}, env
     )
-    assert s.database_url == "postgresql://flag/db" and s.listen == ["/ip4/127.0.0.1/tcp/0"]
-    node = s.node_settings()
-    assert node.listen == s.listen and node.anti_entropy_interval == s.anti_entropy_interval
+    # The node settings are the bridge's own (BridgeSettings.node), set by their flat names.
+    node = s.node
+    assert s.database_url == "postgresql://flag/db" and node.listen == ["/ip4/127.0.0.1/tcp/0"]
+    assert node.data_dir == tmp_path and node.anti_entropy_interval == 5.0 and node.mdns is False
 
 
 def test_bad_values_are_one_line_errors(tmp_path: Path) -> None:
@@ -54,3 +55,24 @@ def test_a_database_url_that_is_not_postgresql_is_a_config_error(tmp_path: Path,
     assert "secret" not in str(info.value), "a URL may hold a password: it is never echoed"
     for good in ("postgresql://u:p@127.0.0.1:5432/x", "postgres://h/db", "postgresql+psycopg://h/db"):
         assert load_bridge_settings(tmp_path, {"database_url": good}, {}).database_url == good
+
+
+def test_the_node_settings_are_set_by_their_flat_names_in_every_source(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text('[bridge]\nmdns = true\ngossip_rate = 50.0\nlog_level = "debug"\n')
+    env = {"EMPRESSA_BRIDGE_SYNC_REQUEST_TIMEOUT": "3", "EMPRESSA_BRIDGE_LISTEN": "/ip4/127.0.0.1/tcp/7"}
+    s = load_bridge_settings(tmp_path, {"listen": ["/ip4/127.0.0.1/tcp/8"]}, env)
+    assert (s.node.mdns, s.node.gossip_rate, s.node.log_level) == (True, 50.0, "DEBUG")
+    assert s.node.sync_request_timeout == 3.0 and s.node.listen == ["/ip4/127.0.0.1/tcp/8"]
+    assert s.node.data_dir == s.data_dir == tmp_path
+    assert BridgeSettings(data_dir=tmp_path).node.mdns is False, "a bridge's mDNS is off unless asked for"
+    with pytest.raises(
+        ConfigError, match=r"invalid setting 'gossip_rate' \(from EMPRESSA_BRIDGE_GOSSIP_RATE\)"
+    ):
+        load_bridge_settings(tmp_path, {}, {"EMPRESSA_BRIDGE_GOSSIP_RATE": "0"})
+
+
+@pytest.mark.parametrize("key", ["api_port", "trusted_bridges", "node"])
+def test_node_settings_the_bridge_does_not_take_stay_unknown(tmp_path: Path, key: str) -> None:
+    (tmp_path / "config.toml").write_text(f"[bridge]\n{key} = 1\n")
+    with pytest.raises(ConfigError, match=rf"unknown setting '{key}' \(from .*config.toml\)"):
+        load_bridge_settings(tmp_path, {}, {})

@@ -500,3 +500,23 @@ def test_tampering_is_caught_even_when_the_check_is_recomputed_without_the_kek(
     edit(path, forge)
     with pytest.raises(KeystoreError, match="wrong passphrase"):
         open_keystore(path, passphrase=PASS)
+
+
+def test_new_keystore_secret_from_the_environment_else_typed_twice() -> None:
+    kek = "cd" * 32
+    assert ks.new_keystore_secret({"EMPRESSA_KEK": kek}, None, missing="x") == (None, bytes.fromhex(kek))
+    assert ks.new_keystore_secret({"EMPRESSA_PASSPHRASE": "pw"}, None, missing="x") == ("pw", None)
+    with pytest.raises(KeystoreError, match=r"^nothing here$"):
+        ks.new_keystore_secret({}, None, missing="nothing here")
+    asked: list[str] = []
+    answers = iter(["secret", "secret"])
+
+    def prompt(text: str) -> str:
+        asked.append(text)
+        return next(answers)
+
+    assert ks.new_keystore_secret({}, prompt, missing="x", what="bridge keystore") == ("secret", None)
+    assert asked == ["New bridge keystore passphrase: ", "Repeat passphrase: "]
+    answers = iter(["one", "two"])
+    with pytest.raises(KeystoreError, match="passphrases do not match"):
+        ks.new_keystore_secret({}, prompt, missing="x")

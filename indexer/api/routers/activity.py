@@ -13,7 +13,7 @@ from fastapi import APIRouter, Header, Query, Request
 from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
-from ...errors import BadRequest
+from ...errors import BadRequest, EventIdAhead
 from ...store import reads
 from ..deps import BroadcasterDep, Ctx, EngineDep, ReadLimited, parse_creator
 from ..problem import ProblemError
@@ -155,11 +155,6 @@ async def get_events(
                 await asyncio.sleep(0)
 
     return _HoldingSlot(stream(), ping=ctx.settings.sse_heartbeat_s, release=release)
-
-
-class EventIdAhead(BadRequest):
-    code = "event-id-ahead"
-    title = "Event id ahead"
 
 
 class _HoldingSlot(EventSourceResponse):
