@@ -25,11 +25,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from indexer.db import check_database_url
 from node.config import NodeSettings
 from node.layered import data_dir_from, load_layered
 
@@ -135,11 +135,7 @@ class BridgeSettings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:
-        # Checked here so a typo is a config error naming its source, not a traceback from the
-        # database driver; the value is never echoed, as it may hold a password.
-        if value is not None and urlsplit(value).scheme.split("+")[0] not in ("postgresql", "postgres"):
-            raise ValueError("must be a PostgreSQL URL, postgresql://user:password@host:port/database")
-        return value
+        return check_database_url(value)
 
 
 def default_data_dir(environ: Mapping[str, str]) -> Path:

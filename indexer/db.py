@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from alembic import command
 from alembic.config import Config
@@ -22,6 +23,17 @@ from .errors import DatabaseError
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def check_database_url(value: str | None) -> str | None:
+    """A settings validator: ``value`` must be a PostgreSQL URL (``None``: none given).
+
+    Checked where settings are read, so a typo is a config error naming its source rather than a
+    traceback from the driver; the message never echoes the value, which may hold a password.
+    """
+    if value is not None and urlsplit(value).scheme.split("+")[0] not in ("postgresql", "postgres"):
+        raise ValueError("must be a PostgreSQL URL, postgresql://user:password@host:port/database")
+    return value
 
 
 def sqlalchemy_url(url: str) -> str:

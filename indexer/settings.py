@@ -31,6 +31,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from protocol import MAX_ENTRY_BYTES
 
+from .db import check_database_url
 from .store.quarantine import QuarantineLimits
 
 __all__ = ["ENV_PREFIX", "PLAIN_ENV", "IndexerSettings"]
@@ -153,6 +154,11 @@ class IndexerSettings(BaseSettings):
             max_total_bytes=self.quarantine_max_total_bytes,
             retention=timedelta(hours=self.quarantine_retention_hours),
         )
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        return check_database_url(value)
 
     @field_validator("data_dir", "index_dir")
     @classmethod

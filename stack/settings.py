@@ -25,6 +25,8 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from indexer.db import check_database_url
+
 from .errors import StackError
 
 __all__ = ["LOG_JSON_ENV", "StackSettings", "env_flag", "load_stack_settings"]
@@ -73,6 +75,11 @@ class StackSettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings,)  # load_stack_settings layers the sources itself
 
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        return check_database_url(value)
+
     @field_validator("data_dir")
     @classmethod
     def _expand_data_dir(cls, value: Path) -> Path:
@@ -110,5 +117,5 @@ def load_stack_settings(
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         name = str(first["loc"][0]) if first["loc"] else "?"
-        msg = " ".join(first["msg"].split())
+        msg = " ".join(first["msg"].removeprefix("Value error, ").split())
         raise StackError(f"invalid setting {name!r} (from {origin.get(name, 'default')}): {msg}") from None

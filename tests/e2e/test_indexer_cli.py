@@ -168,3 +168,24 @@ def test_reindex_while_a_feeder_holds_the_index_says_what_to_do(
     assert pg_running(data)  # the feeder's server: the refused reindex did not stop it
     assert feeder.stop() == 0, feeder.log()
     assert not pg_running(data)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["indexer", "run"],
+        ["indexer", "migrate"],
+        ["indexer", "feed"],
+        ["indexer", "reindex"],
+        ["indexer", "reconcile"],
+        ["bridge", "run"],
+        ["up"],
+    ],
+)
+def test_a_database_url_that_is_not_postgresql_is_one_line(command: list[str], tmp_path: Path) -> None:
+    secret = "s3cret-in-the-url"
+    p = cli(*command, "--data", tmp_path / "d", "--database-url", f"mysql://u:{secret}@127.0.0.1/x", ok=False)
+    line = one_line_error(p)
+    assert "must be a PostgreSQL URL" in line, line
+    assert secret not in p.stderr.decode() + p.stdout.decode()
+    assert not (tmp_path / "d" / "postgres").exists()
