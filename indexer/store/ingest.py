@@ -1,9 +1,11 @@
 """The one ingest path: verified entries into PostgreSQL, shared by the bridge and ``POST /v1/entries``.
 
 One call of :meth:`Store.ingest` is one transaction. It takes the ingest
-advisory lock (see :mod:`indexer.models`), reads the heads of the authors in
-the batch, classifies every entry against them with :func:`protocol.classify`
-(append, duplicate, gap, fork), and then writes, together:
+advisory lock (see :mod:`indexer.models`), reads what :func:`protocol.plan`
+needs (the heads and fork marks of the batch's authors, their parked entries,
+the hashes held at the seqs in question), lets it decide every entry (append,
+duplicate, held past a gap, fork, refused after a fork: the same rule the
+node's store executes), and then writes, together:
 
 * the new rows of ``entries`` (COPY: classification under the lock has already
   ruled out duplicates, so no conflict handling is needed);
@@ -23,10 +25,9 @@ Resubmitting anything is harmless: a duplicate is counted and changes nothing.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -39,14 +40,19 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from protocol import (
     AuthorKey,
+    AuthorLog,
     Entry,
     EntryHash,
     Head,
+    IngestReport,
+    Outcome,
     ProtocolError,
     Signer,
-    Verdict,
-    classify,
+    Step,
+    lookups,
+    now_ms,
     parse_and_verify,
+    plan,
     sign_entry,
 )
 from protocol.schema import MAX_SKEW_MS
@@ -58,25 +64,6 @@ from . import quarantine as _quarantine
 from .quarantine import QuarantineLimits, Rejected
 
 log = logging.getLogger(__name__)
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-@dataclass
-class IngestReport:
-    """What one :meth:`Store.ingest` did (the same fields as ``node.store.IngestReport``, plus ``held``)."""
-
-    appended: list[Entry] = field(default_factory=list)
-    duplicates: int = 0
-    gaps: dict[AuthorKey, tuple[int, int]] = field(default_factory=dict)
-    forks: list[Entry] = field(default_factory=list)
-    refused: list[tuple[Entry, str]] = field(default_factory=list)
-    held: int = 0
-    status: dict[bytes, str] = field(
-        default_factory=dict
-    )  # entry hash → appended|duplicate|held|fork|refused
 
 
 @dataclass(frozen=True)
@@ -303,13 +290,6 @@ ON CONFLICT (author) DO UPDATE SET head_seq = EXCLUDED.head_seq, head_hash = EXC
 
 
 @dataclass
-class _AuthorState:
-    head: Head | None
-    forked_seq: int | None
-    exists: bool
-
-
-@dataclass
 class _AssetChange:
     """The net effect of a batch on one asset."""
 
@@ -411,14 +391,9 @@ class Store:
         mid = len(entries) // 2
         merged = IngestReport()
         for half in (entries[:mid], entries[mid:]):
-            part = self.ingest(half, source=source, received_ms=[received.get(e.hash.raw, 0) for e in half])
-            merged.appended += part.appended
-            merged.duplicates += part.duplicates
-            merged.gaps.update(part.gaps)
-            merged.forks += part.forks
-            merged.refused += part.refused
-            merged.held += part.held
-            merged.status.update(part.status)
+            merged.merge(
+                self.ingest(half, source=source, received_ms=[received.get(e.hash.raw, 0) for e in half])
+            )
         return merged
 
     def _ingest(
@@ -436,12 +411,12 @@ class Store:
         for e in entries:
             by_author.setdefault(e.author.raw, {})[e.hash.raw] = e
         authors = list(by_author)
-        states: dict[bytes, _AuthorState] = {a: _AuthorState(None, None, False) for a in authors}
+        logs: dict[bytes, AuthorLog] = {}
         cur.execute(
             "SELECT author, head_seq, head_hash, forked_seq FROM authors WHERE author = ANY(%s)", (authors,)
         )
         for a, seq, h, forked in cur.fetchall():
-            states[bytes(a)] = _AuthorState(Head(seq, EntryHash(bytes(h))), forked, True)
+            logs[bytes(a)] = AuthorLog(Head(seq, EntryHash(bytes(h))), forked)
         # Entries parked past a gap rejoin their author's candidates.
         pending_hashes: set[bytes] = set()
         cur.execute("SELECT raw FROM pending WHERE author = ANY(%s) ORDER BY author, seq", (authors,))
@@ -452,84 +427,34 @@ class Store:
                 continue
             pending_hashes.add(e.hash.raw)
             by_author[e.author.raw].setdefault(e.hash.raw, e)
-        # Hashes already held at the seqs at or below each head (only those entries need a lookup).
-        lookups = [
-            (a, e.seq)
-            for a, es in by_author.items()
-            for e in es.values()
-            if states[a].head is not None and e.seq <= states[a].head.seq  # type: ignore[union-attr]
-        ]
+        candidates = [e for es in by_author.values() for e in es.values()]
+        wanted = lookups(candidates, logs)
         held: dict[tuple[bytes, int], EntryHash] = {}
-        if lookups:
+        if wanted:
             cur.execute(
                 "SELECT e.author, e.seq, e.hash FROM entries e "
                 "JOIN unnest(%s::bytea[], %s::bigint[]) AS w(author, seq) ON e.author = w.author AND e.seq = w.seq",
-                ([a for a, _ in lookups], [s for _, s in lookups]),
+                ([a for a, _ in wanted], [s for _, s in wanted]),
             )
             for a, s, h in cur.fetchall():
                 held[(bytes(a), s)] = EntryHash(bytes(h))
 
-        appended: list[Entry] = []
-        to_pending: list[Entry] = []
-        done_pending: list[bytes] = []
-        forks: list[tuple[Entry, EntryHash | None]] = []
-        refused: list[tuple[Entry, str]] = []
-        new_heads: dict[bytes, Entry] = {}
-        for a, es in by_author.items():
-            st = states[a]
-            for e in sorted(es.values(), key=lambda e: e.seq):
-                h = e.hash.raw
-                if st.forked_seq is not None and e.seq >= st.forked_seq:
-                    if held.get((a, e.seq)) == e.hash:
-                        report.duplicates += 1
-                        report.status[h] = "duplicate"
-                    else:
-                        refused.append(
-                            (e, f"author has a fork at seq {st.forked_seq}; later entries are held back")
-                        )
-                    continue
-                c = classify(e, st.head, held.get((a, e.seq)))
-                if c.verdict is Verdict.APPEND:
-                    appended.append(e)
-                    held[(a, e.seq)] = e.hash
-                    st.head = Head(e.seq, e.hash)
-                    new_heads[a] = e
-                    report.status[h] = "appended"
-                    report.gaps.pop(e.author, None)
-                    if h in pending_hashes:
-                        done_pending.append(h)
-                elif c.verdict is Verdict.DUPLICATE:
-                    report.duplicates += 1
-                    report.status[h] = "duplicate"
-                    if h in pending_hashes:
-                        done_pending.append(h)
-                elif c.verdict is Verdict.GAP:
-                    if h not in pending_hashes:
-                        to_pending.append(e)
-                    report.held += 1
-                    report.status[h] = "held"
-                    lo, hi = report.gaps.get(e.author, (c.missing_from, c.missing_to))
-                    report.gaps[e.author] = (min(lo, c.missing_from), max(hi, c.missing_to))
-                else:
-                    have = st.head.seq if st.head else 0
-                    fork_seq = e.seq if e.seq <= have else e.seq - 1
-                    st.forked_seq = fork_seq if st.forked_seq is None else min(st.forked_seq, fork_seq)
-                    forks.append((e, c.conflicting))
-                    report.status[h] = "fork"
-                    if h in pending_hashes:
-                        done_pending.append(h)
-        # The missing range of an author with held entries: from past its head up to the first held one.
-        for author in list(report.gaps):
-            st = states[author.raw]
-            first_held = min(
-                e.seq for e in by_author[author.raw].values() if report.status.get(e.hash.raw) == "held"
-            )
-            report.gaps[author] = ((st.head.seq if st.head else 0) + 1, first_held - 1)
+        p = plan(candidates, logs, held)
+        appended = p.appends
+        # Parked entries leave ``pending`` once placed, except refused ones (kept, as before).
+        to_pending = [s.entry for s in p.of(Outcome.HELD) if s.entry.hash.raw not in pending_hashes]
+        done_pending = [
+            s.entry.hash.raw
+            for s in p.steps
+            if s.entry.hash.raw in pending_hashes and s.outcome not in (Outcome.HELD, Outcome.REFUSED)
+        ]
+        forks = p.of(Outcome.FORK)
+        refused = [(s.entry, s.reason) for s in p.of(Outcome.REFUSED)]
 
-        if new_heads:
+        if p.heads:
             cur.executemany(
                 _AUTHOR_UPSERT,
-                [(a, dids[a], e.seq, e.hash.raw) for a, e in new_heads.items()],
+                [(a, dids[a], e.seq, e.hash.raw) for a, e in p.heads.items()],
             )
         if appended:
             with binary_copy(cur, f"COPY entries ({ENTRY_COLUMNS})", ENTRY_TYPES) as copy:
@@ -544,18 +469,14 @@ class Store:
         if done_pending:
             cur.execute("DELETE FROM pending WHERE hash = ANY(%s)", (done_pending,))
         if forks:
-            self._write_forks(cur, forks, states, source)
+            self._write_forks(cur, forks, p.forked, source)
         if refused:
             _quarantine.write(
                 cur,
                 [Rejected(e.raw, "after-fork", why, source, e.author.raw, e.seq) for e, why in refused],
                 self.quarantine_limits,
             )
-            for e, _ in refused:
-                report.status[e.hash.raw] = "refused"
-        report.appended = appended
-        report.forks = [e for e, _ in forks]
-        report.refused = refused
+        report.merge(p.report(parks_held=True))
 
     def _write_assets_and_activity(self, cur: Any, appended: list[Entry], rows: _Rows) -> None:
         changes: dict[tuple[bytes, str], _AssetChange] = {}
@@ -620,41 +541,43 @@ class Store:
             (ACTIVITY_CHANNEL,),
         )
 
-    def _write_forks(
-        self,
-        cur: Any,
-        forks: list[tuple[Entry, EntryHash | None]],
-        states: dict[bytes, _AuthorState],
-        source: str,
-    ) -> None:
+    def _write_forks(self, cur: Any, forks: list[Step], marks: dict[bytes, int], source: str) -> None:
         cur.executemany(
             "INSERT INTO forks (hash, author, seq, conflicts_with, raw) VALUES (%s, %s, %s, %s, %s) "
             "ON CONFLICT DO NOTHING",
-            [(e.hash.raw, e.author.raw, e.seq, c.raw if c else None, e.raw) for e, c in forks],
+            [
+                (
+                    s.entry.hash.raw,
+                    s.entry.author.raw,
+                    s.entry.seq,
+                    c.raw if (c := s.conflicting) else None,
+                    s.entry.raw,
+                )
+                for s in forks
+            ],
         )
         _quarantine.write(
             cur,
             [
                 Rejected(
-                    e.raw,
+                    s.entry.raw,
                     "fork",
-                    f"a different entry ({c.cid if c else 'unknown'}) is held at or before seq {e.seq}",
+                    f"a different entry ({s.conflicting.cid if s.conflicting else 'unknown'}) "
+                    f"is held at or before seq {s.entry.seq}",
                     source,
-                    e.author.raw,
-                    e.seq,
+                    s.entry.author.raw,
+                    s.entry.seq,
                 )
-                for e, c in forks
+                for s in forks
             ],
             self.quarantine_limits,
         )
-        for e, _ in forks:
-            st = states[e.author.raw]
-            if st.exists or st.head is not None:
-                cur.execute(
-                    "UPDATE authors SET forked_seq = LEAST(COALESCE(forked_seq, %s), %s), updated_at = now() "
-                    "WHERE author = %s",
-                    (st.forked_seq, st.forked_seq, e.author.raw),
-                )
+        # A fork needs a held entry, so the author's row exists (it may have been written above).
+        cur.executemany(
+            "UPDATE authors SET forked_seq = LEAST(COALESCE(forked_seq, %s), %s), updated_at = now() "
+            "WHERE author = %s",
+            [(seq, seq, a) for a, seq in marks.items()],
+        )
 
     def quarantine(self, items: Sequence[Rejected]) -> int:
         """Record inputs that failed verification, within :attr:`quarantine_limits` (see
