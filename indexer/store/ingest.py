@@ -419,7 +419,7 @@ class Store:
             logs[bytes(a)] = AuthorLog(Head(seq, EntryHash(bytes(h))), forked)
         # Entries parked past a gap rejoin their author's candidates.
         pending_hashes: set[bytes] = set()
-        cur.execute("SELECT raw FROM pending WHERE author = ANY(%s) ORDER BY author, seq", (authors,))
+        cur.execute("SELECT raw FROM pending WHERE author = ANY(%s) ORDER BY author, seq, hash", (authors,))
         for (raw,) in cur.fetchall():
             try:
                 e = parse_and_verify(bytes(raw), now_ms=None)
