@@ -10,7 +10,9 @@
 * :mod:`.quarantine`: what was refused, bounded per source and in total, aged out.
 """
 
-from .ingest import IngestReport, IngestResult, ItemResult, Rejected, Store
-from .quarantine import QuarantineLimits
+from protocol import IngestReport
+
+from .ingest import IngestResult, ItemResult, Store
+from .quarantine import QuarantineLimits, Rejected
 
 __all__ = ["IngestReport", "IngestResult", "ItemResult", "QuarantineLimits", "Rejected", "Store"]

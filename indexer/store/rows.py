@@ -44,7 +44,7 @@ def binary_copy(cur: Any, sql: str, types: Sequence[str]) -> Iterator[Any]:
         yield copy
 
 
-EMPTY_PUT = ("", "", [], None, None, None, None, None, None, b"{}")
+EMPTY_PUT: tuple[Any, ...] = ("", "", [], None, None, None, None, None, None, b"{}")
 
 
 def asset_fields(body: dict[str, Any]) -> tuple[Any, ...]:
