@@ -50,7 +50,7 @@ import trio  # noqa: E402
 from bridge.testing import spawn_bridge  # noqa: E402
 from indexer.db import libpq_url  # noqa: E402
 from indexer.store import Store  # noqa: E402
-from indexer.store.ingest import _ASSET_COLUMNS, ASSET_TYPES, ENTRY_TYPES, _asset_fields, binary_copy  # noqa: E402
+from indexer.store.rows import ASSET_COLUMNS, ASSET_TYPES, ENTRY_TYPES, asset_fields, binary_copy  # noqa: E402
 from indexer.testing import PostgresForTests  # noqa: E402
 from node.testing import spawn_network  # noqa: E402
 from protocol import AuthorKey, Entry, Signer, parse_and_verify, sign_entry  # noqa: E402
@@ -130,7 +130,7 @@ def raw_upsert(url: str, entries: list[Entry]) -> float:
         rows = []
         for e in b:
             did = dids[e.author.raw]
-            fields = _asset_fields(e.body)
+            fields = asset_fields(e.body)
             rows.append(
                 (
                     e.author.raw,
@@ -160,7 +160,7 @@ def raw_upsert(url: str, entries: list[Entry]) -> float:
             "SELECT hash, author, seq, ts, kind, key, raw FROM entries WITH NO DATA"
         )
         cur.execute(
-            f"CREATE TEMP TABLE asset_stage ON COMMIT DELETE ROWS AS SELECT {_ASSET_COLUMNS} FROM assets WITH NO DATA"
+            f"CREATE TEMP TABLE asset_stage ON COMMIT DELETE ROWS AS SELECT {ASSET_COLUMNS} FROM assets WITH NO DATA"
         )
         conn.commit()
         t = time.perf_counter()
@@ -175,11 +175,11 @@ def raw_upsert(url: str, entries: list[Entry]) -> float:
                     "INSERT INTO entries (hash, author, seq, ts, kind, key, raw) "
                     "SELECT hash, author, seq, ts, kind, key, raw FROM entry_stage ON CONFLICT DO NOTHING"
                 )
-                with binary_copy(cur, f"COPY asset_stage ({_ASSET_COLUMNS})", ASSET_TYPES) as copy:
+                with binary_copy(cur, f"COPY asset_stage ({ASSET_COLUMNS})", ASSET_TYPES) as copy:
                     for row in ar:
                         copy.write_row(row)
                 cur.execute(
-                    f"INSERT INTO assets ({_ASSET_COLUMNS}) SELECT {_ASSET_COLUMNS} FROM asset_stage "
+                    f"INSERT INTO assets ({ASSET_COLUMNS}) SELECT {ASSET_COLUMNS} FROM asset_stage "
                     "ON CONFLICT (author, key) DO UPDATE SET entry_hash = EXCLUDED.entry_hash, "
                     "put_hash = EXCLUDED.put_hash, seq = EXCLUDED.seq, title = EXCLUDED.title, "
                     "body = EXCLUDED.body, versions = assets.versions + 1, updated_ts = EXCLUDED.updated_ts, "

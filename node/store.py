@@ -13,8 +13,10 @@ What it keeps:
 * ``forks``: the second valid entry at a held seq, kept as proof;
 * ``assets``: current state per (author, key), folded with :func:`protocol.apply`.
 
-Entries that arrive ahead of the head (a gap) are not stored: the caller gets
-the missing range back and pulls it; the entry comes again inside that range.
+What becomes of each incoming entry is decided by :func:`protocol.plan`, the
+same rule the indexer's store executes. Entries that arrive ahead of the head
+(a gap) are not stored: the caller gets the missing range back and pulls it;
+the entry comes again inside that range.
 The store is synchronous; trio code calls it through ``trio.to_thread``.
 """
 
@@ -22,22 +24,25 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from protocol import (
     AssetUri,
     AuthorKey,
+    AuthorLog,
     Entry,
     EntryHash,
     Head,
+    IngestReport,
+    Outcome,
     Signer,
-    Verdict,
-    classify,
+    lookups,
+    now_ms,
     parse_and_verify,
+    plan,
     sign_entry,
 )
 
@@ -84,17 +89,6 @@ CREATE TABLE IF NOT EXISTS assets (
 """
 
 
-@dataclass
-class IngestReport:
-    """What one :meth:`Store.ingest` call did with each entry it was given."""
-
-    appended: list[Entry] = field(default_factory=list)
-    duplicates: int = 0
-    gaps: dict[AuthorKey, tuple[int, int]] = field(default_factory=dict)
-    forks: list[Entry] = field(default_factory=list)
-    refused: list[tuple[Entry, str]] = field(default_factory=list)
-
-
 @dataclass(frozen=True)
 class AssetRow:
     """One asset's current state, with its latest ``asset.put`` entry (if any)."""
@@ -139,10 +133,6 @@ class AuthorRow:
     forked_seq: int | None
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class Store:
     """Thread-safe access to ``node.db``. Open with :meth:`open`; close with :meth:`close`."""
 
@@ -174,57 +164,39 @@ class Store:
         return _Tx(self)
 
     def ingest(self, entries: Iterable[Entry], *, local: bool = False) -> IngestReport:
-        """Apply verified entries in one transaction; see :class:`IngestReport`.
+        """Apply verified entries in one transaction; see :class:`protocol.IngestReport`.
 
-        Entries may come in any order and from many authors; they are applied
-        in (author, seq) order so a contiguous batch lands in one pass.
+        Entries may come in any order and from many authors; :func:`protocol.plan`
+        decides what becomes of each (this store refuses everything at or past a
+        fork mark and does not keep entries past a gap), and this method reads
+        what the plan needs and executes it.
         """
-        report = IngestReport()
         batch = sorted(entries, key=lambda e: (e.author.raw, e.seq))
         if not batch:
-            return report
+            return IngestReport()
         with self._tx() as cur:
-            heads: dict[bytes, tuple[Head | None, int | None]] = {}
+            logs: dict[bytes, AuthorLog] = {}
             for e in batch:
                 a = e.author.raw
-                if a not in heads:
-                    heads[a] = _head_row(cur, a)
-                head, forked = heads[a]
-                if forked is not None and e.seq >= forked:
-                    report.refused.append(
-                        (e, f"author has a fork at seq {forked}; later entries are held back")
-                    )
-                    continue
-                held = None
-                if head is not None and e.seq <= head.seq:
-                    row = cur.execute(
-                        "SELECT hash FROM entries WHERE author=? AND seq=?", (a, e.seq)
-                    ).fetchone()
-                    held = EntryHash(row[0]) if row else None
-                c = classify(e, head, held)
-                if c.verdict is Verdict.APPEND:
-                    _append(cur, e, local=local)
-                    heads[a] = (Head(e.seq, e.hash), forked)
-                    report.appended.append(e)
-                    report.gaps.pop(e.author, None)
-                elif c.verdict is Verdict.DUPLICATE:
-                    report.duplicates += 1
-                elif c.verdict is Verdict.GAP:
-                    lo, hi = report.gaps.get(e.author, (c.missing_from, c.missing_to))
-                    report.gaps[e.author] = (min(lo, c.missing_from), max(hi, e.seq))
-                else:
-                    fork_seq = e.seq if e.seq <= (head.seq if head else 0) else e.seq - 1
-                    cur.execute(
-                        "INSERT OR IGNORE INTO forks (author, seq, hash, raw, seen_ms) VALUES (?,?,?,?,?)",
-                        (a, e.seq, e.hash.raw, e.raw, now_ms()),
-                    )
-                    cur.execute(
-                        "UPDATE authors SET forked_seq = MIN(COALESCE(forked_seq, ?), ?) WHERE author=?",
-                        (fork_seq, fork_seq, a),
-                    )
-                    heads[a] = (head, fork_seq if forked is None else min(forked, fork_seq))
-                    report.forks.append(e)
-        return report
+                if a not in logs:
+                    head, forked = _head_row(cur, a)
+                    logs[a] = AuthorLog(head, forked)
+            held = _held_hashes(cur, lookups(batch, logs))
+            p = plan(batch, logs, held, refuse_held_after_fork=True)
+            stamp = now_ms()
+            for e in p.appends:
+                _append(cur, e, local=local, received_ms=stamp)
+            forks = p.of(Outcome.FORK)
+            if forks:
+                cur.executemany(
+                    "INSERT OR IGNORE INTO forks (author, seq, hash, raw, seen_ms) VALUES (?,?,?,?,?)",
+                    [(s.entry.author.raw, s.entry.seq, s.entry.hash.raw, s.entry.raw, stamp) for s in forks],
+                )
+                cur.executemany(
+                    "UPDATE authors SET forked_seq = MIN(COALESCE(forked_seq, ?), ?) WHERE author=?",
+                    [(seq, seq, a) for a, seq in p.forked.items()],
+                )
+        return p.report(parks_held=False)
 
     def append_local(
         self, signer: Signer, *, kind: str, key: str, body: dict[str, Any], ts: int | None = None
@@ -382,11 +354,21 @@ def _head_row(cur: sqlite3.Cursor, author: bytes) -> tuple[Head | None, int | No
     return Head(row[0], EntryHash(row[1])), row[2]
 
 
-def _append(cur: sqlite3.Cursor, e: Entry, *, local: bool) -> None:
+def _held_hashes(cur: sqlite3.Cursor, wanted: set[tuple[bytes, int]]) -> dict[tuple[bytes, int], EntryHash]:
+    """The hashes held at the (author, seq) pairs a plan needs (see :func:`protocol.lookups`)."""
+    held: dict[tuple[bytes, int], EntryHash] = {}
+    for a, seq in wanted:
+        row = cur.execute("SELECT hash FROM entries WHERE author=? AND seq=?", (a, seq)).fetchone()
+        if row is not None:
+            held[(a, seq)] = EntryHash(row[0])
+    return held
+
+
+def _append(cur: sqlite3.Cursor, e: Entry, *, local: bool, received_ms: int | None = None) -> None:
     a = e.author.raw
     cur.execute(
         "INSERT INTO entries (hash, author, seq, kind, key, ts, raw, received_ms) VALUES (?,?,?,?,?,?,?,?)",
-        (e.hash.raw, a, e.seq, e.kind, e.key, e.ts, e.raw, now_ms()),
+        (e.hash.raw, a, e.seq, e.kind, e.key, e.ts, e.raw, now_ms() if received_ms is None else received_ms),
     )
     cur.execute(
         "INSERT INTO authors (author, head_seq, head_hash, local) VALUES (?,?,?,?) "

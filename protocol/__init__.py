@@ -6,7 +6,11 @@ a bridge or the indexer needs to agree on lives here and is re-exported:
 * identifiers: :class:`AuthorKey` (did:key), :class:`EntryHash` (CIDv1),
   :class:`AssetUri`, and their parse functions;
 * entries: :func:`sign_entry`, :func:`parse_and_verify`, :class:`Entry`, :class:`Signer`;
-* log rules: :func:`classify`, :class:`Head`, :class:`Verdict`, :func:`fold`, :func:`apply`;
+* log rules: :func:`classify`, :class:`Head`, :class:`Verdict`; the ingest plan both
+  stores execute: :func:`plan`, :func:`lookups`, :class:`AuthorLog`, :class:`Plan`,
+  :class:`Outcome`, :class:`IngestReport`; folding: :func:`fold`, :func:`apply`,
+  :func:`latest_attestations`; :func:`now_ms`, the one clock reading (used by the
+  stores, never by ``protocol`` itself);
 * CBOR sequences (RFC 8742, export files): :func:`split_sequence` (in memory),
   :func:`split_chunks` (as read, in bounded memory), :func:`is_map_item`;
 * wire frames of the sync protocol: :mod:`protocol.wire`;
@@ -25,7 +29,25 @@ from .errors import (
     TimestampError,
 )
 from .ids import AssetUri, AuthorKey, EntryHash, b32, parse_asset_uri, parse_did, parse_entry_hash
-from .log import AssetState, Classification, Head, Verdict, apply, classify, fold, latest_attestations
+from .log import (
+    AssetState,
+    AuthorLog,
+    Classification,
+    Gap,
+    Head,
+    IngestReport,
+    Outcome,
+    Plan,
+    Step,
+    Verdict,
+    apply,
+    classify,
+    fold,
+    latest_attestations,
+    lookups,
+    now_ms,
+    plan,
+)
 from .schema import KINDS, LICENSE_TYPES, MAX_ENTRY_BYTES, MAX_SKEW_MS, VERSION
 
 __all__ = [
@@ -37,17 +59,23 @@ __all__ = [
     "AssetState",
     "AssetUri",
     "AuthorKey",
+    "AuthorLog",
     "Classification",
     "DecodeError",
     "Entry",
     "EntryHash",
     "FrameError",
+    "Gap",
     "Head",
     "IdentifierError",
+    "IngestReport",
+    "Outcome",
+    "Plan",
     "ProtocolError",
     "SchemaError",
     "SignatureError",
     "Signer",
+    "Step",
     "TimestampError",
     "Verdict",
     "apply",
@@ -57,10 +85,13 @@ __all__ = [
     "fold",
     "is_map_item",
     "latest_attestations",
+    "lookups",
+    "now_ms",
     "parse_and_verify",
     "parse_asset_uri",
     "parse_did",
     "parse_entry_hash",
+    "plan",
     "sign_entry",
     "split_chunks",
     "split_sequence",

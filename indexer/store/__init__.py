@@ -1,13 +1,18 @@
 """The indexer's store: every SQL statement the indexer runs lives in this package.
 
 * :mod:`.ingest`: the one ingest path (bridge and ``POST /v1/entries``) and the
-  replica interface the bridge's daemon uses;
+  replica interface the bridge's daemon uses; it lets :func:`protocol.plan` decide
+  each entry, :mod:`.writer` reads what the plan needs and executes it, with the
+  rows :mod:`.rows` builds (codecs, binary COPY);
+* :mod:`.edge`: the package's one translation of SQLAlchemy/psycopg errors;
 * :mod:`.reads`: what the HTTP API reads; :mod:`.admin`: keys, moderation,
   idempotency; :mod:`.changes`: what the search feeder follows;
 * :mod:`.quarantine`: what was refused, bounded per source and in total, aged out.
 """
 
-from .ingest import IngestReport, IngestResult, ItemResult, Rejected, Store
-from .quarantine import QuarantineLimits
+from protocol import IngestReport
+
+from .ingest import IngestResult, ItemResult, Store
+from .quarantine import QuarantineLimits, Rejected
 
 __all__ = ["IngestReport", "IngestResult", "ItemResult", "QuarantineLimits", "Rejected", "Store"]

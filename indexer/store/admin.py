@@ -53,7 +53,7 @@ from ..models import (
     Pending,
     Quarantine,
 )
-from .ingest import _translate
+from .edge import translate
 from .reads import decode_cursor, encode_cursor, sync_status
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def create_api_key(engine: Engine, *, name: str, scopes: Sequence[str]) -> tuple
         raise BadRequest(f"scopes must be some of {', '.join(SCOPES)} (got {', '.join(scopes) or 'none'})")
     key_id = secrets.token_hex(8)
     secret = f"ek_{key_id}_{secrets.token_urlsafe(32)}"
-    with _translate(), engine.begin() as conn:
+    with translate(), engine.begin() as conn:
         conn.execute(insert(ApiKey).values(id=key_id, secret_hash=_digest(secret), name=name, scopes=wanted))
     log.info("api key created id=%s scopes=%s", key_id, ",".join(wanted))
     return key_id, secret
@@ -102,14 +102,14 @@ def _key_dict(k: Any) -> dict[str, Any]:
 
 def list_api_keys(engine: Engine) -> list[dict[str, Any]]:
     """Every key (never a secret), newest first, revoked ones included."""
-    with _translate(), engine.connect() as conn:
+    with translate(), engine.connect() as conn:
         rows = conn.execute(select(ApiKey.__table__).order_by(ApiKey.created_at.desc(), ApiKey.id)).all()
     return [_key_dict(k) for k in rows]
 
 
 def revoke_api_key(engine: Engine, *, key_id: str) -> dict[str, Any]:
     """Revoke a key (idempotent: revoking twice keeps the first time)."""
-    with _translate(), engine.begin() as conn:
+    with translate(), engine.begin() as conn:
         k = conn.execute(select(ApiKey.__table__).where(ApiKey.id == key_id).with_for_update()).first()
         if k is None:
             raise NotFound(f"no API key {key_id}")
@@ -126,7 +126,7 @@ def authenticate(engine: Engine, *, secret: str, scope: str | None = None) -> di
     m = _KEY_RE.fullmatch(secret)
     if m is None:
         raise Unauthorized("the API key is not valid")
-    with _translate(), engine.begin() as conn:
+    with translate(), engine.begin() as conn:
         k = conn.execute(select(ApiKey.__table__).where(ApiKey.id == m.group(1))).first()
         if k is None or not hmac.compare_digest(bytes(k.secret_hash), _digest(secret)):
             raise Unauthorized("the API key is not valid")
@@ -170,7 +170,7 @@ def add_label(engine: Engine, *, uri: AssetUri, label: str, reason: str, created
     """Label an asset (hiding it from search); labelling twice updates the reason."""
     if not LABEL_RE.fullmatch(label):
         raise BadRequest("a label is 1-64 of [a-z0-9._-], starting with a letter or digit")
-    with _translate(), engine.begin() as conn:
+    with translate(), engine.begin() as conn:
         _check_asset(conn, uri)
         _lock_and_touch(conn, uri, hidden=True)
         conn.execute(
@@ -197,7 +197,7 @@ def add_label(engine: Engine, *, uri: AssetUri, label: str, reason: str, created
 
 def remove_label(engine: Engine, *, uri: AssetUri, label: str, removed_by: str) -> dict[str, Any]:
     """Remove a label; the asset is shown again once it has no labels left."""
-    with _translate(), engine.begin() as conn:
+    with translate(), engine.begin() as conn:
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": INGEST_LOCK})
         gone = conn.execute(
             delete(ModerationLabel)
@@ -234,7 +234,7 @@ def quarantine_page(engine: Engine, *, limit: int, cursor: str | None = None) ->
     if cursor is not None:
         (before,) = decode_cursor(cursor, "quarantine", int)
         conds.append(Quarantine.id < before)
-    with _translate(), engine.connect() as conn:
+    with translate(), engine.connect() as conn:
         rows = conn.execute(
             select(Quarantine.__table__).where(*conds).order_by(Quarantine.id.desc()).limit(limit + 1)
         ).all()
@@ -308,7 +308,7 @@ def authors_behind(
     )
     if status == "gap":
         stmt = stmt.where(Author.forked_seq.is_(None))
-    with _translate(), engine.connect() as conn:
+    with translate(), engine.connect() as conn:
         rows = conn.execute(stmt).all()
     more = len(rows) > limit
     rows = rows[:limit]
@@ -360,7 +360,7 @@ def idempotent_claim(engine: Engine, *, key: str, request_hash: bytes) -> tuple[
     key exactly one gets the claim (PostgreSQL's unique index orders them).
     """
     claim = pg_insert(IdempotencyKey).values(key=key, request_hash=request_hash, status=None, response=None)
-    with _translate(), engine.begin() as conn:
+    with translate(), engine.begin() as conn:
         claimed = conn.execute(
             claim.on_conflict_do_update(
                 index_elements=["key"],
@@ -389,7 +389,7 @@ def idempotent_store(
     engine: Engine, *, key: str, request_hash: bytes, status: int, response: dict[str, Any]
 ) -> None:
     """Record the response of the request that holds the claim on ``key``."""
-    with _translate(), engine.begin() as conn:
+    with translate(), engine.begin() as conn:
         conn.execute(
             update(IdempotencyKey)
             .where(
@@ -403,7 +403,7 @@ def idempotent_store(
 
 def idempotent_release(engine: Engine, *, key: str, request_hash: bytes) -> None:
     """Give up a claim whose request failed before it was answered (the key is free again)."""
-    with _translate(), engine.begin() as conn:
+    with translate(), engine.begin() as conn:
         conn.execute(
             delete(IdempotencyKey).where(
                 IdempotencyKey.key == key,

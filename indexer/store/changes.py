@@ -11,7 +11,8 @@ with its newest state.
 Reads are SQLAlchemy Core against the ``assets`` table only. The one
 non-SQLAlchemy piece is :class:`ChangeListener`, a dedicated psycopg
 connection in ``LISTEN`` mode (a pooled connection must not be parked in
-LISTEN). Errors become :class:`~indexer.errors.DatabaseError` here.
+LISTEN). Errors become :class:`~indexer.errors.DatabaseError` through the
+package's one translation, :func:`.edge.translate`.
 """
 
 from __future__ import annotations
@@ -26,11 +27,10 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import Connection, Engine, func, select
-from sqlalchemy.exc import SQLAlchemyError
 
 from ..db import libpq_url
-from ..errors import DatabaseError
 from ..models import Asset
+from .edge import translate
 
 log = logging.getLogger(__name__)
 
@@ -75,25 +75,16 @@ def _row(r: Any) -> AssetRow:
     return AssetRow(**values)
 
 
-@contextmanager
-def _translate() -> Iterator[None]:
-    try:
-        yield
-    except (SQLAlchemyError, psycopg.Error) as exc:
-        first = str(getattr(exc, "orig", exc) or exc).strip().splitlines()
-        raise DatabaseError(f"database unavailable: {first[0] if first else exc.__class__.__name__}") from exc
-
-
 def changes_after(engine: Engine, *, after: int, limit: int) -> list[AssetRow]:
     """Rows whose ``change_seq`` is past ``after``, oldest change first (deleted and hidden included)."""
     stmt = select(*_COLUMNS).where(_assets.c.change_seq > after).order_by(_assets.c.change_seq).limit(limit)
-    with _translate(), engine.connect() as conn:
+    with translate(), engine.connect() as conn:
         return [_row(r) for r in conn.execute(stmt)]
 
 
 def latest_change_seq(engine: Engine) -> int:
     """The newest ``change_seq`` in ``assets`` (0 if empty): how far behind a feeder is."""
-    with _translate(), engine.connect() as conn:
+    with translate(), engine.connect() as conn:
         return int(conn.execute(select(func.coalesce(func.max(_assets.c.change_seq), 0))).scalar_one())
 
 
@@ -102,7 +93,7 @@ def assets_by_id(engine: Engine, *, ids: Sequence[int]) -> list[AssetRow]:
     if not ids:
         return []
     stmt = select(*_COLUMNS).where(_assets.c.id.in_(list(ids)))
-    with _translate(), engine.connect() as conn:
+    with translate(), engine.connect() as conn:
         found = {r.id: r for r in map(_row, conn.execute(stmt))}
     return [found[i] for i in ids if i in found]
 
@@ -112,7 +103,7 @@ def assets_by_uri(engine: Engine, *, uris: Sequence[str]) -> list[AssetRow]:
     if not uris:
         return []
     stmt = select(*_COLUMNS).where(_assets.c.uri.in_(list(uris)))
-    with _translate(), engine.connect() as conn:
+    with translate(), engine.connect() as conn:
         found = {r.uri: r for r in map(_row, conn.execute(stmt))}
     return [found[u] for u in uris if u in found]
 
@@ -125,19 +116,19 @@ class Snapshot:
 
     def count_searchable(self) -> int:
         stmt = select(func.count()).select_from(_assets).where(~_assets.c.deleted, ~_assets.c.hidden)
-        with _translate():
+        with translate():
             return int(self._conn.execute(stmt).scalar_one())
 
     def max_change_seq(self) -> int:
         """Every change up to this one is in the snapshot (the ordering rule), none after it."""
-        with _translate():
+        with translate():
             stmt = select(func.coalesce(func.max(_assets.c.change_seq), 0))
             return int(self._conn.execute(stmt).scalar_one())
 
     def searchable_rows(self, *, batch: int = 5000) -> Iterator[AssetRow]:
         """Every row that belongs in the index, streamed through a server-side cursor."""
         stmt = select(*_COLUMNS).where(~_assets.c.deleted, ~_assets.c.hidden)
-        with _translate():
+        with translate():
             result = self._conn.execution_options(stream_results=True, yield_per=batch).execute(stmt)
             for r in result:
                 yield _row(r)
@@ -146,7 +137,7 @@ class Snapshot:
 @contextmanager
 def snapshot(engine: Engine) -> Iterator[Snapshot]:
     """``with snapshot(engine) as snap:`` one REPEATABLE READ, READ ONLY transaction."""
-    with _translate(), engine.connect() as conn:
+    with translate(), engine.connect() as conn:
         conn = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
         with conn.begin():
             yield Snapshot(conn)
@@ -161,13 +152,13 @@ class ChangeListener:
 
     def __init__(self, engine: Engine, channel: str) -> None:
         url = libpq_url(engine.url.render_as_string(hide_password=False))
-        with _translate():
+        with translate():
             self._conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
             self._conn.execute(f'LISTEN "{channel}"')
 
     def wait(self, timeout: float) -> bool:
         """Block until a notification arrives (True) or ``timeout`` seconds pass (False); drains the queue."""
-        with _translate():
+        with translate():
             got = False
             for _ in self._conn.notifies(timeout=timeout, stop_after=1):
                 got = True

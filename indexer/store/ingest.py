@@ -1,9 +1,11 @@
 """The one ingest path: verified entries into PostgreSQL, shared by the bridge and ``POST /v1/entries``.
 
 One call of :meth:`Store.ingest` is one transaction. It takes the ingest
-advisory lock (see :mod:`indexer.models`), reads the heads of the authors in
-the batch, classifies every entry against them with :func:`protocol.classify`
-(append, duplicate, gap, fork), and then writes, together:
+advisory lock (see :mod:`indexer.models`), reads what :func:`protocol.plan`
+needs (the heads and fork marks of the batch's authors, their parked entries,
+the hashes held at the seqs in question), lets it decide every entry (append,
+duplicate, held past a gap, fork, refused after a fork: the same rule the
+node's store executes), and then writes, together:
 
 * the new rows of ``entries`` (COPY: classification under the lock has already
   ruled out duplicates, so no conflict handling is needed);
@@ -18,65 +20,45 @@ the batch, classifies every entry against them with :func:`protocol.classify`
 * NOTIFY on the assets and activity channels (delivered at commit).
 
 Resubmitting anything is harmless: a duplicate is counted and changes nothing.
+
+This module holds the :class:`Store` and its per-input results; the SQL of the
+transaction is in :mod:`.writer`, the rows it writes are built by :mod:`.rows`.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import Decimal
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-import orjson
-import psycopg
-from psycopg.types.json import set_json_dumps
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from protocol import (
     AuthorKey,
     Entry,
     EntryHash,
     Head,
+    IngestReport,
     ProtocolError,
     Signer,
-    Verdict,
-    classify,
+    now_ms,
     parse_and_verify,
+    plan,
     sign_entry,
 )
 from protocol.schema import MAX_SKEW_MS
 
 from ..db import make_engine
 from ..errors import DatabaseError
-from ..models import ACTIVITY_CHANNEL, ASSETS_CHANNEL, INGEST_LOCK
+from ..models import INGEST_LOCK
 from . import quarantine as _quarantine
+from . import writer
+from .edge import Unstorable, translate
 from .quarantine import QuarantineLimits, Rejected
+from .rows import Rows
 
 log = logging.getLogger(__name__)
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-@dataclass
-class IngestReport:
-    """What one :meth:`Store.ingest` did (the same fields as ``node.store.IngestReport``, plus ``held``)."""
-
-    appended: list[Entry] = field(default_factory=list)
-    duplicates: int = 0
-    gaps: dict[AuthorKey, tuple[int, int]] = field(default_factory=dict)
-    forks: list[Entry] = field(default_factory=list)
-    refused: list[tuple[Entry, str]] = field(default_factory=list)
-    held: int = 0
-    status: dict[bytes, str] = field(
-        default_factory=dict
-    )  # entry hash → appended|duplicate|held|fork|refused
 
 
 @dataclass(frozen=True)
@@ -101,224 +83,6 @@ class IngestResult:
     @property
     def invalid(self) -> int:
         return self.count("invalid")
-
-
-class _Unstorable(Exception):
-    """PostgreSQL refused a value of the batch (SQLSTATE class 22, "data exception")."""
-
-
-@contextmanager
-def _translate() -> Iterator[None]:
-    """SQLAlchemy/psycopg errors → :class:`DatabaseError` (this module is the edge).
-
-    A data exception (a value PostgreSQL cannot store) becomes :class:`_Unstorable`,
-    which :meth:`Store.ingest` handles by isolating the entries that cause it.
-    """
-    try:
-        yield
-    except (DBAPIError, psycopg.Error) as exc:
-        # Through SQLAlchemy the driver's error is ``exc.orig``; the COPYs use psycopg directly.
-        orig = exc.orig if isinstance(exc, DBAPIError) else exc
-        why = str(orig).strip().splitlines()[0] if str(orig).strip() else orig.__class__.__name__
-        if getattr(exc, "connection_invalidated", False) or isinstance(
-            orig, psycopg.OperationalError | psycopg.InterfaceError
-        ):
-            raise DatabaseError(f"database unavailable: {why}") from exc
-        if isinstance(orig, psycopg.DataError):
-            raise _Unstorable(why) from exc
-        raise
-    except SQLAlchemyError as exc:
-        raise DatabaseError(f"database error: {exc.__class__.__name__}") from exc
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.hex()
-    raise TypeError(f"cannot encode {type(value).__name__}")
-
-
-def _dumps(value: Any) -> bytes:
-    """JSON for a jsonb column, encoded once (bytes values as hex)."""
-    return orjson.dumps(value, default=_json_default)
-
-
-def _encoded(data: bytes) -> bytes:
-    """The jsonb dumper's ``dumps`` for rows whose JSON :func:`_dumps` already encoded."""
-    return data
-
-
-@contextmanager
-def binary_copy(cur: Any, sql: str, types: Sequence[str]) -> Iterator[Any]:
-    """``COPY … FROM STDIN`` in PostgreSQL's binary format: bytea as is (not hex), jsonb as
-    :func:`_dumps` encoded it. Rows are written with ``copy.write_row``."""
-    set_json_dumps(_encoded, context=cur)
-    with cur.copy(f"{sql} FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types(types)
-        yield copy
-
-
-_EMPTY_PUT = ("", "", [], None, None, None, None, None, None, b"{}")
-
-
-def _asset_fields(body: dict[str, Any]) -> tuple[Any, ...]:
-    lic = body.get("license") or {}
-    price = lic.get("price")
-    media = body.get("media") or {}
-    mime = media.get("mime")
-    return (
-        body.get("title", ""),
-        body.get("description", ""),
-        list(body.get("tags", [])),
-        lic.get("type"),
-        Decimal(price["amount"]) if price else None,
-        price["currency"] if price else None,
-        media.get("cid"),
-        mime,
-        mime.split("/", 1)[0] if mime else None,
-        _dumps(body),
-    )
-
-
-class _Dids(dict[bytes, str]):
-    """did:key text per author key, computed once per batch (base58 is the costly part)."""
-
-    def __missing__(self, author: bytes) -> str:
-        did = self[author] = AuthorKey(author).did
-        return did
-
-
-class _Rows:
-    """The COPY rows of a batch's entries, built before the ingest lock is taken.
-
-    Building rows (did text, asset fields, JSON) is most of ingest's Python work.
-    Done before the lock, it overlaps the PostgreSQL work of whichever transaction
-    holds it: the bridge's pullers and writer call ingest from several threads.
-    Entries first met under the lock (parked in ``pending``) are built on demand.
-    """
-
-    def __init__(self, received: dict[bytes, int]) -> None:
-        self.dids = _Dids()
-        self._received = received
-        self._times: dict[int, datetime] = {}
-        self._entry: dict[bytes, tuple[Any, ...]] = {}
-        self._put: dict[bytes, tuple[Any, ...]] = {}
-        self._activity: dict[bytes, bytes] = {}
-
-    def build(self, entries: Iterable[Entry]) -> None:
-        for e in entries:
-            self.entry(e)
-            self.activity_data(e)
-            if e.kind == "asset.put":
-                self.put_fields(e)
-
-    def entry(self, e: Entry) -> tuple[Any, ...]:
-        """``entries`` row (:data:`ENTRY_COLUMNS`)."""
-        row = self._entry.get(e.hash.raw)
-        if row is None:
-            ms = self._received.get(e.hash.raw) or now_ms()
-            at = self._times.get(ms)
-            if at is None:
-                at = self._times[ms] = datetime.fromtimestamp(ms / 1000, tz=UTC)
-            row = self._entry[e.hash.raw] = (e.hash.raw, e.author.raw, e.seq, e.ts, e.kind, e.key, e.raw, at)
-        return row
-
-    def put_fields(self, e: Entry) -> tuple[Any, ...]:
-        """The asset columns an ``asset.put`` sets, title to body (see :func:`_asset_fields`)."""
-        fields = self._put.get(e.hash.raw)
-        if fields is None:
-            fields = self._put[e.hash.raw] = _asset_fields(e.body)
-        return fields
-
-    def activity_data(self, e: Entry) -> bytes:
-        """The ``activity.data`` JSON of the entry's activity row."""
-        data = self._activity.get(e.hash.raw)
-        if data is None:
-            if e.kind == "asset.put":
-                value: dict[str, Any] = {"title": e.body.get("title", "")}
-            elif e.kind == "attest":
-                subject = e.body.get("subject")
-                value = {
-                    "subject": EntryHash(subject).cid if isinstance(subject, bytes) else None,
-                    "status": e.body.get("status"),
-                }
-            else:
-                value = {}
-            data = self._activity[e.hash.raw] = _dumps(value)
-        return data
-
-    def uri(self, e: Entry) -> str:
-        return f"empressa://{self.dids[e.author.raw]}/{e.key}"
-
-
-_ASSET_COLUMNS = (
-    "author, did, key, uri, entry_hash, put_hash, seq, deleted, title, description, tags, license, price, "
-    "currency, media_cid, media_mime, media_type, body, versions, created_ts, updated_ts"
-)
-ASSET_TYPES = (
-    "bytea", "text", "text", "text", "bytea", "bytea", "int8", "bool", "text", "text", "text[]", "text",
-    "numeric", "text", "text", "text", "text", "jsonb", "int4", "int8", "int8",
-)  # fmt: skip
-ENTRY_COLUMNS = "hash, author, seq, ts, kind, key, raw, received_at"
-ENTRY_TYPES = ("bytea", "bytea", "int8", "int8", "text", "text", "bytea", "timestamptz")
-_ACTIVITY_COLUMNS = "kind, uri, did, entry_hash, seq, data"
-_ACTIVITY_TYPES = ("text", "text", "text", "bytea", "int8", "jsonb")
-
-# Per-connection staging table (assets are COPYed in, then upserted in one statement).
-_ASSET_STAGE = f"""
-CREATE TEMP TABLE IF NOT EXISTS asset_stage ON COMMIT DELETE ROWS AS
-SELECT {_ASSET_COLUMNS} FROM assets WITH NO DATA
-"""
-
-_PUT_FIELDS = (
-    "title",
-    "description",
-    "tags",
-    "license",
-    "price",
-    "currency",
-    "media_cid",
-    "media_mime",
-    "media_type",
-    "body",
-)
-
-_ASSET_UPSERT = f"""
-INSERT INTO assets ({_ASSET_COLUMNS}) SELECT {_ASSET_COLUMNS} FROM asset_stage
-ON CONFLICT (author, key) DO UPDATE SET
-    entry_hash = EXCLUDED.entry_hash,
-    put_hash = COALESCE(EXCLUDED.put_hash, assets.put_hash),
-    seq = EXCLUDED.seq,
-    deleted = EXCLUDED.deleted,
-    {", ".join(f"{c} = CASE WHEN EXCLUDED.put_hash IS NULL THEN assets.{c} ELSE EXCLUDED.{c} END" for c in _PUT_FIELDS)},
-    versions = assets.versions + EXCLUDED.versions,
-    updated_ts = EXCLUDED.updated_ts,
-    change_seq = nextval('asset_change_seq')
-"""
-
-_AUTHOR_UPSERT = """
-INSERT INTO authors (author, did, head_seq, head_hash) VALUES (%s, %s, %s, %s)
-ON CONFLICT (author) DO UPDATE SET head_seq = EXCLUDED.head_seq, head_hash = EXCLUDED.head_hash,
-    updated_at = now()
-"""
-
-
-@dataclass
-class _AuthorState:
-    head: Head | None
-    forked_seq: int | None
-    exists: bool
-
-
-@dataclass
-class _AssetChange:
-    """The net effect of a batch on one asset."""
-
-    author: AuthorKey
-    key: str
-    last: Entry
-    put: Entry | None = None
-    versions: int = 0
-    first_ts: int = 0
 
 
 class Store:
@@ -377,12 +141,12 @@ class Store:
         if not entries:
             return report
         received = dict(zip((e.hash.raw for e in entries), received_ms, strict=False)) if received_ms else {}
-        rows = _Rows(received)
+        rows = Rows(received)
         rows.build(entries)
         try:
-            with _translate(), self.engine.begin() as conn:
+            with translate(), self.engine.begin() as conn:
                 self._ingest(conn, entries, source, rows, report)
-        except _Unstorable as exc:
+        except Unstorable as exc:
             return self._ingest_around(entries, source, received, str(exc))
         if report.forks:
             log.warning("forks quarantined count=%d source=%s", len(report.forks), source)
@@ -411,14 +175,9 @@ class Store:
         mid = len(entries) // 2
         merged = IngestReport()
         for half in (entries[:mid], entries[mid:]):
-            part = self.ingest(half, source=source, received_ms=[received.get(e.hash.raw, 0) for e in half])
-            merged.appended += part.appended
-            merged.duplicates += part.duplicates
-            merged.gaps.update(part.gaps)
-            merged.forks += part.forks
-            merged.refused += part.refused
-            merged.held += part.held
-            merged.status.update(part.status)
+            merged.merge(
+                self.ingest(half, source=source, received_ms=[received.get(e.hash.raw, 0) for e in half])
+            )
         return merged
 
     def _ingest(
@@ -426,235 +185,17 @@ class Store:
         conn: Connection,
         entries: Sequence[Entry],
         source: str,
-        rows: _Rows,
+        rows: Rows,
         report: IngestReport,
     ) -> None:
         cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (INGEST_LOCK,))
-        dids = rows.dids
-        by_author: dict[bytes, dict[bytes, Entry]] = {}
-        for e in entries:
-            by_author.setdefault(e.author.raw, {})[e.hash.raw] = e
-        authors = list(by_author)
-        states: dict[bytes, _AuthorState] = {a: _AuthorState(None, None, False) for a in authors}
-        cur.execute(
-            "SELECT author, head_seq, head_hash, forked_seq FROM authors WHERE author = ANY(%s)", (authors,)
+        replica = writer.read_for_plan(cur, entries)
+        p = plan(replica.candidates, replica.logs, replica.held)
+        writer.execute(
+            cur, p, rows=rows, pending=replica.pending, source=source, limits=self.quarantine_limits
         )
-        for a, seq, h, forked in cur.fetchall():
-            states[bytes(a)] = _AuthorState(Head(seq, EntryHash(bytes(h))), forked, True)
-        # Entries parked past a gap rejoin their author's candidates.
-        pending_hashes: set[bytes] = set()
-        cur.execute("SELECT raw FROM pending WHERE author = ANY(%s) ORDER BY author, seq", (authors,))
-        for (raw,) in cur.fetchall():
-            try:
-                e = parse_and_verify(bytes(raw), now_ms=None)
-            except ProtocolError:  # cannot happen for rows we verified; never apply it if it does
-                continue
-            pending_hashes.add(e.hash.raw)
-            by_author[e.author.raw].setdefault(e.hash.raw, e)
-        # Hashes already held at the seqs at or below each head (only those entries need a lookup).
-        lookups = [
-            (a, e.seq)
-            for a, es in by_author.items()
-            for e in es.values()
-            if states[a].head is not None and e.seq <= states[a].head.seq  # type: ignore[union-attr]
-        ]
-        held: dict[tuple[bytes, int], EntryHash] = {}
-        if lookups:
-            cur.execute(
-                "SELECT e.author, e.seq, e.hash FROM entries e "
-                "JOIN unnest(%s::bytea[], %s::bigint[]) AS w(author, seq) ON e.author = w.author AND e.seq = w.seq",
-                ([a for a, _ in lookups], [s for _, s in lookups]),
-            )
-            for a, s, h in cur.fetchall():
-                held[(bytes(a), s)] = EntryHash(bytes(h))
-
-        appended: list[Entry] = []
-        to_pending: list[Entry] = []
-        done_pending: list[bytes] = []
-        forks: list[tuple[Entry, EntryHash | None]] = []
-        refused: list[tuple[Entry, str]] = []
-        new_heads: dict[bytes, Entry] = {}
-        for a, es in by_author.items():
-            st = states[a]
-            for e in sorted(es.values(), key=lambda e: e.seq):
-                h = e.hash.raw
-                if st.forked_seq is not None and e.seq >= st.forked_seq:
-                    if held.get((a, e.seq)) == e.hash:
-                        report.duplicates += 1
-                        report.status[h] = "duplicate"
-                    else:
-                        refused.append(
-                            (e, f"author has a fork at seq {st.forked_seq}; later entries are held back")
-                        )
-                    continue
-                c = classify(e, st.head, held.get((a, e.seq)))
-                if c.verdict is Verdict.APPEND:
-                    appended.append(e)
-                    held[(a, e.seq)] = e.hash
-                    st.head = Head(e.seq, e.hash)
-                    new_heads[a] = e
-                    report.status[h] = "appended"
-                    report.gaps.pop(e.author, None)
-                    if h in pending_hashes:
-                        done_pending.append(h)
-                elif c.verdict is Verdict.DUPLICATE:
-                    report.duplicates += 1
-                    report.status[h] = "duplicate"
-                    if h in pending_hashes:
-                        done_pending.append(h)
-                elif c.verdict is Verdict.GAP:
-                    if h not in pending_hashes:
-                        to_pending.append(e)
-                    report.held += 1
-                    report.status[h] = "held"
-                    lo, hi = report.gaps.get(e.author, (c.missing_from, c.missing_to))
-                    report.gaps[e.author] = (min(lo, c.missing_from), max(hi, c.missing_to))
-                else:
-                    have = st.head.seq if st.head else 0
-                    fork_seq = e.seq if e.seq <= have else e.seq - 1
-                    st.forked_seq = fork_seq if st.forked_seq is None else min(st.forked_seq, fork_seq)
-                    forks.append((e, c.conflicting))
-                    report.status[h] = "fork"
-                    if h in pending_hashes:
-                        done_pending.append(h)
-        # The missing range of an author with held entries: from past its head up to the first held one.
-        for author in list(report.gaps):
-            st = states[author.raw]
-            first_held = min(
-                e.seq for e in by_author[author.raw].values() if report.status.get(e.hash.raw) == "held"
-            )
-            report.gaps[author] = ((st.head.seq if st.head else 0) + 1, first_held - 1)
-
-        if new_heads:
-            cur.executemany(
-                _AUTHOR_UPSERT,
-                [(a, dids[a], e.seq, e.hash.raw) for a, e in new_heads.items()],
-            )
-        if appended:
-            with binary_copy(cur, f"COPY entries ({ENTRY_COLUMNS})", ENTRY_TYPES) as copy:
-                for e in appended:
-                    copy.write_row(rows.entry(e))
-            self._write_assets_and_activity(cur, appended, rows)
-        if to_pending:
-            cur.executemany(
-                "INSERT INTO pending (hash, author, seq, raw) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                [(e.hash.raw, e.author.raw, e.seq, e.raw) for e in to_pending],
-            )
-        if done_pending:
-            cur.execute("DELETE FROM pending WHERE hash = ANY(%s)", (done_pending,))
-        if forks:
-            self._write_forks(cur, forks, states, source)
-        if refused:
-            _quarantine.write(
-                cur,
-                [Rejected(e.raw, "after-fork", why, source, e.author.raw, e.seq) for e, why in refused],
-                self.quarantine_limits,
-            )
-            for e, _ in refused:
-                report.status[e.hash.raw] = "refused"
-        report.appended = appended
-        report.forks = [e for e, _ in forks]
-        report.refused = refused
-
-    def _write_assets_and_activity(self, cur: Any, appended: list[Entry], rows: _Rows) -> None:
-        changes: dict[tuple[bytes, str], _AssetChange] = {}
-        for e in appended:  # appended is in (author, seq) order
-            if e.kind not in ("asset.put", "asset.delete"):
-                continue
-            ch = changes.get((e.author.raw, e.key))
-            if ch is None:
-                ch = changes[(e.author.raw, e.key)] = _AssetChange(e.author, e.key, e, first_ts=e.ts)
-            ch.last = e
-            ch.versions += 1
-            if e.kind == "asset.put":
-                ch.put = e
-        existing: dict[tuple[bytes, str], bool] = {}  # → deleted
-        if changes:
-            keys = list(changes)
-            cur.execute(
-                "SELECT a.author, a.key, a.deleted FROM assets a "
-                "JOIN unnest(%s::bytea[], %s::text[]) AS w(author, key) ON a.author = w.author AND a.key = w.key",
-                ([k[0] for k in keys], [k[1] for k in keys]),
-            )
-            existing = {(bytes(a), k): d for a, k, d in cur.fetchall()}
-            cur.execute(_ASSET_STAGE)
-            with binary_copy(cur, f"COPY asset_stage ({_ASSET_COLUMNS})", ASSET_TYPES) as copy:
-                for ch in changes.values():
-                    put = ch.put
-                    copy.write_row(
-                        (
-                            ch.author.raw,
-                            rows.dids[ch.author.raw],
-                            ch.key,
-                            rows.uri(ch.last),
-                            ch.last.hash.raw,
-                            put.hash.raw if put is not None else None,
-                            ch.last.seq,
-                            ch.last.kind == "asset.delete",
-                            *(rows.put_fields(put) if put is not None else _EMPTY_PUT),
-                            ch.versions,
-                            ch.first_ts,
-                            ch.last.ts,
-                        )
-                    )
-            cur.execute(_ASSET_UPSERT)
-            cur.execute("SELECT pg_notify(%s, currval('asset_change_seq')::text)", (ASSETS_CHANNEL,))
-        # One activity row per applied entry, in log order.
-        live = {k: not d for k, d in existing.items()}
-        with binary_copy(cur, f"COPY activity ({_ACTIVITY_COLUMNS})", _ACTIVITY_TYPES) as copy:
-            for e in appended:
-                k = (e.author.raw, e.key)
-                if e.kind == "asset.put":
-                    kind = "updated" if live.get(k) else "published"
-                    live[k] = True
-                elif e.kind == "asset.delete":
-                    kind = "deleted"
-                    live[k] = False
-                else:
-                    kind = "attested"
-                did = rows.dids[e.author.raw]
-                copy.write_row((kind, rows.uri(e), did, e.hash.raw, e.seq, rows.activity_data(e)))
-        cur.execute(
-            "SELECT pg_notify(%s, currval(pg_get_serial_sequence('activity', 'id'))::text)",
-            (ACTIVITY_CHANNEL,),
-        )
-
-    def _write_forks(
-        self,
-        cur: Any,
-        forks: list[tuple[Entry, EntryHash | None]],
-        states: dict[bytes, _AuthorState],
-        source: str,
-    ) -> None:
-        cur.executemany(
-            "INSERT INTO forks (hash, author, seq, conflicts_with, raw) VALUES (%s, %s, %s, %s, %s) "
-            "ON CONFLICT DO NOTHING",
-            [(e.hash.raw, e.author.raw, e.seq, c.raw if c else None, e.raw) for e, c in forks],
-        )
-        _quarantine.write(
-            cur,
-            [
-                Rejected(
-                    e.raw,
-                    "fork",
-                    f"a different entry ({c.cid if c else 'unknown'}) is held at or before seq {e.seq}",
-                    source,
-                    e.author.raw,
-                    e.seq,
-                )
-                for e, c in forks
-            ],
-            self.quarantine_limits,
-        )
-        for e, _ in forks:
-            st = states[e.author.raw]
-            if st.exists or st.head is not None:
-                cur.execute(
-                    "UPDATE authors SET forked_seq = LEAST(COALESCE(forked_seq, %s), %s), updated_at = now() "
-                    "WHERE author = %s",
-                    (st.forked_seq, st.forked_seq, e.author.raw),
-                )
+        report.merge(p.report(parks_held=True))
 
     def quarantine(self, items: Sequence[Rejected]) -> int:
         """Record inputs that failed verification, within :attr:`quarantine_limits` (see
@@ -664,14 +205,14 @@ class Store:
         """
         if not items:
             return 0
-        with _translate(), self.engine.begin() as conn:
+        with translate(), self.engine.begin() as conn:
             cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
             return _quarantine.write(cur, items, self.quarantine_limits)
 
     # -- the replica interface (node.daemon / node.sync) -------------------------------------
 
     def _rows(self, sql: str, params: dict[str, Any]) -> list[Any]:
-        with _translate(), self.engine.connect() as conn:
+        with translate(), self.engine.connect() as conn:
             return list(conn.execute(text(sql), params).all())
 
     def head(self, author: AuthorKey) -> Head | None:

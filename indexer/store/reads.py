@@ -28,7 +28,7 @@ from protocol import AssetUri, AuthorKey, EntryHash, ProtocolError, parse_and_ve
 
 from ..errors import BadRequest, NotFound
 from ..models import Activity, Asset, Author, EntryRow, Fork, ModerationLabel, Pending
-from .ingest import _translate
+from .edge import translate
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def _summary(a: Any) -> dict[str, Any]:
 
 def asset(engine: Engine, *, uri: AssetUri) -> dict[str, Any]:
     """The current state of one asset (deleted ones too), with labels, on-chain ids and verification."""
-    with _translate(), engine.connect() as conn:
+    with translate(), engine.connect() as conn:
         row = conn.execute(
             select(Asset.__table__).where(Asset.author == uri.author.raw, Asset.key == uri.key)
         ).first()
@@ -167,7 +167,7 @@ def asset(engine: Engine, *, uri: AssetUri) -> dict[str, Any]:
 
 def history(engine: Engine, *, uri: AssetUri) -> list[dict[str, Any]]:
     """Every version of an asset (puts and deletes), oldest first, bodies decoded by the protocol's parser."""
-    with _translate(), engine.connect() as conn:
+    with translate(), engine.connect() as conn:
         rows = conn.execute(
             select(EntryRow.raw, EntryRow.received_at)
             .where(
@@ -227,7 +227,7 @@ def creator(engine: Engine, *, author: AuthorKey, indexed_through: int | None = 
     ``change_seq`` is read after their head (each statement sees every commit
     before it), so it covers at least every entry up to ``head``.
     """
-    with _translate(), engine.connect() as conn:
+    with translate(), engine.connect() as conn:
         a = conn.execute(select(Author.__table__).where(Author.author == author.raw)).first()
         first_pending = conn.execute(
             select(func.min(Pending.seq)).where(Pending.author == author.raw)
@@ -273,7 +273,7 @@ def creator_assets(
     if cursor is not None:
         (before,) = decode_cursor(cursor, "creator-assets", int)
         conds.append(Asset.id < before)
-    with _translate(), engine.connect() as conn:
+    with translate(), engine.connect() as conn:
         rows = conn.execute(
             select(Asset.__table__).where(*conds).order_by(Asset.id.desc()).limit(limit + 1)
         ).all()
@@ -342,7 +342,7 @@ def activity_page(
         if cursor is not None:
             conds.append(Activity.id < position)
         order = Activity.id.desc()
-    with _translate(), engine.connect() as conn:
+    with translate(), engine.connect() as conn:
         rows = conn.execute(select(Activity.__table__).where(*conds).order_by(order).limit(limit + 1)).all()
     more = len(rows) > limit
     rows = rows[:limit]
@@ -365,13 +365,13 @@ def activity_after(
 ) -> list[dict[str, Any]]:
     """Activity rows with id > ``after``, oldest first (the SSE stream's replay and live reads)."""
     conds = [Activity.id > after, *_activity_filters(kind, did, uri)]
-    with _translate(), engine.connect() as conn:
+    with translate(), engine.connect() as conn:
         rows = conn.execute(select(Activity.__table__).where(*conds).order_by(Activity.id).limit(limit)).all()
     return [activity_row(a) for a in rows]
 
 
 def latest_activity_id(engine: Engine) -> int:
-    with _translate(), engine.connect() as conn:
+    with translate(), engine.connect() as conn:
         return int(conn.execute(select(func.coalesce(func.max(Activity.id), 0))).scalar_one())
 
 
@@ -380,7 +380,7 @@ def latest_activity_id(engine: Engine) -> int:
 
 def raw_entry(engine: Engine, *, entry_hash: EntryHash) -> bytes:
     """The exact signed bytes of an applied entry (or of a fork's proof)."""
-    with _translate(), engine.connect() as conn:
+    with translate(), engine.connect() as conn:
         raw = conn.execute(select(EntryRow.raw).where(EntryRow.hash == entry_hash.raw)).scalar()
         if raw is None:
             raw = conn.execute(select(Fork.raw).where(Fork.hash == entry_hash.raw)).scalar()

@@ -10,17 +10,22 @@ from hypothesis import strategies as st
 
 from protocol import (
     AssetUri,
+    AuthorLog,
     Classification,
     Entry,
     EntryHash,
+    Gap,
     Head,
+    Outcome,
     Signer,
     Verdict,
     apply,
     classify,
     fold,
     latest_attestations,
+    lookups,
     parse_and_verify,
+    plan,
     sign_entry,
 )
 from tests.vectors import AUTHOR2_SEED, AUTHOR_SEED, BRIDGE_SEED, TS0, valid_vectors
@@ -247,3 +252,113 @@ def test_folding_the_golden_vectors() -> None:
     att = latest_attestations(entries)[night.uri]
     assert att.author == BRIDGE.public and att.body["status"] == "revoked"
     assert att.key == night.uri.id_b32
+
+
+def test_latest_attestations_only_from_trusted_keys() -> None:
+    alice, bridge, rogue = Log(ALICE), Log(BRIDGE), Log(BOB)
+    song = alice.put("song", "A")
+    good = bridge.attest(song, "verified")
+    rogue.attest(song, "revoked")
+    entries = alice.entries + bridge.entries + rogue.entries
+    assert latest_attestations(entries, trusted={BRIDGE.public}) == {song.uri: good}
+    assert latest_attestations(entries, trusted=set()) == {}
+
+
+# -- the ingest plan ---------------------------------------------------------------------
+
+
+def outcomes(p: Any) -> list[tuple[int, Outcome]]:
+    return [(s.entry.seq, s.outcome) for s in p.steps]
+
+
+def chain(n: int, signer: Signer = ALICE) -> list[Entry]:
+    log = Log(signer)
+    for i in range(n):
+        log.put(f"k{i % 2}", f"v{i}")
+    return log.entries
+
+
+def test_plan_lands_a_shuffled_batch_in_seq_order() -> None:
+    es = chain(5)
+    shuffled = es[::-1]
+    p = plan(shuffled, {}, {})
+    assert outcomes(p) == [(i, Outcome.APPEND) for i in range(1, 6)]
+    assert p.appends == es and p.heads == {ALICE.public.raw: es[-1]}
+    assert not p.gaps and not p.forked
+    r = p.report(parks_held=True)
+    assert r.appended == es and r.duplicates == 0 and r.status[es[0].hash.raw] == "appended"
+
+
+def test_plan_counts_held_entries_and_repeats_as_duplicates() -> None:
+    es = chain(4)
+    logs = {ALICE.public.raw: AuthorLog(head_of(es[1]))}
+    assert lookups(es, logs) == {(ALICE.public.raw, 1), (ALICE.public.raw, 2)}
+    held = {(ALICE.public.raw, 1): es[0].hash, (ALICE.public.raw, 2): es[1].hash}
+    p = plan([*es, es[3]], logs, held)
+    want = [(1, Outcome.DUPLICATE), (2, Outcome.DUPLICATE), (3, Outcome.APPEND), (4, Outcome.APPEND)]
+    assert outcomes(p) == [*want, (4, Outcome.DUPLICATE)]
+    assert p.report(parks_held=False).duplicates == 3
+
+
+def test_plan_gap_ranges_for_a_store_that_parks_and_one_that_does_not() -> None:
+    es = chain(8)
+    logs = {ALICE.public.raw: AuthorLog(head_of(es[2]))}
+    p = plan(es[5:], logs, {})
+    assert [o for _, o in outcomes(p)] == [Outcome.HELD] * 3
+    assert p.gaps == {ALICE.public: Gap(4, 5, 8)}
+    parked, dropped = p.report(parks_held=True), p.report(parks_held=False)
+    assert (parked.gaps, parked.held) == ({ALICE.public: (4, 5)}, 3)
+    assert (dropped.gaps, dropped.held) == ({ALICE.public: (4, 8)}, 0)
+    assert parked.status[es[5].hash.raw] == "held" and dropped.status[es[5].hash.raw] == "gap"
+    # A gap in the middle of a batch: the part before it lands.
+    mid = plan(es[:3] + es[4:], {}, {})
+    assert [e.seq for e in mid.appends] == [1, 2, 3] and mid.gaps == {ALICE.public: Gap(4, 4, 8)}
+
+
+def test_plan_fork_sets_the_mark_and_refuses_what_follows() -> None:
+    es = chain(4)
+    rival = sign_entry(ALICE, seq=2, prev=es[0].hash, ts=TS0, kind="asset.put", key="r", body=body("r"))
+    p = plan([es[0], es[1], rival, es[2], es[3]], {}, {})
+    assert outcomes(p) == [
+        (1, Outcome.APPEND),
+        (2, Outcome.APPEND),
+        (2, Outcome.FORK),
+        (3, Outcome.REFUSED),
+        (4, Outcome.REFUSED),
+    ]
+    fork = p.of(Outcome.FORK)[0]
+    assert (fork.conflicting, fork.fork_seq) == (es[1].hash, 2)
+    assert p.forked == {ALICE.public.raw: 2} and p.heads == {ALICE.public.raw: es[1]}
+    assert "fork at seq 2" in p.of(Outcome.REFUSED)[0].reason
+    # A prev that contradicts the head: the mark is at the head's seq.
+    wrong = sign_entry(ALICE, seq=4, prev=es[1].hash, ts=TS0, kind="asset.delete", key="k0", body={})
+    q = plan([wrong], {ALICE.public.raw: AuthorLog(head_of(es[2]))}, {})
+    assert outcomes(q) == [(4, Outcome.FORK)] and q.forked == {ALICE.public.raw: 3}
+    assert q.of(Outcome.FORK)[0].conflicting == es[2].hash
+
+
+def test_plan_after_a_fork_a_held_entry_is_a_duplicate_unless_the_store_refuses_it() -> None:
+    es = chain(3)
+    logs = {ALICE.public.raw: AuthorLog(head_of(es[2]), forked_seq=2)}
+    held = {(ALICE.public.raw, s): e.hash for s, e in enumerate(es, start=1)}
+    assert outcomes(plan(es, logs, held)) == [
+        (1, Outcome.DUPLICATE),
+        (2, Outcome.DUPLICATE),
+        (3, Outcome.DUPLICATE),
+    ]
+    assert outcomes(plan(es, logs, held, refuse_held_after_fork=True)) == [
+        (1, Outcome.DUPLICATE),
+        (2, Outcome.REFUSED),
+        (3, Outcome.REFUSED),
+    ]
+
+
+def test_plan_keeps_authors_apart_in_order_of_first_appearance() -> None:
+    a, b = chain(2), chain(2, BOB)
+    p = plan([b[1], a[0], b[0], a[1]], {}, {})
+    assert [(s.entry.author, s.entry.seq) for s in p.steps] == [
+        (BOB.public, 1),
+        (BOB.public, 2),
+        (ALICE.public, 1),
+        (ALICE.public, 2),
+    ]
