@@ -18,10 +18,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from protocol import Entry, EntryHash, ProtocolError, is_map_item, parse_and_verify, split_chunks
+from protocol import Entry, EntryHash, ProtocolError, is_map_item, now_ms, parse_and_verify, split_chunks
 
 from .paths import NODE_DB
-from .store import Store, now_ms
+from .store import Store
 
 REPORT_LIMIT = 100  # failures listed one by one; past it they are counted
 MAX_NON_ENTRIES_IN_A_ROW = 100  # items in a row that are not maps before reading stops

@@ -36,14 +36,13 @@ from typing import Any
 
 import trio
 
-from protocol import AuthorKey, Entry, ProtocolError, parse_and_verify, wire
+from protocol import AuthorKey, Entry, ProtocolError, now_ms, parse_and_verify, wire
 
 from .config import NodeSettings
 from .errors import PeerError, PeerUnavailable
 from .keystore import Keys
 from .net.host import P2P
 from .replica import IngestOutcome, Replica
-from .store import now_ms
 from .sync import BadEntryError, SyncServer, fetch_heads_page, fetch_range, verify_range
 
 log = logging.getLogger(__name__)

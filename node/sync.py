@@ -18,11 +18,10 @@ from typing import Protocol
 
 import trio
 
-from protocol import Entry, ProtocolError, parse_and_verify, wire
+from protocol import Entry, ProtocolError, now_ms, parse_and_verify, wire
 
 from .errors import BadEntryError, PeerBusy, PeerError
 from .replica import Replica
-from .store import now_ms
 
 log = logging.getLogger(__name__)
 

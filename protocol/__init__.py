@@ -1,6 +1,6 @@
 """Empressa protocol v1: the single source of truth for entries and the wire.
 
-Pure code: no I/O, no clocks, no networking, no database. Everything a node,
+Pure code: no I/O, no networking, no database, no clock read by its own functions. Everything a node,
 a bridge or the indexer needs to agree on lives here and is re-exported:
 
 * identifiers: :class:`AuthorKey` (did:key), :class:`EntryHash` (CIDv1),
