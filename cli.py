@@ -395,31 +395,31 @@ def _stop_on_signals() -> Any:
 
 
 def cmd_indexer_feed(args: argparse.Namespace) -> None:
-    from indexer.db import make_engine
     from indexer.search import Feeder, open_index
+    from indexer.store import Store
 
     settings = indexer_settings(args, os.environ)
     configure_logging(settings.log_level, settings.log_json)
     stop = _stop_on_signals()
     with _database(settings, migrate=True) as url:
-        engine = make_engine(url, pool_size=2)
+        store = Store.connect(url, pool_size=2)
         try:
-            Feeder(engine, open_index(settings.index_dir, writer=True)).run(stop)
+            Feeder(store, open_index(settings.index_dir, writer=True)).run(stop)
         finally:
-            engine.dispose()
+            store.close()
 
 
 def cmd_indexer_reindex(args: argparse.Namespace) -> None:
-    from indexer.db import make_engine
     from indexer.errors import Conflict
     from indexer.search import reindex
+    from indexer.store import Store
 
     settings = indexer_settings(args, os.environ)
     configure_logging("WARNING")
     with _database(settings, migrate=True) as url:
-        engine = make_engine(url, pool_size=2)
+        store = Store.connect(url, pool_size=2)
         try:
-            n = reindex(engine, settings.index_dir, progress=not args.json)
+            n = reindex(store, settings.index_dir, progress=not args.json)
         except Conflict:
             fail(
                 f"the search index at {settings.index_dir} is held by a running feeder (`empressa up` or"
@@ -427,7 +427,7 @@ def cmd_indexer_reindex(args: argparse.Namespace) -> None:
                 " stop that process, run this again, then start it again"
             )
         finally:
-            engine.dispose()
+            store.close()
     emit(args, {"indexed": n}, f"indexed {n} assets into {settings.index_dir}")
 
 
@@ -442,15 +442,14 @@ def cmd_indexer_reconcile(args: argparse.Namespace) -> None:
 
 
 def cmd_indexer_api_key_create(args: argparse.Namespace) -> None:
-    from indexer.db import make_engine
-    from indexer.store.admin import create_api_key
+    from indexer.store import Store
 
     with _database(indexer_settings(args, os.environ), migrate=True) as url:
-        engine = make_engine(url, pool_size=1)
+        store = Store.connect(url, pool_size=1)
         try:
-            key_id, secret = create_api_key(engine, name=args.name or "", scopes=sorted(set(args.scope)))
+            key_id, secret = store.admin.create_api_key(name=args.name or "", scopes=sorted(set(args.scope)))
         finally:
-            engine.dispose()
+            store.close()
     emit(
         args,
         {"id": key_id, "key": secret, "scopes": sorted(set(args.scope))},

@@ -220,12 +220,9 @@ def bench_http(url: str, entries: list[Entry]) -> float | None:
 
     import httpx
 
-    from indexer.db import make_engine
-    from indexer.store.admin import create_api_key
-
-    engine = make_engine(url, pool_size=1)
-    _, secret = create_api_key(engine, name="bench", scopes=["ingest"])
-    engine.dispose()
+    store = Store.connect(url, pool_size=1)
+    _, secret = store.admin.create_api_key(name="bench", scopes=["ingest"])
+    store.close()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

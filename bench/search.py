@@ -58,12 +58,12 @@ from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from indexer.db import libpq_url, make_engine, migrate
+from indexer.db import libpq_url, migrate
 from indexer.embedded import EmbeddedPostgres
 from indexer.models import ASSETS_CHANNEL, INGEST_LOCK, SEARCH_VECTOR_SQL
 from indexer.search import Feeder, SearchIndex, SearchQuery, open_index, reindex
 from indexer.search.index import plan
-from indexer.store.changes import assets_by_uri
+from indexer.store import Store
 from protocol import AuthorKey
 
 LICENSES = ["personal", "commercial", "exclusive", "cc-by", "cc-by-sa", "cc0"]
@@ -247,7 +247,7 @@ def deep_cursors(index: SearchIndex, sort: str, count: int, *, from_page: int = 
     return cursors
 
 
-def bench_index(index: SearchIndex, sets: dict[str, list[SearchQuery]], engine: Any) -> None:
+def bench_index(index: SearchIndex, sets: dict[str, list[SearchQuery]], store: Store) -> None:
     print("\n(a) Tantivy, in process (SearchIndex.search, limit 20, items from the doc store)")
     for name, qs in sets.items():
         print(f"  {name:32s} {pct(timed(index.search, qs))}")
@@ -284,7 +284,7 @@ def bench_index(index: SearchIndex, sets: dict[str, list[SearchQuery]], engine: 
         for p in plans
     }
     print(
-        f"  {'items from PostgreSQL by key':32s} {pct(timed(lambda p: assets_by_uri(engine, uris=uris[id(p)]), plans))}"
+        f"  {'items from PostgreSQL by key':32s} {pct(timed(lambda p: store.changes.assets_by_uri(uris=uris[id(p)]), plans))}"
     )
 
 
@@ -342,13 +342,13 @@ def bench_pg(url: str, sets: dict[str, list[SearchQuery]], count: int) -> None:
         )
 
 
-def bench_freshness(engine: Any, index_dir: Path, samples: int = 50) -> None:
+def bench_freshness(store: Store, index_dir: Path, samples: int = 50) -> None:
     print(
         "\n(c) publish → searchable (feeder thread with LISTEN; a read-only SearchIndex refreshing as the API would)"
     )
     writer = open_index(index_dir, writer=True)
     reader = open_index(index_dir, writer=False)
-    feeder = Feeder(engine, writer)
+    feeder = Feeder(store, writer)
     feeder.catch_up()
     stop = threading.Event()
     thread = threading.Thread(target=feeder.run, args=(stop,), daemon=True)
@@ -359,7 +359,7 @@ def bench_freshness(engine: Any, index_dir: Path, samples: int = 50) -> None:
         for i in range(samples):
             word = f"fresh{i}x{random.randrange(10**9)}"
             did = AuthorKey(b"\0" * 32).did
-            with engine.begin() as conn:
+            with store.engine.begin() as conn:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": INGEST_LOCK})
                 conn.execute(
                     text(
@@ -483,12 +483,12 @@ def main() -> None:
     try:
         url = pg.start()
         migrate(url)
-        engine = make_engine(url)
+        store = Store.connect(url)
         print(f"bench/search: n={args.n:,} data={data}")
         rows, world = generate(args.n, rng)
         load(url, rows, args.n)
         t0 = time.perf_counter()
-        docs = reindex(engine, data / "search", progress=True)
+        docs = reindex(store, data / "search", progress=True)
         dt = time.perf_counter() - t0
         size = sum(f.stat().st_size for f in (data / "search").iterdir()) / 2**20
         print(f"reindex: {docs:,} documents in {dt:.1f} s ({docs / dt:,.0f} docs/s), index {size:,.0f} MiB")
@@ -499,11 +499,11 @@ def main() -> None:
         for name, qs in sets.items():
             totals = [index.search(q).total for q in qs[:100]]
             print(f"queries: {name}: median matches {statistics.median(totals):,.0f}, max {max(totals):,}")
-        bench_index(index, sets, engine)
+        bench_index(index, sets, store)
         bench_pg(url, sets, args.pg_queries)
-        bench_freshness(engine, data / "search")
+        bench_freshness(store, data / "search")
         http_figures(index, sets, url, data / "search")
-        engine.dispose()
+        store.close()
     finally:
         if args.data is None:
             pg.destroy()

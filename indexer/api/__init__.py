@@ -52,7 +52,7 @@ the peer-to-peer network into PostgreSQL.
 
 def _database_url(settings: IndexerSettings, store: Store | None) -> str | None:
     if store is not None:
-        return store.engine.url.render_as_string(hide_password=False)
+        return store.url
     return settings.database_url
 
 

@@ -17,14 +17,12 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Engine
 
 from protocol import AssetUri, AuthorKey, ProtocolError, parse_did
 
 from ..errors import BadRequest, DatabaseError, SearchUnavailable, Unauthorized
 from ..settings import IndexerSettings
 from ..store import Store
-from ..store import admin as admin_store
 from .events import Broadcaster, StreamSlots
 from .metrics import ApiMetrics
 from .ratelimit import RateLimits
@@ -62,13 +60,6 @@ async def get_store(ctx: Ctx) -> Store:
 
 
 StoreDep = Annotated[Store, Depends(get_store)]
-
-
-async def get_engine(store: StoreDep) -> Engine:
-    return store.engine
-
-
-EngineDep = Annotated[Engine, Depends(get_engine)]
 
 
 INDEX_RETRY_S = 5.0
@@ -148,11 +139,11 @@ bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: B
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
-def optional_key(creds: Credentials, engine: EngineDep) -> dict[str, Any] | None:
+def optional_key(creds: Credentials, store: StoreDep) -> dict[str, Any] | None:
     """The key row when an Authorization header is given (it must then be valid), else None."""
     if creds is None:
         return None
-    return admin_store.authenticate(engine, secret=creds.credentials)
+    return store.admin.authenticate(secret=creds.credentials)
 
 
 OptionalKey = Annotated[dict[str, Any] | None, Depends(optional_key)]
@@ -161,10 +152,10 @@ OptionalKey = Annotated[dict[str, Any] | None, Depends(optional_key)]
 def require_scope(scope: str) -> Any:
     """A dependency that authenticates the bearer key and checks ``scope`` (admin implies all)."""
 
-    def dep(creds: Credentials, engine: EngineDep) -> dict[str, Any]:
+    def dep(creds: Credentials, store: StoreDep) -> dict[str, Any]:
         if creds is None:
             raise Unauthorized("an API key is required: Authorization: Bearer <key>")
-        return admin_store.authenticate(engine, secret=creds.credentials, scope=scope)
+        return store.admin.authenticate(secret=creds.credentials, scope=scope)
 
     return Depends(dep)
 

@@ -13,7 +13,7 @@
     index.refresh()                                 # cheap, before each search
     page = index.search(SearchQuery(q="cafe", tags=["jazz"], limit=20))
 
-    feeder = Feeder(engine, open_index(path, writer=True))   # the feeder process
+    feeder = Feeder(store, open_index(path, writer=True))    # the feeder process
     feeder.run(stop_event)
 
 Errors (defined in :mod:`indexer.errors`, re-exported here):

@@ -41,12 +41,12 @@ import threading
 import time
 from pathlib import Path
 
-from sqlalchemy import Engine
 from tqdm import tqdm
 
 from ..errors import Conflict, DatabaseError, SearchUnavailable
 from ..models import ASSETS_CHANNEL
-from ..store.changes import ChangeListener, changes_after, snapshot
+from ..store import Store
+from ..store.changes import ChangeListener
 from .index import SearchIndex, hold_writer_lock, open_index
 
 log = logging.getLogger(__name__)
@@ -61,13 +61,13 @@ class Feeder:
 
     def __init__(
         self,
-        engine: Engine,
+        store: Store,
         index: SearchIndex,
         *,
         batch_size: int = BATCH,
         poll_interval: float = POLL_INTERVAL,
     ) -> None:
-        self.engine = engine
+        self.store = store
         self.index = index
         self.batch_size = batch_size
         self.poll_interval = poll_interval
@@ -76,7 +76,7 @@ class Feeder:
         """Apply every change committed so far; returns how many rows were applied."""
         applied = 0
         while True:
-            rows = changes_after(self.engine, after=self.index.position, limit=self.batch_size)
+            rows = self.store.changes.changes_after(after=self.index.position, limit=self.batch_size)
             if not rows:
                 return applied
             started = time.perf_counter()
@@ -105,7 +105,7 @@ class Feeder:
             while not stop_event.is_set():
                 try:
                     if listener is None:
-                        listener = ChangeListener(self.engine, ASSETS_CHANNEL)
+                        listener = self.store.changes.listener(ASSETS_CHANNEL)
                         log.info("search feeder listening channel=%s", ASSETS_CHANNEL)
                     applied = self.catch_up()
                     if applied:
@@ -131,7 +131,7 @@ class Feeder:
 
 
 def reindex(
-    engine: Engine,
+    store: Store,
     index_dir: str | Path,
     *,
     progress: bool,
@@ -155,7 +155,7 @@ def reindex(
         target = open_index(new, writer=True, heap_size=heap_size, threads=threads)
         added = 0
         try:
-            with snapshot(engine) as snap:
+            with store.changes.snapshot() as snap:
                 total, position = snap.count_searchable(), snap.max_change_seq()
                 with tqdm(
                     total=total, disable=not progress, unit="asset", desc="reindex", smoothing=0.1

@@ -1,12 +1,14 @@
 """The indexer's store: every SQL statement the indexer runs lives in this package.
 
-* :mod:`.ingest`: the one ingest path (bridge and ``POST /v1/entries``) and the
-  replica interface the bridge's daemon uses; it lets :func:`protocol.plan` decide
+* :mod:`.ingest`: the :class:`Store`, the one handle on the database; the one
+  ingest path (bridge and ``POST /v1/entries``) and the replica interface the
+  bridge's daemon uses; it lets :func:`protocol.plan` decide
   each entry, :mod:`.writer` reads what the plan needs and executes it, with the
   rows :mod:`.rows` builds (codecs, binary COPY);
 * :mod:`.edge`: the package's one translation of SQLAlchemy/psycopg errors;
-* :mod:`.reads`: what the HTTP API reads; :mod:`.admin`: keys, moderation,
-  idempotency; :mod:`.changes`: what the search feeder follows;
+* :mod:`.reads`: what the HTTP API reads (``store.reads``); :mod:`.admin`: keys,
+  moderation, idempotency (``store.admin``); :mod:`.changes`: what the search
+  feeder follows (``store.changes``): query groups sharing the Store's engine;
 * :mod:`.quarantine`: what was refused, bounded per source and in total, aged out.
 """
 

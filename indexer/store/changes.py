@@ -8,8 +8,9 @@ visible in the order they were assigned. A reader that has seen ``change_seq
 late, and a row changed twice simply shows up once, at its newest position,
 with its newest state.
 
-Reads are SQLAlchemy Core against the ``assets`` table only. The one
-non-SQLAlchemy piece is :class:`ChangeListener`, a dedicated psycopg
+Reads are :class:`Changes` (``store.changes`` of a :class:`~.ingest.Store`),
+SQLAlchemy Core against the ``assets`` table only. The one
+non-SQLAlchemy piece is :class:`ChangeListener` (:meth:`Changes.listener`), a dedicated psycopg
 connection in ``LISTEN`` mode (a pooled connection must not be parked in
 LISTEN). Errors become :class:`~indexer.errors.DatabaseError` through the
 package's one translation, :func:`.edge.translate`.
@@ -30,7 +31,7 @@ from sqlalchemy import Connection, Engine, func, select
 
 from ..db import libpq_url
 from ..models import Asset
-from .edge import translate
+from .edge import Queries, translate
 
 log = logging.getLogger(__name__)
 
@@ -75,39 +76,6 @@ def _row(r: Any) -> AssetRow:
     return AssetRow(**values)
 
 
-def changes_after(engine: Engine, *, after: int, limit: int) -> list[AssetRow]:
-    """Rows whose ``change_seq`` is past ``after``, oldest change first (deleted and hidden included)."""
-    stmt = select(*_COLUMNS).where(_assets.c.change_seq > after).order_by(_assets.c.change_seq).limit(limit)
-    with translate(), engine.connect() as conn:
-        return [_row(r) for r in conn.execute(stmt)]
-
-
-def latest_change_seq(engine: Engine) -> int:
-    """The newest ``change_seq`` in ``assets`` (0 if empty): how far behind a feeder is."""
-    with translate(), engine.connect() as conn:
-        return int(conn.execute(select(func.coalesce(func.max(_assets.c.change_seq), 0))).scalar_one())
-
-
-def assets_by_id(engine: Engine, *, ids: Sequence[int]) -> list[AssetRow]:
-    """Rows by primary key, in the order of ``ids`` (missing ones left out)."""
-    if not ids:
-        return []
-    stmt = select(*_COLUMNS).where(_assets.c.id.in_(list(ids)))
-    with translate(), engine.connect() as conn:
-        found = {r.id: r for r in map(_row, conn.execute(stmt))}
-    return [found[i] for i in ids if i in found]
-
-
-def assets_by_uri(engine: Engine, *, uris: Sequence[str]) -> list[AssetRow]:
-    """Rows by URI (unique index), in the order of ``uris`` (missing ones left out)."""
-    if not uris:
-        return []
-    stmt = select(*_COLUMNS).where(_assets.c.uri.in_(list(uris)))
-    with translate(), engine.connect() as conn:
-        found = {r.uri: r for r in map(_row, conn.execute(stmt))}
-    return [found[u] for u in uris if u in found]
-
-
 class Snapshot:
     """A consistent, read-only view of ``assets`` for a full rebuild (REPEATABLE READ)."""
 
@@ -132,15 +100,6 @@ class Snapshot:
             result = self._conn.execution_options(stream_results=True, yield_per=batch).execute(stmt)
             for r in result:
                 yield _row(r)
-
-
-@contextmanager
-def snapshot(engine: Engine) -> Iterator[Snapshot]:
-    """``with snapshot(engine) as snap:`` one REPEATABLE READ, READ ONLY transaction."""
-    with translate(), engine.connect() as conn:
-        conn = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
-        with conn.begin():
-            yield Snapshot(conn)
 
 
 class ChangeListener:
@@ -170,3 +129,53 @@ class ChangeListener:
     def close(self) -> None:
         with contextlib.suppress(psycopg.Error):
             self._conn.close()
+
+
+class Changes(Queries):
+    """What the search feeder follows (``store.changes``); shares the :class:`~.ingest.Store`'s engine."""
+
+    def changes_after(self, *, after: int, limit: int) -> list[AssetRow]:
+        """Rows whose ``change_seq`` is past ``after``, oldest change first (deleted and hidden included)."""
+        stmt = (
+            select(*_COLUMNS).where(_assets.c.change_seq > after).order_by(_assets.c.change_seq).limit(limit)
+        )
+        with translate(), self.engine.connect() as conn:
+            return [_row(r) for r in conn.execute(stmt)]
+
+    def latest_change_seq(self) -> int:
+        """The newest ``change_seq`` in ``assets`` (0 if empty): how far behind a feeder is."""
+        with translate(), self.engine.connect() as conn:
+            return int(conn.execute(select(func.coalesce(func.max(_assets.c.change_seq), 0))).scalar_one())
+
+    def assets_by_id(self, *, ids: Sequence[int]) -> list[AssetRow]:
+        """Rows by primary key, in the order of ``ids`` (missing ones left out)."""
+        if not ids:
+            return []
+        stmt = select(*_COLUMNS).where(_assets.c.id.in_(list(ids)))
+        with translate(), self.engine.connect() as conn:
+            found = {r.id: r for r in map(_row, conn.execute(stmt))}
+        return [found[i] for i in ids if i in found]
+
+    def assets_by_uri(self, *, uris: Sequence[str]) -> list[AssetRow]:
+        """Rows by URI (unique index), in the order of ``uris`` (missing ones left out)."""
+        if not uris:
+            return []
+        stmt = select(*_COLUMNS).where(_assets.c.uri.in_(list(uris)))
+        with translate(), self.engine.connect() as conn:
+            found = {r.uri: r for r in map(_row, conn.execute(stmt))}
+        return [found[u] for u in uris if u in found]
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Snapshot]:
+        """``with store.changes.snapshot() as snap:`` one REPEATABLE READ, READ ONLY transaction."""
+        with translate(), self.engine.connect() as conn:
+            conn = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+            with conn.begin():
+                yield Snapshot(conn)
+
+    def listener(self, channel: str) -> ChangeListener:
+        """A new :class:`ChangeListener` on ``channel`` (its own connection: close it)."""
+        return ChangeListener(self.engine, channel)
+
+
+__all__ = ["AssetRow", "ChangeListener", "Changes", "Snapshot"]

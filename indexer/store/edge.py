@@ -1,6 +1,9 @@
 """The store's edge: SQLAlchemy and psycopg errors become the indexer's, in one place.
 
-Every module of :mod:`indexer.store` runs its statements inside :func:`translate`.
+Every module of :mod:`indexer.store` runs its statements inside :func:`translate`,
+on the one engine of a :class:`~.ingest.Store`: the query groups
+(``store.reads``, ``store.admin``, ``store.changes``) are :class:`Queries` that
+share it.
 """
 
 from __future__ import annotations
@@ -9,11 +12,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
+from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from ..errors import DatabaseError
 
-__all__ = ["Unstorable", "translate"]
+__all__ = ["Queries", "Unstorable", "translate"]
 
 
 class Unstorable(Exception):
@@ -42,3 +46,11 @@ def translate() -> Iterator[None]:
         raise
     except SQLAlchemyError as exc:
         raise DatabaseError(f"database error: {exc.__class__.__name__}") from exc
+
+
+class Queries:
+    """A group of the store's queries, one domain to a module; built by the :class:`~.ingest.Store`
+    on its engine, so that the Store stays the one handle on the database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine

@@ -23,6 +23,13 @@ Resubmitting anything is harmless: a duplicate is counted and changes nothing.
 
 This module holds the :class:`Store` and its per-input results; the SQL of the
 transaction is in :mod:`.writer`, the rows it writes are built by :mod:`.rows`.
+
+The Store is the one handle on the database: besides the ingest path and the
+replica interface it carries the other query groups, each in its own module
+and sharing its engine: ``store.reads`` (:class:`~.reads.Reads`, what the HTTP
+API reads), ``store.admin`` (:class:`~.admin.Admin`: keys, moderation,
+idempotency) and ``store.changes`` (:class:`~.changes.Changes`, what the search
+feeder follows).
 """
 
 from __future__ import annotations
@@ -49,13 +56,16 @@ from protocol import (
 )
 from protocol.schema import MAX_SKEW_MS
 
-from ..db import make_engine
+from ..db import make_engine, readiness
 from ..errors import DatabaseError
 from ..models import INGEST_LOCK
 from . import quarantine as _quarantine
 from . import writer
+from .admin import Admin
+from .changes import Changes
 from .edge import Unstorable, translate
 from .quarantine import QuarantineLimits, Rejected
+from .reads import Reads
 from .rows import Rows
 
 log = logging.getLogger(__name__)
@@ -86,7 +96,8 @@ class IngestResult:
 
 
 class Store:
-    """The indexer's PostgreSQL store: the ingest path plus the replica interface the bridge's daemon uses.
+    """The indexer's PostgreSQL store: the ingest path, the replica interface the bridge's daemon uses,
+    and the query groups :attr:`reads`, :attr:`admin` and :attr:`changes` (see the module docstring).
 
     Synchronous (psycopg 3 through SQLAlchemy); call it from trio with
     ``trio.to_thread.run_sync`` and from FastAPI through the threadpool.
@@ -95,6 +106,9 @@ class Store:
     def __init__(self, engine: Engine, *, quarantine_limits: QuarantineLimits | None = None) -> None:
         self.engine = engine
         self.quarantine_limits = quarantine_limits or QuarantineLimits()
+        self.reads = Reads(engine)
+        self.admin = Admin(engine)
+        self.changes = Changes(engine)
 
     @classmethod
     def connect(
@@ -104,6 +118,15 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    @property
+    def url(self) -> str:
+        """The database URL, password included (for the processes' own LISTEN connections)."""
+        return self.engine.url.render_as_string(hide_password=False)
+
+    def readiness(self) -> dict[str, object]:
+        """What ``/readyz`` reports (:func:`indexer.db.readiness`)."""
+        return readiness(self.engine)
 
     # -- the ingest path -------------------------------------------------------------------
 

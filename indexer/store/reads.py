@@ -1,6 +1,7 @@
 """What the HTTP API reads from PostgreSQL: assets, history, creators, activity, raw entries.
 
-Every function takes the engine and keyword-only arguments, returns plain
+The queries are :class:`Reads` (``store.reads`` of a :class:`~.ingest.Store`):
+each method takes keyword-only arguments, returns plain
 data (dicts of JSON-ready values, ``bytes`` only for raw entries) and raises
 :class:`~indexer.errors.NotFound` / :class:`~indexer.errors.BadRequest` /
 :class:`~indexer.errors.DatabaseError`. Identifiers arrive parsed
@@ -22,13 +23,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import func, select
 
 from protocol import AssetUri, AuthorKey, EntryHash, ProtocolError, parse_and_verify
 
 from ..errors import BadRequest, NotFound
 from ..models import Activity, Asset, Author, EntryRow, Fork, ModerationLabel, Pending
-from .edge import translate
+from .edge import Queries, translate
 
 log = logging.getLogger(__name__)
 
@@ -146,62 +147,6 @@ def _summary(a: Any) -> dict[str, Any]:
     }
 
 
-# -- assets ----------------------------------------------------------------------------------
-
-
-def asset(engine: Engine, *, uri: AssetUri) -> dict[str, Any]:
-    """The current state of one asset (deleted ones too), with labels, on-chain ids and verification."""
-    with translate(), engine.connect() as conn:
-        row = conn.execute(
-            select(Asset.__table__).where(Asset.author == uri.author.raw, Asset.key == uri.key)
-        ).first()
-        if row is None:
-            raise NotFound(f"no asset {uri.text}")
-        labels = conn.execute(
-            select(ModerationLabel.label, ModerationLabel.reason, ModerationLabel.created_at)
-            .where(ModerationLabel.uri == uri.text)
-            .order_by(ModerationLabel.label)
-        ).all()
-    return _asset_dict(row, [{"label": lb, "reason": r, "created_at": _iso(at)} for lb, r, at in labels])
-
-
-def history(engine: Engine, *, uri: AssetUri) -> list[dict[str, Any]]:
-    """Every version of an asset (puts and deletes), oldest first, bodies decoded by the protocol's parser."""
-    with translate(), engine.connect() as conn:
-        rows = conn.execute(
-            select(EntryRow.raw, EntryRow.received_at)
-            .where(
-                EntryRow.author == uri.author.raw,
-                EntryRow.key == uri.key,
-                EntryRow.kind.in_(ASSET_KINDS),
-            )
-            .order_by(EntryRow.seq)
-        ).all()
-    if not rows:
-        raise NotFound(f"no asset {uri.text}")
-    versions = []
-    for n, (raw, received_at) in enumerate(rows, start=1):
-        try:
-            e = parse_and_verify(bytes(raw), now_ms=None)
-        except ProtocolError as exc:  # stored rows were verified on the way in
-            log.error("stored entry failed to re-verify uri=%s reason=%s", uri.text, exc)
-            continue
-        versions.append(
-            {
-                "version": n,
-                "seq": e.seq,
-                "kind": e.kind,
-                "ts": e.ts,
-                "hash": e.hash.cid,
-                "prev": e.prev.cid if e.prev else None,
-                "body": jsonable(e.body),
-                "raw_url": f"/v1/entries/{e.hash.cid}",
-                "received_at": _iso(received_at),
-            }
-        )
-    return versions
-
-
 # -- creators --------------------------------------------------------------------------------
 
 
@@ -216,73 +161,6 @@ def sync_status(*, head_seq: int, forked_seq: int | None, first_pending: int | N
             "forked_seq": None,
         }
     return {"status": "synced", "missing": None, "forked_seq": None}
-
-
-def creator(engine: Engine, *, author: AuthorKey, indexed_through: int | None = None) -> dict[str, Any]:
-    """A creator with asset counts, their head, and whether the mirror of their log is complete.
-
-    ``indexed_through`` is the ``assets.change_seq`` a search index has
-    reached (None: no index). ``searchable`` says whether every change to the
-    creator's assets committed so far is in that index: their highest
-    ``change_seq`` is read after their head (each statement sees every commit
-    before it), so it covers at least every entry up to ``head``.
-    """
-    with translate(), engine.connect() as conn:
-        a = conn.execute(select(Author.__table__).where(Author.author == author.raw)).first()
-        first_pending = conn.execute(
-            select(func.min(Pending.seq)).where(Pending.author == author.raw)
-        ).scalar()
-        if a is None and first_pending is None:
-            raise NotFound(f"no creator {author.did}")
-        live, deleted, last_change = conn.execute(
-            select(
-                func.count().filter(Asset.deleted.is_(False)),
-                func.count().filter(Asset.deleted.is_(True)),
-                func.coalesce(func.max(Asset.change_seq), 0),
-            ).where(Asset.author == author.raw)
-        ).one()
-    row = a
-    sync = sync_status(
-        head_seq=row.head_seq if row is not None else 0,
-        forked_seq=row.forked_seq if row is not None else None,
-        first_pending=first_pending,
-    )
-    return {
-        "did": author.did,
-        "head": {"seq": row.head_seq, "hash": _cid(row.head_hash)} if row is not None else None,
-        "sync": sync,
-        "searchable": None if indexed_through is None else last_change <= indexed_through,
-        "counts": {"assets": live, "deleted": deleted},
-        "first_seen": _iso(row.first_seen) if row is not None else None,
-        "updated_at": _iso(row.updated_at) if row is not None else None,
-    }
-
-
-def creator_assets(
-    engine: Engine,
-    *,
-    author: AuthorKey,
-    limit: int,
-    cursor: str | None = None,
-    include_deleted: bool = False,
-) -> dict[str, Any]:
-    """A creator's assets, newest first (by first appearance), keyset-paginated; hidden ones left out."""
-    conds = [Asset.author == author.raw, Asset.hidden.is_(False)]
-    if not include_deleted:
-        conds.append(Asset.deleted.is_(False))
-    if cursor is not None:
-        (before,) = decode_cursor(cursor, "creator-assets", int)
-        conds.append(Asset.id < before)
-    with translate(), engine.connect() as conn:
-        rows = conn.execute(
-            select(Asset.__table__).where(*conds).order_by(Asset.id.desc()).limit(limit + 1)
-        ).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return {
-        "items": [_summary(a) for a in rows],
-        "next_cursor": encode_cursor("creator-assets", rows[-1].id) if more else None,
-    }
 
 
 # -- activity --------------------------------------------------------------------------------
@@ -312,95 +190,206 @@ def _activity_filters(kind: str | None, did: str | None, uri: str | None) -> lis
     return conds
 
 
-def activity_page(
-    engine: Engine,
-    *,
-    limit: int,
-    cursor: str | None = None,
-    after: int | None = None,
-    kind: str | None = None,
-    did: str | None = None,
-    uri: str | None = None,
-) -> dict[str, Any]:
-    """One page of activity: newest first, or oldest first from ``after`` (an activity id).
+class Reads(Queries):
+    """What the HTTP API reads (``store.reads``)."""
 
-    ``next_cursor`` continues in the same direction; in forward mode it is
-    returned even on a short page, so a client can poll it for what comes next.
-    """
-    conds = _activity_filters(kind, did, uri)
-    forward = after is not None
-    if cursor is not None:
-        direction, position = decode_cursor(cursor, "activity", str, int)
-        if direction not in ("older", "newer"):
-            raise BadRequest("cursor is not one this API issued for this listing")
-        forward = direction == "newer"
-        after = position
-    if forward:
-        conds.append(Activity.id > (after or 0))
-        order = Activity.id.asc()
-    else:
+    def asset(self, *, uri: AssetUri) -> dict[str, Any]:
+        """The current state of one asset (deleted ones too), with labels, on-chain ids and verification."""
+        with translate(), self.engine.connect() as conn:
+            row = conn.execute(
+                select(Asset.__table__).where(Asset.author == uri.author.raw, Asset.key == uri.key)
+            ).first()
+            if row is None:
+                raise NotFound(f"no asset {uri.text}")
+            labels = conn.execute(
+                select(ModerationLabel.label, ModerationLabel.reason, ModerationLabel.created_at)
+                .where(ModerationLabel.uri == uri.text)
+                .order_by(ModerationLabel.label)
+            ).all()
+        return _asset_dict(row, [{"label": lb, "reason": r, "created_at": _iso(at)} for lb, r, at in labels])
+
+    def history(self, *, uri: AssetUri) -> list[dict[str, Any]]:
+        """Every version of an asset (puts and deletes), oldest first, bodies decoded by the protocol's parser."""
+        with translate(), self.engine.connect() as conn:
+            rows = conn.execute(
+                select(EntryRow.raw, EntryRow.received_at)
+                .where(
+                    EntryRow.author == uri.author.raw,
+                    EntryRow.key == uri.key,
+                    EntryRow.kind.in_(ASSET_KINDS),
+                )
+                .order_by(EntryRow.seq)
+            ).all()
+        if not rows:
+            raise NotFound(f"no asset {uri.text}")
+        versions = []
+        for n, (raw, received_at) in enumerate(rows, start=1):
+            try:
+                e = parse_and_verify(bytes(raw), now_ms=None)
+            except ProtocolError as exc:  # stored rows were verified on the way in
+                log.error("stored entry failed to re-verify uri=%s reason=%s", uri.text, exc)
+                continue
+            versions.append(
+                {
+                    "version": n,
+                    "seq": e.seq,
+                    "kind": e.kind,
+                    "ts": e.ts,
+                    "hash": e.hash.cid,
+                    "prev": e.prev.cid if e.prev else None,
+                    "body": jsonable(e.body),
+                    "raw_url": f"/v1/entries/{e.hash.cid}",
+                    "received_at": _iso(received_at),
+                }
+            )
+        return versions
+
+    def creator(self, *, author: AuthorKey, indexed_through: int | None = None) -> dict[str, Any]:
+        """A creator with asset counts, their head, and whether the mirror of their log is complete.
+
+        ``indexed_through`` is the ``assets.change_seq`` a search index has
+        reached (None: no index). ``searchable`` says whether every change to the
+        creator's assets committed so far is in that index: their highest
+        ``change_seq`` is read after their head (each statement sees every commit
+        before it), so it covers at least every entry up to ``head``.
+        """
+        with translate(), self.engine.connect() as conn:
+            a = conn.execute(select(Author.__table__).where(Author.author == author.raw)).first()
+            first_pending = conn.execute(
+                select(func.min(Pending.seq)).where(Pending.author == author.raw)
+            ).scalar()
+            if a is None and first_pending is None:
+                raise NotFound(f"no creator {author.did}")
+            live, deleted, last_change = conn.execute(
+                select(
+                    func.count().filter(Asset.deleted.is_(False)),
+                    func.count().filter(Asset.deleted.is_(True)),
+                    func.coalesce(func.max(Asset.change_seq), 0),
+                ).where(Asset.author == author.raw)
+            ).one()
+        row = a
+        sync = sync_status(
+            head_seq=row.head_seq if row is not None else 0,
+            forked_seq=row.forked_seq if row is not None else None,
+            first_pending=first_pending,
+        )
+        return {
+            "did": author.did,
+            "head": {"seq": row.head_seq, "hash": _cid(row.head_hash)} if row is not None else None,
+            "sync": sync,
+            "searchable": None if indexed_through is None else last_change <= indexed_through,
+            "counts": {"assets": live, "deleted": deleted},
+            "first_seen": _iso(row.first_seen) if row is not None else None,
+            "updated_at": _iso(row.updated_at) if row is not None else None,
+        }
+
+    def creator_assets(
+        self,
+        *,
+        author: AuthorKey,
+        limit: int,
+        cursor: str | None = None,
+        include_deleted: bool = False,
+    ) -> dict[str, Any]:
+        """A creator's assets, newest first (by first appearance), keyset-paginated; hidden ones left out."""
+        conds = [Asset.author == author.raw, Asset.hidden.is_(False)]
+        if not include_deleted:
+            conds.append(Asset.deleted.is_(False))
         if cursor is not None:
-            conds.append(Activity.id < position)
-        order = Activity.id.desc()
-    with translate(), engine.connect() as conn:
-        rows = conn.execute(select(Activity.__table__).where(*conds).order_by(order).limit(limit + 1)).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    if forward:
-        last = rows[-1].id if rows else (after or 0)
-        next_cursor: str | None = encode_cursor("activity", "newer", last)
-    else:
-        next_cursor = encode_cursor("activity", "older", rows[-1].id) if more else None
-    return {"items": [activity_row(a) for a in rows], "next_cursor": next_cursor}
+            (before,) = decode_cursor(cursor, "creator-assets", int)
+            conds.append(Asset.id < before)
+        with translate(), self.engine.connect() as conn:
+            rows = conn.execute(
+                select(Asset.__table__).where(*conds).order_by(Asset.id.desc()).limit(limit + 1)
+            ).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return {
+            "items": [_summary(a) for a in rows],
+            "next_cursor": encode_cursor("creator-assets", rows[-1].id) if more else None,
+        }
 
+    def activity_page(
+        self,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        after: int | None = None,
+        kind: str | None = None,
+        did: str | None = None,
+        uri: str | None = None,
+    ) -> dict[str, Any]:
+        """One page of activity: newest first, or oldest first from ``after`` (an activity id).
 
-def activity_after(
-    engine: Engine,
-    *,
-    after: int,
-    limit: int = 500,
-    kind: str | None = None,
-    did: str | None = None,
-    uri: str | None = None,
-) -> list[dict[str, Any]]:
-    """Activity rows with id > ``after``, oldest first (the SSE stream's replay and live reads)."""
-    conds = [Activity.id > after, *_activity_filters(kind, did, uri)]
-    with translate(), engine.connect() as conn:
-        rows = conn.execute(select(Activity.__table__).where(*conds).order_by(Activity.id).limit(limit)).all()
-    return [activity_row(a) for a in rows]
+        ``next_cursor`` continues in the same direction; in forward mode it is
+        returned even on a short page, so a client can poll it for what comes next.
+        """
+        conds = _activity_filters(kind, did, uri)
+        forward = after is not None
+        if cursor is not None:
+            direction, position = decode_cursor(cursor, "activity", str, int)
+            if direction not in ("older", "newer"):
+                raise BadRequest("cursor is not one this API issued for this listing")
+            forward = direction == "newer"
+            after = position
+        if forward:
+            conds.append(Activity.id > (after or 0))
+            order = Activity.id.asc()
+        else:
+            if cursor is not None:
+                conds.append(Activity.id < position)
+            order = Activity.id.desc()
+        with translate(), self.engine.connect() as conn:
+            rows = conn.execute(
+                select(Activity.__table__).where(*conds).order_by(order).limit(limit + 1)
+            ).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        if forward:
+            last = rows[-1].id if rows else (after or 0)
+            next_cursor: str | None = encode_cursor("activity", "newer", last)
+        else:
+            next_cursor = encode_cursor("activity", "older", rows[-1].id) if more else None
+        return {"items": [activity_row(a) for a in rows], "next_cursor": next_cursor}
 
+    def activity_after(
+        self,
+        *,
+        after: int,
+        limit: int = 500,
+        kind: str | None = None,
+        did: str | None = None,
+        uri: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Activity rows with id > ``after``, oldest first (the SSE stream's replay and live reads)."""
+        conds = [Activity.id > after, *_activity_filters(kind, did, uri)]
+        with translate(), self.engine.connect() as conn:
+            rows = conn.execute(
+                select(Activity.__table__).where(*conds).order_by(Activity.id).limit(limit)
+            ).all()
+        return [activity_row(a) for a in rows]
 
-def latest_activity_id(engine: Engine) -> int:
-    with translate(), engine.connect() as conn:
-        return int(conn.execute(select(func.coalesce(func.max(Activity.id), 0))).scalar_one())
+    def latest_activity_id(self) -> int:
+        with translate(), self.engine.connect() as conn:
+            return int(conn.execute(select(func.coalesce(func.max(Activity.id), 0))).scalar_one())
 
-
-# -- raw entries -----------------------------------------------------------------------------
-
-
-def raw_entry(engine: Engine, *, entry_hash: EntryHash) -> bytes:
-    """The exact signed bytes of an applied entry (or of a fork's proof)."""
-    with translate(), engine.connect() as conn:
-        raw = conn.execute(select(EntryRow.raw).where(EntryRow.hash == entry_hash.raw)).scalar()
+    def raw_entry(self, *, entry_hash: EntryHash) -> bytes:
+        """The exact signed bytes of an applied entry (or of a fork's proof)."""
+        with translate(), self.engine.connect() as conn:
+            raw = conn.execute(select(EntryRow.raw).where(EntryRow.hash == entry_hash.raw)).scalar()
+            if raw is None:
+                raw = conn.execute(select(Fork.raw).where(Fork.hash == entry_hash.raw)).scalar()
         if raw is None:
-            raw = conn.execute(select(Fork.raw).where(Fork.hash == entry_hash.raw)).scalar()
-    if raw is None:
-        raise NotFound(f"no entry {entry_hash.cid}")
-    return bytes(raw)
+            raise NotFound(f"no entry {entry_hash.cid}")
+        return bytes(raw)
 
 
 __all__ = [
-    "activity_after",
-    "activity_page",
+    "ASSET_KINDS",
+    "Reads",
     "activity_row",
-    "asset",
-    "creator",
-    "creator_assets",
     "decode_cursor",
     "encode_cursor",
-    "history",
     "jsonable",
-    "latest_activity_id",
-    "raw_entry",
     "sync_status",
 ]

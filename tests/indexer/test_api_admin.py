@@ -11,7 +11,6 @@ import httpx
 import pytest
 
 from indexer.store import Store
-from indexer.store.admin import create_api_key
 from tests.indexer.apiclient import assert_problem, cid, client_for, counts, q
 from tests.node.conftest import LogBuilder
 
@@ -21,7 +20,7 @@ def bearer(secret: str) -> dict[str, str]:
 
 
 async def test_api_key_lifecycle(client: httpx.AsyncClient, store: Store) -> None:
-    _, admin = create_api_key(store.engine, name="root", scopes=["admin"])
+    _, admin = store.admin.create_api_key(name="root", scopes=["admin"])
     r = await client.post(
         "/v1/admin/api-keys", json={"name": "mod", "scopes": ["moderate"]}, headers=bearer(admin)
     )
@@ -70,7 +69,7 @@ async def test_admin_without_a_valid_key(
 
 
 async def test_bad_key_requests(client: httpx.AsyncClient, store: Store) -> None:
-    _, admin = create_api_key(store.engine, name="root", scopes=["admin"])
+    _, admin = store.admin.create_api_key(name="root", scopes=["admin"])
     before = counts(store)
     bad_bodies = (
         {"scopes": []},
@@ -93,8 +92,8 @@ async def test_moderation_hides_and_restores(
     log.next(key="a")
     store.ingest(log.entries)
     did = log.signer.public.did
-    _, mod = create_api_key(store.engine, name="mod", scopes=["moderate"])
-    _, ingest = create_api_key(store.engine, name="ing", scopes=["ingest"])
+    _, mod = store.admin.create_api_key(name="mod", scopes=["moderate"])
+    _, ingest = store.admin.create_api_key(name="ing", scopes=["ingest"])
     seq0 = q(store, "SELECT change_seq FROM assets")[0][0]
     before = counts(store)
     assert_problem(
@@ -134,7 +133,7 @@ async def test_moderation_hides_and_restores(
 
 
 async def test_quarantine_listing(client: httpx.AsyncClient, store: Store) -> None:
-    _, admin = create_api_key(store.engine, name="root", scopes=["admin"])
+    _, admin = store.admin.create_api_key(name="root", scopes=["admin"])
     junk = b"\xa1\x61a\x01"  # a CBOR map, but not an entry
     r = await client.post("/v1/entries", content=junk, headers={"content-type": "application/cbor"})
     assert r.status_code == 422
@@ -154,10 +153,10 @@ async def test_a_label_takes_the_asset_out_of_search(
     log.next(key="a")
     store.ingest(log.entries)
     index = open_index(tmp_path / "idx", writer=True)
-    feeder = Feeder(store.engine, index)
+    feeder = Feeder(store, index)
     feeder.catch_up()
     did = log.signer.public.did
-    _, mod = create_api_key(store.engine, name="mod", scopes=["moderate"])
+    _, mod = store.admin.create_api_key(name="mod", scopes=["moderate"])
     async with client_for(make_app(index=index)) as c:
         assert (await c.get("/v1/assets")).json()["total"] == 1
         r = await c.put(f"/v1/admin/moderation/{did}/a", json={"label": "spam"}, headers=bearer(mod))
@@ -172,7 +171,7 @@ async def test_a_label_takes_the_asset_out_of_search(
 async def test_authors_behind(
     client: httpx.AsyncClient, store: Store, new_log: Callable[..., LogBuilder]
 ) -> None:
-    _, admin = create_api_key(store.engine, name="root", scopes=["admin"])
+    _, admin = store.admin.create_api_key(name="root", scopes=["admin"])
     synced = new_log()
     for i in range(3):
         synced.next(key=f"s{i}")
@@ -258,7 +257,7 @@ async def test_authors_behind(
         if status == 422:
             assert p["errors"], p
     for scope in ("ingest", "moderate"):
-        _, key = create_api_key(store.engine, name=scope, scopes=[scope])
+        _, key = store.admin.create_api_key(name=scope, scopes=[scope])
         assert_problem(await client.get("/v1/admin/authors", headers=bearer(key)), 403, "forbidden")
     assert_problem(await client.get("/v1/admin/authors"), 401, "unauthorized")
     c = counts(store)

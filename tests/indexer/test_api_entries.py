@@ -11,7 +11,6 @@ from sqlalchemy import text
 
 from indexer.store import Store
 from indexer.store import admin as admin_store
-from indexer.store.admin import create_api_key
 from protocol import MAX_ENTRY_BYTES, ProtocolError, split_sequence
 from tests.indexer.apiclient import assert_problem, cbor_seq, cid, client_for, counts, q
 from tests.node.conftest import LogBuilder
@@ -178,8 +177,8 @@ async def test_idempotency_keys_are_per_caller_and_expire(
 ) -> None:
     log = new_log()
     first, second = log.extend(2)
-    alice_id, alice = create_api_key(store.engine, name="alice", scopes=["ingest"])
-    _, bob = create_api_key(store.engine, name="bob", scopes=["ingest"])
+    alice_id, alice = store.admin.create_api_key(name="alice", scopes=["ingest"])
+    _, bob = store.admin.create_api_key(name="bob", scopes=["ingest"])
 
     def as_(secret: str) -> dict[str, str]:
         return {**CBOR, "Idempotency-Key": "same", "Authorization": f"Bearer {secret}"}
@@ -207,7 +206,7 @@ async def test_api_keys_on_submit(
 ) -> None:
     log = new_log()
     e = log.next()
-    _, secret = create_api_key(store.engine, name="bridge-2", scopes=["ingest"])
+    _, secret = store.admin.create_api_key(name="bridge-2", scopes=["ingest"])
     before = counts(store)
     for auth in ("Bearer nope", f"Bearer {secret[:-2]}xx", "Bearer ek_0123456789abcdef_" + "a" * 43):
         assert_problem(

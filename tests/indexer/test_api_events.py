@@ -131,7 +131,7 @@ async def test_the_lifespan_builds_what_it_is_not_given(
             assert r.status_code == 503 and r.json()["code"] == "search-unavailable"
             store = Store.connect(db_url)
             index = open_index(tmp_path / "index", writer=True)  # the feeder starts later
-            Feeder(store.engine, index).catch_up()
+            Feeder(store, index).catch_up()
             store.close()
             r = await c.get("/v1/assets")
             assert r.status_code == 200 and r.json()["total"] == 0

@@ -12,8 +12,8 @@ import psycopg
 import pytest
 
 from indexer.api import create_app
-from indexer.store import Store, reads
-from indexer.store.admin import create_api_key
+from indexer.store import Store
+from indexer.store.reads import Reads
 from indexer.testing import PostgresForTests
 from tests.indexer.apiclient import assert_problem, client_for, counts, settings_for
 from tests.node.conftest import LogBuilder
@@ -69,7 +69,7 @@ async def test_request_ids_and_plain_http_errors(client: httpx.AsyncClient) -> N
 
 
 async def test_a_nul_in_the_url_is_400_before_any_route(client: httpx.AsyncClient, store: Store) -> None:
-    _, admin = create_api_key(store.engine, name="root", scopes=["admin"])
+    _, admin = store.admin.create_api_key(name="root", scopes=["admin"])
     before = counts(store)
     for method, url in [
         ("GET", "/v1/activity?kind=pub%00lished"),
@@ -90,7 +90,7 @@ async def test_unexpected_errors_are_500_without_internals(
     def boom(*_: Any, **__: Any) -> Any:
         raise RuntimeError("password=hunter2 in a stack frame")
 
-    monkeypatch.setattr(reads, "creator", boom)
+    monkeypatch.setattr(Reads, "creator", boom)
     r = await client.get(f"/v1/creators/{DID}")
     assert_problem(r, 500, "internal")
     assert "hunter2" not in r.text and "RuntimeError" not in r.text
@@ -157,7 +157,7 @@ async def test_rate_limits(
         assert_problem(await c.post("/v1/entries", content=e2.raw, headers=cbor), 429)
         assert counts(store) == before
         # an ingest key gets its own, higher budget
-        _, secret = create_api_key(store.engine, name="ing", scopes=["ingest"])
+        _, secret = store.admin.create_api_key(name="ing", scopes=["ingest"])
         caplog.set_level(logging.DEBUG)
         auth = {**cbor, "Authorization": f"Bearer {secret}"}
         assert (await c.post("/v1/entries", content=e2.raw, headers=auth)).status_code == 200

@@ -87,7 +87,7 @@ async def test_creator_searchable_follows_the_search_index(
     c = (await client.get(f"/v1/creators/{did}")).json()
     assert c["searchable"] is None and c["head"]["seq"] == 1
 
-    feeder = Feeder(store.engine, open_index(tmp_path / "idx", writer=True))
+    feeder = Feeder(store, open_index(tmp_path / "idx", writer=True))
     reader = open_index(tmp_path / "idx", writer=False)  # the API server's own, read-only
     async with client_for(make_app(index=reader)) as api:
 

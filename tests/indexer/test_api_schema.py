@@ -21,7 +21,6 @@ from schemathesis.specs.openapi.checks import (
 from indexer.api import create_app
 from indexer.search import Feeder, open_index
 from indexer.store import Store
-from indexer.store.admin import create_api_key
 from tests.indexer.apiclient import settings_for
 from tests.node.conftest import LogBuilder
 
@@ -34,7 +33,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 @pytest.fixture
 def admin_secret(store: Store) -> str:
-    return create_api_key(store.engine, name="schemathesis", scopes=["admin"])[1]
+    return store.admin.create_api_key(name="schemathesis", scopes=["admin"])[1]
 
 
 @pytest.fixture
@@ -45,7 +44,7 @@ def api_schema(store: Store, tmp_path: Path, new_log: Callable[..., LogBuilder])
     log.next(kind="asset.delete", key="k2")
     store.ingest(log.entries)
     index = open_index(tmp_path / "idx", writer=True)
-    Feeder(store.engine, index).catch_up()
+    Feeder(store, index).catch_up()
     app = create_app(settings_for(tmp_path), store=store, index=index)
     yield schemathesis.openapi.from_asgi("/openapi.json", app)
 

@@ -29,7 +29,7 @@ async def test_search_filters_pages_and_bad_input(
     other.next(key="x", body=put_body("Jazz elsewhere", tags=["jazz"]))
     store.ingest(log.entries + other.entries)
     index = open_index(tmp_path / "idx", writer=True)
-    Feeder(store.engine, index).catch_up()
+    Feeder(store, index).catch_up()
     did = log.signer.public.did
     async with client_for(make_app(index=index)) as c:
         r = await c.get("/v1/assets", params={"q": "jazz", "limit": 2, "facets": "true"})
@@ -168,7 +168,7 @@ async def test_a_q_without_a_searchable_term_is_a_400_every_time(
     log.next(key="other", body=put_body("Loud rock", tags=["rock"]))
     store.ingest(log.entries)
     index = open_index(tmp_path / "idx", writer=True)
-    Feeder(store.engine, index).catch_up()
+    Feeder(store, index).catch_up()
     async with client_for(make_app(index=index)) as c:
         for q in NO_TERM_QUERIES:
             for extra in ({}, {"sort": "newest"}, {"tag": "rock"}):

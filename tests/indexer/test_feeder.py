@@ -68,7 +68,7 @@ def random_history(env: Env, rng: random.Random, rounds: int = 4) -> None:
 def test_applying_the_same_changes_twice_changes_nothing(env: Env) -> None:
     random_history(env, random.Random(1))
     before, docs = dump(env.index), env.index.num_docs
-    rows = all_rows(env.engine)
+    rows = all_rows(env.store)
     env.index.apply(rows)
     env.index.apply(rows)
     env.index.commit(position=env.index.position)
@@ -98,7 +98,7 @@ def test_a_crash_between_commit_and_position_is_repaired_on_restart(
     index = open_index(tmp_path / "search", writer=True)
     try:
         assert index.num_docs == 20  # committed already
-        assert Feeder(env.engine, index).catch_up() == 10  # re-applied …
+        assert Feeder(env.store, index).catch_up() == 10  # re-applied …
         assert index.num_docs == 20  # … without doubles
         assert len(every_page(index, SearchQuery(q="stone", limit=3))) == 10
     finally:
@@ -111,9 +111,9 @@ def test_a_restarted_feeder_resumes_from_its_position(env: Env, tmp_path: Path) 
     insert_assets(env.engine, [asset(f"stone {i}") for i in range(5)])
     index = open_index(tmp_path / "search", writer=True)
     try:
-        assert Feeder(env.engine, index, batch_size=2).catch_up() == 5
-        assert Feeder(env.engine, index).catch_up() == 0
-        assert index.position == max(r.change_seq for r in all_rows(env.engine))
+        assert Feeder(env.store, index, batch_size=2).catch_up() == 5
+        assert Feeder(env.store, index).catch_up() == 0
+        assert index.position == max(r.change_seq for r in all_rows(env.store))
         assert index.num_docs == 17
     finally:
         index.close()
@@ -122,7 +122,7 @@ def test_a_restarted_feeder_resumes_from_its_position(env: Env, tmp_path: Path) 
 def test_reindex_equals_the_incrementally_fed_index(env: Env, tmp_path: Path) -> None:
     random_history(env, random.Random(2))
     rebuilt_dir = tmp_path / "rebuilt"
-    assert reindex(env.engine, rebuilt_dir, progress=False) == env.index.num_docs
+    assert reindex(env.store, rebuilt_dir, progress=False) == env.index.num_docs
     rebuilt = open_index(rebuilt_dir, writer=False)
     assert rebuilt.position == env.index.position
     assert dump(rebuilt) == dump(env.index)
@@ -132,12 +132,12 @@ def test_reindex_equals_the_incrementally_fed_index(env: Env, tmp_path: Path) ->
 def test_reindex_swaps_under_a_reader_and_refuses_a_busy_directory(env: Env, tmp_path: Path) -> None:
     env.put(*(asset(f"river {i}") for i in range(3)))
     with pytest.raises(Conflict):
-        reindex(env.engine, tmp_path / "search", progress=False)  # the feeder holds the writer lock
+        reindex(env.store, tmp_path / "search", progress=False)  # the feeder holds the writer lock
     env.index.close()
     reader = open_index(tmp_path / "search", writer=False)
     assert reader.search(SearchQuery(q="river")).total == 3
     insert_assets(env.engine, [asset("river delta")])
-    assert reindex(env.engine, tmp_path / "search", progress=False) == 4
+    assert reindex(env.store, tmp_path / "search", progress=False) == 4
     assert not (tmp_path / "search.new").exists() and not (tmp_path / "search.old").exists()
     reader.refresh(force=True)
     assert reader.search(SearchQuery(q="river")).total == 4
@@ -185,7 +185,7 @@ def test_run_wakes_on_notify(env: Env, running: threading.Event) -> None:
 
 def test_run_survives_database_errors(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     insert_assets(env.engine, [asset("river bend")])
-    real, failures = feeder_module.changes_after, [2]
+    real, failures = env.store.changes.changes_after, [2]
 
     def flaky(*args: Any, **kw: Any) -> Any:
         if failures[0]:
@@ -193,7 +193,7 @@ def test_run_survives_database_errors(env: Env, monkeypatch: pytest.MonkeyPatch)
             raise DatabaseError("database unavailable: connection refused")
         return real(*args, **kw)
 
-    monkeypatch.setattr(feeder_module, "changes_after", flaky)
+    monkeypatch.setattr(env.store.changes, "changes_after", flaky)
     monkeypatch.setattr(feeder_module, "MAX_BACKOFF", 0.05)
     stop = threading.Event()
     env.feeder.poll_interval = 0.05

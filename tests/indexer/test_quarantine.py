@@ -15,7 +15,6 @@ import pytest
 
 from indexer.api import create_app
 from indexer.store import QuarantineLimits, Rejected, Store
-from indexer.store.admin import create_api_key
 from protocol import MAX_ENTRY_BYTES
 from tests.indexer.apiclient import assert_problem, cbor_seq, client_for, q, settings_for
 from tests.node.conftest import LogBuilder
@@ -105,7 +104,7 @@ def test_an_input_over_16_kib_keeps_its_digest_and_size_not_its_bytes(store: Sto
 
 
 async def test_the_admin_listing_says_whether_raw_is_kept(client: httpx.AsyncClient, store: Store) -> None:
-    _, admin = create_api_key(store.engine, name="root", scopes=["admin"])
+    _, admin = store.admin.create_api_key(name="root", scopes=["admin"])
     store.quarantine([Rejected(b"\x01" * (MAX_ENTRY_BYTES + 1), "decode", "too big", "gossip:p")])
     store.quarantine([Rejected(b"\xa1\x61a\x01", "schema", "not an entry", "gossip:p")])
     r = await client.get("/v1/admin/quarantine", headers={"Authorization": f"Bearer {admin}"})

@@ -25,12 +25,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, func, insert, text, update
 
-from indexer.db import make_engine
 from indexer.errors import BadRequest
 from indexer.models import INGEST_LOCK, Asset
 from indexer.search import CursorExpired, Feeder, SearchIndex, SearchQuery, open_index
 from indexer.search.index import _PitStore
-from indexer.store.changes import AssetRow, changes_after
+from indexer.store import Store
+from indexer.store.changes import AssetRow
 from indexer.testing import PostgresForTests
 
 # -- writing rows the way the ingest path does -------------------------------------------
@@ -100,8 +100,8 @@ def update_asset(engine: Engine, uri: str, **values: Any) -> None:
         )
 
 
-def all_rows(engine: Engine) -> list[AssetRow]:
-    return changes_after(engine, after=0, limit=10**6)
+def all_rows(store: Store) -> list[AssetRow]:
+    return store.changes.changes_after(after=0, limit=10**6)
 
 
 def every_page(index: SearchIndex, query: SearchQuery) -> list[dict[str, Any]]:
@@ -117,9 +117,13 @@ def every_page(index: SearchIndex, query: SearchQuery) -> list[dict[str, Any]]:
 
 @dataclass
 class Env:
-    engine: Engine
+    store: Store
     index: SearchIndex
     feeder: Feeder
+
+    @property
+    def engine(self) -> Engine:
+        return self.store.engine
 
     def put(self, *rows: dict[str, Any]) -> list[str]:
         insert_assets(self.engine, list(rows))
@@ -132,11 +136,11 @@ class Env:
 
 def make_env(db_url: str, tmp_path: Path) -> Iterator[Env]:
     """The body of the ``env`` fixture (shared with test_feeder)."""
-    engine = make_engine(db_url)
+    store = Store.connect(db_url)
     index = open_index(tmp_path / "search", writer=True)
-    yield Env(engine, index, Feeder(engine, index))
+    yield Env(store, index, Feeder(store, index))
     index.close()
-    engine.dispose()
+    store.close()
 
 
 @pytest.fixture
@@ -236,13 +240,13 @@ def corpus(
     pg_server: PostgresForTests, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[SearchIndex, list]]:
     url = pg_server.fresh_database()
-    engine = make_engine(url)
-    insert_assets(engine, _corpus(random.Random(7)))
+    store = Store.connect(url)
+    insert_assets(store.engine, _corpus(random.Random(7)))
     index = open_index(tmp_path_factory.mktemp("corpus") / "search", writer=True)
-    Feeder(engine, index, batch_size=70).catch_up()  # several commits: several segments
-    yield index, all_rows(engine)
+    Feeder(store, index, batch_size=70).catch_up()  # several commits: several segments
+    yield index, all_rows(store)
     index.close()
-    engine.dispose()
+    store.close()
     pg_server.drop_database(url)
 
 

@@ -14,8 +14,7 @@ from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
 from ...errors import BadRequest, EventIdAhead
-from ...store import reads
-from ..deps import BroadcasterDep, Ctx, EngineDep, ReadLimited, parse_creator
+from ..deps import BroadcasterDep, Ctx, ReadLimited, StoreDep, parse_creator
 from ..problem import ProblemError
 from ..schemas import ActivityPage
 from . import errors
@@ -52,7 +51,7 @@ def _check_filters(did: str | None, uri: str | None) -> None:
     summary="The activity log",
 )
 def get_activity(
-    engine: EngineDep,
+    store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[
         str | None, Query(max_length=2000, description="`next_cursor` of the previous page.")
@@ -69,7 +68,7 @@ def get_activity(
     _check_filters(did, uri)
     if cursor is not None and after is not None:
         raise BadRequest("give either cursor or after, not both")
-    return reads.activity_page(engine, limit=limit, cursor=cursor, after=after, kind=kind, did=did, uri=uri)
+    return store.reads.activity_page(limit=limit, cursor=cursor, after=after, kind=kind, did=did, uri=uri)
 
 
 @router.get(
@@ -88,7 +87,7 @@ def get_activity(
 async def get_events(
     request: Request,
     ctx: Ctx,
-    engine: EngineDep,
+    store: StoreDep,
     broadcaster: BroadcasterDep,
     last_event_id: Annotated[
         int | None,
@@ -125,7 +124,7 @@ async def get_events(
     _check_filters(did, uri)
     if sniffio.current_async_library() != "asyncio":  # psycopg's async LISTEN needs asyncio
         raise ProblemError(503, "the event stream needs an asyncio server", code="unavailable")
-    newest = await run_in_threadpool(reads.latest_activity_id, engine)
+    newest = await run_in_threadpool(store.reads.latest_activity_id)
     start = last_event_id if last_event_id is not None else after
     if start is None:
         start = newest
@@ -145,7 +144,7 @@ async def get_events(
                 wake.clear()
                 while True:
                     rows = await run_in_threadpool(
-                        reads.activity_after, engine, after=last, limit=_BATCH, kind=kind, did=did, uri=uri
+                        store.reads.activity_after, after=last, limit=_BATCH, kind=kind, did=did, uri=uri
                     )
                     for row in rows:
                         last = row["id"]

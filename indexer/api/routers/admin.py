@@ -6,8 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 
-from ...store import admin as admin_store
-from ..deps import AdminKey, AssetPath, EngineDep, ModerateKey
+from ..deps import AdminKey, AssetPath, ModerateKey, StoreDep
 from ..schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
@@ -32,19 +31,19 @@ _AUTH = (400, 401, 403, 422)
     responses=errors(*_AUTH),
     summary="Create an API key (scope admin)",
 )
-def create_key(body: ApiKeyCreate, engine: EngineDep, caller: AdminKey) -> dict[str, Any]:
+def create_key(body: ApiKeyCreate, store: StoreDep, caller: AdminKey) -> dict[str, Any]:
     """Create a key; the response holds its `secret`, shown this once and never stored."""
-    key_id, secret = admin_store.create_api_key(engine, name=body.name, scopes=body.scopes)
-    listed = {k["id"]: k for k in admin_store.list_api_keys(engine)}
+    key_id, secret = store.admin.create_api_key(name=body.name, scopes=body.scopes)
+    listed = {k["id"]: k for k in store.admin.list_api_keys()}
     return {**listed[key_id], "secret": secret}
 
 
 @router.get(
     "/api-keys", response_model=ApiKeyList, responses=errors(*_AUTH), summary="List API keys (scope admin)"
 )
-def list_keys(engine: EngineDep, caller: AdminKey) -> dict[str, Any]:
+def list_keys(store: StoreDep, caller: AdminKey) -> dict[str, Any]:
     """Every key with its scopes and last use, revoked ones included; never a secret."""
-    return {"items": admin_store.list_api_keys(engine)}
+    return {"items": store.admin.list_api_keys()}
 
 
 @router.delete(
@@ -54,10 +53,10 @@ def list_keys(engine: EngineDep, caller: AdminKey) -> dict[str, Any]:
     summary="Revoke an API key (scope admin)",
 )
 def revoke_key(
-    key_id: Annotated[str, Path(max_length=64)], engine: EngineDep, caller: AdminKey
+    key_id: Annotated[str, Path(max_length=64)], store: StoreDep, caller: AdminKey
 ) -> dict[str, Any]:
     """Revoke a key at once; revoking twice is harmless."""
-    return admin_store.revoke_api_key(engine, key_id=key_id)
+    return store.admin.revoke_api_key(key_id=key_id)
 
 
 @router.put(
@@ -66,11 +65,9 @@ def revoke_key(
     responses=errors(*_AUTH, 404),
     summary="Label an asset (scope moderate)",
 )
-def add_label(uri: AssetPath, body: LabelIn, engine: EngineDep, caller: ModerateKey) -> dict[str, Any]:
+def add_label(uri: AssetPath, body: LabelIn, store: StoreDep, caller: ModerateKey) -> dict[str, Any]:
     """Put a moderation label on an asset: it leaves search (it is not deleted) until every label is removed."""
-    return admin_store.add_label(
-        engine, uri=uri, label=body.label, reason=body.reason, created_by=caller["id"]
-    )
+    return store.admin.add_label(uri=uri, label=body.label, reason=body.reason, created_by=caller["id"])
 
 
 @router.delete(
@@ -82,11 +79,11 @@ def add_label(uri: AssetPath, body: LabelIn, engine: EngineDep, caller: Moderate
 def remove_label(
     uri: AssetPath,
     label: Annotated[str, Path(max_length=64)],
-    engine: EngineDep,
+    store: StoreDep,
     caller: ModerateKey,
 ) -> dict[str, Any]:
     """Remove one label; `hidden` says whether others remain."""
-    return admin_store.remove_label(engine, uri=uri, label=label, removed_by=caller["id"])
+    return store.admin.remove_label(uri=uri, label=label, removed_by=caller["id"])
 
 
 @router.get(
@@ -96,7 +93,7 @@ def remove_label(
     summary="Refused inputs (scope admin)",
 )
 def quarantine(
-    engine: EngineDep,
+    store: StoreDep,
     caller: AdminKey,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
@@ -104,7 +101,7 @@ def quarantine(
     """Everything refused (invalid, fork, after-fork, unstorable), newest first, with the reason and the raw
     bytes: of an input over 16 KiB only its `digest` and `size` are kept (`raw_kept: false`, `raw_base64`
     null). The quarantine is bounded per source and in total and rows age out (settings `quarantine_*`)."""
-    return admin_store.quarantine_page(engine, limit=limit, cursor=cursor)
+    return store.admin.quarantine_page(limit=limit, cursor=cursor)
 
 
 @router.get(
@@ -114,7 +111,7 @@ def quarantine(
     summary="Authors whose log is not synced (scope admin)",
 )
 def authors_behind(
-    engine: EngineDep,
+    store: StoreDep,
     caller: AdminKey,
     status: Annotated[
         Literal["gap", "forked"] | None,
@@ -125,4 +122,4 @@ def authors_behind(
 ) -> dict[str, Any]:
     """Authors this indexer is behind on: `gap` (entries held until the `missing` range arrives) or
     `forked` (two entries at `forked_seq`; nothing after it is applied), with their head, keyset-paginated."""
-    return admin_store.authors_behind(engine, limit=limit, status=status, cursor=cursor)
+    return store.admin.authors_behind(limit=limit, status=status, cursor=cursor)

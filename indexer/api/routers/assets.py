@@ -11,8 +11,7 @@ import orjson
 from fastapi import APIRouter, Query, Response
 
 from ...errors import BadRequest
-from ...store import reads
-from ..deps import AssetPath, Ctx, EngineDep, IndexDep, ReadLimited, parse_creator
+from ..deps import AssetPath, Ctx, IndexDep, ReadLimited, StoreDep, parse_creator
 from ..schemas import AssetOut, History, SearchResults
 from . import errors
 
@@ -109,13 +108,13 @@ def search_assets(
     responses=errors(400, 404, 422),
     summary="One asset",
 )
-def get_asset(uri: AssetPath, engine: EngineDep) -> dict[str, Any]:
+def get_asset(uri: AssetPath, store: StoreDep) -> dict[str, Any]:
     """The asset's current state, also when deleted (`deleted: true`) or hidden (`hidden: true`).
 
     `entry_hash` names the signed entry behind this state; fetch its exact
     bytes at `raw_url` to check the creator's signature yourself.
     """
-    return reads.asset(engine, uri=uri)
+    return store.reads.asset(uri=uri)
 
 
 @router.get(
@@ -124,6 +123,6 @@ def get_asset(uri: AssetPath, engine: EngineDep) -> dict[str, Any]:
     responses=errors(400, 404, 422),
     summary="Every version of an asset",
 )
-def get_history(uri: AssetPath, engine: EngineDep) -> dict[str, Any]:
+def get_history(uri: AssetPath, store: StoreDep) -> dict[str, Any]:
     """Every `asset.put` and `asset.delete` of this asset, oldest first, decoded from the signed entries."""
-    return {"uri": uri.text, "versions": reads.history(engine, uri=uri)}
+    return {"uri": uri.text, "versions": store.reads.history(uri=uri)}

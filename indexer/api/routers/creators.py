@@ -8,8 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 
 from ...errors import IndexerError
-from ...store import reads
-from ..deps import CreatorPath, Ctx, EngineDep, ReadLimited, index_of
+from ..deps import CreatorPath, Ctx, ReadLimited, StoreDep, index_of
 from ..problem import ProblemError
 from ..schemas import AssetPage, CreatorOut
 from . import errors
@@ -44,7 +43,7 @@ IndexPosition = Annotated[int | None, Depends(index_position)]
     responses=errors(400, 404, 422),
     summary="A creator",
 )
-def get_creator(author: CreatorPath, engine: EngineDep, position: IndexPosition) -> dict[str, Any]:
+def get_creator(author: CreatorPath, store: StoreDep, position: IndexPosition) -> dict[str, Any]:
     """A creator's counts and the head of their log as mirrored here.
 
     Read-after-write: after publishing entry *n*, poll until `head.seq >= n`
@@ -54,7 +53,7 @@ def get_creator(author: CreatorPath, engine: EngineDep, position: IndexPosition)
     `forked` when the creator signed two different entries at `forked_seq`
     (nothing after it is applied).
     """
-    return reads.creator(engine, author=author, indexed_through=position)
+    return store.reads.creator(author=author, indexed_through=position)
 
 
 @router.get(
@@ -65,10 +64,10 @@ def get_creator(author: CreatorPath, engine: EngineDep, position: IndexPosition)
 )
 def get_creator_assets(
     author: CreatorPath,
-    engine: EngineDep,
+    store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
     deleted: Annotated[bool, Query(description="Include deleted assets.")] = False,
 ) -> dict[str, Any]:
     """Their assets, newest first, keyset-paginated (hidden ones are left out)."""
-    return reads.creator_assets(engine, author=author, limit=limit, cursor=cursor, include_deleted=deleted)
+    return store.reads.creator_assets(author=author, limit=limit, cursor=cursor, include_deleted=deleted)

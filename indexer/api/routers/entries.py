@@ -13,9 +13,9 @@ from starlette.concurrency import run_in_threadpool
 from protocol import MAX_ENTRY_BYTES, ProtocolError, parse_entry_hash, split_sequence
 
 from ...errors import BadRequest
-from ...store import IngestResult, Store, reads
-from ...store import admin as admin_store
-from ..deps import ApiContext, Ctx, EngineDep, OptionalKey, ReadLimited, StoreDep
+from ...store import IngestResult, Store
+from ...store.admin import request_digest
+from ..deps import ApiContext, Ctx, OptionalKey, ReadLimited, StoreDep
 from ..problem import ProblemError, ProblemResponse, problem_body, request_id_of
 from ..schemas import IngestOut
 from . import errors
@@ -42,7 +42,7 @@ _BINARY = {"schema": {"type": "string", "format": "binary"}}
     dependencies=[ReadLimited],
     summary="A raw signed entry",
 )
-def get_entry(hash: str, engine: EngineDep, request: Request) -> Response:
+def get_entry(hash: str, store: StoreDep, request: Request) -> Response:
     """The entry's exact bytes, so anyone can check its signature. `hash` is a CID or 64 hex digits.
 
     Entries never change: the ETag is the CID and the response may be cached forever.
@@ -51,7 +51,7 @@ def get_entry(hash: str, engine: EngineDep, request: Request) -> Response:
         h = parse_entry_hash(hash)
     except ProtocolError as exc:
         raise BadRequest(f"malformed entry hash: {exc}") from None
-    raw = reads.raw_entry(engine, entry_hash=h)
+    raw = store.reads.raw_entry(entry_hash=h)
     headers = {"ETag": f'"{h.cid}"', "Cache-Control": "public, max-age=31536000, immutable"}
     if request.headers.get("if-none-match", "").strip() in (f'"{h.cid}"', f'W/"{h.cid}"'):
         return Response(status_code=304, headers=headers)
@@ -195,30 +195,28 @@ async def submit_entries(
     if idempotency_key is not None and not _IDEMPOTENCY_RE.fullmatch(idempotency_key):
         raise BadRequest("Idempotency-Key must be 1-255 visible ASCII characters")
     body = await _read_body(request, settings.max_body_bytes)
-    engine = store.engine
     # Keys are the caller's own: scoped by API key, else by client address (kept a day).
     caller = f"key:{key['id']}" if key is not None else f"ip:{ip}"
     stored_key = f"entries:{caller}:{idempotency_key}" if idempotency_key is not None else None
-    digest = admin_store.request_digest(media_type.encode(), body)
+    digest = request_digest(media_type.encode(), body)
     if stored_key is None:
         status, out = await _process(request, ctx, store, body, ip)
         return _reply(request, status, out, replayed=False)
-    found = await run_in_threadpool(admin_store.idempotent_claim, engine, key=stored_key, request_hash=digest)
+    found = await run_in_threadpool(store.admin.idempotent_claim, key=stored_key, request_hash=digest)
     if found is not None:
         return _reply(request, found[0], found[1], replayed=True)
     # This request holds the key's claim: answer it and record the answer, or give the claim up.
     try:
         status, out = await _process(request, ctx, store, body, ip)
         await run_in_threadpool(
-            admin_store.idempotent_store,
-            engine,
+            store.admin.idempotent_store,
             key=stored_key,
             request_hash=digest,
             status=status,
             response=out,
         )
     except Exception:
-        await run_in_threadpool(admin_store.idempotent_release, engine, key=stored_key, request_hash=digest)
+        await run_in_threadpool(store.admin.idempotent_release, key=stored_key, request_hash=digest)
         raise
     return _reply(request, status, out, replayed=False)
 

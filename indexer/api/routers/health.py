@@ -6,7 +6,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from ...db import readiness
 from ..deps import Ctx
 from ..problem import ProblemResponse, problem
 from ..schemas import Health, Ready
@@ -28,7 +27,7 @@ def readyz(request: Request, ctx: Ctx) -> Any:
         return problem(
             request, status=503, code="database-unavailable", detail="the database is not connected"
         )
-    report = readiness(ctx.store.engine)
+    report = ctx.store.readiness()
     if not report["ready"]:
         if report["database"] != "ok":
             detail = "the database is unreachable"
