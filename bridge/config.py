@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from indexer.db import check_database_url
+from indexer.store import check_database_url
 from node.config import NodeSettings
 from node.layered import data_dir_from, load_layered
 

@@ -20,8 +20,7 @@ import logging
 
 import trio
 
-from indexer.errors import DatabaseError
-from indexer.store import Rejected, Store
+from indexer.store import DatabaseError, Rejected, Store
 from protocol import ProtocolError
 
 from .metrics import BridgeMetrics

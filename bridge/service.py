@@ -28,8 +28,7 @@ from typing import Any
 
 import trio
 
-from indexer.errors import DatabaseError
-from indexer.store import Store
+from indexer.store import DatabaseError, Store
 from node.daemon import Node, RangeVerifier, verify_in_thread
 from node.keystore import Keys
 

@@ -14,7 +14,18 @@
 
 from protocol import IngestReport
 
+from ..db import check_database_url
+from ..errors import DatabaseError
 from .ingest import IngestResult, ItemResult, Store
 from .quarantine import QuarantineLimits, Rejected
 
-__all__ = ["IngestReport", "IngestResult", "ItemResult", "QuarantineLimits", "Rejected", "Store"]
+__all__ = [
+    "DatabaseError",
+    "IngestReport",
+    "IngestResult",
+    "ItemResult",
+    "QuarantineLimits",
+    "Rejected",
+    "Store",
+    "check_database_url",
+]
