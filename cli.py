@@ -314,7 +314,7 @@ def cmd_up(args: argparse.Namespace) -> None:
         "port": args.port,
         "p2p_port": args.p2p_port,
         "database_url": args.database_url,
-        "demo": args.demo,
+        "demo": args.demo or None,  # a store_true flag: absent is "not given", not False
     }
     settings = load_stack_settings(Path(args.data).expanduser(), flags, os.environ)
     configure_logging("INFO", as_json=settings.log_json)

@@ -1,15 +1,14 @@
 """The settings of ``empressa up``: one pydantic-settings class, built in ``cli.py`` and passed in.
 
-Sources, lowest to highest priority::
+Built like every process's settings, by :func:`node.layered.load_layered`, with no
+config file (``up`` has none). Sources, lowest to highest priority::
 
-    defaults  <  DATABASE_URL, EMPRESSA_LOG_JSON  <  overrides (CLI flags)
+    defaults  <  DATABASE_URL, EMPRESSA_LOG_JSON  <  EMPRESSA_STACK_<FIELD>  <  CLI flags
 
-:func:`load_stack_settings` is the one way to build :class:`StackSettings`
-from those sources; it reads only the ``environ`` mapping it is given (no
-process globals). Unlike the node's and the bridge's, ``up`` reads no config
-file, and its two environment variables are the unprefixed ones every
-``empressa`` service knows (``DATABASE_URL``, ``EMPRESSA_LOG_JSON``), so
-:func:`node.config.load_layered` does not apply. Empty values count as unset.
+The two plain variables are the ones every ``empressa`` service knows; the
+``EMPRESSA_STACK_`` ones (``EMPRESSA_STACK_PORT``, ``…_P2P_PORT``, ``…_DEMO``, …)
+set ``up``'s own fields. Empty values count as unset. An invalid value is a
+:class:`~stack.errors.StackError` naming the setting and where it came from.
 
 What the stack's services are configured with is theirs: the caller's
 ``EMPRESSA_INDEXER_*`` and ``EMPRESSA_BRIDGE_*`` reach them through their
@@ -22,16 +21,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from indexer.db import check_database_url
+from node.errors import ConfigError
+from node.layered import load_layered
 
 from .errors import StackError
 
 __all__ = ["LOG_JSON_ENV", "StackSettings", "env_flag", "load_stack_settings"]
 
 LOG_JSON_ENV = "EMPRESSA_LOG_JSON"
+ENV_PREFIX = "EMPRESSA_STACK_"
 
 
 def env_flag(text: str) -> bool:
@@ -73,7 +75,7 @@ class StackSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings,)  # load_stack_settings layers the sources itself
+        return (init_settings,)  # load_layered layers the sources itself
 
     @field_validator("database_url")
     @classmethod
@@ -94,7 +96,7 @@ class StackSettings(BaseSettings):
 def load_stack_settings(
     data_dir: Path, overrides: Mapping[str, Any], environ: Mapping[str, str]
 ) -> StackSettings:
-    """Build the settings: defaults < ``DATABASE_URL``, ``EMPRESSA_LOG_JSON`` < ``overrides``.
+    """Build the settings from their layered sources (see the module docstring).
 
     Args:
         data_dir: the stack's data directory (from ``--data``).
@@ -104,18 +106,16 @@ def load_stack_settings(
     Raises:
         StackError: a value is invalid (one line, naming the setting and where it came from).
     """
-    values: dict[str, Any] = {"data_dir": data_dir}
-    origin: dict[str, str] = {"data_dir": "the data_dir argument"}
-    for var, name in (("DATABASE_URL", "database_url"), (LOG_JSON_ENV, "log_json")):
-        if environ.get(var):
-            values[name], origin[name] = environ[var], var
-    for name, value in overrides.items():
-        if value is not None and value != "":
-            values[name], origin[name] = value, "command line"
+    flags = {name: None if value == "" else value for name, value in overrides.items()}
     try:
-        return StackSettings(**values)
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        name = str(first["loc"][0]) if first["loc"] else "?"
-        msg = " ".join(first["msg"].removeprefix("Value error, ").split())
-        raise StackError(f"invalid setting {name!r} (from {origin.get(name, 'default')}): {msg}") from None
+        return load_layered(
+            StackSettings,
+            data_dir,
+            flags,
+            environ,
+            table=None,
+            env_prefix=ENV_PREFIX,
+            plain_env={"DATABASE_URL": "database_url", LOG_JSON_ENV: "log_json"},
+        )
+    except ConfigError as exc:
+        raise StackError(str(exc)) from None

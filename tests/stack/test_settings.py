@@ -21,7 +21,7 @@ def up_flags(*argv: str) -> tuple[Path, dict[str, object]]:
         "port": args.port,
         "p2p_port": args.p2p_port,
         "database_url": args.database_url,
-        "demo": args.demo,
+        "demo": args.demo or None,
     }
     return Path(args.data).expanduser(), flags
 
@@ -120,3 +120,20 @@ def test_no_package_imports_the_stack(package: str) -> None:
                 else []
             )
             assert not [n for n in names if n == "stack" or n.startswith("stack.")], path
+
+
+def test_the_stack_variables_sit_between_the_plain_ones_and_the_flags() -> None:
+    environ = {
+        "DATABASE_URL": "postgresql://plain/db",
+        "EMPRESSA_STACK_DATABASE_URL": "postgresql://stack/db",
+        "EMPRESSA_STACK_PORT": "8200",
+        "EMPRESSA_STACK_P2P_PORT": "4201",
+        "EMPRESSA_STACK_DEMO": "true",
+    }
+    data_dir, flags = up_flags()
+    s = load_stack_settings(data_dir, flags, environ)
+    assert (s.database_url, s.port, s.p2p_port, s.demo) == ("postgresql://stack/db", 8200, 4201, True)
+    data_dir, flags = up_flags("--port", "8300")
+    assert load_stack_settings(data_dir, flags, environ).port == 8300
+    with pytest.raises(StackError, match=r"invalid setting 'p2p_port' \(from EMPRESSA_STACK_P2P_PORT\)"):
+        load_stack_settings(data_dir, flags, {"EMPRESSA_STACK_P2P_PORT": "many"})
