@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from indexer.store import check_database_url
+from indexer.store import QuarantineSettings, check_database_url
 from node.config import NodeSettings
 from node.layered import data_dir_from, load_layered
 
@@ -56,7 +56,7 @@ def _home_data_dir() -> Path:
     return Path.home() / ".empressa" / "bridge"
 
 
-class BridgeSettings(BaseSettings):
+class BridgeSettings(QuarantineSettings, BaseSettings):
     """Everything the bridge super-node is configured with."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)

@@ -62,7 +62,9 @@ async def spawn_bridge(
             anti_entropy_interval=anti_entropy_interval,
             **settings,
         )
-        store = Store.connect(database_url, pool_size=conf.db_pool_size)
+        store = Store.connect(
+            database_url, pool_size=conf.db_pool_size, quarantine_limits=conf.quarantine_limits()
+        )
         try:
             async with trio.open_nursery() as nursery:
                 bridge = Bridge(settings=conf, keys=keys, store=store)

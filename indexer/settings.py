@@ -21,7 +21,6 @@ Rate limits use the ``limits`` notation (``"600/minute"``, ``"10/second;1000/hou
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from protocol import MAX_ENTRY_BYTES
 
 from .db import check_database_url
-from .store.quarantine import QuarantineLimits
+from .store.quarantine import QuarantineSettings
 
 __all__ = ["ENV_PREFIX", "PLAIN_ENV", "IndexerSettings"]
 
@@ -46,7 +45,7 @@ def _default_data_dir() -> Path:
     return Path.home() / ".empressa" / "indexer"
 
 
-class IndexerSettings(BaseSettings):
+class IndexerSettings(QuarantineSettings, BaseSettings):
     """Everything the indexer's HTTP API process is configured with."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
@@ -87,22 +86,6 @@ class IndexerSettings(BaseSettings):
         ge=1,
         description="Largest POST /v1/entries body; default and most: MAX_ENTRIES_PER_REQUEST x 16 KiB "
         "(the largest legal batch).",
-    )
-    quarantine_max_source_bytes: int = Field(
-        default=QuarantineLimits.max_source_bytes,
-        ge=0,
-        description="Most bytes the quarantine holds for one source (client address or peer); new rejects "
-        "past it are counted and dropped.",
-    )
-    quarantine_max_total_bytes: int = Field(
-        default=QuarantineLimits.max_total_bytes,
-        ge=0,
-        description="Most bytes the quarantine holds in all; new rejects past it are counted and dropped.",
-    )
-    quarantine_retention_hours: float = Field(
-        default=QuarantineLimits.retention.total_seconds() / 3600,
-        gt=0,
-        description="Hours a quarantined input is kept after it was last seen.",
     )
     sse_heartbeat_s: float = Field(default=15.0, gt=0, description="Seconds between SSE comment heartbeats.")
     sse_max_per_client: int = Field(
@@ -148,13 +131,6 @@ class IndexerSettings(BaseSettings):
         return self
 
     @property
-    def quarantine_limits(self) -> QuarantineLimits:
-        return QuarantineLimits(
-            max_source_bytes=self.quarantine_max_source_bytes,
-            max_total_bytes=self.quarantine_max_total_bytes,
-            retention=timedelta(hours=self.quarantine_retention_hours),
-        )
-
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:

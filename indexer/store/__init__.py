@@ -17,7 +17,7 @@ from protocol import IngestReport
 from ..db import check_database_url
 from ..errors import DatabaseError
 from .ingest import IngestResult, ItemResult, Store
-from .quarantine import QuarantineLimits, Rejected
+from .quarantine import QuarantineLimits, QuarantineSettings, Rejected
 
 __all__ = [
     "DatabaseError",
@@ -25,6 +25,7 @@ __all__ = [
     "IngestResult",
     "ItemResult",
     "QuarantineLimits",
+    "QuarantineSettings",
     "Rejected",
     "Store",
     "check_database_url",

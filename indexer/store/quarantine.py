@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from protocol import MAX_ENTRY_BYTES
 
 log = logging.getLogger(__name__)
@@ -53,11 +55,43 @@ TOTAL = "*"  # the quarantine_usage row that holds the whole table's sum (no sou
 
 @dataclass(frozen=True)
 class QuarantineLimits:
-    """Bounds of the quarantine (settings ``quarantine_*`` of the indexer)."""
+    """Bounds of the quarantine (the ``quarantine_*`` settings, :class:`QuarantineSettings`)."""
 
     max_source_bytes: int = 16 * 1024 * 1024
     max_total_bytes: int = 512 * 1024 * 1024
     retention: timedelta = timedelta(days=7)
+
+
+class QuarantineSettings(BaseModel):
+    """The quarantine's bounds as settings, shared by every process that writes it (the API, the bridge).
+
+    Mixed into their pydantic-settings classes, so ``quarantine_max_source_bytes`` and the others are
+    ``EMPRESSA_INDEXER_QUARANTINE_…`` for the one and ``EMPRESSA_BRIDGE_QUARANTINE_…`` for the other.
+    """
+
+    quarantine_max_source_bytes: int = Field(
+        default=QuarantineLimits.max_source_bytes,
+        ge=0,
+        description="Most bytes the quarantine holds for one source (client address or peer); new rejects "
+        "past it are counted and dropped.",
+    )
+    quarantine_max_total_bytes: int = Field(
+        default=QuarantineLimits.max_total_bytes,
+        ge=0,
+        description="Most bytes the quarantine holds in all; new rejects past it are counted and dropped.",
+    )
+    quarantine_retention_hours: float = Field(
+        default=QuarantineLimits.retention.total_seconds() / 3600,
+        gt=0,
+        description="Hours a quarantined input is kept after it was last seen.",
+    )
+
+    def quarantine_limits(self) -> QuarantineLimits:
+        return QuarantineLimits(
+            max_source_bytes=self.quarantine_max_source_bytes,
+            max_total_bytes=self.quarantine_max_total_bytes,
+            retention=timedelta(hours=self.quarantine_retention_hours),
+        )
 
 
 @dataclass(frozen=True)

@@ -158,6 +158,26 @@ async def test_invalid_gossip_is_quarantined_with_its_reason(db_url: str, put_bo
         assert bridge.rejects.dropped == 0
 
 
+async def test_the_bridge_keeps_to_its_quarantine_bound(db_url: str, put_body) -> None:
+    """``quarantine_max_source_bytes`` of the bridge's settings reaches its store: a peer past it is not kept."""
+    bad = _invalid_now()
+    async with (
+        spawn_network(2) as net,
+        spawn_bridge(db_url, net=net, quarantine_max_source_bytes=0) as bridge,
+    ):
+        for raw, _cls, _why in bad:
+            await net.nodes[0].p2p.publish(raw)
+            await trio.sleep(0.02)
+        await wait_for(
+            lambda: bridge.rejects.over_bound >= len({raw for raw, _, _ in bad}),
+            timeout=DEADLINE,
+            what="every invalid gossip message refused by the quarantine's bound",
+        )
+        published = await publish_many(net.nodes[1], 2, put_body, prefix="ok")
+        await wait_for(lambda: mirrored(db_url, published), timeout=DEADLINE, what="the valid entries")
+        assert (await read(db_url)).quarantine == []
+
+
 async def test_fork_is_quarantined_and_author_flagged(db_url: str, put_body) -> None:
     async with spawn_network(2) as net, spawn_bridge(db_url, net=net):
         node = net.nodes[0]
