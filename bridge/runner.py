@@ -71,7 +71,7 @@ async def run_bridge(settings: BridgeSettings, keys: Keys) -> None:
     data_dir = settings.data_dir
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     store = Store.connect(
-        settings.database_url, pool_size=settings.db_pool_size, quarantine_limits=settings.quarantine_limits()
+        settings.database_url, pool_size=settings.db_pool_size, quarantine_limits=settings.quarantine_limits
     )
     bridge = Bridge(settings=settings, keys=keys, store=store)
     info_path = data_dir / BRIDGE_JSON

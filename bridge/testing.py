@@ -63,7 +63,7 @@ async def spawn_bridge(
             **settings,
         )
         store = Store.connect(
-            database_url, pool_size=conf.db_pool_size, quarantine_limits=conf.quarantine_limits()
+            database_url, pool_size=conf.db_pool_size, quarantine_limits=conf.quarantine_limits
         )
         try:
             async with trio.open_nursery() as nursery:

@@ -130,7 +130,6 @@ class IndexerSettings(QuarantineSettings, BaseSettings):
             )
         return self
 
-    @property
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:

@@ -86,6 +86,7 @@ class QuarantineSettings(BaseModel):
         description="Hours a quarantined input is kept after it was last seen.",
     )
 
+    @property
     def quarantine_limits(self) -> QuarantineLimits:
         return QuarantineLimits(
             max_source_bytes=self.quarantine_max_source_bytes,

@@ -209,6 +209,14 @@ def test_oversize_bodies_do_not_fill_the_quarantine(hostile: Hostile) -> None:
             "SELECT count(*), coalesce(sum(octet_length(raw)), 0) FROM quarantine"
         ).fetchone()
     added_bytes = raw_bytes - before[1]
+    # A small forged entry (a valid one with its signature's last byte flipped) is kept whole, as proof.
+    _, raws, _ = _signed(1, title="Forged")
+    forged = raws[0][:-1] + bytes([raws[0][-1] ^ 1])
+    r = httpx.post(api + "/v1/entries", content=forged, headers=CBOR_SEQ, timeout=30)
+    assert r.status_code == 422, r.text
+    with _db(hostile) as conn:
+        kept = conn.execute("SELECT raw FROM quarantine WHERE raw = %s", (forged,)).fetchall()
+    assert len(kept) == 1, "the forged entry was not quarantined"
     assert added_bytes <= (count - before[0]) * 16 * 1024, "rejected items over 16 KiB were stored whole"
     assert added_bytes < 1_000_000, f"{added_bytes} bytes of rejects stored for ~18 MB of attack"
     assert_nothing_lost(hostile)
