@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from indexer.store import QuarantineSettings, check_database_url
 from node.config import NodeSettings
-from node.layered import data_dir_from, load_layered
+from node.layered import LayeredSettings, data_dir_from, load_layered
 
 __all__ = ["ENV_PREFIX", "NODE_KEYS", "BridgeSettings", "default_data_dir", "load_bridge_settings"]
 
@@ -56,7 +56,7 @@ def _home_data_dir() -> Path:
     return Path.home() / ".empressa" / "bridge"
 
 
-class BridgeSettings(QuarantineSettings, BaseSettings):
+class BridgeSettings(QuarantineSettings, LayeredSettings):
     """Everything the bridge super-node is configured with."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
@@ -115,17 +115,6 @@ class BridgeSettings(QuarantineSettings, BaseSettings):
         elif node:
             raise ValueError("set the node's settings by their flat names, not as node")
         return data
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings,)  # load_bridge_settings layers the sources itself
 
     @field_validator("data_dir")
     @classmethod

@@ -42,12 +42,12 @@ from typing import Any
 import tomli_w
 from multiaddr import Multiaddr
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from protocol import parse_did
 
 from .errors import ConfigError
-from .layered import data_dir_from, load_layered, one_line
+from .layered import LayeredSettings, data_dir_from, load_layered, one_line
 from .paths import CONFIG_FILE
 
 __all__ = [
@@ -74,7 +74,7 @@ def _home_data_dir() -> Path:
     return Path.home() / ".empressa" / "node"
 
 
-class NodeSettings(BaseSettings):
+class NodeSettings(LayeredSettings):
     """Everything the node daemon and the ``empressa node …`` commands are configured with."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
@@ -134,19 +134,6 @@ class NodeSettings(BaseSettings):
     log_json: bool = Field(
         default=False, description="Log one JSON object per line instead of key=value text."
     )
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Only explicit arguments: load_node_settings layers the file, the given
-        # environ and the overrides itself, so nothing is read from process state.
-        return (init_settings,)
 
     @field_validator("data_dir")
     @classmethod

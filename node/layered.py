@@ -48,14 +48,33 @@ from typing import Any
 
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from .errors import ConfigError
 from .paths import CONFIG_FILE
 
-__all__ = ["data_dir_from", "flat_fields", "load_layered"]
+__all__ = ["LayeredSettings", "data_dir_from", "flat_fields", "load_layered"]
 
 SettingsT = typing.TypeVar("SettingsT", bound=BaseSettings)
+
+
+class LayeredSettings(BaseSettings):
+    """A settings class that :func:`load_layered` builds: it takes only keyword arguments.
+
+    Nothing is read from the process (environment, dotenv, secrets) by pydantic-settings itself;
+    the loader layers the sources and passes the result in.
+    """
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
 
 
 def data_dir_from(environ: Mapping[str, str], env_prefix: str, home: Path) -> Path:

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from indexer.db import check_database_url
 from node.errors import ConfigError
-from node.layered import load_layered
+from node.layered import LayeredSettings, load_layered
 
 from .errors import StackError
 
@@ -41,7 +41,7 @@ def env_flag(text: str) -> bool:
     return text.lower() in ("1", "true", "yes")
 
 
-class StackSettings(BaseSettings):
+class StackSettings(LayeredSettings):
     """Everything ``empressa up`` itself is configured with."""
 
     model_config = SettingsConfigDict(extra="forbid", frozen=True)
@@ -65,17 +65,6 @@ class StackSettings(BaseSettings):
         description="Log one JSON object per line: the supervisor, and the indexer services it starts, "
         "which read EMPRESSA_LOG_JSON too (env: EMPRESSA_LOG_JSON, on when 1, true or yes).",
     )
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings,)  # load_layered layers the sources itself
 
     @field_validator("database_url")
     @classmethod
