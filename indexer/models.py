@@ -222,8 +222,71 @@ class ChainCursor(Base):
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
+class ChainBlock(Base):
+    """A block a chain source processed: how a reorg is seen and walked back (migration 0005)."""
+
+    __tablename__ = "chain_blocks"
+
+    source: Mapped[str] = mapped_column(Text, primary_key=True)
+    number: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    hash: Mapped[bytes]
+    parent_hash: Mapped[bytes | None]
+
+
+class Registration(Base):
+    """One applied ``AssetRegistered`` log (migration 0005); ``uri`` is NULL until its entry is indexed."""
+
+    __tablename__ = "registrations"
+    __table_args__ = (
+        Index("registrations_record_hash_idx", "record_hash"),
+        Index("registrations_uri_idx", "uri"),
+        Index("registrations_block_idx", "source", "block_number"),
+        Index("registrations_pending_idx", "record_hash", postgresql_where=text("status = 'pending'")),
+    )
+
+    source: Mapped[str] = mapped_column(Text, primary_key=True)  # CAIP-2, e.g. "eip155:31337"
+    tx_hash: Mapped[bytes] = mapped_column(primary_key=True)
+    log_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[bytes]
+    contract: Mapped[bytes]
+    asset_id: Mapped[Decimal] = mapped_column(Numeric(78, 0))
+    record_hash: Mapped[bytes]  # the registered asset.put's entry hash
+    owner: Mapped[bytes]  # 20-byte EVM address that sent register()
+    uri: Mapped[str | None] = mapped_column(Text)
+    entry_seq: Mapped[int | None] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(Text, server_default="pending")  # pending|verified|mismatch|unbound
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    matched_at: Mapped[datetime | None]
+
+
+class Payment(Base):
+    """One payment a Stellar source judged (migration 0005)."""
+
+    __tablename__ = "payments"
+    __table_args__ = (Index("payments_uri_idx", "uri"),)
+
+    source: Mapped[str] = mapped_column(Text, primary_key=True)  # e.g. "stellar:testnet"
+    payment_id: Mapped[str] = mapped_column(Text, primary_key=True)  # Horizon operation id
+    tx_hash: Mapped[str] = mapped_column(Text)
+    from_account: Mapped[str] = mapped_column(Text)
+    to_account: Mapped[str] = mapped_column(Text)
+    asset: Mapped[str] = mapped_column(Text)  # "XLM" or "CODE:ISSUER"
+    amount: Mapped[Decimal] = mapped_column(Numeric(30, 7))
+    memo: Mapped[bytes | None]
+    uri: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text)  # licensed|underpaid|wrong-asset|wrong-memo|failed
+    paid_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
 class AttestOutbox(Base):
+    """Attestations the bridge is to sign and publish, in ``id`` order, each exactly once."""
+
     __tablename__ = "attest_outbox"
+    __table_args__ = (
+        Index("attest_outbox_unpublished_idx", "id", postgresql_where=text("published_hash IS NULL")),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     uri: Mapped[str] = mapped_column(Text)
@@ -231,6 +294,9 @@ class AttestOutbox(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     published_hash: Mapped[bytes | None]
     published_at: Mapped[datetime | None]
+    subject: Mapped[bytes | None]  # the attested entry hash (migration 0005)
+    status: Mapped[str | None] = mapped_column(Text)  # verified | revoked
+    data: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
 
 
 class ApiKey(Base):

@@ -30,6 +30,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from protocol import MAX_ENTRY_BYTES
 
+from .chains.settings import ChainSettings
 from .db import check_database_url
 from .store.quarantine import QuarantineSettings
 
@@ -45,7 +46,7 @@ def _default_data_dir() -> Path:
     return Path.home() / ".empressa" / "indexer"
 
 
-class IndexerSettings(QuarantineSettings, BaseSettings):
+class IndexerSettings(ChainSettings, QuarantineSettings, BaseSettings):
     """Everything the indexer's HTTP API process is configured with."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
