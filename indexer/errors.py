@@ -13,7 +13,12 @@
     ├── Conflict                    409 an Idempotency-Key reused with a different request
     │   └── InProgress                  … or with the same request while that one is still being processed
     ├── Unauthorized                401 no API key, or an unknown or revoked one
-    └── Forbidden                   403 a valid key without the scope the call needs
+    ├── Forbidden                   403 a valid key without the scope the call needs
+    └── ChainError                  503 a chain source cannot go on (the reconciler's; never an HTTP answer)
+        ├── ChainConfigError            bad chain config: unreachable RPC, wrong chain id, no contract at
+        │                               the address, a bad Stellar account; retried, readiness fails
+        ├── ChainUnavailable            a transient RPC/Horizon failure (timeout, 5xx); retried with backoff
+        └── ReorgTooDeep                a reorg deeper than the configured limit: the source stops
 
 Each class's ``status``, ``code`` and ``title`` are what the API's one handler
 (:mod:`indexer.api.problem`) puts in the problem; for a 5xx the detail is replaced by
@@ -109,3 +114,29 @@ class SearchUnavailable(IndexerError):
     status = 503
     code = "search-unavailable"
     title = "Search unavailable"
+
+
+class ChainError(IndexerError):
+    """A chain source cannot go on; the reconciler records it as that source's status (readiness fails)."""
+
+    status = 503
+    code = "chain-unavailable"
+    title = "Chain unavailable"
+
+
+class ChainConfigError(ChainError):
+    """The configuration does not fit the chain: unreachable RPC, wrong chain id, no contract, bad account."""
+
+    code = "chain-config"
+    title = "Chain misconfigured"
+
+
+class ChainUnavailable(ChainError):
+    """A transient failure of the chain's RPC or Horizon: retried with backoff, the cursor unchanged."""
+
+
+class ReorgTooDeep(ChainError):
+    """A reorg deeper than ``evm_max_reorg_depth``: the source stops rather than guess."""
+
+    code = "reorg-too-deep"
+    title = "Reorg too deep"

@@ -125,7 +125,9 @@ class Asset(Base):
     created_ts: Mapped[int] = mapped_column(BigInteger)
     updated_ts: Mapped[int] = mapped_column(BigInteger)
     hidden: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))  # any moderation label
-    chain_status: Mapped[str] = mapped_column(Text, server_default="listed")  # listed | registered | licensed
+    # The asset's registration: listed (none), verified, mismatch or unbound (see indexer.chains).
+    chain_status: Mapped[str] = mapped_column(Text, server_default="listed")
+    licenses: Mapped[int] = mapped_column(Integer, server_default="0")  # payments that licensed it
     onchain: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     verification: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     change_seq: Mapped[int] = mapped_column(

@@ -15,25 +15,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Protocol
 
 import psycopg
 
+from .chains.base import ChainSource
 from .db import libpq_url
 
 log = logging.getLogger(__name__)
 
 RECONCILER_LOCK = 0x7265636F  # pg_advisory_lock key of the single active reconciler
-
-
-class ChainSource(Protocol):
-    """One chain the reconciler follows (its third-party client confined to one file)."""
-
-    name: str  # a CAIP-2 chain id, e.g. "eip155:31337", "stellar:testnet"
-
-    def poll(self) -> int:
-        """Read new events past the stored cursor, apply them idempotently; return how many."""
-        ...
 
 
 def run_reconciler(

@@ -11,6 +11,8 @@
 * ``payments``: every payment a Stellar source saw to an indexed payout
   account, by (source, payment id), with what it was judged: ``licensed``,
   ``underpaid``, ``wrong-asset``, ``wrong-memo``, ``failed``.
+* ``assets.licenses``: how many payments licensed the asset (a search facet,
+  ``status=licensed``).
 * ``attest_outbox`` gains ``subject`` and ``status`` (the attestation it will
   publish) and the index the bridge's publisher reads unpublished rows by.
 
@@ -84,6 +86,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("source", "payment_id"),
     )
     op.create_index("payments_uri_idx", "payments", ["uri"])
+    op.add_column("assets", sa.Column("licenses", sa.Integer(), server_default="0", nullable=False))
     op.add_column("attest_outbox", sa.Column("subject", sa.LargeBinary(), nullable=True))
     op.add_column("attest_outbox", sa.Column("status", sa.Text(), nullable=True))
     op.add_column(
@@ -108,6 +111,7 @@ def downgrade() -> None:
     op.drop_column("attest_outbox", "data")
     op.drop_column("attest_outbox", "status")
     op.drop_column("attest_outbox", "subject")
+    op.drop_column("assets", "licenses")
     op.drop_index("payments_uri_idx", table_name="payments")
     op.drop_table("payments")
     op.drop_index("registrations_pending_idx", table_name="registrations")
