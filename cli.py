@@ -432,13 +432,25 @@ def cmd_indexer_reindex(args: argparse.Namespace) -> None:
 
 
 def cmd_indexer_reconcile(args: argparse.Namespace) -> None:
+    from indexer.chains import build_sources
     from indexer.reconciler import run_reconciler
+    from indexer.store import Store
 
     settings = indexer_settings(args, os.environ)
     configure_logging("INFO", as_json=settings.log_json)
     stop = _stop_on_signals()
     with _database(settings, migrate=True) as url:
-        run_reconciler(database_url=url, sources=[], stop=stop)
+        store = Store.connect(url, pool_size=2)
+        try:
+            run_reconciler(
+                database_url=url,
+                sources=build_sources(settings, store),
+                stop=stop,
+                interval=settings.reconcile_interval,
+                store=store,
+            )
+        finally:
+            store.close()
 
 
 def cmd_indexer_api_key_create(args: argparse.Namespace) -> None:

@@ -4,3 +4,32 @@
 * :mod:`.evm`: web3.py: deploying the registry, following its logs (EVM source);
 * :mod:`.stellar`: stellar-sdk: following payments on Horizon (Stellar source).
 """
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import ChainSource, PollResult
+
+__all__ = ["ChainSource", "PollResult", "build_sources"]
+
+
+def build_sources(settings: Any, store: Any) -> list[ChainSource]:
+    """The chain sources ``settings`` configure (:class:`~.settings.ChainSettings`), on ``store``."""
+    sources: list[ChainSource] = []
+    if settings.evm_rpc_url is not None and settings.evm_registry is not None:
+        from .evm import EvmSource
+
+        sources.append(
+            EvmSource(
+                store=store,
+                rpc_url=settings.evm_rpc_url,
+                registry=settings.evm_registry,
+                chain_id=settings.evm_chain_id,
+                confirmations=settings.evm_confirmations,
+                max_reorg_depth=settings.evm_max_reorg_depth,
+                start_block=settings.evm_start_block,
+                max_range=settings.evm_max_range,
+            )
+        )
+    return sources

@@ -62,6 +62,7 @@ from ..models import INGEST_LOCK
 from . import quarantine as _quarantine
 from . import writer
 from .admin import Admin
+from .chain import Chain
 from .changes import Changes
 from .edge import Unstorable, translate
 from .quarantine import QuarantineLimits, Rejected
@@ -97,7 +98,7 @@ class IngestResult:
 
 class Store:
     """The indexer's PostgreSQL store: the ingest path, the replica interface the bridge's daemon uses,
-    and the query groups :attr:`reads`, :attr:`admin` and :attr:`changes` (see the module docstring).
+    and the query groups :attr:`reads`, :attr:`admin`, :attr:`changes` and :attr:`chain` (see the module docstring).
 
     Synchronous (psycopg 3 through SQLAlchemy); call it from trio with
     ``trio.to_thread.run_sync`` and from FastAPI through the threadpool.
@@ -109,6 +110,7 @@ class Store:
         self.reads = Reads(engine)
         self.admin = Admin(engine)
         self.changes = Changes(engine)
+        self.chain = Chain(engine)
 
     @classmethod
     def connect(
