@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..settings import IndexerSettings
 from ..store import Store
+from .chains import ChainCollector
 from .deps import ApiContext
 from .events import Broadcaster
 from .metrics import ApiMetrics
@@ -62,6 +64,8 @@ def create_app(settings: IndexerSettings, *, store: Store | None = None, index: 
     ctx = ApiContext(
         settings=settings, metrics=metrics, limits=RateLimits(settings), store=store, index=index
     )
+    ctx.started = time.time()
+    metrics.watch_chains(ChainCollector(lambda: ctx.store.chain.statuses() if ctx.store is not None else []))
     url = _database_url(settings, store)
     if url is not None:
         ctx.broadcaster = Broadcaster(url)

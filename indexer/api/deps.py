@@ -40,6 +40,7 @@ class ApiContext:
     owned: list[Any] = field(default_factory=list)  # what the lifespan built and must close
     open_index: Callable[[], Any] | None = None  # how to (re)open a missing index
     index_retry_at: float = 0.0
+    started: float = 0.0  # wall-clock start of the app (how long chains have had to report)
 
     def __post_init__(self) -> None:
         self.streams = StreamSlots(self.settings.sse_max_per_client)

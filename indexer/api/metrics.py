@@ -10,6 +10,7 @@ aggregates every process that shares it (bridge, feeder, reconciler) with a
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -54,10 +55,19 @@ class ApiMetrics:
             "empressa_sse_connections_total", "SSE connections opened.", registry=self.registry
         )
 
+        self.chains: Any = None  # the ChainCollector (indexer.api.chains), once the app has a store
+
+    def watch_chains(self, collector: Any) -> None:
+        """Expose the chain sources' figures (a :class:`~.chains.ChainCollector`) in this registry."""
+        self.chains = collector
+        self.registry.register(collector)
+
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()
             MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            if self.chains is not None:
+                registry.register(self.chains)
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -86,6 +86,20 @@ class Label(BaseModel):
     created_at: str | None
 
 
+class RegistrationOut(BaseModel):
+    """One on-chain registration of the asset (an `AssetRegistered` log the reconciler applied)."""
+
+    chain: str = Field(description="CAIP-2 chain id.", examples=["eip155:31337"])
+    asset_id: str = Field(description="The registry's asset id, in decimal.", examples=["1"])
+    owner: str = Field(description="The checksummed account that registered it.")
+    tx: str = Field(description="Transaction hash (0x hex).")
+    block: int
+    contract: str = Field(description="The registry contract's address.")
+    entry: str = Field(description="CID of the registered entry (the version that was registered).")
+    entry_seq: int | None = Field(description="Log position of the registered entry.")
+    status: str = Field(description="`verified`, `mismatch` or `unbound`.")
+
+
 class AssetOut(BaseModel):
     """One asset's current state: its latest `asset.put`, unless a later `asset.delete`."""
 
@@ -115,8 +129,19 @@ class AssetOut(BaseModel):
         description="CID of the latest `asset.put` (what an EVM registration names)."
     )
     raw_url: str = Field(description="Where the signed entry's exact bytes are served.")
-    chain_status: str = Field(description="On-chain status: `listed`, `registered` or `licensed`.")
-    onchain: dict[str, Any] = Field(description="On-chain ids by CAIP-2 chain id (filled by the reconciler).")
+    chain_status: str = Field(
+        description="The registration that counts: `listed` (none), `verified` (a registration whose "
+        "owner the registered record names in `payout.evm`), `mismatch` (another account registered "
+        "it) or `unbound` (the registered record names no EVM address)."
+    )
+    onchain: dict[str, Any] = Field(
+        description="By CAIP-2 chain id: for an EVM chain the registration that counts (`asset_id`, "
+        "`owner`, `tx`, `block`, `contract`, `entry`, `entry_seq`, `status`); for a Stellar network "
+        "the licenses (filled by the reconciler)."
+    )
+    registrations: list[RegistrationOut] = Field(
+        default_factory=list, description="Every registration of this asset on every chain, oldest first."
+    )
     verification: dict[str, Any] = Field(description="Bridge attestations (filled by the reconciler).")
 
 
@@ -156,7 +181,9 @@ class AssetSummary(_Open):
     media_cid: str | None = None
     created_ts: int | None = None
     updated_ts: int | None = None
-    chain_status: str | None = Field(default=None, description="`listed`, `registered` or `licensed`.")
+    chain_status: str | None = Field(
+        default=None, description="`listed`, `verified`, `mismatch` or `unbound`."
+    )
 
 
 class SearchResults(BaseModel):
@@ -364,5 +391,6 @@ class Health(BaseModel):
 class Ready(BaseModel):
     ready: bool
     database: str
+    chains: dict[str, Any] = Field(default_factory=dict, description="Each chain source's figures.")
     revision: str | None = None
     expected: str | None = None

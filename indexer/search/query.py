@@ -21,7 +21,7 @@ from .schema import ANALYZER, PRICE_MAX, SCHEMA, price_key, translate_errors
 MAX_Q = 200
 MAX_TERMS = 16
 MAX_LIMIT = 100
-STATUSES = frozenset({"listed", "registered", "licensed"})
+STATUSES = frozenset({"listed", "registered", "verified", "mismatch", "unbound", "licensed"})
 SORTS = ("relevance", "newest", "title")
 BOOSTS = {"title": 3.0, "tags_text": 2.0, "description": 1.0}
 FUZZY_SCORE = 0.5

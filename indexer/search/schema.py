@@ -116,6 +116,17 @@ def item_of(row: AssetRow) -> dict[str, Any]:
     }
 
 
+def status_tokens(row: AssetRow) -> list[str]:
+    """What ``status=`` matches: the chain status (``listed``, ``verified``, ``mismatch``, ``unbound``),
+    ``registered`` for any registration, ``licensed`` once a payment licensed the asset."""
+    tokens = [row.chain_status]
+    if row.chain_status != "listed":
+        tokens.append("registered")
+    if row.licenses > 0:
+        tokens.append("licensed")
+    return tokens
+
+
 def document_of(row: AssetRow) -> tantivy.Document:
     d = tantivy.Document()
     d.add_text("uri", row.uri)
@@ -132,7 +143,8 @@ def document_of(row: AssetRow) -> tantivy.Document:
         d.add_text("license", row.license)
     if row.media_type is not None:
         d.add_text("media_type", row.media_type)
-    d.add_text("status", row.chain_status)
+    for token in status_tokens(row):
+        d.add_text("status", token)
     if row.price is not None and row.price >= 0:
         d.add_text("price_key", price_key(row.price))
     d.add_integer("created", row.created_ts)

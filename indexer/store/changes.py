@@ -61,6 +61,7 @@ class AssetRow:
     deleted: bool
     hidden: bool
     change_seq: int
+    licenses: int = 0  # payments that licensed it (status=licensed)
 
     @property
     def searchable(self) -> bool:

@@ -50,7 +50,12 @@ def search_assets(
         str | None, Query(max_length=32, description="License type, e.g. `commercial`.")
     ] = None,
     status: Annotated[
-        str | None, Query(max_length=32, description="On-chain status: `listed`, `registered`, `licensed`.")
+        str | None,
+        Query(
+            max_length=32,
+            description="On-chain status: `listed` (no registration), `registered` (any), `verified`, "
+            "`mismatch`, `unbound`, `licensed` (at least one licensing payment).",
+        ),
     ] = None,
     min_price: Price = None,
     max_price: Price = None,
@@ -114,7 +119,9 @@ def get_asset(uri: AssetPath, store: StoreDep) -> dict[str, Any]:
     `entry_hash` names the signed entry behind this state; fetch its exact
     bytes at `raw_url` to check the creator's signature yourself.
     """
-    return store.reads.asset(uri=uri)
+    asset = store.reads.asset(uri=uri)
+    asset["registrations"] = store.chain.registrations(uri=uri.text)
+    return asset
 
 
 @router.get(

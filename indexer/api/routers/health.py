@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from ..chains import chain_readiness
 from ..deps import Ctx
 from ..problem import ProblemResponse, problem
 from ..schemas import Health, Ready
@@ -22,12 +23,21 @@ async def healthz() -> dict[str, Any]:
 
 @router.get("/readyz", response_model=Ready, responses=errors(), summary="Readiness")
 def readyz(request: Request, ctx: Ctx) -> Any:
-    """The database answers and its schema is at the head migration; 503 problem otherwise."""
+    """The database answers, its schema is at the head migration, and every configured chain source
+    reports without an error (a bad chain config, a reorg too deep, a silent reconciler); 503 problem
+    otherwise, whose detail says why."""
     if ctx.store is None:
         return problem(
             request, status=503, code="database-unavailable", detail="the database is not connected"
         )
     report = ctx.store.readiness()
+    if report["ready"]:
+        why, chains = chain_readiness(ctx.store, ctx.settings, started=ctx.started)
+        report["chains"] = chains
+        if why is not None:
+            return problem(
+                request, status=503, code="not-ready", title="Not ready", detail=why, chains=chains
+            )
     if not report["ready"]:
         if report["database"] != "ok":
             detail = "the database is unreachable"
