@@ -86,6 +86,19 @@ INDEXER = {
     "SSE_MAX_PER_CLIENT": ("2", "sse_max_per_client", 2),
     "LOG_LEVEL": ("error", "log_level", "ERROR"),
     "LOG_JSON": ("true", "log_json", True),
+    "EVM_RPC_URL": ("http://127.0.0.1:9545", "evm_rpc_url", "http://127.0.0.1:9545"),
+    "EVM_REGISTRY": ("0x" + "cd" * 20, "evm_registry", "0x" + "cd" * 20),
+    "EVM_CHAIN_ID": ("5", "evm_chain_id", 5),
+    "EVM_CONFIRMATIONS": ("3", "evm_confirmations", 3),
+    "EVM_MAX_REORG_DEPTH": ("7", "evm_max_reorg_depth", 7),
+    "EVM_START_BLOCK": ("42", "evm_start_block", 42),
+    "EVM_MAX_RANGE": ("100", "evm_max_range", 100),
+    "RECONCILE_INTERVAL": ("0.5", "reconcile_interval", 0.5),
+}
+# Variables that are only valid together: the partner set beside each, removed with it.
+PAIRED = {
+    "EMPRESSA_INDEXER_EVM_RPC_URL": {"EMPRESSA_INDEXER_EVM_REGISTRY": "0x" + "ab" * 20},
+    "EMPRESSA_INDEXER_EVM_REGISTRY": {"EMPRESSA_INDEXER_EVM_RPC_URL": "http://127.0.0.1:8545"},
 }
 # Variables without a process's prefix: (command, value, attribute, expected).
 PLAIN: dict[str, list[tuple[list[str], str, str, Any]]] = {
@@ -114,7 +127,7 @@ def documented() -> list[str]:
         names |= {prefix + key.upper() for key in re.findall(r"(?m)^(?:# )?([a-z_]+) = ", text)}
     env = (CONFIGS / "indexer.env").read_text()
     names |= set(re.findall(r"(?m)^# ([A-Z_]+)=", env))
-    for path in (ROOT / "README.md", *CONFIGS.iterdir()):
+    for path in (ROOT / "README.md", *(p for p in CONFIGS.iterdir() if p.is_file())):
         text = path.read_text()
         names |= {n for n in re.findall(r"EMPRESSA_[A-Z0-9_]+", text) if not n.endswith("_")}
         names |= set(re.findall(r"\bDATABASE_URL\b", text))
@@ -170,14 +183,16 @@ def test_each_documented_variable_works(var: str, tmp_path: Path) -> None:
     key = var.removeprefix(prefix)
     assert key in cases, f"{var} is documented but has no case in this test"
     value, attr, expected = cases[key]
-    environ = {var: value.format(tmp_path)}
+    partner = PAIRED.get(var, {})
+    environ = {var: value.format(tmp_path), **partner}
     if prefix == "EMPRESSA_BRIDGE_" and key != "DATABASE_URL":
         environ["DATABASE_URL"] = "postgresql://x/y"
     if key != "DATA_DIR":  # the others are read from a data dir of the test's own, not $HOME
         argv = [*argv, "--data", str(tmp_path / "data")]
     got = _attr(_settings(argv, environ), attr)
     assert got == _fill(expected, tmp_path)
-    assert _attr(_settings(argv, {k: v for k, v in environ.items() if k != var}), attr) != got
+    without = {k: v for k, v in environ.items() if k != var and k not in partner}
+    assert _attr(_settings(argv, without), attr) != got
 
 
 def test_data_dir_flag_wins_over_the_variable(tmp_path: Path) -> None:
