@@ -47,6 +47,7 @@ def asset(
     license: str | None = "personal",
     price: Decimal | None = None,
     status: str = "listed",
+    licenses: int = 0,
     created_ts: int | None = None,
     media_type: str | None = "audio",
     deleted: bool = False,
@@ -80,7 +81,17 @@ def asset(
         "updated_ts": 1_700_000_000_000 + n,
         "hidden": hidden,
         "chain_status": status,
+        "licenses": licenses,
     }
+
+
+def _status_matches(r: Any, status: str) -> bool:
+    """The reference for ``status=``, written out from the shared contract (not from the index's code)."""
+    if status == "registered":
+        return bool(r.chain_status != "listed")
+    if status == "licensed":
+        return bool(r.licenses > 0)
+    return bool(r.chain_status == status)
 
 
 def insert_assets(engine: Engine, rows: list[dict[str, Any]]) -> None:
@@ -210,7 +221,8 @@ WORDS = [
 ]
 TAGS = ["ambient", "lofi", "drums", "vocal", "Piano", "8bit", "field", "jazz"]
 LICENSES = ["personal", "commercial", "exclusive", "cc-by"]
-STATUSES = ["listed", "registered", "licensed"]
+CHAIN_STATUSES = ["listed", "verified", "mismatch", "unbound"]  # what an asset's chain_status holds
+STATUSES = ["listed", "registered", "verified", "mismatch", "unbound", "licensed"]  # what status= asks
 
 
 def _corpus(rng: random.Random) -> list[dict[str, Any]]:
@@ -225,7 +237,8 @@ def _corpus(rng: random.Random) -> list[dict[str, Any]]:
                 description=" ".join(rng.choice(WORDS) for _ in range(rng.randint(0, 6))),
                 license=rng.choice([*LICENSES, None]),
                 price=rng.choice([None, Decimal(rng.randint(0, 10**7)) / 10**5, Decimal(rng.randint(0, 50))]),
-                status=rng.choice(STATUSES),
+                status=rng.choice(CHAIN_STATUSES),
+                licenses=rng.choice([0, 0, 1, 3]),
                 created_ts=1_700_000_000_000 + rng.randrange(40),  # many ties: the id breaks them
                 media_type=rng.choice(["audio", "image", "video", None]),
                 deleted=rng.random() < 0.1,
@@ -289,7 +302,7 @@ def reference(rows: list[AssetRow], q: SearchQuery) -> list[AssetRow]:
             continue
         if q.license is not None and r.license != q.license:
             continue
-        if q.status is not None and r.chain_status != q.status:
+        if q.status is not None and not _status_matches(r, q.status):
             continue
         if (q.min_price is not None or q.max_price is not None) and r.price is None:
             continue
