@@ -198,6 +198,9 @@ class EvmSource:
         self.max_range = max_range
         self.range = max_range
         self.name = f"eip155:{chain_id}" if chain_id is not None else "eip155"
+        from web3 import HTTPProvider
+
+        self._raw = isinstance(self.w3.provider, HTTPProvider)
 
     # -- the RPC edge: web3 and requests errors become ours ------------------------------------
 
@@ -241,13 +244,26 @@ class EvmSource:
         return Block(int(b["number"]), _b(b["hash"]), _b(b["parentHash"]), int(b["timestamp"]))
 
     def _logs(self, lo: int, hi: int) -> list[Any]:
-        query = {
-            "fromBlock": lo,
-            "toBlock": hi,
-            "address": self.registry,
-            "topics": [contract.EVENT_TOPIC_HEX],
-        }
-        return list(self._call("eth_getLogs", self.w3.eth.get_logs, query))
+        """The registry's logs in ``[lo, hi]``. Over HTTP the raw JSON answer is used as it is (web3's
+        result formatters cost more than the whole rest of a log's reconciliation: measured here
+        ~8,000 logs/s through ``w3.eth.get_logs``); an in-process provider goes through web3's API."""
+        query: dict[str, Any] = {"address": self.registry, "topics": [contract.EVENT_TOPIC_HEX]}
+        if not self._raw:
+            return list(
+                self._call("eth_getLogs", self.w3.eth.get_logs, {"fromBlock": lo, "toBlock": hi, **query})
+            )
+        query.update(fromBlock=hex(lo), toBlock=hex(hi))
+        return list(self._call("eth_getLogs", self._raw_request, "eth_getLogs", [query]))
+
+    def _raw_request(self, method: str, params: list[Any]) -> Any:
+        from web3.exceptions import Web3RPCError
+
+        answer = self.w3.provider.make_request(method, params)
+        if "error" in answer:
+            err = answer["error"]
+            message = err.get("message", str(err)) if isinstance(err, dict) else str(err)
+            raise Web3RPCError(message, rpc_response=answer)
+        return answer["result"]
 
     # -- ChainSource ---------------------------------------------------------------------------
 
@@ -354,7 +370,7 @@ class EvmSource:
                     "evm log skipped source=%s tx=%s why=%s", self.name, _hex(lg["transactionHash"]), exc
                 )
                 continue
-            number = int(lg["blockNumber"])
+            number = _int(lg["blockNumber"])
             bhash = _b(lg["blockHash"])
             blocks.setdefault(number, Block(number, bhash))
             regs.append(
@@ -362,7 +378,7 @@ class EvmSource:
                     block_number=number,
                     block_hash=bhash,
                     tx_hash=_b(lg["transactionHash"]),
-                    log_index=int(lg["logIndex"]),
+                    log_index=_int(lg["logIndex"]),
                     contract=self.registry_raw,
                     asset_id=ev.asset_id,
                     record_hash=ev.record_hash,
@@ -418,6 +434,10 @@ class EvmSource:
             lag_seconds=None if block_ts is None else max(0.0, round(time.time() - block_ts, 3)),
             more=more,
         )
+
+
+def _int(value: Any) -> int:
+    return int(value, 16) if isinstance(value, str) else int(value)
 
 
 def _hex(value: Any) -> str:

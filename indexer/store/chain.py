@@ -20,7 +20,8 @@ Matching (:meth:`Chain.match_pending`)
     (case-insensitively), ``mismatch`` when it names another address,
     ``unbound`` when it names none. The pending → matched step happens once per
     registration, and only it writes ``registered`` (and ``verified``) activity
-    and queues a ``verified`` attestation (:func:`.outbox.queue_attestation`).
+    and queues a ``verified`` attestation (:func:`.outbox.queue_attestations`, the batch form of
+    :func:`.outbox.queue_attestation`).
     An edit after registration keeps the registration: ``onchain.entry`` and
     ``entry_seq`` show the version that was registered.
 
@@ -51,15 +52,16 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from eth_utils import to_checksum_address
 
-from protocol import AssetUri, AuthorKey, EntryHash, parse_and_verify
+from protocol import EntryHash, parse_and_verify
 
 from ..models import ACTIVITY_CHANNEL, ASSETS_CHANNEL, INGEST_LOCK
 from .edge import Queries, translate
-from .outbox import queue_attestation
+from .outbox import Attestation, queue_attestations
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +90,16 @@ def _hex(raw: bytes) -> str:
     return "0x" + bytes(raw).hex()
 
 
+@lru_cache(maxsize=4096)
 def _addr(raw: bytes) -> str:
+    """EIP-55 checksummed text of a 20-byte address (cached: a batch names few distinct owners)."""
     return str(to_checksum_address(bytes(raw)))
+
+
+@lru_cache(maxsize=16384)
+def _cid(raw: bytes) -> str:
+    """An entry hash's CID text (cached: each matched registration names it in activity and onchain)."""
+    return EntryHash(raw).cid
 
 
 def registration_status(payout_evm: str | None, owner: bytes) -> str:
@@ -106,7 +116,7 @@ def _onchain_of(r: Any) -> dict[str, Any]:
         "tx": _hex(r.tx_hash),
         "block": int(r.block_number),
         "contract": _addr(r.contract),
-        "entry": EntryHash(bytes(r.record_hash)).cid,
+        "entry": _cid(bytes(r.record_hash)),
         "entry_seq": r.entry_seq,
         "status": r.status,
     }
@@ -119,7 +129,7 @@ def _activity_data(source: str, r: Any, status: str) -> dict[str, Any]:
         "owner": _addr(r.owner),
         "tx": _hex(r.tx_hash),
         "block": int(r.block_number),
-        "entry": EntryHash(bytes(r.record_hash)).cid,
+        "entry": _cid(bytes(r.record_hash)),
         "status": status,
     }
 
@@ -129,6 +139,7 @@ class _Row:
 
     __slots__ = (
         "asset_id",
+        "block_hash",
         "block_number",
         "contract",
         "created_at",
@@ -208,7 +219,7 @@ class Chain(Queries):
             if blocks:
                 cur.execute(
                     "INSERT INTO chain_blocks (source, number, hash, parent_hash) "
-                    "SELECT %s, * FROM unnest(%s::bigint[], %s::bytea[], %s::bytea[]) "
+                    "SELECT %s, * FROM unnest(%b::bigint[], %b::bytea[], %b::bytea[]) "
                     "ON CONFLICT (source, number) DO UPDATE SET hash = EXCLUDED.hash, "
                     "parent_hash = COALESCE(EXCLUDED.parent_hash, chain_blocks.parent_hash)",
                     (
@@ -218,29 +229,7 @@ class Chain(Queries):
                         [b.parent_hash for b in blocks],
                     ),
                 )
-            new = 0
-            if logs:
-                cur.execute(
-                    "INSERT INTO registrations (source, tx_hash, log_index, block_number, block_hash, contract, "
-                    "asset_id, record_hash, owner) "
-                    "SELECT %s, * FROM unnest(%s::bytea[], %s::int[], %s::bigint[], %s::bytea[], %s::bytea[], "
-                    "%s::numeric[], %s::bytea[], %s::bytea[]) "
-                    "ON CONFLICT (source, tx_hash, log_index) DO NOTHING",
-                    (
-                        source,
-                        [r.tx_hash for r in logs],
-                        [r.log_index for r in logs],
-                        [r.block_number for r in logs],
-                        [r.block_hash for r in logs],
-                        [r.contract for r in logs],
-                        [r.asset_id for r in logs],
-                        [r.record_hash for r in logs],
-                        [r.owner for r in logs],
-                    ),
-                )
-                new = cur.rowcount
-                if new:
-                    _match(cur, source)
+            new = _insert_new(cur, source, logs) if logs else 0
             _set_cursor(cur, source, position, position_hash)
         return new
 
@@ -273,17 +262,17 @@ class Chain(Queries):
             matched = [r for r in dropped if r.uri is not None]
             if matched:
                 cur.execute(
-                    "SELECT uri, did, author, key FROM assets WHERE uri = ANY(%s)",
+                    "SELECT uri, did FROM assets WHERE uri = ANY(%b)",
                     (list({r.uri for r in matched}),),
                 )
-                who = {u: (d, bytes(a), k) for u, d, a, k in cur.fetchall()}
+                who = dict(cur.fetchall())
                 _insert_activity(
                     cur,
                     [
                         (
                             "unregistered",
                             r.uri,
-                            who[r.uri][0],
+                            who[r.uri],
                             r.record_hash,
                             r.entry_seq,
                             {
@@ -297,19 +286,21 @@ class Chain(Queries):
                         if r.uri in who
                     ],
                 )
-                with cur.connection.pipeline():
-                    for r in matched:
-                        if r.status == "verified" and r.uri in who:
-                            _, author, key = who[r.uri]
-                            queue_attestation(
-                                cur,
-                                uri=AssetUri(AuthorKey(author), key),
-                                subject=bytes(r.record_hash),
-                                status="revoked",
-                                chain=source,
-                                onchain_id=str(int(r.asset_id)),
-                                tx=_hex(r.tx_hash),
-                            )
+                queue_attestations(
+                    cur,
+                    [
+                        Attestation(
+                            uri=r.uri,
+                            subject=bytes(r.record_hash),
+                            status="revoked",
+                            chain=source,
+                            onchain_id=str(int(r.asset_id)),
+                            tx=_hex(r.tx_hash),
+                        )
+                        for r in matched
+                        if r.status == "verified" and r.uri in who
+                    ],
+                )
                 _refresh_assets(cur, source, {r.uri for r in matched})
             cur.execute("DELETE FROM chain_blocks WHERE source = %s AND number > %s", (source, after_block))
             _set_cursor(cur, source, after_block, after_hash)
@@ -368,95 +359,170 @@ def _set_cursor(cur: Any, source: str, position: int, block_hash: bytes | None) 
 
 
 _PENDING = """
-SELECT r.source, r.tx_hash, r.log_index, r.block_number, r.contract, r.asset_id, r.owner, r.record_hash,
-       e.author, e.key, e.seq, a.uri, a.did,
-       CASE WHEN a.put_hash = e.hash THEN a.body #>> '{payout,evm}' END AS payout,
-       CASE WHEN a.put_hash = e.hash THEN NULL ELSE e.raw END AS raw
-FROM registrations r
-JOIN entries e ON e.hash = r.record_hash AND e.kind = 'asset.put'
-JOIN assets a ON a.author = e.author AND a.key = e.key
+SELECT r.source, r.tx_hash, r.log_index, r.block_number, r.contract, r.asset_id, r.owner, r.record_hash
+FROM registrations r JOIN entries e ON e.hash = r.record_hash AND e.kind = 'asset.put'
 WHERE r.status = 'pending' AND (%s::text IS NULL OR r.source = %s)
 ORDER BY r.source, r.block_number, r.log_index
 FOR UPDATE OF r
 """
 
+# The asset.put entries that registrations name, with the payout the *registered* version names: the
+# current put's from assets.body, an earlier one's from its own signed bytes (decoded in Python).
+_RECORDS = """
+SELECT e.hash, e.author, e.key, e.seq, a.uri, a.did,
+       CASE WHEN a.put_hash = e.hash THEN a.body #>> '{payout,evm}' END AS payout,
+       CASE WHEN a.put_hash = e.hash THEN NULL ELSE e.raw END AS raw
+FROM entries e JOIN assets a ON a.author = e.author AND a.key = e.key
+WHERE e.hash = ANY(%b) AND e.kind = 'asset.put'
+"""
 
-def _match(cur: Any, source: str | None) -> int:
-    """Match every pending registration whose entry is indexed (see the module docstring)."""
-    cur.execute("SELECT pg_advisory_xact_lock(%s)", (INGEST_LOCK,))
-    cur.execute(_PENDING, (source, source))
-    rows = cur.fetchall()
-    if not rows:
-        return 0
-    done: list[tuple[Any, ...]] = []
-    activity: list[tuple[Any, ...]] = []
-    verified: list[tuple[AssetUri, Any, str]] = []
-    for (
-        src,
-        tx,
-        li,
-        block,
-        contract_raw,
-        asset_id,
-        owner,
-        rhash,
-        author,
-        key,
-        seq,
-        uri,
-        did,
-        payout,
-        raw,
-    ) in rows:
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    author: bytes
+    key: str
+    seq: int
+    uri: str
+    did: str
+    payout: str | None
+
+
+def _records(cur: Any, hashes: Sequence[bytes]) -> dict[bytes, _Record]:
+    """The indexed records among ``hashes`` (an entry hash → its asset and the payout it names)."""
+    cur.execute(_RECORDS, (list(set(hashes)),))
+    out: dict[bytes, _Record] = {}
+    for h, author, key, seq, uri, did, payout, raw in cur.fetchall():
         if raw is not None:  # an earlier version was registered: its own body names the payout
             body = parse_and_verify(bytes(raw), now_ms=None).body
             payout = (body.get("payout") or {}).get("evm")
-        status = registration_status(payout, bytes(owner))
-        done.append((src, tx, li, uri, seq, status))
-        r = _Row(
-            source=src,
-            tx_hash=bytes(tx),
-            log_index=li,
-            block_number=block,
-            contract=bytes(contract_raw),
-            asset_id=asset_id,
-            owner=bytes(owner),
-            record_hash=bytes(rhash),
-            uri=uri,
-            entry_seq=seq,
-            status=status,
+        out[bytes(h)] = _Record(bytes(author), key, seq, uri, did, payout)
+    return out
+
+
+def _insert_new(cur: Any, source: str, logs: Sequence[Any]) -> int:
+    """Insert a range's logs, matched at once where their record is indexed; effects for the new ones only."""
+    cur.execute("SELECT pg_advisory_xact_lock(%s)", (INGEST_LOCK,))
+    found = _records(cur, [r.record_hash for r in logs])
+    rows: list[_Row] = []
+    for lg in logs:
+        rec = found.get(lg.record_hash)
+        rows.append(
+            _Row(
+                source=source,
+                tx_hash=lg.tx_hash,
+                log_index=lg.log_index,
+                block_number=lg.block_number,
+                block_hash=lg.block_hash,
+                contract=lg.contract,
+                asset_id=lg.asset_id,
+                owner=lg.owner,
+                record_hash=lg.record_hash,
+                uri=rec.uri if rec else None,
+                entry_seq=rec.seq if rec else None,
+                status=registration_status(rec.payout, lg.owner) if rec else "pending",
+            )
         )
-        data = _activity_data(src, r, status)
-        activity.append(("registered", uri, did, r.record_hash, seq, data))
-        if status == "verified":
-            activity.append(("verified", uri, did, r.record_hash, seq, data))
-            verified.append((AssetUri(AuthorKey(bytes(author)), key), r, src))
+    cur.execute(
+        "INSERT INTO registrations (source, tx_hash, log_index, block_number, block_hash, contract, "
+        "asset_id, record_hash, owner, uri, entry_seq, status, matched_at) "
+        "SELECT %s, t, li, bn, bh, c, a, rh, o, u, es, st, CASE WHEN u IS NULL THEN NULL ELSE now() END "
+        "FROM unnest(%b::bytea[], %b::int[], %b::bigint[], %b::bytea[], %b::bytea[], %b::numeric[], "
+        "%b::bytea[], %b::bytea[], %b::text[], %b::bigint[], %b::text[]) "
+        "AS x(t, li, bn, bh, c, a, rh, o, u, es, st) "
+        "ON CONFLICT (source, tx_hash, log_index) DO NOTHING RETURNING tx_hash, log_index",
+        (
+            source,
+            [r.tx_hash for r in rows],
+            [r.log_index for r in rows],
+            [r.block_number for r in rows],
+            [r.block_hash for r in rows],
+            [r.contract for r in rows],
+            [r.asset_id for r in rows],
+            [r.record_hash for r in rows],
+            [r.owner for r in rows],
+            [r.uri for r in rows],
+            [r.entry_seq for r in rows],
+            [r.status for r in rows],
+        ),
+        binary=True,  # binary results: bytea text decoding costs more than the statement
+    )
+    new = {(bytes(t), li) for t, li in cur.fetchall()}
+    _effects(
+        cur,
+        [(r, found[r.record_hash]) for r in rows if r.uri is not None and (r.tx_hash, r.log_index) in new],
+    )
+    return len(new)
+
+
+def _match(cur: Any, source: str | None) -> int:
+    """Match every pending registration whose entry is indexed now (see the module docstring)."""
+    cur.execute("SELECT pg_advisory_xact_lock(%s)", (INGEST_LOCK,))
+    cur.execute(_PENDING, (source, source))
+    pending = _regs(cur)
+    if not pending:
+        return 0
+    found = _records(cur, [bytes(r.record_hash) for r in pending])
+    matched: list[tuple[_Row, _Record]] = []
+    for r in pending:
+        rec = found.get(bytes(r.record_hash))
+        if rec is None:
+            continue
+        r.tx_hash, r.owner, r.record_hash, r.contract = (
+            bytes(r.tx_hash),
+            bytes(r.owner),
+            bytes(r.record_hash),
+            bytes(r.contract),
+        )
+        r.uri, r.entry_seq, r.status = rec.uri, rec.seq, registration_status(rec.payout, r.owner)
+        matched.append((r, rec))
+    if not matched:
+        return 0
     cur.execute(
         "UPDATE registrations r SET uri = m.uri, entry_seq = m.seq, status = m.status, matched_at = now() "
-        "FROM unnest(%s::text[], %s::bytea[], %s::int[], %s::text[], %s::bigint[], %s::text[]) "
+        "FROM unnest(%b::text[], %b::bytea[], %b::int[], %b::text[], %b::bigint[], %b::text[]) "
         "AS m(source, tx_hash, log_index, uri, seq, status) "
         "WHERE r.source = m.source AND r.tx_hash = m.tx_hash AND r.log_index = m.log_index",
-        tuple(list(col) for col in zip(*done, strict=True)),
+        (
+            [r.source for r, _ in matched],
+            [r.tx_hash for r, _ in matched],
+            [r.log_index for r, _ in matched],
+            [r.uri for r, _ in matched],
+            [r.entry_seq for r, _ in matched],
+            [r.status for r, _ in matched],
+        ),
     )
-    _insert_activity(cur, activity)
-    if verified:
-        with cur.connection.pipeline():
-            for uri_v, r, src in verified:
-                queue_attestation(
-                    cur,
-                    uri=uri_v,
+    _effects(cur, matched)
+    return len(matched)
+
+
+def _effects(cur: Any, matched: Sequence[tuple[_Row, _Record]]) -> None:
+    """What a registration's match writes, once: activity, a ``verified`` attestation, the asset rows."""
+    if not matched:
+        return
+    activity: list[tuple[Any, ...]] = []
+    attest: list[Attestation] = []
+    for r, rec in matched:
+        data = _activity_data(r.source, r, r.status)
+        activity.append(("registered", rec.uri, rec.did, r.record_hash, rec.seq, data))
+        if r.status == "verified":
+            activity.append(("verified", rec.uri, rec.did, r.record_hash, rec.seq, data))
+            attest.append(
+                Attestation(
+                    uri=rec.uri,
                     subject=r.record_hash,
                     status="verified",
-                    chain=src,
+                    chain=r.source,
                     onchain_id=str(int(r.asset_id)),
                     tx=_hex(r.tx_hash),
                 )
+            )
+    _insert_activity(cur, activity)
+    queue_attestations(cur, attest)
     by_source: dict[str, set[str]] = {}
-    for src, _tx, _li, uri, _seq, _st in done:
-        by_source.setdefault(src, set()).add(uri)
+    for r, rec in matched:
+        by_source.setdefault(r.source, set()).add(rec.uri)
     for src, uris in by_source.items():
         _refresh_assets(cur, src, uris)
-    return len(done)
 
 
 def _insert_activity(cur: Any, rows: Sequence[tuple[Any, ...]]) -> None:
@@ -466,8 +532,8 @@ def _insert_activity(cur: Any, rows: Sequence[tuple[Any, ...]]) -> None:
     kinds, uris, dids, hashes, seqs, datas = (list(c) for c in zip(*rows, strict=True))
     cur.execute(
         "INSERT INTO activity (kind, uri, did, entry_hash, seq, data) "
-        "SELECT kind, uri, did, entry_hash, seq, data::jsonb FROM unnest(%s::text[], %s::text[], %s::text[], "
-        "%s::bytea[], %s::bigint[], %s::text[]) WITH ORDINALITY AS a(kind, uri, did, entry_hash, seq, data, n) "
+        "SELECT kind, uri, did, entry_hash, seq, data::jsonb FROM unnest(%b::text[], %b::text[], %b::text[], "
+        "%b::bytea[], %b::bigint[], %b::text[]) WITH ORDINALITY AS a(kind, uri, did, entry_hash, seq, data, n) "
         "ORDER BY n",
         (kinds, uris, dids, hashes, seqs, [json.dumps(d, separators=(",", ":")) for d in datas]),
     )
@@ -491,7 +557,7 @@ def _refresh_assets(cur: Any, source: str, uris: set[str]) -> None:
         return
     uri_list = sorted(uris)
     cur.execute(
-        f"SELECT {_REG_COLS} FROM registrations WHERE uri = ANY(%s) AND status <> 'pending'", (uri_list,)
+        f"SELECT {_REG_COLS} FROM registrations WHERE uri = ANY(%b) AND status <> 'pending'", (uri_list,)
     )
     per: dict[str, dict[str, list[_Row]]] = {}
     for r in _regs(cur):
@@ -515,7 +581,7 @@ def _refresh_assets(cur: Any, source: str, uris: set[str]) -> None:
     cur.execute(
         "UPDATE assets a SET onchain = (a.onchain - %s::text) || u.obj::jsonb, chain_status = u.status, "
         "change_seq = nextval('asset_change_seq') "
-        "FROM unnest(%s::text[], %s::text[], %s::text[]) AS u(uri, obj, status) WHERE a.uri = u.uri",
+        "FROM unnest(%b::text[], %b::text[], %b::text[]) AS u(uri, obj, status) WHERE a.uri = u.uri",
         (source, uri_list, objs, statuses),
     )
     cur.execute("SELECT pg_notify(%s, currval('asset_change_seq')::text)", (ASSETS_CHANNEL,))

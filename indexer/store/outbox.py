@@ -11,6 +11,9 @@ at any point publishes each row once.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from protocol import AssetUri
@@ -27,22 +30,48 @@ def queue_attestation(
     ``onchain_id`` and ``tx`` printable text (the asset id in decimal, the
     transaction hash in ``0x`` hex), as the ``attest`` body carries them.
     """
-    if status not in ATTEST_STATUSES:
-        raise ValueError(f"attestation status must be one of {ATTEST_STATUSES}")
-    if len(subject) != 32:
-        raise ValueError("an attestation's subject is a 32-byte entry hash")
-    cur.execute(
-        "INSERT INTO attest_outbox (uri, subject, status, body) VALUES (%s, %s, %s, %s)",
-        (
-            uri.text,
-            subject,
-            status,
-            _json({"chain": chain, "onchain_id": onchain_id, "tx": tx}),
-        ),
+    queue_attestations(
+        cur,
+        [
+            Attestation(
+                uri=uri.text, subject=subject, status=status, chain=chain, onchain_id=onchain_id, tx=tx
+            )
+        ],
     )
 
 
-def _json(value: dict[str, Any]) -> Any:
-    from psycopg.types.json import Jsonb
+@dataclass(frozen=True, slots=True)
+class Attestation:
+    """One attestation to queue (:func:`queue_attestations`); ``uri`` is the asset URI's text."""
 
-    return Jsonb(value)
+    uri: str
+    subject: bytes
+    status: str
+    chain: str
+    onchain_id: str
+    tx: str
+
+
+def queue_attestations(cur: Any, items: Sequence[Attestation]) -> None:
+    """Queue many attestations with one statement (a source applying a batch of chain events)."""
+    for a in items:
+        if a.status not in ATTEST_STATUSES:
+            raise ValueError(f"attestation status must be one of {ATTEST_STATUSES}")
+        if len(a.subject) != 32:
+            raise ValueError("an attestation's subject is a 32-byte entry hash")
+    if not items:
+        return
+    cur.execute(
+        "INSERT INTO attest_outbox (uri, subject, status, body) "
+        "SELECT u, s, st, b::jsonb FROM unnest(%b::text[], %b::bytea[], %b::text[], %b::text[]) "
+        "WITH ORDINALITY AS x(u, s, st, b, n) ORDER BY n",
+        (
+            [a.uri for a in items],
+            [a.subject for a in items],
+            [a.status for a in items],
+            [
+                json.dumps({"chain": a.chain, "onchain_id": a.onchain_id, "tx": a.tx}, separators=(",", ":"))
+                for a in items
+            ],
+        ),
+    )
