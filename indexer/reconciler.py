@@ -124,6 +124,7 @@ class _Runner:
             "lag_seconds": r.lag_seconds,
             "error": None,
             "state": "ok",
+            "ok_at": time.time(),
             **r.extra,
         }
         self.record(**figures)

@@ -3,7 +3,8 @@
 
 A source is *failing* when its last recorded error is set (a ``ChainConfigError``
 such as an unreachable RPC, a wrong chain id or a missing contract; a
-``ReorgTooDeep`` that stopped it; an RPC that stays unavailable), and *silent*
+``ReorgTooDeep`` that stopped it; an RPC that has been unavailable for longer
+than :func:`stale_after`: a shorter outage is retried and not a failure), and *silent*
 when chains are configured but it has not reported for :func:`stale_after`
 seconds (a reconciler that died or never started).
 """
@@ -29,6 +30,7 @@ FIGURES = (
     "error",
     "state",
     "updated_at",
+    "ok_at",
 )
 
 
@@ -56,8 +58,11 @@ def chain_readiness(
     figures = chain_figures(store.chain.statuses())
     limit = stale_after(settings)
     for name, f in sorted(figures.items()):
-        if f.get("error"):
-            return f"chain source {name} failed: {f['error']}", figures
+        if not f.get("error"):
+            continue
+        if f.get("state") == "unavailable" and f.get("ok_at") and now - float(f["ok_at"]) <= limit:
+            continue  # a transient RPC failure, retried with backoff: not (yet) a readiness failure
+        return f"chain source {name} failed: {f['error']}", figures
     for name, f in sorted(figures.items()):
         age = now - float(f["updated_at"])
         if age > limit:

@@ -338,7 +338,12 @@ class EvmSource:
             break
         regs, blocks = self._decode(raw_logs, first, again)
         applied = self.store.chain.apply_registrations(
-            source=self.name, logs=regs, blocks=blocks, position=to, position_hash=again.hash
+            source=self.name,
+            logs=regs,
+            blocks=blocks,
+            position=to,
+            position_hash=again.hash,
+            prune_below=to - self.max_reorg_depth - 1,
         )
         self.range = min(self.max_range, max(self.range, (to - nxt + 1)) * 2)
         if regs or to - nxt > 0:

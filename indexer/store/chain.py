@@ -208,11 +208,13 @@ class Chain(Queries):
         blocks: Sequence[Any],
         position: int,
         position_hash: bytes,
+        prune_below: int | None = None,
     ) -> int:
         """Store a range's blocks and logs, match what can be matched, advance the cursor: one transaction.
 
         ``logs`` are :class:`indexer.chains.evm.RegistrationLog`; ``blocks`` have ``number``,
-        ``hash``, ``parent_hash``. Returns how many registrations were new.
+        ``hash``, ``parent_hash``. Blocks below ``prune_below`` are forgotten (a reorg can only
+        be walked back ``max_reorg_depth`` blocks anyway). Returns how many registrations were new.
         """
         with translate(), self.engine.begin() as conn:
             cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
@@ -230,6 +232,10 @@ class Chain(Queries):
                     ),
                 )
             new = _insert_new(cur, source, logs) if logs else 0
+            if prune_below is not None:
+                cur.execute(
+                    "DELETE FROM chain_blocks WHERE source = %s AND number < %s", (source, prune_below)
+                )
             _set_cursor(cur, source, position, position_hash)
         return new
 

@@ -101,3 +101,19 @@ def test_check_refuses_wrong_chain_id_and_missing_contract(world: ChainWorld) ->
         from indexer.chains.evm import EvmSource
 
         EvmSource(store=world.store, w3=world.w3, registry="0x" + "11" * 20).check()
+
+
+def test_processed_blocks_kept_are_bounded_by_the_reorg_depth(world: ChainWorld) -> None:
+    a = world.accounts[1]
+    _, e = world.put("p", payout_evm=a)
+    world.store.ingest([e])
+    register(world.reg, e, a)
+    src = world.source(max_reorg_depth=3, max_range=1)
+    for _ in range(8):
+        world.w3.testing.mine(1)  # eth-tester mines this way (anvil does not: evm_mine there)
+    world.drain()
+    assert src.range == 1
+    numbers = [n for (n,) in world.rows("SELECT number FROM chain_blocks ORDER BY number")]
+    head = world.w3.eth.block_number
+    assert numbers == list(range(head - 4, head + 1))
+    assert world.asset(e.uri.text)["chain_status"] == "verified"
