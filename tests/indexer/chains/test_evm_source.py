@@ -117,3 +117,30 @@ def test_processed_blocks_kept_are_bounded_by_the_reorg_depth(world: ChainWorld)
     head = world.w3.eth.block_number
     assert numbers == list(range(head - 4, head + 1))
     assert world.asset(e.uri.text)["chain_status"] == "verified"
+
+
+def test_a_range_of_many_logs_commits_in_batches_at_block_boundaries(
+    world: ChainWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from indexer.chains import evm
+
+    monkeypatch.setattr(evm, "APPLY_BATCH", 2)
+    accts = world.accounts
+    entries = [world.put(f"b-{i}", payout_evm=accts[1 + i])[1] for i in range(5)]
+    world.store.ingest(entries)
+    for i, e in enumerate(entries):
+        register(world.reg, e, accts[1 + i])  # one block each
+    commits: list[int] = []
+    apply = world.store.chain.apply_registrations
+
+    def counting(**kw: Any) -> int:
+        commits.append(kw["position"])
+        return apply(**kw)
+
+    monkeypatch.setattr(world.store.chain, "apply_registrations", counting)
+    world.drain()
+    head = world.w3.eth.block_number
+    assert len(commits) >= 3 and commits[-1] == head and commits == sorted(commits)
+    assert [world.asset(e.uri.text)["chain_status"] for e in entries] == ["verified"] * 5
+    ((pos, bhash),) = world.rows("SELECT position, block_hash FROM chain_cursors")
+    assert pos == head and bytes(bhash) == bytes(world.w3.eth.get_block(head)["hash"])
