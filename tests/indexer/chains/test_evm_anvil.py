@@ -356,3 +356,26 @@ def test_an_rpc_that_refuses_large_ranges_gets_everything_through_smaller_ones(
     assert proxy.refused > 0 and max(s for s in proxy.spans if s <= proxy.limit) <= 8
     assert [world.asset(e.uri.text)["chain_status"] for e in entries] == ["verified"] * 6
     assert world.rows("SELECT count(*) FROM registrations") == [(6,)]
+
+
+async def test_an_rpc_that_goes_away_is_retried_with_backoff_and_readiness_waits(
+    world: ChainWorld, anvil: Anvil, store: Store, tmp_path: Path, reconciler: Callable[..., Reconciler]
+) -> None:
+    settings = chain_settings(tmp_path, anvil, world.reg.address, evm_confirmations=0)
+    r = reconciler(settings)
+    chain = f"eip155:{anvil.chain_id}"
+
+    def state() -> Any:
+        rows = world.rows("SELECT data FROM chain_cursors WHERE source = %s", chain)
+        return rows[0][0] if rows else None
+
+    wait_for("a first poll", lambda: (state() or {}).get("state") == "ok")
+    anvil.process.kill()
+    anvil.process.wait()
+    data = wait_for("the outage recorded", lambda: (s := state()) and s.get("state") == "unavailable" and s)
+    assert "cannot reach the EVM RPC" in data["error"] and data["retry_in"] > 0
+    assert r.thread.is_alive()
+    async with client_for(create_app(settings, store=store)) as c:
+        ready = await c.get("/readyz")  # a short outage is retried, not (yet) a readiness failure
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["chains"][chain]["state"] == "unavailable"
