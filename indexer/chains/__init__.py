@@ -2,7 +2,10 @@
 
 * :mod:`.contract`: the ``AssetRegistry`` build and its log layout (no client);
 * :mod:`.evm`: web3.py: deploying the registry, following its logs (EVM source);
-* :mod:`.stellar`: stellar-sdk: following payments on Horizon (Stellar source).
+* :mod:`.stellar`: stellar-sdk: following payments on Horizon (Stellar source);
+* :func:`build_sources`: the sources a configuration names, for the reconciler
+  (:mod:`indexer.reconciler`), which records each one's figures for ``/readyz``
+  and ``/metrics`` (:mod:`indexer.api.chains`).
 """
 
 from __future__ import annotations

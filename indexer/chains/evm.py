@@ -2,7 +2,17 @@
 
 This is the indexer's one file that imports web3; the node's (sending
 ``register``) is :mod:`node.evm`. Errors of web3 and of the RPC are
-translated here into :mod:`indexer.errors`.
+translated here into :mod:`indexer.errors` (:meth:`EvmSource._call`):
+a connection failure or timeout is ``ChainUnavailable`` (at :meth:`EvmSource.check`,
+``ChainConfigError``), a refused or timed-out ``eth_getLogs`` halves the range.
+
+* :func:`deploy_registry`: the committed build, mined (``chain deploy``);
+* :class:`EvmSource`: the reconciler's :class:`~.base.ChainSource` for one registry.
+
+Measured here (web3 8.0.0, eth-tester 0.14.0b1, anvil 1.7.1): web3's
+``w3.eth.get_logs`` result formatting runs at ~8,000 logs/s, so over HTTP the raw
+JSON answer is read (~30,000-55,000 logs/s fetched and decoded by slicing);
+eth-tester's provider takes no raw requests, and needs ``0x`` text topics.
 """
 
 from __future__ import annotations
