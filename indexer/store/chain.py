@@ -47,7 +47,6 @@ the source has processed anything has ``position`` 0 and no ``block_hash``.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -55,6 +54,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
+import orjson
 from eth_utils import to_checksum_address
 
 from protocol import EntryHash, parse_and_verify
@@ -84,6 +84,11 @@ class Cursor:
 class StoredBlock:
     number: int
     hash: bytes
+
+
+def _json(value: Any) -> str:
+    """Compact JSON text for a jsonb parameter (orjson: ~5x the standard library's speed)."""
+    return orjson.dumps(value).decode()
 
 
 def _hex(raw: bytes) -> str:
@@ -327,7 +332,7 @@ class Chain(Queries):
             cur.execute(
                 "INSERT INTO chain_cursors (source, position, data) VALUES (%s, 0, %s::jsonb) "
                 "ON CONFLICT (source) DO UPDATE SET data = chain_cursors.data || EXCLUDED.data",
-                (source, json.dumps(status)),
+                (source, _json(status)),
             )
 
     def statuses(self) -> list[Cursor]:
@@ -509,7 +514,7 @@ def _effects(cur: Any, matched: Sequence[tuple[_Row, _Record]]) -> None:
     activity: list[tuple[Any, ...]] = []
     attest: list[Attestation] = []
     for r, rec in matched:
-        data = json.dumps(_activity_data(r.source, r, r.status), separators=(",", ":"))
+        data = _json(_activity_data(r.source, r, r.status))
         activity.append(("registered", rec.uri, rec.did, r.record_hash, rec.seq, data))
         if r.status == "verified":
             activity.append(("verified", rec.uri, rec.did, r.record_hash, rec.seq, data))
@@ -551,7 +556,7 @@ def _insert_activity(cur: Any, rows: Sequence[tuple[Any, ...]]) -> None:
             dids,
             hashes,
             seqs,
-            [d if isinstance(d, str) else json.dumps(d, separators=(",", ":")) for d in datas],
+            [d if isinstance(d, str) else _json(d) for d in datas],
         ),
     )
     cur.execute(
@@ -584,7 +589,7 @@ def _refresh_assets(cur: Any, source: str, uris: set[str]) -> None:
     for uri in uri_list:
         chains = per.get(uri, {})
         counting = {src: _counting(rs) for src, rs in chains.items()}
-        objs.append(json.dumps({src: _onchain_of(r) for src, r in counting.items()}, separators=(",", ":")))
+        objs.append(_json({src: _onchain_of(r) for src, r in counting.items()}))
         if not counting:
             statuses.append("listed")
         elif any(r.status == "verified" for r in counting.values()):

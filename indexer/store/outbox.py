@@ -11,10 +11,11 @@ at any point publishes each row once.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from protocol import AssetUri
 
@@ -70,7 +71,7 @@ def queue_attestations(cur: Any, items: Sequence[Attestation]) -> None:
             [a.subject for a in items],
             [a.status for a in items],
             [
-                json.dumps({"chain": a.chain, "onchain_id": a.onchain_id, "tx": a.tx}, separators=(",", ":"))
+                orjson.dumps({"chain": a.chain, "onchain_id": a.onchain_id, "tx": a.tx}).decode()
                 for a in items
             ],
         ),
