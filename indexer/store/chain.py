@@ -278,26 +278,19 @@ class Chain(Queries):
                     (list({r.uri for r in matched}),),
                 )
                 who = dict(cur.fetchall())
-                _insert_activity(
-                    cur,
-                    [
-                        (
-                            "unregistered",
-                            r.uri,
-                            who[r.uri],
-                            r.record_hash,
-                            r.entry_seq,
-                            {
-                                "chain": source,
-                                "asset_id": str(int(r.asset_id)),
-                                "tx": _hex(r.tx_hash),
-                                "block": int(r.block_number),
-                            },
+                unregistered = _ActivityColumns()
+                for r in matched:
+                    if r.uri in who:
+                        data = {
+                            "chain": source,
+                            "asset_id": str(int(r.asset_id)),
+                            "tx": _hex(r.tx_hash),
+                            "block": int(r.block_number),
+                        }
+                        unregistered.add(
+                            "unregistered", r.uri, who[r.uri], bytes(r.record_hash), r.entry_seq, _json(data)
                         )
-                        for r in matched
-                        if r.uri in who
-                    ],
-                )
+                _insert_activity(cur, unregistered)
                 queue_attestations(
                     cur,
                     [
@@ -511,13 +504,13 @@ def _effects(cur: Any, matched: Sequence[tuple[_Row, _Record]]) -> None:
     """What a registration's match writes, once: activity, a ``verified`` attestation, the asset rows."""
     if not matched:
         return
-    activity: list[tuple[Any, ...]] = []
+    activity = _ActivityColumns()
     attest: list[Attestation] = []
     for r, rec in matched:
         data = _json(_activity_data(r.source, r, r.status))
-        activity.append(("registered", rec.uri, rec.did, r.record_hash, rec.seq, data))
+        activity.add("registered", rec.uri, rec.did, r.record_hash, rec.seq, data)
         if r.status == "verified":
-            activity.append(("verified", rec.uri, rec.did, r.record_hash, rec.seq, data))
+            activity.add("verified", rec.uri, rec.did, r.record_hash, rec.seq, data)
             attest.append(
                 Attestation(
                     uri=rec.uri,
@@ -540,24 +533,36 @@ def _effects(cur: Any, matched: Sequence[tuple[_Row, _Record]]) -> None:
             _refresh_assets(cur, src, uris)
 
 
-def _insert_activity(cur: Any, rows: Sequence[tuple[Any, ...]]) -> None:
+class _ActivityColumns:
+    """Activity rows to append, kept as the columns the INSERT's arrays want."""
+
+    def __init__(self) -> None:
+        self.kinds: list[str] = []
+        self.uris: list[str] = []
+        self.dids: list[str] = []
+        self.hashes: list[bytes] = []
+        self.seqs: list[int | None] = []
+        self.datas: list[str] = []
+
+    def add(self, kind: str, uri: str, did: str, entry_hash: bytes, seq: int | None, data: str) -> None:
+        self.kinds.append(kind)
+        self.uris.append(uri)
+        self.dids.append(did)
+        self.hashes.append(entry_hash)
+        self.seqs.append(seq)
+        self.datas.append(data)
+
+
+def _insert_activity(cur: Any, rows: _ActivityColumns) -> None:
     """Append activity rows in the given order and notify the SSE stream."""
-    if not rows:
+    if not rows.kinds:
         return
-    kinds, uris, dids, hashes, seqs, datas = (list(c) for c in zip(*rows, strict=True))
     cur.execute(
         "INSERT INTO activity (kind, uri, did, entry_hash, seq, data) "
         "SELECT kind, uri, did, entry_hash, seq, data::jsonb FROM unnest(%b::text[], %b::text[], %b::text[], "
         "%b::bytea[], %b::bigint[], %b::text[]) WITH ORDINALITY AS a(kind, uri, did, entry_hash, seq, data, n) "
         "ORDER BY n",
-        (
-            kinds,
-            uris,
-            dids,
-            hashes,
-            seqs,
-            [d if isinstance(d, str) else _json(d) for d in datas],
-        ),
+        (rows.kinds, rows.uris, rows.dids, rows.hashes, rows.seqs, rows.datas),
     )
     cur.execute(
         "SELECT pg_notify(%s, currval(pg_get_serial_sequence('activity', 'id'))::text)", (ACTIVITY_CHANNEL,)
@@ -579,7 +584,9 @@ def _refresh_assets(cur: Any, source: str, uris: set[str]) -> None:
         return
     uri_list = sorted(uris)
     cur.execute(
-        f"SELECT {_REG_COLS} FROM registrations WHERE uri = ANY(%b) AND status <> 'pending'", (uri_list,)
+        f"SELECT {_REG_COLS} FROM registrations WHERE uri = ANY(%b) AND status <> 'pending'",
+        (uri_list,),
+        binary=True,  # bytea columns: binary results skip the hex decoding
     )
     per: dict[str, dict[str, list[_Row]]] = {}
     for r in _regs(cur):
