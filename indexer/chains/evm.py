@@ -203,6 +203,7 @@ class EvmSource:
         self.w3 = w3 if w3 is not None else connect(str(rpc_url))
         self.registry = registry
         self.registry_raw = _b(registry)
+        self.registry_lower = "0x" + self.registry_raw.hex()
         self.chain_id = chain_id
         self.confirmations = confirmations
         self.max_reorg_depth = max_reorg_depth
@@ -381,10 +382,16 @@ class EvmSource:
     ) -> tuple[list[RegistrationLog], list[Block]]:
         regs: list[RegistrationLog] = []
         blocks: dict[int, Block] = {first.number: first, last.number: last}
+        seen: dict[Any, Block] = {}  # a block's logs share its number and hash: convert them once
         for lg in raw_logs:
             if lg.get("removed"):
                 continue
-            if _b(lg["address"]) != self.registry_raw:
+            address = lg["address"]
+            if (
+                (address.lower() != self.registry_lower)
+                if isinstance(address, str)
+                else (_b(address) != self.registry_raw)
+            ):
                 continue
             try:
                 ev = contract.decode_registered(list(lg["topics"]), lg["data"])
@@ -393,13 +400,14 @@ class EvmSource:
                     "evm log skipped source=%s tx=%s why=%s", self.name, _hex(lg["transactionHash"]), exc
                 )
                 continue
-            number = _int(lg["blockNumber"])
-            bhash = _b(lg["blockHash"])
-            blocks.setdefault(number, Block(number, bhash))
+            block = seen.get(lg["blockHash"])
+            if block is None:
+                block = seen[lg["blockHash"]] = Block(_int(lg["blockNumber"]), _b(lg["blockHash"]))
+                blocks.setdefault(block.number, block)
             regs.append(
                 RegistrationLog(
-                    block_number=number,
-                    block_hash=bhash,
+                    block_number=block.number,
+                    block_hash=block.hash,
                     tx_hash=_b(lg["transactionHash"]),
                     log_index=_int(lg["logIndex"]),
                     contract=self.registry_raw,
