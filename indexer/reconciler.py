@@ -60,11 +60,13 @@ class _Runner:
 
     def __post_init__(self) -> None:
         self.first_name = self.source.name
-        cursor = self.store.chain.cursor(self.source.name)
+        cursor = self.store.chain.cursor(self.source.name) if self.store is not None else None
         data = cursor.data if cursor is not None else {}
         self.totals = {"reorgs": int(data.get("reorgs", 0)), "events": int(data.get("events", 0))}
 
     def record(self, **figures: Any) -> None:
+        if self.store is None:  # no store given: the figures go to the log lines only
+            return
         status = {**self.totals, **figures, "updated_at": time.time()}
         self.store.chain.record_status(self.source.name, status, forget=self.first_name)
 
@@ -150,8 +152,8 @@ def run_reconciler(
 ) -> None:
     """Block until ``stop`` is set: take the singleton lock, then step every source (see the module docstring).
 
-    ``store`` (an :class:`indexer.store.Store`) is where the sources' status is recorded;
-    it is needed whenever ``sources`` is not empty.
+    ``store`` (an :class:`indexer.store.Store`) is where the sources' status is recorded for
+    ``/readyz`` and ``/metrics``; without one it is only logged.
     """
     while not stop.is_set():
         try:
