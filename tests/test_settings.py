@@ -25,6 +25,7 @@ PEER = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"
 BOOT = f"/ip4/203.0.113.7/tcp/4001/p2p/{PEER}"
 DID = Signer(b"\x07" * 32).public.did
 KEK = "ab" * 32
+REGISTRY = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 
 # What each variable is set to, and what the settings then hold (``{}``: a path under tmp_path).
 NODE = {
@@ -39,6 +40,8 @@ NODE = {
     "TRUSTED_BRIDGES": (DID, "trusted_bridges", [DID]),
     "MAX_CLOCK_SKEW_MS": ("1000", "max_clock_skew_ms", 1000),
     "SYNC_REQUEST_TIMEOUT": ("3", "sync_request_timeout", 3.0),
+    "EVM_RPC_URL": ("http://127.0.0.1:8545", "evm_rpc_url", "http://127.0.0.1:8545"),
+    "EVM_REGISTRY": (REGISTRY, "evm_registry", REGISTRY),
     "LOG_LEVEL": ("debug", "log_level", "DEBUG"),
     "LOG_JSON": ("true", "log_json", True),
 }
