@@ -361,6 +361,8 @@ def cmd_up(args: argparse.Namespace) -> None:
         "p2p_port": args.p2p_port,
         "database_url": args.database_url,
         "demo": args.demo or None,  # a store_true flag: absent is "not given", not False
+        "chain": args.chain,
+        "chain_port": args.chain_port,
     }
     settings = load_stack_settings(Path(args.data).expanduser(), flags, os.environ)
     configure_logging("INFO", as_json=settings.log_json)
@@ -599,6 +601,14 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--p2p-port", type=int, help="libp2p TCP port")
     up.add_argument("--database-url", help="use this PostgreSQL instead of the embedded one")
     up.add_argument("--demo", action="store_true", help="publish sample assets from a demo creator")
+    up.add_argument(
+        "--chain",
+        choices=["dev", "none"],
+        help="dev: run a local EVM chain (anvil) with the registry deployed (the default with --demo); none: no chain",
+    )
+    up.add_argument(
+        "--chain-port", type=int, metavar="N", help="the dev chain's JSON-RPC port (default 8545)"
+    )
     up.set_defaults(func=cmd_up)
 
     verify = sub.add_parser("verify", help="check every entry of a CBOR sequence file")
