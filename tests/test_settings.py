@@ -171,7 +171,11 @@ def test_each_documented_variable_works(var: str, tmp_path: Path) -> None:
         return
     if var == DEPLOYER:
         key = "0x" + "11" * 32
-        assert (cli.deployer_key({var: key}), cli.deployer_key({}), cli.deployer_key({var: " "})) == (key, None, None)
+        assert (cli.deployer_key({var: key}), cli.deployer_key({}), cli.deployer_key({var: " "})) == (
+            key,
+            None,
+            None,
+        )
         return
     if var in PLAIN:
         for argv, value, attr, expected in PLAIN[var]:
