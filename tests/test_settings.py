@@ -89,14 +89,7 @@ INDEXER = {
     "SSE_MAX_PER_CLIENT": ("2", "sse_max_per_client", 2),
     "LOG_LEVEL": ("error", "log_level", "ERROR"),
     "LOG_JSON": ("true", "log_json", True),
-    # The registry's, as `empressa chain deploy` writes them (DATA_DIR/indexer.env); URL and address
-    # go together, so each is set with the other as a base.
-    "EVM_RPC_URL": ("http://127.0.0.1:8545", "evm_rpc_url", "http://127.0.0.1:8545",
-                    {"EMPRESSA_INDEXER_EVM_REGISTRY": REGISTRY}),
-    "EVM_REGISTRY": (REGISTRY, "evm_registry", REGISTRY, {"EMPRESSA_INDEXER_EVM_RPC_URL": "http://127.0.0.1:8545"}),
-    "EVM_CHAIN_ID": ("31337", "evm_chain_id", 31337),
-    "EVM_START_BLOCK": ("7", "evm_start_block", 7),
-}  # fmt: skip
+}
 # Variables without a process's prefix: (command, value, attribute, expected).
 PLAIN: dict[str, list[tuple[list[str], str, str, Any]]] = {
     "DATABASE_URL": [
@@ -125,7 +118,7 @@ def documented() -> list[str]:
         names |= {prefix + key.upper() for key in re.findall(r"(?m)^(?:# )?([a-z_]+) = ", text)}
     env = (CONFIGS / "indexer.env").read_text()
     names |= set(re.findall(r"(?m)^# ([A-Z_]+)=", env))
-    for path in (ROOT / "README.md", *(p for p in CONFIGS.iterdir() if p.is_file())):  # not configs/npm/
+    for path in (ROOT / "README.md", *(p for p in CONFIGS.iterdir() if p.is_file())):
         text = path.read_text()
         names |= {n for n in re.findall(r"EMPRESSA_[A-Z0-9_]+", text) if not n.endswith("_")}
         names |= set(re.findall(r"\bDATABASE_URL\b", text))
@@ -188,16 +181,15 @@ def test_each_documented_variable_works(var: str, tmp_path: Path) -> None:
     argv, cases = PREFIXED[prefix]
     key = var.removeprefix(prefix)
     assert key in cases, f"{var} is documented but has no case in this test"
-    value, attr, expected, *base = cases[key]
-    environ = {**(base[0] if base else {}), var: value.format(tmp_path)}
+    value, attr, expected = cases[key]
+    environ = {var: value.format(tmp_path)}
     if prefix == "EMPRESSA_BRIDGE_" and key != "DATABASE_URL":
         environ["DATABASE_URL"] = "postgresql://x/y"
     if key != "DATA_DIR":  # the others are read from a data dir of the test's own, not $HOME
         argv = [*argv, "--data", str(tmp_path / "data")]
     got = _attr(_settings(argv, environ), attr)
     assert got == _fill(expected, tmp_path)
-    unset = {var, *(base[0] if base else {})}  # a base goes with it (a pair set together)
-    assert _attr(_settings(argv, {k: v for k, v in environ.items() if k not in unset}), attr) != got
+    assert _attr(_settings(argv, {k: v for k, v in environ.items() if k != var}), attr) != got
 
 
 def test_data_dir_flag_wins_over_the_variable(tmp_path: Path) -> None:
