@@ -252,7 +252,7 @@ def asset_payments(conn: Connection, *, uri: str, limit: int = 20) -> list[dict[
     rows = conn.execute(
         text(
             "SELECT source, status, from_account, amount, asset, tx_hash, paid_at FROM payments "
-            "WHERE uri = :u ORDER BY paid_at DESC NULLS LAST, created_at DESC LIMIT :n"
+            "WHERE uri = :u ORDER BY paid_at DESC NULLS LAST, created_at DESC, payment_id DESC LIMIT :n"
         ),
         {"u": uri, "n": limit},
     ).all()
