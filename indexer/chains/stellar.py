@@ -51,15 +51,18 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ChainConfigError, ChainUnavailable
 from ..store.payments import JudgedPayment, PayoutAsset
 from .base import PollResult
 from .settings import ChainSettings
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 log = logging.getLogger(__name__)
 
@@ -240,27 +243,35 @@ class _AccountState:
     invalid: bool = False  # not a valid strkey (logged once, never asked for)
 
 
-@dataclass
 class StellarSource:
     """The Stellar :class:`~indexer.chains.base.ChainSource`: license payments to payout accounts.
 
     ``store`` is the indexer's :class:`~indexer.store.Store` (its ``payments``
-    query group); ``page_limit`` is Horizon's ``limit`` per request.
+    query group); ``page_limit`` is Horizon's ``limit`` per request and
+    ``max_pages`` how many pages of one account a poll reads before it moves
+    on to the next account (and reports ``more``).
     """
 
-    settings: ChainSettings
-    store: Any
-    page_limit: int = PAGE_LIMIT
-    max_pages: int = MAX_PAGES_PER_ACCOUNT
-    name: str = ""
-    _accounts: dict[str, _AccountState] = field(default_factory=dict)
-    _server: Any = None
-
-    def __post_init__(self) -> None:
-        if self.settings.stellar_horizon_url is None:
+    def __init__(
+        self,
+        *,
+        settings: ChainSettings,
+        store: Store,
+        page_limit: int = PAGE_LIMIT,
+        max_pages: int = MAX_PAGES_PER_ACCOUNT,
+    ) -> None:
+        if settings.stellar_horizon_url is None:
             raise ChainConfigError("the Stellar source needs stellar_horizon_url")
-        self.url = self.settings.stellar_horizon_url.rstrip("/")
-        self.name = f"stellar:{self.settings.stellar_network}"
+        if not 1 <= page_limit <= PAGE_LIMIT or max_pages < 1:
+            raise ValueError(f"page_limit must be 1..{PAGE_LIMIT} and max_pages at least 1")
+        self.settings = settings
+        self.store = store
+        self.page_limit = page_limit
+        self.max_pages = max_pages
+        self.url = settings.stellar_horizon_url.rstrip("/")
+        self.name = f"stellar:{settings.stellar_network}"
+        self._accounts: dict[str, _AccountState] = {}
+        self._server: Any = None
 
     @property
     def server(self) -> Any:
