@@ -427,3 +427,30 @@ async def test_the_api_shows_an_asset_without_payments(store: Store, shop: Shop,
     async with client_for(create_app(settings_for(tmp_path), store=store)) as client:
         r: httpx.Response = await client.get(f"/v1/assets/{uri.author.did}/quiet")
     assert r.status_code == 200 and r.json()["licenses"] == 0 and r.json()["payments"] == []
+
+
+def test_a_page_is_applied_whole_or_not_at_all(store: Store, shop: Shop, horizon: FakeHorizon) -> None:
+    from indexer.errors import DatabaseError
+
+    seller = account_id()
+    horizon.fund(seller)
+    uri = shop.publish("atomic", account=seller)
+    horizon.pay(to=seller, amount="10.0000000", memo=memo(uri))
+    horizon.pay(to=seller, amount="1.0000000", memo=memo(uri))
+    before = asset_row(store, uri)
+    # The database goes away at the page's last write (the cursor), as in a restart of PostgreSQL.
+    q_exec(
+        store,
+        "CREATE FUNCTION fail_cursor() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'terminating connection' USING ERRCODE = '57P01'; END $$; "
+        "CREATE TRIGGER fail_cursor BEFORE INSERT OR UPDATE ON chain_cursors "
+        "FOR EACH ROW EXECUTE FUNCTION fail_cursor()",
+    )
+    source = StellarSource(settings=settings(horizon), store=store)
+    with pytest.raises(DatabaseError):
+        source.poll()
+    assert payments(store) == {} and licensed_activity(store) == [] and asset_row(store, uri) == before
+    q_exec(store, "DROP TRIGGER fail_cursor ON chain_cursors")
+    assert source.poll().applied == 2
+    assert sorted(payments(store).values()) == ["licensed", "underpaid"]
+    assert asset_row(store, uri).licenses == 1 and len(licensed_activity(store)) == 1
