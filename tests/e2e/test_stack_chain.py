@@ -117,9 +117,9 @@ def test_only_signers_hold_the_kek_and_the_chain_children_hold_no_key(up: Runnin
 
 
 def _evm_reconciler_present() -> bool:
-    import indexer.chains
+    import indexer.chains.evm
 
-    return hasattr(indexer.chains, "build_sources")
+    return hasattr(indexer.chains.evm, "EvmSource")
 
 
 def test_the_api_shows_verified_assets_a_mismatch_and_an_unregistered_one(up: RunningStack) -> None:
