@@ -10,6 +10,10 @@ stack's services), but no other ``EMPRESSA_*``: not the caller's node settings
 (the demo creator is the stack's node, not theirs), not data directories or
 database URLs (the stack chooses those), and not the caller's keystore secret
 unless it is the one the stack seals with (see :func:`dev_secrets`).
+On top of those, the stack gives the indexer's services (:data:`INDEXER_SERVICES`)
+``EMPRESSA_INDEXER_TRUSTED_BRIDGES`` naming its own bridge and, with a dev chain, the
+chain's ``EMPRESSA_INDEXER_EVM_*`` (:func:`stack.chain.indexer_env`), and the demo
+node ``EMPRESSA_NODE_TRUSTED_BRIDGES``: settings, never a key (``child_env``'s ``extra``).
 ``EMPRESSA_LOG_JSON`` is a setting of ``up`` itself
 (:attr:`~stack.settings.StackSettings.log_json`), handed on to every service
 when on. PostgreSQL gets only ``PATH`` (see :mod:`stack.supervisor`).
