@@ -30,9 +30,11 @@ not a password.
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import sys
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +43,7 @@ from node.config import write_default_config
 from node.demo import demo_assets
 from node.evm import account_address
 from node.keystore import create_keystore, read_public_did, unlock_from, unlock_with_evm_from
-from node.paths import KEYSTORE_FILE, NODE_DB
+from node.paths import CONFIG_FILE, KEYSTORE_FILE, NODE_DB
 from node.runner import write_private
 from node.store import Store as NodeStore
 
@@ -185,6 +187,21 @@ class DemoCreator:
     did: str
     evm_key: bytes | None = field(repr=False)
     hashes: dict[str, bytes]  # key -> raw entry hash of the current asset.put, in demo order
+
+
+def trust_bridge(node_dir: Path, did: str) -> None:
+    """Make the demo node's config.toml trust the stack's bridge (``trusted_bridges``), once.
+
+    A config that sets ``trusted_bridges`` already is left as it is (someone chose it).
+    """
+    path = node_dir / CONFIG_FILE
+    table = tomllib.loads(path.read_text()).get("node", {}) if path.exists() else {}
+    if "trusted_bridges" in table:
+        return
+    with path.open("a", encoding="utf-8") as f:
+        f.write(
+            f"\n# The bridge of the `empressa up` stack this demo node belongs to.\ntrusted_bridges = {json.dumps([did])}\n"
+        )
 
 
 def seed_demo_node(node_dir: Path, kek: Mapping[str, str], *, evm: bool = False) -> DemoCreator:

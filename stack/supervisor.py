@@ -307,6 +307,7 @@ class Stack:
         if self.settings.demo:
             node_dir = self.data_dir / "demo-node"
             creator = services.seed_demo_node(node_dir, kek, evm=dev is not None)
+            services.trust_bridge(node_dir, bridge_did)  # so `node list --data DIR/demo-node` shows it too
             self._interrupted()
             if dev is not None:
                 self._register_demo(dev, deployment, creator)
