@@ -125,7 +125,7 @@ def _evm_reconciler_present() -> bool:
 def test_the_api_shows_verified_assets_a_mismatch_and_an_unregistered_one(up: RunningStack) -> None:
     if not _evm_reconciler_present():
         pytest.skip(
-            "needs the reconciler's EVM source (indexer.chains.build_sources), not on this branch yet"
+            "needs the reconciler's EVM source (indexer.chains.evm.EvmSource), not on this branch yet"
         )
     items = demo_library(up)
     mine, others, unregistered = demo_registrations([i["key"] for i in items])
