@@ -172,6 +172,7 @@ def cmd_node_register(args: argparse.Namespace) -> None:
         rpc_url=settings.evm_rpc_url,
         registry=settings.evm_registry,
         unlock=_evm_unlocker(data_dir),
+        progress=None if args.json else lambda line: print(line, file=sys.stderr, flush=True),
     )
     verdict = {
         "verified": f"will verify: the record's payout.evm is {r.owner}",

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,6 +158,7 @@ class EvmClient:
         *,
         precheck: bool = True,
         timeout: float = RECEIPT_TIMEOUT,
+        progress: Callable[[str], None] | None = None,
     ) -> list[Registration]:
         """Send ``register(h)`` for each hash from the account of ``key``; wait until all are mined.
 
@@ -167,6 +168,7 @@ class EvmClient:
         Args:
             precheck: ask ``asset_of`` first and refuse a registered hash before sending anything
                 (``False`` leaves it to the contract, whose revert is translated the same way).
+            progress: told (one line) once the transactions are sent, while they are mined.
 
         Raises:
             AlreadyRegistered: a hash is registered already (nothing is sent when the pre-check
@@ -211,6 +213,10 @@ class EvmClient:
                 raise self._no_funds(acct.address, balance, cost)
             sent = [self.w3.eth.send_raw_transaction(acct.sign_transaction(tx).raw_transaction) for tx in txs]
             log.info("registrations sent count=%d from=%s registry=%s", len(sent), acct.address, c.address)
+            if progress is not None:
+                first = "0x" + bytes(sent[0]).hex()
+                more = f" and {len(sent) - 1} more" if len(sent) > 1 else ""
+                progress(f"sent {first}{more}; waiting for it to be mined (up to {timeout:.0f} s)")
             receipts = [self.w3.eth.wait_for_transaction_receipt(t, timeout=timeout) for t in sent]
         out = []
         for h, tx_hash, receipt in zip(record_hashes, sent, receipts, strict=True):

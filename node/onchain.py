@@ -89,6 +89,7 @@ def register_asset(
     rpc_url: str | None,
     registry: str | None,
     unlock: UnlockEvm,
+    progress: Callable[[str], None] | None = None,
 ) -> RegisterReport:
     """Register asset ``key``'s current entry hash on the registry, from this node's EVM account.
 
@@ -130,7 +131,7 @@ def register_asset(
         )
     keys, created = unlock()
     assert keys.evm_key is not None
-    (reg,) = client.register(registry, keys.evm_key, [put.hash.raw])
+    (reg,) = client.register(registry, keys.evm_key, [put.hash.raw], progress=progress)
     return RegisterReport(
         uri=uri.text,
         entry=put.hash.cid,

@@ -190,8 +190,10 @@ def test_register_prints_the_transaction_the_asset_id_and_what_will_be_checked(
     # naming no EVM address will be unbound, one naming another will be a mismatch.
     env = child_env(EMPRESSA_NODE_EVM_RPC_URL=chain.url, EMPRESSA_NODE_EVM_REGISTRY=registry)
     publish(data, "tide", "Paper Tide")
-    text = cli("node", "register", "--data", data, "--key", "tide", env=env).stdout.decode()
+    p = cli("node", "register", "--data", data, "--key", "tide", env=env)
+    text = p.stdout.decode()
     assert text.startswith("transaction 0x")
+    assert "waiting for it to be mined" in p.stderr.decode()  # progress, while it waits
     assert f"asset id {out['asset_id'] + 1} on eip155:31337" in text
     assert "will be unbound" in text and f"owner {address}" in text
     other = "0x" + "ab" * 20
