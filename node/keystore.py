@@ -47,6 +47,7 @@ Errors, all :class:`~node.errors.KeystoreError` with a one-line message naming t
     ├── keystore PATH was created with …       passphrase given for a KEK keystore, or vice versa
     ├── keystore is locked: …                  no passphrase in the environment and no prompt
     ├── a keystore already exists at PATH      create refuses to overwrite
+    ├── cannot write / cannot lock keystore PATH  adding the EVM account (rewrite, PATH.lock)
     └── EMPRESSA_KEK must be …                 malformed KEK text (its value is never echoed)
 
 A wrong Argon2 salt or limit (someone edited them) is reported as a wrong

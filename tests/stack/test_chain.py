@@ -86,3 +86,28 @@ def test_funding_and_the_demo_registrations_are_idempotent(tmp_path: Path, anvil
     assert dev.client.asset_of(d.registry, hashes["a"])[1] == address
     assert dev.client.asset_of(d.registry, hashes["c"])[1] == other
     assert dev.client.asset_of(d.registry, hashes["d"]) == (0, None)
+
+
+def test_the_indexer_services_read_the_stacks_indexer_env(tmp_path: Path) -> None:
+    """``up --data DIR``'s feeder, API and reconciler get ``--data DIR``: they read DIR/indexer.env."""
+    import cli
+    from stack.services import INDEXER_SERVICES, service_argvs
+
+    (tmp_path / "indexer.env").write_text(
+        "EMPRESSA_INDEXER_EVM_RPC_URL=http://127.0.0.1:9545\n"
+        "EMPRESSA_INDEXER_EVM_REGISTRY=0x5FbDB2315678afecb367f032d93F642f64180aa3\n"
+    )
+    argvs = dict(
+        service_argvs(["empressa"], port=1, p2p_port=2, index_dir=tmp_path / "search", bridge_dir=tmp_path / "b",
+                      data_dir=tmp_path)
+    )  # fmt: skip
+    assert set(INDEXER_SERVICES) <= set(argvs)
+    for name in INDEXER_SERVICES:
+        args = cli.build_parser().parse_args(argvs[name][1:])
+        s = cli.indexer_settings(args, {"DATABASE_URL": "postgresql://stack/db"})
+        assert (s.evm_rpc_url, s.data_dir, s.index_dir) == (
+            "http://127.0.0.1:9545",
+            tmp_path,
+            tmp_path / "search",
+        )
+        assert s.database_url == "postgresql://stack/db", "the stack's database, not one of DIR"
