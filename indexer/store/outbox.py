@@ -3,19 +3,30 @@
 A chain source queues an attestation (``verified`` or ``revoked``) in the
 same transaction as the state change it attests (:func:`queue_attestation`,
 given that transaction's cursor), so an attestation exists if and only if
-its change committed. The bridge's publisher takes unpublished rows in ``id``
-order and, in one transaction, appends the signed ``attest`` entries to its
-own log and marks the rows published with their entry hash: a bridge killed
-at any point publishes each row once.
+its change committed; it NOTIFYs :data:`OUTBOX_CHANNEL` (delivered at commit)
+so a waiting publisher wakes at once.
+
+The bridge's publisher (:meth:`indexer.store.Store.publish_attestations`) takes
+unpublished rows in ``id`` order (:func:`take_unpublished`, ``FOR UPDATE SKIP
+LOCKED``) and, in one transaction, appends the signed ``attest`` entries to its
+own log through the one ingest path and marks the rows published with their
+entry hash (:func:`mark_published`): a row is published if and only if its
+entry is in the bridge's log, so a bridge killed at any point publishes each
+row once. A row that cannot become an ``attest`` entry (only possible when
+written by hand, as :func:`queue_attestation` checks every value) is set aside
+with its reason in ``data.error`` (:func:`set_aside`) instead of blocking the
+rows behind it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from protocol import AssetUri
+from protocol import AssetUri, attest_body
 
 ATTEST_STATUSES = ("verified", "revoked")
+OUTBOX_CHANNEL = "empressa_outbox"  # NOTIFY payload: the newest queued outbox id
 
 
 def queue_attestation(
@@ -26,13 +37,20 @@ def queue_attestation(
     ``subject`` is the attested entry hash (32 bytes); ``chain`` a CAIP-2 id;
     ``onchain_id`` and ``tx`` printable text (the asset id in decimal, the
     transaction hash in ``0x`` hex), as the ``attest`` body carries them.
+
+    Raises:
+        ValueError: a value the ``attest`` entry could not carry (one line; nothing is queued).
     """
     if status not in ATTEST_STATUSES:
         raise ValueError(f"attestation status must be one of {ATTEST_STATUSES}")
-    if len(subject) != 32:
+    if not isinstance(subject, bytes) or len(subject) != 32:
         raise ValueError("an attestation's subject is a 32-byte entry hash")
+    try:
+        attest_body(uri, subject=subject, status=status, chain=chain, onchain_id=onchain_id, tx=tx)
+    except Exception as exc:  # SchemaError: the entry the bridge would sign is invalid
+        raise ValueError(f"attestation cannot be published: {exc}") from None
     cur.execute(
-        "INSERT INTO attest_outbox (uri, subject, status, body) VALUES (%s, %s, %s, %s)",
+        "INSERT INTO attest_outbox (uri, subject, status, body) VALUES (%s, %s, %s, %s) RETURNING id",
         (
             uri.text,
             subject,
@@ -40,6 +58,58 @@ def queue_attestation(
             _json({"chain": chain, "onchain_id": onchain_id, "tx": tx}),
         ),
     )
+    (new_id,) = cur.fetchone()
+    cur.execute("SELECT pg_notify(%s, %s)", (OUTBOX_CHANNEL, str(new_id)))
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One unpublished attestation, as :func:`take_unpublished` read it."""
+
+    id: int
+    uri: str
+    subject: bytes | None
+    status: str | None
+    body: dict[str, Any]
+
+
+_UNPUBLISHED = "published_hash IS NULL AND NOT (data ? 'error')"
+
+
+def take_unpublished(cur: Any, limit: int) -> list[OutboxRow]:
+    """Lock up to ``limit`` unpublished rows in ``id`` order (rows another transaction holds are skipped)."""
+    cur.execute(
+        f"SELECT id, uri, subject, status, body FROM attest_outbox WHERE {_UNPUBLISHED} "
+        "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+        (limit,),
+    )
+    return [
+        OutboxRow(i, u, bytes(s) if s is not None else None, st, b or {}) for i, u, s, st, b in cur.fetchall()
+    ]
+
+
+def mark_published(cur: Any, published: list[tuple[int, bytes]]) -> None:
+    """Mark rows published: ``(id, entry hash)`` each, at the transaction's time."""
+    if published:
+        cur.execute(
+            "UPDATE attest_outbox o SET published_hash = p.hash, published_at = now() "
+            "FROM unnest(%s::bigint[], %s::bytea[]) AS p(id, hash) WHERE o.id = p.id",
+            ([i for i, _ in published], [h for _, h in published]),
+        )
+
+
+def set_aside(cur: Any, row_id: int, reason: str) -> None:
+    """Keep a row that cannot be published out of the queue, with its reason (it is not deleted)."""
+    cur.execute(
+        "UPDATE attest_outbox SET data = data || jsonb_build_object('error', %s::text) WHERE id = %s",
+        (reason, row_id),
+    )
+
+
+def depth(cur: Any) -> int:
+    """How many rows wait to be published."""
+    cur.execute(f"SELECT count(*) FROM attest_outbox WHERE {_UNPUBLISHED}")
+    return int(cur.fetchone()[0])
 
 
 def _json(value: dict[str, Any]) -> Any:
