@@ -55,6 +55,9 @@ BRIDGE = {
     "VERIFY_WORKERS": ("2", "verify_workers", 2),
     "DB_POOL_SIZE": ("3", "db_pool_size", 3),
     "REJECT_QUEUE": ("5", "reject_queue", 5),
+    "TRUSTED_BRIDGES": (DID, "trusted_bridges", [DID]),
+    "ATTEST_BATCH": ("7", "attest_batch", 7),
+    "ATTEST_POLL_INTERVAL": ("0.5", "attest_poll_interval", 0.5),
     "QUARANTINE_MAX_SOURCE_BYTES": ("100", "quarantine_max_source_bytes", 100),
     "QUARANTINE_MAX_TOTAL_BYTES": ("200", "quarantine_max_total_bytes", 200),
     "QUARANTINE_RETENTION_HOURS": ("2", "quarantine_retention_hours", 2.0),
@@ -77,6 +80,7 @@ INDEXER = {
     "RATE_LIMIT_SUBMIT": ("6/minute", "rate_limit_submit", "6/minute"),
     "RATE_LIMIT_SUBMIT_KEY": ("7/minute", "rate_limit_submit_key", "7/minute"),
     "TRUSTED_PROXY": ("true", "trusted_proxy", True),
+    "TRUSTED_BRIDGES": (f'["{DID}"]', "trusted_bridges", [DID]),
     "MAX_ENTRIES_PER_REQUEST": ("10", "max_body_bytes", 10 * 16384),
     "MAX_BODY_BYTES": ("1000", "max_body_bytes", 1000),
     "QUARANTINE_MAX_SOURCE_BYTES": ("100", "quarantine_max_source_bytes", 100),
@@ -114,7 +118,7 @@ def documented() -> list[str]:
         names |= {prefix + key.upper() for key in re.findall(r"(?m)^(?:# )?([a-z_]+) = ", text)}
     env = (CONFIGS / "indexer.env").read_text()
     names |= set(re.findall(r"(?m)^# ([A-Z_]+)=", env))
-    for path in (ROOT / "README.md", *CONFIGS.iterdir()):
+    for path in (ROOT / "README.md", *(p for p in CONFIGS.iterdir() if p.is_file())):
         text = path.read_text()
         names |= {n for n in re.findall(r"EMPRESSA_[A-Z0-9_]+", text) if not n.endswith("_")}
         names |= set(re.findall(r"\bDATABASE_URL\b", text))
