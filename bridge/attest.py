@@ -16,7 +16,9 @@ Exactly once: a row is published if and only if its entry is in the bridge's
 log, because both are written by the same transaction; a bridge killed at any
 point leaves each row either published with its entry or untouched, and the
 next run picks up where the last commit left off. Database errors are retried
-with backoff, like the rest of the bridge (the batch is simply taken again).
+with backoff, like the rest of the bridge (the batch is simply taken again);
+any other failure is logged and retried the same way, so it never stops the
+bridge's mirroring.
 """
 
 from __future__ import annotations
@@ -94,9 +96,19 @@ class AttestPublisher:
                     await self.publish_pending()
                     delay = 0.1
                     await self._wait(listener)
-                except DatabaseError as exc:
+                except Exception as exc:  # never stops the bridge: it goes on mirroring, and retries this
                     self.metrics.store_retries.inc()
-                    log.warning("attestation publisher: database error; retrying in=%.1fs err=%s", delay, exc)
+                    if isinstance(exc, DatabaseError):
+                        log.warning(
+                            "attestation publisher: database error; retrying in=%.1fs err=%s", delay, exc
+                        )
+                    else:
+                        log.error(
+                            "attestation publisher failed; retrying in=%.1fs err=%s: %s",
+                            delay,
+                            exc.__class__.__name__,
+                            str(exc).splitlines()[0] if str(exc) else "",
+                        )
                     if listener is not None:
                         listener.close()
                         listener = None

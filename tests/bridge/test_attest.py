@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psycopg
+import psycopg.types.json
 import trio
 
 from bridge.testing import spawn_bridge
-from indexer.db import libpq_url
+from indexer.db import libpq_url, migrate
+from indexer.embedded import EmbeddedPostgres
 from indexer.store.outbox import queue_attestation
 from node.store import Store as NodeStore
 from node.testing import spawn_network
@@ -29,9 +32,13 @@ CHAIN = "eip155:31337"
 
 
 def queue(url: str, put: Entry, status: str, onchain_id: str = "3") -> None:
+    queue_for(url, put.uri, put.hash.raw, status, onchain_id)
+
+
+def queue_for(url: str, uri: AssetUri, subject: bytes, status: str, onchain_id: str = "3") -> None:
     with psycopg.connect(libpq_url(url)) as conn, conn.cursor() as cur:
         queue_attestation(
-            cur, uri=put.uri, subject=put.hash.raw, status=status, chain=CHAIN, onchain_id=onchain_id,
+            cur, uri=uri, subject=subject, status=status, chain=CHAIN, onchain_id=onchain_id,
             tx="0x" + "ef" * 32,
         )  # fmt: skip
 
@@ -104,3 +111,38 @@ async def test_queued_attestations_reach_the_nodes_and_count_only_where_trusted(
 def _held(url: str, put: Entry) -> bool:
     with psycopg.connect(libpq_url(url)) as conn:
         return conn.execute("SELECT 1 FROM entries WHERE hash = %s", (put.hash.raw,)).fetchone() is not None
+
+
+async def test_the_poll_publishes_a_row_no_notify_announced(db_url: str) -> None:
+    async with spawn_bridge(db_url, attest_poll_interval=0.2) as bridge:
+        uri = AssetUri(Signer(secrets.token_bytes(32)).public, "quiet")
+        with psycopg.connect(libpq_url(db_url)) as conn:  # a row written without queue_attestation's NOTIFY
+            conn.execute(
+                "INSERT INTO attest_outbox (uri, subject, status, body) VALUES (%s, %s, 'verified', %s)",
+                (
+                    uri.text,
+                    b"\x01" * 32,
+                    psycopg.types.json.Jsonb({"chain": CHAIN, "onchain_id": "1", "tx": "0x1"}),
+                ),
+            )
+        await wait_for(lambda: bridge.publisher.published == 1, timeout=DEADLINE, what="the poll's pass")
+        assert bridge.store.outbox_depth() == 0
+
+
+async def test_the_publisher_rides_out_a_postgresql_restart(tmp_path: Path) -> None:
+    pg = EmbeddedPostgres(tmp_path / "pg")
+    url = await trio.to_thread.run_sync(pg.start)
+    try:
+        await trio.to_thread.run_sync(migrate, url)
+        async with spawn_bridge(url, attest_poll_interval=3600.0) as bridge:
+            uri = AssetUri(Signer(secrets.token_bytes(32)).public, "song")
+            await trio.to_thread.run_sync(pg.stop)
+            await trio.sleep(1.0)  # the publisher's LISTEN connection meets the dead database
+            await trio.to_thread.run_sync(pg.start)
+            await trio.to_thread.run_sync(queue_for, url, uri, b"\x02" * 32, "verified")
+            await wait_for(
+                lambda: bridge.publisher.published == 1, timeout=DEADLINE, what="published after the restart"
+            )
+            assert bridge.store.head(bridge.keys.author.public).seq == 1  # type: ignore[union-attr]
+    finally:
+        await trio.to_thread.run_sync(pg.destroy)
