@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 from indexer.store import Store
 from indexer.store.outbox import queue_attestation
-from protocol import AssetUri, EntryHash, Signer, parse_and_verify
+from protocol import AssetUri, Signer, parse_and_verify
 from tests.node.conftest import LogBuilder
 
 CHAIN = "eip155:31337"
@@ -250,14 +250,3 @@ def _body(put: Any, status: str, onchain_id: str) -> dict[str, Any]:
     return attest_body(
         put.uri, subject=put.hash.raw, status=status, chain=CHAIN, onchain_id=onchain_id, tx="0x" + "cd" * 32
     )
-
-
-def test_attest_body_is_checked_by_the_protocol_rule() -> None:
-    from protocol import SchemaError, attest_body
-
-    uri = AssetUri(Signer(b"\x01" * 32).public, "k")
-    body = attest_body(uri, subject=b"\x02" * 32, status="verified", chain=CHAIN, onchain_id="1", tx="0x01")
-    assert body["asset"] == {"author": uri.author.raw, "key": "k"}
-    with pytest.raises(SchemaError, match=r"body\.status"):
-        attest_body(uri, subject=b"\x02" * 32, status="pending", chain=CHAIN, onchain_id="1", tx="0x01")
-    assert EntryHash(body["subject"]).raw == b"\x02" * 32
