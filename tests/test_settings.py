@@ -25,6 +25,7 @@ PEER = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"
 BOOT = f"/ip4/203.0.113.7/tcp/4001/p2p/{PEER}"
 DID = Signer(b"\x07" * 32).public.did
 KEK = "ab" * 32
+ISSUER = "GA5ZSEJYB37JRC5AVCIA5MOP4RHTM335X2KGX3IHOJAPP5RE34K4KZVN"  # a Stellar account (the docs')
 
 # What each variable is set to, and what the settings then hold (``{}``: a path under tmp_path).
 NODE = {
@@ -86,6 +87,10 @@ INDEXER = {
     "QUARANTINE_MAX_SOURCE_BYTES": ("100", "quarantine_max_source_bytes", 100),
     "QUARANTINE_MAX_TOTAL_BYTES": ("200", "quarantine_max_total_bytes", 200),
     "QUARANTINE_RETENTION_HOURS": ("2", "quarantine_retention_hours", 2.0),
+    "STELLAR_HORIZON_URL": ("http://127.0.0.1:8001", "stellar_horizon_url", "http://127.0.0.1:8001"),
+    "STELLAR_NETWORK": ("pubnet", "stellar_network", "pubnet"),
+    # Braces doubled: each value goes through str.format (for "{}" paths).
+    "STELLAR_ASSETS": ('{{"USDC": "' + ISSUER + '"}}', "stellar_assets", {"USDC": ISSUER}),
     "SSE_HEARTBEAT_S": ("1.5", "sse_heartbeat_s", 1.5),
     "SSE_MAX_PER_CLIENT": ("2", "sse_max_per_client", 2),
     "LOG_LEVEL": ("error", "log_level", "ERROR"),

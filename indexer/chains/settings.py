@@ -6,6 +6,7 @@ and ``evm_registry`` are, the Stellar source when ``stellar_horizon_url`` is.
 
 from __future__ import annotations
 
+import json
 import re
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -91,6 +92,19 @@ class ChainSettings(BaseModel):
     def _check_network(cls, value: str) -> str:
         if value not in ("testnet", "pubnet"):
             raise ValueError("must be testnet or pubnet")
+        return value
+
+    @field_validator("stellar_assets", mode="before")
+    @classmethod
+    def _assets_from_text(cls, value: object) -> object:
+        # An environment variable arrives as text (the layered loader splits only lists).
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                raise ValueError('must be a JSON object {"CODE": "G…issuer"}') from None
+            if not isinstance(value, dict):
+                raise ValueError('must be a JSON object {"CODE": "G…issuer"}')
         return value
 
     @field_validator("stellar_assets")

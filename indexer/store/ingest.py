@@ -36,8 +36,9 @@ The Store is the one handle on the database: besides the ingest path and the
 replica interface it carries the other query groups, each in its own module
 and sharing its engine: ``store.reads`` (:class:`~.reads.Reads`, what the HTTP
 API reads), ``store.admin`` (:class:`~.admin.Admin`: keys, moderation,
-idempotency) and ``store.changes`` (:class:`~.changes.Changes`, what the search
-feeder follows).
+idempotency), ``store.changes`` (:class:`~.changes.Changes`, what the search
+feeder follows) and ``store.payments`` (:class:`~.payments.Payments`, what the
+Stellar source reads and writes).
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ from . import writer
 from .admin import Admin
 from .changes import Changes
 from .edge import Unstorable, translate
+from .payments import Payments
 from .quarantine import QuarantineLimits, Rejected
 from .reads import Reads
 from .rows import Rows
@@ -109,7 +111,8 @@ class IngestResult:
 
 class Store:
     """The indexer's PostgreSQL store: the ingest path, the replica interface the bridge's daemon uses,
-    and the query groups :attr:`reads`, :attr:`admin` and :attr:`changes` (see the module docstring).
+    and the query groups :attr:`reads`, :attr:`admin`, :attr:`changes` and :attr:`payments` (see the
+    module docstring).
 
     Synchronous (psycopg 3 through SQLAlchemy); call it from trio with
     ``trio.to_thread.run_sync`` and from FastAPI through the threadpool.
@@ -129,6 +132,7 @@ class Store:
         self.reads = Reads(engine)
         self.admin = Admin(engine)
         self.changes = Changes(engine)
+        self.payments = Payments(engine)
 
     @classmethod
     def connect(
