@@ -2,7 +2,7 @@
 
 A chain source queues an attestation (``verified`` or ``revoked``) in the
 same transaction as the state change it attests (:func:`queue_attestation`,
-given that transaction's cursor), so an attestation exists if and only if
+or :func:`queue_attestations` for many, given that transaction's cursor), so an attestation exists if and only if
 its change committed; it NOTIFYs :data:`OUTBOX_CHANNEL` (delivered at commit)
 so a waiting publisher wakes at once.
 
@@ -20,13 +20,14 @@ rows behind it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from protocol import AssetUri, attest_body
 
 ATTEST_STATUSES = ("verified", "revoked")
-OUTBOX_CHANNEL = "empressa_outbox"  # NOTIFY payload: the newest queued outbox id
+OUTBOX_CHANNEL = "empressa_outbox"  # NOTIFY (empty payload): rows were queued
 
 
 def queue_attestation(
@@ -37,29 +38,53 @@ def queue_attestation(
     ``subject`` is the attested entry hash (32 bytes); ``chain`` a CAIP-2 id;
     ``onchain_id`` and ``tx`` printable text (the asset id in decimal, the
     transaction hash in ``0x`` hex), as the ``attest`` body carries them.
+    Many at once: :func:`queue_attestations` (one round trip for them all).
 
     Raises:
         ValueError: a value the ``attest`` entry could not carry (one line; nothing is queued).
     """
-    if status not in ATTEST_STATUSES:
-        raise ValueError(f"attestation status must be one of {ATTEST_STATUSES}")
-    if not isinstance(subject, bytes) or len(subject) != 32:
-        raise ValueError("an attestation's subject is a 32-byte entry hash")
-    try:
-        attest_body(uri, subject=subject, status=status, chain=chain, onchain_id=onchain_id, tx=tx)
-    except Exception as exc:  # SchemaError: the entry the bridge would sign is invalid
-        raise ValueError(f"attestation cannot be published: {exc}") from None
-    cur.execute(
-        "INSERT INTO attest_outbox (uri, subject, status, body) VALUES (%s, %s, %s, %s) RETURNING id",
-        (
-            uri.text,
-            subject,
-            status,
-            _json({"chain": chain, "onchain_id": onchain_id, "tx": tx}),
-        ),
+    queue_attestations(
+        cur, [Queued(uri=uri, subject=subject, status=status, chain=chain, onchain_id=onchain_id, tx=tx)]
     )
-    (new_id,) = cur.fetchone()
-    cur.execute("SELECT pg_notify(%s, %s)", (OUTBOX_CHANNEL, str(new_id)))
+
+
+@dataclass(frozen=True)
+class Queued:
+    """One attestation to queue (the keyword arguments of :func:`queue_attestation`)."""
+
+    uri: AssetUri
+    subject: bytes
+    status: str
+    chain: str
+    onchain_id: str
+    tx: str
+
+
+def queue_attestations(cur: Any, items: Sequence[Queued]) -> None:
+    """Queue many attestations on ``cur``, in order, checked first: one bad item queues none.
+
+    Raises:
+        ValueError: an item the ``attest`` entry could not carry (one line naming the field).
+    """
+    rows = []
+    for a in items:
+        if a.status not in ATTEST_STATUSES:
+            raise ValueError(f"attestation status must be one of {ATTEST_STATUSES}")
+        if not isinstance(a.subject, bytes) or len(a.subject) != 32:
+            raise ValueError("an attestation's subject is a 32-byte entry hash")
+        try:
+            attest_body(
+                a.uri, subject=a.subject, status=a.status, chain=a.chain, onchain_id=a.onchain_id, tx=a.tx
+            )
+        except Exception as exc:  # SchemaError: the entry the bridge would sign is invalid
+            raise ValueError(f"attestation cannot be published: {exc}") from None
+        body = _json({"chain": a.chain, "onchain_id": a.onchain_id, "tx": a.tx})
+        rows.append((a.uri.text, a.subject, a.status, body))
+    if not rows:
+        return
+    cur.executemany("INSERT INTO attest_outbox (uri, subject, status, body) VALUES (%s, %s, %s, %s)", rows)
+    # Delivered at commit; PostgreSQL folds a transaction's identical notifications into one.
+    cur.execute("SELECT pg_notify(%s, '')", (OUTBOX_CHANNEL,))
 
 
 @dataclass(frozen=True)

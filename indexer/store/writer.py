@@ -39,6 +39,7 @@ from .rows import (
     EMPTY_PUT,
     ENTRY_COLUMNS,
     ENTRY_TYPES,
+    Dids,
     Rows,
     binary_copy,
     dumps,
@@ -274,15 +275,16 @@ def _apply_attestations(
     replaces a ``verified``. Untrusted authors' entries change no asset. The
     caller holds the ingest lock; a changed row gets a fresh ``change_seq``.
     """
-    touched: set[AssetUri] = set(created)
+    keys: dict[str, AssetUri] = {u.id_b32: u for u in created}  # an attest entry's key names its asset
     batch: dict[bytes, Entry] = {}
     for e in appended:
         if e.kind == "attest" and e.author in trusted:
-            touched.add(attestation_of(e).asset)
+            if e.key not in keys:
+                keys[e.key] = attestation_of(e).asset
             batch[e.hash.raw] = e
-    if not touched:
+    if not keys:
         return
-    keys = {u.id_b32: u for u in touched}
+    touched = set(keys.values())
     cur.execute(
         "SELECT hash, raw FROM entries WHERE kind = 'attest' AND author = ANY(%s) AND key = ANY(%s)",
         ([a.raw for a in trusted], list(keys)),
@@ -297,6 +299,7 @@ def _apply_attestations(
                 continue
         held.append(known)
     latest = latest_attestations(held, trusted=trusted)
+    dids = Dids()
     updates = []
     for uri, e in latest.items():
         if uri not in touched:
@@ -304,7 +307,7 @@ def _apply_attestations(
         a = attestation_of(e)
         verification = {
             "status": a.status,
-            "by": a.by.did,
+            "by": dids[a.by.raw],
             "chain": a.chain,
             "onchain_id": a.onchain_id,
             "tx": a.tx,

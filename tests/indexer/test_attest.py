@@ -250,3 +250,25 @@ def _body(put: Any, status: str, onchain_id: str) -> dict[str, Any]:
     return attest_body(
         put.uri, subject=put.hash.raw, status=status, chain=CHAIN, onchain_id=onchain_id, tx="0x" + "cd" * 32
     )
+
+
+def test_many_attestations_queue_in_one_call_and_one_bad_item_queues_none(
+    trusting: Store, bridge: Signer, new_log: Callable[..., LogBuilder]
+) -> None:
+    from indexer.store.outbox import Queued, queue_attestations
+
+    creator = new_log()
+    puts = [creator.next(key=f"k{i}") for i in range(5)]
+    trusting.ingest(creator.entries)
+    items = [Queued(p.uri, p.hash.raw, "verified", CHAIN, str(i), "0x01") for i, p in enumerate(puts)]
+    with trusting.engine.begin() as conn:
+        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        with pytest.raises(ValueError, match=r"body\.onchain_id"):
+            queue_attestations(
+                cur, [*items, Queued(puts[0].uri, puts[0].hash.raw, "verified", CHAIN, "", "0x01")]
+            )
+        assert outbox(trusting) == []
+        queue_attestations(cur, items)
+    assert [e.body["onchain_id"] for e in trusting.publish_attestations(bridge, limit=10).entries] == [
+        str(i) for i in range(5)
+    ]
