@@ -39,7 +39,6 @@ from .rows import (
     EMPTY_PUT,
     ENTRY_COLUMNS,
     ENTRY_TYPES,
-    Dids,
     Rows,
     binary_copy,
     dumps,
@@ -299,22 +298,12 @@ def _apply_attestations(
                 continue
         held.append(known)
     latest = latest_attestations(held, trusted=trusted)
-    dids = Dids()
     updates = []
     for uri, e in latest.items():
-        if uri not in touched:
-            continue
-        a = attestation_of(e)
-        verification = {
-            "status": a.status,
-            "by": dids[a.by.raw],
-            "chain": a.chain,
-            "onchain_id": a.onchain_id,
-            "tx": a.tx,
-            "subject": a.subject.cid,
-            "attestation": a.entry.cid,
-        }
-        updates.append((uri.author.raw, uri.key, dumps(verification).decode()))
+        if uri in touched:
+            # {status, by, chain, onchain_id, tx, subject, attestation}: the shape nodes show too
+            verification = attestation_of(e).to_json()
+            updates.append((uri.author.raw, uri.key, dumps(verification).decode()))
     if not updates:
         return
     cur.execute(
