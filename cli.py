@@ -238,10 +238,18 @@ def cmd_node_delete(args: argparse.Namespace) -> None:
     _write(args, "asset.delete", {})
 
 
+def _verified(v: dict[str, Any] | None) -> str:
+    """``  verified eip155:31337 #3``: a trusted bridge's standing attestation, as ``node list`` shows it."""
+    return f"  verified {v['chain']} #{v['onchain_id']}" if v else ""
+
+
 def cmd_node_list(args: argparse.Namespace) -> None:
     from node.client import library
+    from node.config import load_node_settings
 
-    items = library(_data_dir(args), include_others=args.all)
+    data_dir = _data_dir(args)
+    trusted = load_node_settings(data_dir, {}, os.environ).trusted_bridges
+    items = library(data_dir, include_others=args.all, trusted_bridges=trusted)
     if args.json:
         print(json.dumps({"items": items}))
         return
@@ -259,6 +267,7 @@ def cmd_node_list(args: argparse.Namespace) -> None:
         tags = ",".join(i["tags"])
         print(
             f"{i['key']:<{width}}  {i['title']}  [{lic.get('type', '?')}, {price_s}]  v{i['versions']}  {tags}{who}"
+            + _verified(i["verification"])
         )
 
 

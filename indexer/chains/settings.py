@@ -11,6 +11,8 @@ import re
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from protocol import IdentifierError, parse_did
+
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _STELLAR_ACCOUNT = re.compile(r"^G[A-Z2-7]{55}$")
 _ASSET_CODE = re.compile(r"^[A-Za-z0-9]{1,12}$")
@@ -121,6 +123,10 @@ class ChainSettings(BaseModel):
         for did in value:
             if not _DID_KEY.match(did):
                 raise ValueError(f"{did!r} is not a did:key")
+            try:
+                parse_did(did)
+            except IdentifierError as exc:
+                raise ValueError(f"{did!r:.80} is not an Ed25519 did:key ({exc})") from None
         return value
 
     @model_validator(mode="after")
