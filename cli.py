@@ -141,8 +141,55 @@ def cmd_node_run(args: argparse.Namespace) -> None:
     trio.run(run_daemon, settings, keys)
 
 
+def _evm_unlocker(data_dir: Path) -> Callable[[], Any]:
+    """Unlocks the keystore with the EVM account in it (created on first use): ``(keys, created)``."""
+    from node.keystore import unlock_with_evm_from
+    from node.paths import KEYSTORE_FILE
+
+    def unlock() -> Any:
+        prompt = getpass.getpass if sys.stdin.isatty() else None
+        return unlock_with_evm_from(data_dir / KEYSTORE_FILE, environ=os.environ, prompt=prompt)
+
+    return unlock
+
+
+def cmd_node_evm_account(args: argparse.Namespace) -> None:
+    from node.onchain import evm_account
+
+    address, created = evm_account(_evm_unlocker(_data_dir(args)))
+    emit(args, {"address": address, "created": created}, f"{address}" + (" (created)" if created else ""))
+
+
+def cmd_node_register(args: argparse.Namespace) -> None:
+    from node.config import load_node_settings
+    from node.onchain import register_asset
+
+    data_dir = _data_dir(args)
+    settings = load_node_settings(data_dir, {"evm_rpc_url": args.rpc_url, "evm_registry": args.registry})
+    r = register_asset(
+        data_dir,
+        args.key,
+        rpc_url=settings.evm_rpc_url,
+        registry=settings.evm_registry,
+        unlock=_evm_unlocker(data_dir),
+        progress=None if args.json else lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    verdict = {
+        "verified": f"will verify: the record's payout.evm is {r.owner}",
+        "mismatch": f"will be a mismatch: the record's payout.evm is {r.payout_evm}, not {r.owner}",
+        "unbound": "will be unbound: the record names no payout.evm (edit it with --payout-evm me)",
+    }[r.expect]
+    emit(
+        args,
+        r.to_json(),
+        f"transaction {r.tx}\nasset id {r.asset_id} on {r.chain} (block {r.block}, registry {r.registry})\n"
+        f"the indexer will check: entry {r.entry} ({r.record_hash}), owner {r.owner}: {verdict}",
+    )
+
+
 def _asset_fields(args: argparse.Namespace) -> Any:
     from node.client import AssetFields
+    from node.onchain import payout_evm
 
     return AssetFields(
         title=args.title,
@@ -157,7 +204,7 @@ def _asset_fields(args: argparse.Namespace) -> Any:
         price=args.price,
         currency=args.currency,
         terms=args.terms,
-        payout_evm=args.payout_evm,
+        payout_evm=payout_evm(args.payout_evm, _evm_unlocker(_data_dir(args))),
         payout_stellar=args.payout_stellar,
     )
 
@@ -191,10 +238,18 @@ def cmd_node_delete(args: argparse.Namespace) -> None:
     _write(args, "asset.delete", {})
 
 
+def _verified(v: dict[str, Any] | None) -> str:
+    """``  verified eip155:31337 #3``: a trusted bridge's standing attestation, as ``node list`` shows it."""
+    return f"  verified {v['chain']} #{v['onchain_id']}" if v else ""
+
+
 def cmd_node_list(args: argparse.Namespace) -> None:
     from node.client import library
+    from node.config import load_node_settings
 
-    items = library(_data_dir(args), include_others=args.all)
+    data_dir = _data_dir(args)
+    trusted = load_node_settings(data_dir, {}, os.environ).trusted_bridges
+    items = library(data_dir, include_others=args.all, trusted_bridges=trusted)
     if args.json:
         print(json.dumps({"items": items}))
         return
@@ -212,6 +267,7 @@ def cmd_node_list(args: argparse.Namespace) -> None:
         tags = ",".join(i["tags"])
         print(
             f"{i['key']:<{width}}  {i['title']}  [{lic.get('type', '?')}, {price_s}]  v{i['versions']}  {tags}{who}"
+            + _verified(i["verification"])
         )
 
 
@@ -315,6 +371,8 @@ def cmd_up(args: argparse.Namespace) -> None:
         "p2p_port": args.p2p_port,
         "database_url": args.database_url,
         "demo": args.demo or None,  # a store_true flag: absent is "not given", not False
+        "chain": args.chain,
+        "chain_port": args.chain_port,
     }
     settings = load_stack_settings(Path(args.data).expanduser(), flags, os.environ)
     configure_logging("INFO", as_json=settings.log_json)
@@ -344,21 +402,76 @@ def _database(settings: Any, *, migrate: bool) -> Iterator[str]:
 def indexer_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
     """An ``empressa indexer …`` command's :class:`~indexer.settings.IndexerSettings`.
 
-    Built by the loader every process's settings are built by (no config file for the
-    indexer): ``DATABASE_URL`` < ``EMPRESSA_INDEXER_*`` < the command's flags.
+    Built by the loader every process's settings are built by: ``DATA_DIR/indexer.env`` <
+    ``DATABASE_URL`` < ``EMPRESSA_INDEXER_*`` < the command's flags.
     """
-    from indexer.settings import ENV_PREFIX, PLAIN_ENV, IndexerSettings
-    from node.layered import data_dir_from, load_layered
+    from indexer.settings import ENV_PREFIX, PLAIN_ENV, EnvFile, IndexerSettings
+    from node.errors import ConfigError
+    from node.layered import load_layered
 
-    data_dir = (
-        Path(args.data).expanduser()
-        if getattr(args, "data", None)
-        else data_dir_from(environ, ENV_PREFIX, DEFAULT_INDEXER_DIR.expanduser())
-    )
+    data_dir = _indexer_dir(args, environ)
+    file = EnvFile.read(data_dir)
     overrides = {name: getattr(args, name, None) for name in ("host", "port", "index_dir", "database_url")}
-    return load_layered(
-        IndexerSettings, data_dir, overrides, environ, table=None, env_prefix=ENV_PREFIX, plain_env=PLAIN_ENV
+    try:
+        return load_layered(
+            IndexerSettings,
+            data_dir,
+            overrides,
+            file.under(environ),
+            table=None,
+            env_prefix=ENV_PREFIX,
+            plain_env=PLAIN_ENV,
+        )
+    except ConfigError as exc:
+        raise ConfigError(file.source_of(str(exc), environ)) from None
+
+
+def _indexer_dir(args: argparse.Namespace, environ: Mapping[str, str]) -> Path:
+    """``--data``, else ``EMPRESSA_INDEXER_DATA_DIR``, else ``~/.empressa/indexer``."""
+    from indexer.settings import ENV_PREFIX
+    from node.layered import data_dir_from
+
+    if getattr(args, "data", None):
+        return Path(args.data).expanduser()
+    return data_dir_from(environ, ENV_PREFIX, DEFAULT_INDEXER_DIR.expanduser())
+
+
+DEPLOYER_KEY_ENV = "EMPRESSA_DEPLOYER_KEY"
+
+
+def deployer_key(environ: Mapping[str, str]) -> str | None:
+    """``chain deploy``'s deployer key, from the environment only (never a flag: flags are visible to all)."""
+    return environ.get(DEPLOYER_KEY_ENV, "").strip() or None
+
+
+def cmd_chain_deploy(args: argparse.Namespace) -> None:
+    from pydantic import ValidationError
+
+    from indexer.chains.evm import deploy_registry
+    from indexer.chains.settings import ChainSettings
+    from indexer.settings import ENV_PREFIX, write_env_file
+
+    try:  # the URL's form, before anything is sent
+        ChainSettings(evm_rpc_url=args.rpc_url, evm_registry="0x" + "00" * 20)
+    except ValidationError:
+        fail(f"--rpc-url {args.rpc_url!r:.80} is not an http:// or https:// URL")
+    data_dir = _indexer_dir(args, os.environ)
+    d = deploy_registry(args.rpc_url, deployer_key=deployer_key(os.environ))
+    path = write_env_file(
+        data_dir,
+        {
+            ENV_PREFIX + "EVM_RPC_URL": args.rpc_url,
+            ENV_PREFIX + "EVM_REGISTRY": d.address,
+            ENV_PREFIX + "EVM_CHAIN_ID": str(d.chain_id),
+            ENV_PREFIX + "EVM_START_BLOCK": str(d.block),
+        },
     )
+    emit(
+        args,
+        {"address": d.address, "chain_id": d.chain_id, "chain": d.caip2, "block": d.block, "tx": d.tx,
+         "config": str(path)},
+        f"AssetRegistry deployed at {d.address} on {d.caip2} (block {d.block}, tx {d.tx})\nwrote {path}",
+    )  # fmt: skip
 
 
 def cmd_indexer_run(args: argparse.Namespace) -> None:
@@ -510,6 +623,14 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--p2p-port", type=int, help="libp2p TCP port")
     up.add_argument("--database-url", help="use this PostgreSQL instead of the embedded one")
     up.add_argument("--demo", action="store_true", help="publish sample assets from a demo creator")
+    up.add_argument(
+        "--chain",
+        choices=["dev", "none"],
+        help="dev: run a local EVM chain (anvil) with the registry deployed (the default with --demo); none: no chain",
+    )
+    up.add_argument(
+        "--chain-port", type=int, metavar="N", help="the dev chain's JSON-RPC port (default 8545)"
+    )
     up.set_defaults(func=cmd_up)
 
     verify = sub.add_parser("verify", help="check every entry of a CBOR sequence file")
@@ -551,7 +672,11 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--price", metavar="AMOUNT", help="decimal amount, e.g. 12.50")
         sp.add_argument("--currency", metavar="CUR", help="currency code, e.g. USD")
         sp.add_argument("--terms", help="license terms text")
-        sp.add_argument("--payout-evm", metavar="ADDR", help="0x… address for on-chain payments")
+        sp.add_argument(
+            "--payout-evm",
+            metavar="ADDR",
+            help="0x… address for on-chain payments and registration; `me`: this node's EVM account",
+        )
         sp.add_argument("--payout-stellar", metavar="ACCOUNT", help="G… Stellar account for payments")
         data_opt(sp, env="EMPRESSA_NODE_DATA_DIR")
         json_opt(sp)
@@ -586,6 +711,19 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file", help="CBOR sequence (RFC 8742), or - for stdin")
     json_opt(imp)
     imp.set_defaults(func=cmd_node_import)
+
+    evm = node.add_parser("evm-account", help="this node's EVM account (created once, in the keystore)")
+    data_opt(evm, env="EMPRESSA_NODE_DATA_DIR")
+    json_opt(evm)
+    evm.set_defaults(func=cmd_node_evm_account)
+
+    reg = node.add_parser("register", help="register an asset's current entry hash on the EVM registry")
+    reg.add_argument("--key", required=True, help="the asset's key")
+    reg.add_argument("--rpc-url", metavar="URL", help="EVM JSON-RPC URL (default: evm_rpc_url of the config)")
+    reg.add_argument("--registry", metavar="ADDR", help="AssetRegistry address (default: evm_registry)")
+    data_opt(reg, env="EMPRESSA_NODE_DATA_DIR")
+    json_opt(reg)
+    reg.set_defaults(func=cmd_node_register)
     indexer = sub.add_parser(
         "indexer", help="the indexer: API, migrations, search index, keys"
     ).add_subparsers(dest="indexer_command", required=True, metavar="COMMAND")
@@ -650,6 +788,23 @@ def build_parser() -> argparse.ArgumentParser:
     db_opts(kcreate)
     json_opt(kcreate)
     kcreate.set_defaults(func=cmd_indexer_api_key_create)
+
+    chain = sub.add_parser("chain", help="the EVM registry contract").add_subparsers(
+        dest="chain_command", required=True, metavar="COMMAND"
+    )
+    deploy = chain.add_parser(
+        "deploy", help="deploy the AssetRegistry and write its address into the indexer's config"
+    )
+    deploy.add_argument("--rpc-url", required=True, metavar="URL", help="EVM JSON-RPC URL")
+    deploy.add_argument(
+        "--data",
+        metavar="DIR",
+        help=f"the indexer's data directory, whose indexer.env gets the registry (default "
+        f"EMPRESSA_INDEXER_DATA_DIR, else {DEFAULT_INDEXER_DIR}); the deployer is the RPC's unlocked "
+        f"account, or {DEPLOYER_KEY_ENV} from the environment",
+    )
+    json_opt(deploy)
+    deploy.set_defaults(func=cmd_chain_deploy)
 
     bridge = sub.add_parser("bridge", help="the bridge super-node").add_subparsers(
         dest="bridge_command", required=True, metavar="COMMAND"

@@ -32,6 +32,7 @@ from pydantic_settings import SettingsConfigDict
 from indexer.store import QuarantineSettings, check_database_url
 from node.config import NodeSettings
 from node.layered import LayeredSettings, data_dir_from, load_layered
+from protocol import parse_did
 
 __all__ = ["ENV_PREFIX", "NODE_KEYS", "BridgeSettings", "default_data_dir", "load_bridge_settings"]
 
@@ -94,6 +95,24 @@ class BridgeSettings(QuarantineSettings, LayeredSettings):
         ge=1,
         description="Rejected entries waiting for the quarantine table; past this they are counted and dropped.",
     )
+    trusted_bridges: list[str] = Field(
+        default_factory=list,
+        description="did:key identities of other bridges whose attestations the indexer's assets take "
+        "(this bridge's own key is always trusted).",
+    )
+    attest_batch: int = Field(
+        default=500,
+        ge=1,
+        le=10_000,
+        description="Most outbox rows published as attest entries in one transaction.",
+    )
+    attest_poll_interval: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        allow_inf_nan=False,
+        description="Seconds between checks of the attestation outbox when no NOTIFY wakes the publisher.",
+    )
     node: NodeSettings = Field(
         default=None,  # type: ignore[assignment]  # built from data_dir and NODE_KEYS by _nest_node
         description="The settings of the node the bridge runs (listen, bootstrap, mdns, intervals, "
@@ -120,6 +139,17 @@ class BridgeSettings(QuarantineSettings, LayeredSettings):
     @classmethod
     def _expand_data_dir(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @field_validator("trusted_bridges")
+    @classmethod
+    def _check_dids(cls, value: list[str]) -> list[str]:
+        out = []
+        for text in value:
+            try:
+                out.append(parse_did(text).did)
+            except Exception as exc:
+                raise ValueError(f"{text!r:.80} is not an Ed25519 did:key ({exc})") from None
+        return out
 
     @field_validator("database_url")
     @classmethod

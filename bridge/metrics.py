@@ -37,6 +37,8 @@ class BridgeMetrics:
     store_writes: Counter
     known_authors: Gauge
     writer_queue: Gauge
+    attestations_published: Counter
+    outbox_depth: Gauge
 
 
 @functools.cache
@@ -75,6 +77,15 @@ def bridge_metrics() -> BridgeMetrics:
         writer_queue=Gauge(
             "empressa_bridge_writer_queue_depth",
             "Writes (gossip entries, pulled ranges) waiting for the writers.",
+            multiprocess_mode="max",
+        ),
+        attestations_published=Counter(
+            "empressa_bridge_attestations_published",
+            "Outbox rows published as attest entries of the bridge's log.",
+        ),
+        outbox_depth=Gauge(
+            "empressa_bridge_outbox_depth",
+            "Attestations queued in the outbox, not yet published.",
             multiprocess_mode="max",
         ),
     )

@@ -70,8 +70,13 @@ async def run_bridge(settings: BridgeSettings, keys: Keys) -> None:
         raise ConfigError("the bridge needs a database: set --database-url, DATABASE_URL or database_url")
     data_dir = settings.data_dir
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    from .attest import trusted_attesters
+
     store = Store.connect(
-        settings.database_url, pool_size=settings.db_pool_size, quarantine_limits=settings.quarantine_limits
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        quarantine_limits=settings.quarantine_limits,
+        trusted_attesters=trusted_attesters(settings, keys),
     )
     bridge = Bridge(settings=settings, keys=keys, store=store)
     info_path = data_dir / BRIDGE_JSON

@@ -18,6 +18,10 @@ the daemon's anti-entropy compares PostgreSQL's heads with every peer and pulls
 what is missing, so a bridge killed at any point loses nothing and doubles
 nothing. Database errors (a PostgreSQL restart) are retried with backoff by
 the daemon and the quarantine writer, keeping their batch.
+
+Beside the daemon runs the attestation publisher (:mod:`bridge.attest`): the
+outbox's rows become ``attest`` entries of the bridge's own log, each exactly
+once, and the daemon announces and serves them like any entry.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from indexer.store import DatabaseError, Store
 from node.daemon import Node, RangeVerifier, verify_in_thread
 from node.keystore import Keys
 
+from .attest import AttestPublisher
 from .config import BridgeSettings
 from .metrics import BridgeMetrics, bridge_metrics
 from .quarantine import RejectQueue
@@ -77,6 +82,14 @@ class Bridge:
             verify_range=verifier,
             retry_errors=(DatabaseError,),
         )
+        self.publisher = AttestPublisher(
+            store=store,
+            signer=keys.author,
+            node=self.node,
+            metrics=self.metrics,
+            batch=settings.attest_batch,
+            poll_interval=settings.attest_poll_interval,
+        )
         self.did = self.node.did
         self.metrics_url: str | None = None  # set once /metrics is served (metrics_port)
         self.peer_id = self.node.peer_id
@@ -92,6 +105,7 @@ class Bridge:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.rejects.run)
                 await nursery.start(self.node.run)
+                await nursery.start(self.publisher.run)
                 nursery.start_soon(self._gauge_loop)
                 if self.settings.metrics_port is not None:
                     from prometheus_client import start_http_server
@@ -128,5 +142,6 @@ class Bridge:
             if ticks % 5 == 0:
                 with contextlib.suppress(Exception):  # a gauge never stops the bridge
                     self.metrics.known_authors.set(await trio.to_thread.run_sync(self.replica.count_authors))
+                    self.metrics.outbox_depth.set(await trio.to_thread.run_sync(self.store.outbox_depth))
             ticks += 1
             await trio.sleep(GAUGE_INTERVAL)

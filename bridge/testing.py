@@ -27,6 +27,7 @@ from node.keystore import Keys
 from node.testing import TestNetwork
 from protocol import Signer
 
+from .attest import trusted_attesters
 from .config import BridgeSettings
 from .service import Bridge
 
@@ -63,7 +64,10 @@ async def spawn_bridge(
             **settings,
         )
         store = Store.connect(
-            database_url, pool_size=conf.db_pool_size, quarantine_limits=conf.quarantine_limits
+            database_url,
+            pool_size=conf.db_pool_size,
+            quarantine_limits=conf.quarantine_limits,
+            trusted_attesters=trusted_attesters(conf, keys),
         )
         try:
             async with trio.open_nursery() as nursery:

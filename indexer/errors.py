@@ -14,6 +14,7 @@
     │   └── InProgress                  … or with the same request while that one is still being processed
     ├── Unauthorized                401 no API key, or an unknown or revoked one
     ├── Forbidden                   403 a valid key without the scope the call needs
+    ├── SettingsFileError           500 DATA_DIR/indexer.env cannot be read or written, or holds a bad line
     └── ChainError                  503 a chain source cannot go on (the reconciler's; never an HTTP answer)
         ├── ChainConfigError            bad chain config: unreachable RPC, wrong chain id, no contract at
         │                               the address, a bad Stellar account; retried, readiness fails
@@ -79,6 +80,13 @@ class Forbidden(IndexerError):
     status = 403
     code = "forbidden"
     title = "Forbidden"
+
+
+class SettingsFileError(IndexerError):
+    """``DATA_DIR/indexer.env`` cannot be read or written, or a line of it is not a setting (never an HTTP answer)."""
+
+    code = "settings-file"
+    title = "Bad settings file"
 
 
 class NoSearchTerms(BadRequest):

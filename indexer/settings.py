@@ -1,9 +1,20 @@
 """The indexer's settings: one pydantic-settings class, built in ``cli.py`` and passed in.
 
-Sources, lowest to highest priority: defaults < ``DATABASE_URL`` (the name
-every PostgreSQL tool knows; ``EMPRESSA_LOG_JSON``, the stack's switch for its
-children, sets ``log_json`` the same way) < ``EMPRESSA_INDEXER_<FIELD>``
-environment variables < command-line flags. The indexer reads no config file.
+Sources, lowest to highest priority: defaults < ``DATA_DIR/indexer.env`` (the
+indexer's config file, below) < ``DATABASE_URL`` (the name every PostgreSQL tool
+knows; ``EMPRESSA_LOG_JSON``, the stack's switch for its children, sets
+``log_json`` the same way) < ``EMPRESSA_INDEXER_<FIELD>`` environment variables
+< command-line flags.
+
+``DATA_DIR/indexer.env`` (:class:`EnvFile`) holds dotenv lines, ``NAME=value``
+(``#`` comments, blank lines, an optional ``export``, values optionally in
+single or double quotes), of the same variables: ``EMPRESSA_INDEXER_*`` and
+``DATABASE_URL``. Its values are taken as if they were in the environment, under
+it: a variable that is set wins over the file's line. ``empressa chain deploy``
+writes the EVM registry's lines there (:func:`write_env_file`: the other lines
+kept, the file replaced atomically with mode 0600). A line that is not a
+setting, or ``EMPRESSA_INDEXER_DATA_DIR`` (the directory the file is in), is a
+:class:`~indexer.errors.SettingsFileError` naming the file and the line.
 ``cli.py`` layers them with the loader every process's settings are built by
 (``node.layered.load_layered``; the indexer does not import the node, so the
 loader is called from ``cli.py`` and the result passed in);
@@ -21,6 +32,12 @@ Rate limits use the ``limits`` notation (``"600/minute"``, ``"10/second;1000/hou
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +49,17 @@ from protocol import MAX_ENTRY_BYTES
 
 from .chains.settings import ChainSettings
 from .db import check_database_url
+from .errors import SettingsFileError
 from .store.quarantine import QuarantineSettings
 
-__all__ = ["ENV_PREFIX", "PLAIN_ENV", "IndexerSettings"]
+__all__ = ["ENV_FILE", "ENV_PREFIX", "PLAIN_ENV", "EnvFile", "IndexerSettings", "write_env_file"]
 
 ENV_PREFIX = "EMPRESSA_INDEXER_"
 # Variables without the prefix that set a setting, below the prefixed ones.
 PLAIN_ENV = {"DATABASE_URL": "database_url", "EMPRESSA_LOG_JSON": "log_json"}
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+ENV_FILE = "indexer.env"
+_LINE = re.compile(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
 
 
 def _default_data_dir() -> Path:
@@ -156,3 +176,115 @@ class IndexerSettings(ChainSettings, QuarantineSettings, BaseSettings):
         if value.upper() not in _LOG_LEVELS:
             raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}")
         return value.upper()
+
+
+# -- DATA_DIR/indexer.env -------------------------------------------------------------------------
+
+
+def _file_variable(name: str) -> bool:
+    return (name.startswith(ENV_PREFIX) and name != ENV_PREFIX + "DATA_DIR") or name in PLAIN_ENV
+
+
+@dataclass(frozen=True)
+class EnvFile:
+    """The settings of ``DATA_DIR/indexer.env`` (see the module docstring); empty when there is no file."""
+
+    path: Path
+    values: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, data_dir: Path) -> EnvFile:
+        """Parse ``data_dir/indexer.env``.
+
+        Raises:
+            SettingsFileError: unreadable, or a line that is not ``NAME=value`` of an indexer variable.
+        """
+        path = Path(data_dir).expanduser() / ENV_FILE
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return cls(path)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SettingsFileError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        values: dict[str, str] = {}
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            m = _LINE.match(line)
+            if m is None:
+                raise SettingsFileError(f"{path} line {number}: not NAME=value")
+            name, value = m.groups()
+            if not _file_variable(name):
+                raise SettingsFileError(
+                    f"{path} line {number}: {name} is not an indexer setting (EMPRESSA_INDEXER_*, DATABASE_URL; "
+                    "not EMPRESSA_INDEXER_DATA_DIR)"
+                )
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            values[name] = value
+        return cls(path, values)
+
+    def under(self, environ: Mapping[str, str]) -> dict[str, str]:
+        """``environ`` with the file's values added below it (a variable that is set wins)."""
+        return {**self.values, **{k: v for k, v in environ.items() if v.strip() or k not in self.values}}
+
+    def source_of(self, message: str, environ: Mapping[str, str]) -> str:
+        """A settings error's message with ``(from VAR)`` made ``(from VAR in PATH)`` where the file set it."""
+        for name in self.values:
+            if not environ.get(name, "").strip():
+                message = message.replace(f"(from {name})", f"(from {name} in {self.path})")
+        return message
+
+
+def write_env_file(data_dir: Path, updates: Mapping[str, str]) -> Path:
+    """Set ``updates`` (variable -> value) in ``data_dir/indexer.env``, keeping its other lines.
+
+    A variable's existing line is replaced in place; new ones are appended. The new file
+    is written beside the old one with mode 0600, fsynced, and renamed over it.
+
+    Raises:
+        SettingsFileError: a name that is not an indexer variable, a value with a newline,
+            or the file cannot be read or written.
+    """
+    for name, value in updates.items():
+        if not _file_variable(name) or "\n" in value or "\r" in value:
+            raise SettingsFileError(f"cannot write {name}={value!r:.40} into {ENV_FILE}")
+    data_dir = Path(data_dir).expanduser()
+    path = data_dir / ENV_FILE
+    EnvFile.read(data_dir)  # refuse to rewrite a file we cannot parse
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    except OSError as exc:
+        raise SettingsFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    todo = dict(updates)
+    out = []
+    for line in lines:
+        m = _LINE.match(line) if line.strip() and not line.lstrip().startswith("#") else None
+        if m is not None and m.group(1) in todo:
+            name = m.group(1)
+            out.append(f"{name}={todo.pop(name)}")
+        else:
+            out.append(line)
+    if todo and not lines:
+        out.append(
+            "# Empressa indexer settings (dotenv lines; see configs/indexer.env). Variables set in the"
+        )
+        out.append("# environment win over these lines; flags win over both.")
+    out.extend(f"{name}={value}" for name, value in todo.items())
+    tmp = path.with_name(f".{ENV_FILE}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, ("\n".join(out) + "\n").encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise SettingsFileError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return path

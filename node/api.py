@@ -21,7 +21,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 from pydantic import BaseModel
 
-from protocol import ProtocolError
+from protocol import ProtocolError, parse_did
 
 from .daemon import Node
 from .errors import ListenError, NodeError, NotFoundError
@@ -96,12 +96,14 @@ def create_local_app(node: Node, token: str) -> FastAPI:
             "stats": vars(node.stats),
         }
 
+    trusted = frozenset(parse_did(d) for d in node.settings.trusted_bridges)
+
     @app.get("/v1/library")
     async def library(all: bool = False, deleted: bool = False) -> dict[str, Any]:
-        rows = await trio.to_thread.run_sync(
-            lambda: node.store.assets(local_only=not all, include_deleted=deleted)
+        items = await trio.to_thread.run_sync(
+            lambda: node.store.library(local_only=not all, include_deleted=deleted, trusted=trusted)
         )
-        return {"items": [r.to_json() for r in rows]}
+        return {"items": items}
 
     @app.post("/v1/local/entries", dependencies=[Depends(require_token)], status_code=201)
     async def write(req: LocalWrite) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -223,10 +223,14 @@ def _me(data_dir: Path) -> AuthorKey:
     return parse_did(author_did(data_dir))
 
 
-def library(data_dir: Path, *, include_others: bool) -> list[dict[str, Any]]:
+def library(
+    data_dir: Path, *, include_others: bool, trusted_bridges: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """The library's items, each with the verification a trusted bridge's attestation gives it."""
+    trusted = frozenset(parse_did(d) for d in trusted_bridges)
     store = Store.open(data_dir / NODE_DB)
     try:
-        return [r.to_json() for r in store.assets(local_only=not include_others)]
+        return store.library(local_only=not include_others, trusted=trusted)
     finally:
         store.close()
 

@@ -34,6 +34,7 @@ setting and where its value came from (the loader's, :mod:`node.layered`)::
 from __future__ import annotations
 
 import os
+import re
 import textwrap
 from collections.abc import Mapping
 from pathlib import Path
@@ -119,6 +120,18 @@ class NodeSettings(LayeredSettings):
     trusted_bridges: list[str] = Field(
         default_factory=list, description="did:key identities of bridges whose attestations this node trusts."
     )
+    evm_rpc_url: str | None = Field(
+        default=None,
+        description="JSON-RPC URL of the EVM chain that `empressa node register` sends to (flag: --rpc-url); "
+        "`empressa up --chain dev` prints its own in stack.json. Unset by default.",
+        examples=["http://127.0.0.1:8545"],
+    )
+    evm_registry: str | None = Field(
+        default=None,
+        description="Address of the AssetRegistry on that chain (flag: --registry), as `empressa chain "
+        "deploy` printed it. Unset by default.",
+        examples=["0x5FbDB2315678afecb367f032d93F642f64180aa3"],
+    )
     max_clock_skew_ms: int = Field(
         default=600_000,
         ge=0,
@@ -160,6 +173,20 @@ class NodeSettings(LayeredSettings):
             except Exception as exc:
                 raise ValueError(f"{text!r:.80} is not an Ed25519 did:key ({exc})") from None
         return out
+
+    @field_validator("evm_rpc_url")
+    @classmethod
+    def _check_rpc_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError(f"{value!r:.80} is not an http:// or https:// URL")
+        return value
+
+    @field_validator("evm_registry")
+    @classmethod
+    def _check_registry(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"0x[0-9a-fA-F]{40}", value):
+            raise ValueError(f"{value!r:.60} is not a 0x-prefixed 20-byte hex address")
+        return value
 
     @field_validator("log_level")
     @classmethod
@@ -287,6 +314,10 @@ def render_config(*, commented: bool) -> str:
             continue
         lines.extend(f"# {line}" for line in textwrap.wrap(field.description or name, width=96))
         value = getattr(defaults, name)
+        if value is None:  # no default (TOML has no null): an example, commented out either way
+            text = tomli_w.dumps({name: (field.examples or [""])[0]}).rstrip("\n")
+            lines.extend(f"# {line}" for line in text.splitlines())
+            continue
         text = tomli_w.dumps({name: value}).rstrip("\n")
         lines.extend(f"# {line}" if commented else line for line in text.splitlines())
     return "\n".join(lines) + "\n"

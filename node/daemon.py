@@ -10,6 +10,7 @@ Stages, each a task in one nursery, joined by bounded channels::
                          └──────────── verify ◀── pullers: range requests ◀───┘
 
     local publish ─▶ store ─▶ announcer (paced gossip of the newest own entry)
+    announce() (own entries another writer appended: the bridge's attestations) ─▶ announcer
 
 The store is any :class:`~node.replica.Replica`: the creator's SQLite store,
 or the indexer's PostgreSQL store when the bridge runs this same daemon. The
@@ -261,6 +262,14 @@ class Node:
         self._stored([entry])
         self._announce_wakeup.set()
         return entry
+
+    def announce(self, entries: Sequence[Entry] = ()) -> None:
+        """Entries were appended to this node's own log by another writer of the same store (the
+        bridge's attestation publisher): count them as stored and wake the announcer, which gossips
+        the newest; peers that see the gap pull the rest over sync."""
+        if entries:
+            self._stored(list(entries))
+        self._announce_wakeup.set()
 
     # -- gossip in -----------------------------------------------------------------
 

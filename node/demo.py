@@ -53,8 +53,10 @@ def _cid(seed: str) -> str:
     return "b" + b32(b"\x01\x55\x12\x20" + hashlib.sha256(seed.encode()).digest())
 
 
-def demo_assets(n: int = 36, *, seed: int = 7) -> list[tuple[str, dict[str, Any]]]:
-    """``n`` deterministic, realistic ``(key, asset.put body)`` pairs."""
+def demo_assets(
+    n: int = 36, *, seed: int = 7, payout_evm: str | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """``n`` deterministic, realistic ``(key, asset.put body)`` pairs; ``payout_evm`` goes in each payout."""
     rng = random.Random(seed)
     out = []
     for i in range(n):
@@ -79,5 +81,19 @@ def demo_assets(n: int = 36, *, seed: int = 7) -> list[tuple[str, dict[str, Any]
             "media": media,
             "license": license_,
         }
+        if payout_evm is not None:
+            body["payout"] = {"evm": payout_evm}
         out.append((f"{mood.lower()}-{thing.lower()}-{i:02d}", body))
     return out
+
+
+def demo_registrations(keys: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """How the dev chain treats the demo assets ``keys``: ``(by the creator, by someone else, not at all)``.
+
+    Most are registered by the demo creator's own EVM account, which their records name
+    (verified); the second-to-last is registered first by another account (a mismatch);
+    the last stays unregistered.
+    """
+    if len(keys) < 3:
+        return list(keys), [], []
+    return list(keys[:-2]), [keys[-2]], [keys[-1]]

@@ -8,6 +8,12 @@
     ├── StoreError        the local SQLite store refused an operation
     ├── NotFoundError     no such asset in this node's library
     ├── ListenError       a listen address cannot be bound (in use, not local, not permitted)
+    ├── ChainError        an EVM chain cannot do what was asked (node.evm translates web3's errors)
+    │   ├── ChainUnavailable  no RPC URL configured, the RPC cannot be reached, or a tx was not mined
+    │   ├── NoRegistry        no AssetRegistry at the configured address (no code there)
+    │   ├── NoFunds           the account cannot pay for gas
+    │   ├── AlreadyRegistered the entry hash is registered already (a pre-check, or the revert)
+    │   └── ChainRefused      any other refusal: a revert, an RPC error answer
     └── PeerError         a remote peer misbehaved (garbage, stall, over a limit)
         ├── BadEntryError     a range response held an entry that failed verification
         └── PeerUnavailable   it cannot be asked now (no connection, busy); not held against it
@@ -45,6 +51,37 @@ class NotFoundError(NodeError):
 
 class ListenError(NodeError):
     """A listen address (the P2P host's or the local API's) cannot be bound at start."""
+
+
+class ChainError(NodeError):
+    """An EVM chain cannot do what was asked (``node register``, the dev chain of ``up``)."""
+
+
+class ChainUnavailable(ChainError):
+    """No RPC URL is configured, the RPC cannot be reached, or a transaction was not mined in time."""
+
+
+class NoRegistry(ChainError):
+    """There is no contract code at the registry address."""
+
+
+class NoFunds(ChainError):
+    """The sending account cannot pay for the transaction's gas."""
+
+
+class AlreadyRegistered(ChainError):
+    """The entry hash is already registered (``asset_id`` names the existing asset)."""
+
+    def __init__(self, message: str, asset_id: int) -> None:
+        super().__init__(message, asset_id)
+        self.asset_id = asset_id
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class ChainRefused(ChainError):
+    """The chain refused a call or transaction (a revert, an RPC error answer)."""
 
 
 class PeerError(NodeError):

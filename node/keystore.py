@@ -1,7 +1,12 @@
-"""The node's keystore: the author key and the libp2p peer key, envelope-encrypted.
+"""The node's keystore: the author key, the libp2p peer key and the EVM account, envelope-encrypted.
 
 ``DATA_DIR/keystore.json`` holds two secrets, the author's Ed25519 seed and the
-peer identity's Ed25519 seed. Each is sealed with its own random 32-byte data
+peer identity's Ed25519 seed, and optionally a third, ``evm``: the creator's EVM
+account, a secp256k1 private key (32 random bytes in 1 … n-1, what eth_account
+takes), created on first use by :func:`ensure_evm_key` (``empressa node
+evm-account``, ``node register``): the file is then rewritten atomically, under
+a lock, with the new secret sealed like the others and a new check value that
+covers it. Keystores written before it existed open as they are. Each is sealed with its own random 32-byte data
 key (XSalsa20-Poly1305, ``nacl.secret.SecretBox``); each data key is sealed with
 a key-encryption key (KEK). The KEK is either derived from a passphrase with
 Argon2id (``nacl.pwhash.argon2id``; salt and limits are stored in the file) or
@@ -19,7 +24,8 @@ are ``nonce || ciphertext`` as ``SecretBox.encrypt`` returns them)::
               "salt": "…", "opslimit": 2, "memlimit": 67108864}
            | {"kind": "kek"},
       "secrets": {"author": {"data_key": "…", "ciphertext": "…"},
-                  "peer":   {"data_key": "…", "ciphertext": "…"}},
+                  "peer":   {"data_key": "…", "ciphertext": "…"},
+                  "evm":    {"data_key": "…", "ciphertext": "…"}},   # optional
       "check": "…"                          # SecretBox(KEK) of a digest of all the above
     }
 
@@ -41,6 +47,7 @@ Errors, all :class:`~node.errors.KeystoreError` with a one-line message naming t
     ├── keystore PATH was created with …       passphrase given for a KEK keystore, or vice versa
     ├── keystore is locked: …                  no passphrase in the environment and no prompt
     ├── a keystore already exists at PATH      create refuses to overwrite
+    ├── cannot write / cannot lock keystore PATH  adding the EVM account (rewrite, PATH.lock)
     └── EMPRESSA_KEK must be …                 malformed KEK text (its value is never echoed)
 
 A wrong Argon2 salt or limit (someone edited them) is reported as a wrong
@@ -52,13 +59,14 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import re
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -79,12 +87,14 @@ __all__ = [
     "KdfStrength",
     "Keys",
     "create_keystore",
+    "ensure_evm_key",
     "kek_from_env",
     "new_keystore_secret",
     "open_keystore",
     "parse_kek",
     "read_public_did",
     "unlock_from",
+    "unlock_with_evm_from",
 ]
 
 log = logging.getLogger(__name__)
@@ -100,7 +110,10 @@ _VERSION = 1
 _KEY_BYTES = nacl.secret.SecretBox.KEY_SIZE  # 32
 _SEED_BYTES = 32
 _CHECK_LABEL = b"empressa-keystore-check-v1\x00"
-_SECRET_NAMES = ("author", "peer")
+_SECRET_NAMES = ("author", "peer")  # always there
+_OPTIONAL_SECRETS = ("evm",)  # added on first use
+# secp256k1's group order: an EVM private key is an integer in 1 … n-1.
+_SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 _KDF_LIMITS: dict[str, tuple[int, int]] = {
     "min": (argon2id.OPSLIMIT_MIN, argon2id.MEMLIMIT_MIN),
     "interactive": (argon2id.OPSLIMIT_INTERACTIVE, argon2id.MEMLIMIT_INTERACTIVE),
@@ -116,17 +129,21 @@ _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
 @dataclass(frozen=True)
 class Keys:
-    """The unlocked secrets: the author's signer and the libp2p peer identity's seed.
+    """The unlocked secrets: the author's signer, the libp2p peer identity's seed and, once
+    created, the EVM account's private key (``evm_key``; ``None`` before).
 
-    ``repr`` shows only the author's public did; the seeds never appear.
+    ``repr`` shows only the author's public did; the seeds and the EVM key never appear.
     """
 
     author: Signer
     peer_seed: bytes = field(repr=False)
+    evm_key: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if type(self.peer_seed) is not bytes or len(self.peer_seed) != _SEED_BYTES:
             raise ValueError("the peer seed is 32 bytes")
+        if self.evm_key is not None and not _valid_evm_key(self.evm_key):
+            raise ValueError("the EVM key is a 32-byte secp256k1 private key")
 
     @property
     def did(self) -> str:
@@ -134,7 +151,8 @@ class Keys:
         return self.author.public.did
 
     def __repr__(self) -> str:
-        return f"Keys(author={self.did}, peer_seed=<hidden>)"
+        evm = "" if self.evm_key is None else ", evm_key=<hidden>"
+        return f"Keys(author={self.did}, peer_seed=<hidden>{evm})"
 
     __str__ = __repr__
 
@@ -217,48 +235,38 @@ def open_keystore(path: Path, *, passphrase: str | None = None, kek: bytes | Non
     Raises:
         KeystoreError: see the module docstring; never a crypto exception.
     """
-    path = Path(path)
-    if (passphrase is None) == (kek is None):
-        raise KeystoreError(f"unlocking keystore {path} needs exactly one of a passphrase or a KEK")
-    doc = _load(path)
-    kind = doc["kek"]["kind"]
-    if passphrase is not None:
-        if kind != "passphrase":
-            raise KeystoreError(
-                f"keystore {path} was created with EMPRESSA_KEK, not a passphrase; set EMPRESSA_KEK to unlock it"
-            )
-        p = doc["kek"]
-        key = _derive(passphrase, p["salt"], p["opslimit"], p["memlimit"])
-        wrong = f"wrong passphrase for keystore {path}"
-    else:
-        assert kek is not None
-        if kind != "kek":
-            raise KeystoreError(
-                f"keystore {path} was created with a passphrase, not EMPRESSA_KEK; "
-                "set EMPRESSA_PASSPHRASE or enter the passphrase"
-            )
-        key = _check_kek_bytes(kek)
-        wrong = f"wrong EMPRESSA_KEK for keystore {path}"
+    return _unlock(Path(path), passphrase=passphrase, kek=kek)[0]
 
-    kek_box = nacl.secret.SecretBox(key)
-    try:
-        check = kek_box.decrypt(doc["check"])
-    except nacl.exceptions.CryptoError:
-        raise KeystoreError(wrong) from None
-    tampered = KeystoreError(f"keystore {path} is corrupt or was tampered with")
-    if check != _CHECK_LABEL + _digest(doc["_clear"]):
-        raise tampered
-    try:
-        author_seed = _open_secret(kek_box, doc["secrets"]["author"])
-        peer_seed = _open_secret(kek_box, doc["secrets"]["peer"])
-    except nacl.exceptions.CryptoError:
-        raise tampered from None
-    if len(author_seed) != _SEED_BYTES or len(peer_seed) != _SEED_BYTES:
-        raise tampered
-    keys = Keys(author=Signer(author_seed), peer_seed=peer_seed)
-    if keys.did != doc["did"]:
-        raise tampered
-    return keys
+
+def ensure_evm_key(
+    path: Path, *, passphrase: str | None = None, kek: bytes | None = None
+) -> tuple[Keys, bool]:
+    """The keys with the EVM account, creating the account first if the keystore has none.
+
+    A new key is 32 random bytes in secp256k1's range, sealed with its own data key under the
+    same KEK; the file is rewritten atomically (a new file renamed over the old one, mode 0600)
+    with a check value that covers it. An exclusive lock on ``PATH.lock`` makes the read and
+    the rewrite one step, so two commands creating the account at once end with one account.
+
+    Returns:
+        ``(keys, created)``: ``keys.evm_key`` is set; ``created`` says whether it is new.
+
+    Raises:
+        KeystoreError: as :func:`open_keystore`, or the file cannot be rewritten.
+    """
+    path = Path(path)
+    with _file_lock(path):
+        keys, kek_box, doc = _unlock(path, passphrase=passphrase, kek=kek)
+        if keys.evm_key is not None:
+            return keys, False
+        evm_key = _new_evm_key()
+        clear = dict(doc["_clear"])
+        clear.pop("check", None)
+        clear["secrets"] = {**clear["secrets"], "evm": _seal_secret(kek_box, evm_key)}
+        clear["check"] = _b64(kek_box.encrypt(_CHECK_LABEL + _digest(clear)))
+        _write_replace(path, (json.dumps(clear, indent=2) + "\n").encode("utf-8"))
+    log.info("keystore gained an EVM account path=%s did=%s", path, keys.did)
+    return Keys(author=keys.author, peer_seed=keys.peer_seed, evm_key=evm_key), True
 
 
 def read_public_did(path: Path) -> str:
@@ -357,6 +365,26 @@ def unlock_from(
             empty answer), wrong passphrase/KEK, or any file error.
     """
     path = Path(path)
+    passphrase, kek = _secret_for(path, environ, prompt)
+    return open_keystore(path, passphrase=passphrase, kek=kek)
+
+
+def unlock_with_evm_from(
+    path: Path,
+    *,
+    environ: Mapping[str, str],
+    prompt: Callable[[str], str] | None,
+) -> tuple[Keys, bool]:
+    """:func:`unlock_from`, then :func:`ensure_evm_key`: ``(keys with evm_key, created)``."""
+    path = Path(path)
+    passphrase, kek = _secret_for(path, environ, prompt)
+    return ensure_evm_key(path, passphrase=passphrase, kek=kek)
+
+
+def _secret_for(
+    path: Path, environ: Mapping[str, str], prompt: Callable[[str], str] | None
+) -> tuple[str | None, bytes | None]:
+    """``(passphrase, kek)`` that unlock the keystore at ``path`` (see :func:`unlock_from`)."""
     kind = _load(path)["kek"]["kind"]
     if kind == "kek":
         kek = _env_kek(environ)
@@ -364,13 +392,13 @@ def unlock_from(
             raise KeystoreError(
                 f"keystore {path} is locked: it was created with EMPRESSA_KEK; set EMPRESSA_KEK"
             )
-        return open_keystore(path, kek=kek)
+        return None, kek
 
     passphrase = _env_passphrase(environ)
     if passphrase is None:
         kek = _env_kek(environ)
         if kek is not None:
-            return open_keystore(path, kek=kek)  # reports the mismatch clearly
+            return None, kek  # open_keystore reports the mismatch clearly
         if prompt is None:
             raise KeystoreError(
                 "keystore is locked: set EMPRESSA_PASSPHRASE or EMPRESSA_KEK, or run interactively"
@@ -382,10 +410,87 @@ def unlock_from(
             passphrase = ""
         if not passphrase:
             raise KeystoreError(f"keystore is locked: no passphrase given for keystore {path}")
-    return open_keystore(path, passphrase=passphrase)
+    return passphrase, None
 
 
 # --- internals -------------------------------------------------------------------
+
+
+def _unlock(
+    path: Path, *, passphrase: str | None, kek: bytes | None
+) -> tuple[Keys, nacl.secret.SecretBox, dict[str, Any]]:
+    """Open the keystore: its keys, the KEK's box (to seal a new secret) and the loaded file."""
+    if (passphrase is None) == (kek is None):
+        raise KeystoreError(f"unlocking keystore {path} needs exactly one of a passphrase or a KEK")
+    doc = _load(path)
+    kind = doc["kek"]["kind"]
+    if passphrase is not None:
+        if kind != "passphrase":
+            raise KeystoreError(
+                f"keystore {path} was created with EMPRESSA_KEK, not a passphrase; set EMPRESSA_KEK to unlock it"
+            )
+        p = doc["kek"]
+        key = _derive(passphrase, p["salt"], p["opslimit"], p["memlimit"])
+        wrong = f"wrong passphrase for keystore {path}"
+    else:
+        assert kek is not None
+        if kind != "kek":
+            raise KeystoreError(
+                f"keystore {path} was created with a passphrase, not EMPRESSA_KEK; "
+                "set EMPRESSA_PASSPHRASE or enter the passphrase"
+            )
+        key = _check_kek_bytes(kek)
+        wrong = f"wrong EMPRESSA_KEK for keystore {path}"
+
+    kek_box = nacl.secret.SecretBox(key)
+    try:
+        check = kek_box.decrypt(doc["check"])
+    except nacl.exceptions.CryptoError:
+        raise KeystoreError(wrong) from None
+    tampered = KeystoreError(f"keystore {path} is corrupt or was tampered with")
+    if check != _CHECK_LABEL + _digest(doc["_clear"]):
+        raise tampered
+    sealed = doc["secrets"]
+    try:
+        author_seed = _open_secret(kek_box, sealed["author"])
+        peer_seed = _open_secret(kek_box, sealed["peer"])
+        evm_key = _open_secret(kek_box, sealed["evm"]) if "evm" in sealed else None
+    except nacl.exceptions.CryptoError:
+        raise tampered from None
+    if len(author_seed) != _SEED_BYTES or len(peer_seed) != _SEED_BYTES:
+        raise tampered
+    if evm_key is not None and not _valid_evm_key(evm_key):
+        raise tampered
+    keys = Keys(author=Signer(author_seed), peer_seed=peer_seed, evm_key=evm_key)
+    if keys.did != doc["did"]:
+        raise tampered
+    return keys, kek_box, doc
+
+
+def _valid_evm_key(key: bytes) -> bool:
+    return type(key) is bytes and len(key) == _SEED_BYTES and 0 < int.from_bytes(key, "big") < _SECP256K1_N
+
+
+def _new_evm_key() -> bytes:
+    while True:  # out of range with probability ~2**-128
+        key = nacl.utils.random(_SEED_BYTES)
+        if _valid_evm_key(key):
+            return key
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``PATH.lock`` for a read-modify-write of the keystore."""
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise KeystoreError(f"cannot lock keystore {path}: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _env_passphrase(environ: Mapping[str, str]) -> str | None:
@@ -467,6 +572,26 @@ def _write_new(path: Path, data: bytes) -> None:
             tmp.unlink()
 
 
+def _write_replace(path: Path, data: bytes) -> None:
+    """Replace the keystore at ``path`` with ``data`` atomically (a new 0600 file renamed over it)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{nacl.utils.random(6).hex()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        raise KeystoreError(f"cannot write keystore {path}: {exc.strerror or exc}") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
 def _fsync_dir(directory: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY)
@@ -540,14 +665,17 @@ def _load(path: Path) -> dict[str, Any]:
         kek_out["salt"] = salt
 
     secrets = doc.get("secrets")
-    if not isinstance(secrets, dict) or set(secrets) != set(_SECRET_NAMES):
-        raise malformed("secrets must hold exactly 'author' and 'peer'")
+    if not isinstance(secrets, dict) or not set(_SECRET_NAMES) <= set(secrets) <= {
+        *_SECRET_NAMES,
+        *_OPTIONAL_SECRETS,
+    }:
+        raise malformed("secrets must hold 'author' and 'peer', and at most 'evm' besides")
     secrets_out = {
         name: {
             part: b64field(secrets[name], part, f"secrets.{name}.{part}")
             for part in ("data_key", "ciphertext")
         }
-        for name in _SECRET_NAMES
+        for name in secrets
     }
     return {
         "did": did,

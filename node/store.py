@@ -13,6 +13,9 @@ What it keeps:
 * ``forks``: the second valid entry at a held seq, kept as proof;
 * ``assets``: current state per (author, key), folded with :func:`protocol.apply`.
 
+Bridges' ``attest`` entries are kept like any entry; what they say about an
+asset is read on demand, from trusted keys only (:meth:`Store.verifications`).
+
 What becomes of each incoming entry is decided by :func:`protocol.plan`, the
 same rule the indexer's store executes. Entries that arrive ahead of the head
 (a gap) are not stored: the caller gets the missing range back and pulls it;
@@ -24,13 +27,14 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from protocol import (
     AssetUri,
+    Attestation,
     AuthorKey,
     AuthorLog,
     Entry,
@@ -39,6 +43,8 @@ from protocol import (
     IngestReport,
     Outcome,
     Signer,
+    attestation_of,
+    latest_attestations,
     lookups,
     now_ms,
     parse_and_verify,
@@ -102,8 +108,9 @@ class AssetRow:
     updated_ts: int
     local: bool
 
-    def to_json(self) -> dict[str, Any]:
-        """The asset as JSON-ready data (CLI ``--json`` and the local API share it)."""
+    def to_json(self, verification: Attestation | None = None) -> dict[str, Any]:
+        """The asset as JSON-ready data (CLI ``--json`` and the local API share it), with the
+        ``verified`` attestation that stands for it (:meth:`Store.verifications`), or null."""
         body = self.put.body if self.put is not None else {}
         return {
             "uri": self.uri.text,
@@ -122,6 +129,7 @@ class AssetRow:
             "created_ts": self.created_ts,
             "updated_ts": self.updated_ts,
             "mine": self.local,
+            "verification": verification.to_json() if verification is not None else None,
         }
 
 
@@ -311,6 +319,42 @@ class Store:
         if not rows:
             raise NotFoundError(f"no asset {uri}")
         return _asset_row(rows[0])
+
+    def verifications(
+        self, assets: Iterable[AssetUri], *, trusted: Collection[AuthorKey]
+    ) -> dict[AssetUri, Attestation]:
+        """The standing ``verified`` attestation of each of ``assets``, from ``trusted`` bridge keys only.
+
+        The node holds every author's entries, bridges' ``attest`` entries
+        included; the latest one per asset from a trusted key
+        (:func:`protocol.latest_attestations`) stands. After a ``revoked`` one
+        the asset has none; attestations from other keys are ignored.
+        """
+        if not trusted:
+            return {}
+        wanted = {u.id_b32 for u in assets}
+        if not wanted:
+            return {}
+        held = []
+        for key in trusted:
+            rows = self._read(
+                "SELECT key, raw FROM entries WHERE author=? AND kind='attest' ORDER BY seq", (key.raw,)
+            )
+            held += [parse_and_verify(raw, now_ms=None) for k, raw in rows if k in wanted]
+        out: dict[AssetUri, Attestation] = {}
+        for uri, e in latest_attestations(held, trusted=trusted).items():
+            a = attestation_of(e)
+            if a.status == "verified":
+                out[uri] = a
+        return out
+
+    def library(
+        self, *, local_only: bool, include_deleted: bool = False, trusted: Collection[AuthorKey] = ()
+    ) -> list[dict[str, Any]]:
+        """The assets as JSON-ready items, each with its ``verification`` (``node list``, the local API)."""
+        rows = self.assets(local_only=local_only, include_deleted=include_deleted)
+        verified = self.verifications([r.uri for r in rows], trusted=trusted)
+        return [r.to_json(verified.get(r.uri)) for r in rows]
 
     def forks(self) -> list[tuple[AuthorKey, int, EntryHash]]:
         rows = self._read("SELECT author, seq, hash FROM forks ORDER BY author, seq")

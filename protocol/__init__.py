@@ -9,7 +9,8 @@ a bridge or the indexer needs to agree on lives here and is re-exported:
 * log rules: :func:`classify`, :class:`Head`, :class:`Verdict`; the ingest plan both
   stores execute: :func:`plan`, :func:`lookups`, :class:`AuthorLog`, :class:`Plan`,
   :class:`Outcome`, :class:`IngestReport`; folding: :func:`fold`, :func:`apply`,
-  :func:`latest_attestations`; :func:`now_ms`, the one clock reading (used by the
+  :func:`latest_attestations`; ``attest`` bodies and their reading: :func:`attest_body`,
+  :func:`attestation_of`, :class:`Attestation`; :func:`now_ms`, the one clock reading (used by the
   stores, never by ``protocol`` itself);
 * CBOR sequences (RFC 8742, export files): :func:`split_sequence` (in memory),
   :func:`split_chunks` (as read, in bounded memory), :func:`is_map_item`;
@@ -17,6 +18,7 @@ a bridge or the indexer needs to agree on lives here and is re-exported:
 * errors: :class:`ProtocolError` and its subclasses.
 """
 
+from .attest import Attestation, attest_body, attestation_of
 from .canonical import canonical_bytes, is_map_item, split_chunks, split_sequence
 from .entry import Entry, Signer, parse_and_verify, sign_entry
 from .errors import (
@@ -58,6 +60,7 @@ __all__ = [
     "VERSION",
     "AssetState",
     "AssetUri",
+    "Attestation",
     "AuthorKey",
     "AuthorLog",
     "Classification",
@@ -79,6 +82,8 @@ __all__ = [
     "TimestampError",
     "Verdict",
     "apply",
+    "attest_body",
+    "attestation_of",
     "b32",
     "canonical_bytes",
     "classify",

@@ -43,6 +43,17 @@ def api_ready(api_url: str) -> bool:
         return False
 
 
+def rpc_ready(rpc_url: str) -> bool:
+    """Whether an EVM JSON-RPC at ``rpc_url`` answers ``eth_chainId``."""
+    try:
+        r = httpx.post(
+            rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}, timeout=2
+        )
+        return r.status_code == 200 and "result" in r.json()
+    except (httpx.HTTPError, ValueError):
+        return False
+
+
 def read_json(path: Path) -> dict[str, Any] | None:
     """The JSON object a service wrote once ready (``bridge.json``), or None while there is none."""
     try:

@@ -10,6 +10,10 @@ stack's services), but no other ``EMPRESSA_*``: not the caller's node settings
 (the demo creator is the stack's node, not theirs), not data directories or
 database URLs (the stack chooses those), and not the caller's keystore secret
 unless it is the one the stack seals with (see :func:`dev_secrets`).
+On top of those, the stack gives the indexer's services (:data:`INDEXER_SERVICES`)
+``EMPRESSA_INDEXER_TRUSTED_BRIDGES`` naming its own bridge and, with a dev chain, the
+chain's ``EMPRESSA_INDEXER_EVM_*`` (:func:`stack.chain.indexer_env`), and the demo
+node ``EMPRESSA_NODE_TRUSTED_BRIDGES``: settings, never a key (``child_env``'s ``extra``).
 ``EMPRESSA_LOG_JSON`` is a setting of ``up`` itself
 (:attr:`~stack.settings.StackSettings.log_json`), handed on to every service
 when on. PostgreSQL gets only ``PATH`` (see :mod:`stack.supervisor`).
@@ -26,16 +30,20 @@ not a password.
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import sys
+import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from node.config import write_default_config
 from node.demo import demo_assets
-from node.keystore import create_keystore, unlock_from
-from node.paths import KEYSTORE_FILE, NODE_DB
+from node.evm import account_address
+from node.keystore import create_keystore, read_public_did, unlock_from, unlock_with_evm_from
+from node.paths import CONFIG_FILE, KEYSTORE_FILE, NODE_DB
 from node.runner import write_private
 from node.store import Store as NodeStore
 
@@ -44,6 +52,7 @@ from .settings import LOG_JSON_ENV
 log = logging.getLogger(__name__)
 
 SIGNERS = frozenset({"bridge", "demo-node"})  # the children that unlock a keystore
+INDEXER_SERVICES = frozenset({"feeder", "api", "reconciler"})  # they read EMPRESSA_INDEXER_*
 
 # What of the caller's EMPRESSA_* reaches the children: the settings of the stack's services...
 PASSED_PREFIXES = ("EMPRESSA_INDEXER_", "EMPRESSA_BRIDGE_")
@@ -85,6 +94,7 @@ def child_env(
     log_json: bool,
     kek: Mapping[str, str],
     signer: bool,
+    extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """A service's environment (see the module docstring for what of ``EMPRESSA_*`` passes).
 
@@ -93,8 +103,11 @@ def child_env(
         metrics_dir: where every service's Prometheus values land (``PROMETHEUS_MULTIPROC_DIR``).
         kek: the keystore secret (:func:`dev_secrets`).
         signer: it unlocks a keystore (the bridge, the demo node): it gets ``kek``; no other does.
+        extra: settings the stack gives this service (the dev chain's, the trusted bridge), over
+            the caller's; never a secret.
     """
     env = {k: v for k, v in environ.items() if passed(k)}
+    env.update(extra or {})
     if signer:
         env.update(kek)
     env["DATABASE_URL"] = database_url
@@ -106,17 +119,24 @@ def child_env(
 
 
 def service_argvs(
-    exe: list[str], *, port: int, p2p_port: int, index_dir: Path, bridge_dir: Path
+    exe: list[str], *, port: int, p2p_port: int, index_dir: Path, bridge_dir: Path, data_dir: Path
 ) -> list[tuple[str, list[str]]]:
-    """``(name, argv)`` of the services, in the order they start (the demo node comes later)."""
+    """``(name, argv)`` of the services, in the order they start (the demo node comes later).
+
+    The indexer's get ``--data DIR`` (the stack's directory), so they read ``DIR/indexer.env``
+    (``empressa chain deploy --data DIR`` writes a registry there); their database is the
+    stack's (``DATABASE_URL``) and their index ``--index-dir``, so nothing else of DIR is theirs.
+    """
+    indexer = [*exe, "indexer"]
+    data = ["--data", str(data_dir)]
     return [
-        ("feeder", [*exe, "indexer", "feed", "--index-dir", str(index_dir)]),
+        ("feeder", [*indexer, "feed", *data, "--index-dir", str(index_dir)]),
         (
             "api",
             [
-                *exe,
-                "indexer",
+                *indexer,
                 "run",
+                *data,
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -129,7 +149,7 @@ def service_argvs(
             "bridge",
             [*exe, "bridge", "run", "--data", str(bridge_dir), "--listen", f"/ip4/0.0.0.0/tcp/{p2p_port}"],
         ),
-        ("reconciler", [*exe, "indexer", "reconcile"]),
+        ("reconciler", [*indexer, "reconcile", *data]),
     ]
 
 
@@ -151,27 +171,75 @@ def demo_node_argv(exe: list[str], node_dir: Path, bridge_addr: str) -> list[str
     ]
 
 
-def seed_demo_node(node_dir: Path, kek: Mapping[str, str]) -> None:
+def ensure_keystore(path: Path, kek: Mapping[str, str]) -> str:
+    """Create the keystore at ``path`` (sealed with ``kek``) unless there is one; its public did."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        kek_bytes = bytes.fromhex(kek["EMPRESSA_KEK"]) if "EMPRESSA_KEK" in kek else None
+        create_keystore(path, passphrase=kek.get("EMPRESSA_PASSPHRASE"), kek=kek_bytes)
+    return read_public_did(path)
+
+
+@dataclass(frozen=True)
+class DemoCreator:
+    """The demo creator as seeded: its did, its EVM key (with a chain) and its assets' current entry hashes."""
+
+    did: str
+    evm_key: bytes | None = field(repr=False)
+    hashes: dict[str, bytes]  # key -> raw entry hash of the current asset.put, in demo order
+
+
+def trust_bridge(node_dir: Path, did: str) -> None:
+    """Make the demo node's config.toml trust the stack's bridge (``trusted_bridges``), once.
+
+    A config that sets ``trusted_bridges`` already is left as it is (someone chose it).
+    """
+    path = node_dir / CONFIG_FILE
+    table = tomllib.loads(path.read_text()).get("node", {}) if path.exists() else {}
+    if "trusted_bridges" in table:
+        return
+    with path.open("a", encoding="utf-8") as f:
+        f.write(
+            f"\n# The bridge of the `empressa up` stack this demo node belongs to.\ntrusted_bridges = {json.dumps([did])}\n"
+        )
+
+
+def seed_demo_node(node_dir: Path, kek: Mapping[str, str], *, evm: bool = False) -> DemoCreator:
     """The demo creator: a node data dir holding the sample assets (published offline).
 
     Creates the keystore (sealed with ``kek``) and config on the first run, and
-    publishes whichever sample assets the node does not hold yet.
+    publishes whichever sample assets the node does not hold yet. With ``evm`` the
+    keystore's EVM account is created (once) and every sample names it as
+    ``payout.evm``; a sample held without it (a stack first run without a chain) gets
+    a new version that names it.
     """
     node_dir.mkdir(parents=True, exist_ok=True)
     keystore = node_dir / KEYSTORE_FILE
     if not keystore.exists():
-        kek_bytes = bytes.fromhex(kek["EMPRESSA_KEK"]) if "EMPRESSA_KEK" in kek else None
-        create_keystore(keystore, passphrase=kek.get("EMPRESSA_PASSPHRASE"), kek=kek_bytes)
+        ensure_keystore(keystore, kek)
         write_default_config(node_dir)
-    keys = unlock_from(keystore, environ=kek, prompt=None)
+    if evm:
+        keys, _ = unlock_with_evm_from(keystore, environ=kek, prompt=None)
+    else:
+        keys = unlock_from(keystore, environ=kek, prompt=None)
+    payout = account_address(keys.evm_key) if keys.evm_key is not None and evm else None
     store = NodeStore.open(node_dir / NODE_DB)
+    hashes: dict[str, bytes] = {}
     try:
-        have = {r.uri.key for r in store.assets(local_only=True, include_deleted=True)}
+        held = {r.uri.key: r for r in store.assets(local_only=True, include_deleted=True)}
         added = 0
-        for key, body in demo_assets():
-            if key not in have:
-                store.append_local(keys.author, kind="asset.put", key=key, body=body)
+        for key, body in demo_assets(payout_evm=payout):
+            row = held.get(key)
+            current = row.put if row is not None and not row.deleted else None
+            stale = (
+                current is not None and payout is not None and current.body.get("payout") != body["payout"]
+            )
+            if row is None or stale:
+                current = store.append_local(keys.author, kind="asset.put", key=key, body=body)
                 added += 1
+            if current is not None:
+                hashes[key] = current.hash.raw
     finally:
         store.close()
-    log.info("demo creator did=%s assets_added=%d", keys.author.public.did, added)
+    log.info("demo creator did=%s assets_added=%d evm=%s", keys.author.public.did, added, payout)
+    return DemoCreator(did=keys.author.public.did, evm_key=keys.evm_key if evm else None, hashes=hashes)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
@@ -60,11 +60,28 @@ class StackSettings(LayeredSettings):
         "DATABASE_URL).",
     )
     demo: bool = Field(default=False, description="Publish sample assets from a demo creator (flag: --demo).")
+    chain: Literal["dev", "none"] | None = Field(
+        default=None,
+        description="`dev`: run a local EVM chain (anvil) with the AssetRegistry deployed and the reconciler "
+        "following it; `none`: no chain of the stack's own (the indexer's DIR/indexer.env or "
+        "EMPRESSA_INDEXER_EVM_* may still name one). Default: `dev` with --demo, else `none` (flag: --chain).",
+    )
+    chain_port: int = Field(
+        default=8545,
+        ge=1,
+        le=65535,
+        description="Port of the dev chain's JSON-RPC on 127.0.0.1 (flag: --chain-port).",
+    )
     log_json: bool = Field(
         default=False,
         description="Log one JSON object per line: the supervisor, and the indexer services it starts, "
         "which read EMPRESSA_LOG_JSON too (env: EMPRESSA_LOG_JSON, on when 1, true or yes).",
     )
+
+    @property
+    def dev_chain(self) -> bool:
+        """Whether a dev chain was asked for: ``--chain dev``, or ``--demo`` without ``--chain none``."""
+        return self.chain == "dev" or (self.chain is None and self.demo)
 
     @field_validator("database_url")
     @classmethod

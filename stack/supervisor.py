@@ -2,8 +2,13 @@
 
 Order of start::
 
-    PostgreSQL (embedded, unless a URL is given) → migrations →
-    search feeder → indexer API → bridge → reconciler → (demo creator's node)
+    PostgreSQL (embedded, unless a URL is given) → migrations → (the dev chain: anvil, the
+    registry) → search feeder → indexer API → bridge → reconciler → (demo creator's node,
+    its EVM account funded and its assets registered on the dev chain)
+
+With ``--chain dev`` (or ``--demo`` without ``--chain none``) anvil is a child like the
+others (:mod:`stack.chain`); the indexer's children get its settings in their environment,
+and every indexer child gets ``EMPRESSA_INDEXER_TRUSTED_BRIDGES`` naming the stack's bridge.
 
 The services are child processes started through the CLI (what each one is:
 :mod:`stack.services`). The embedded PostgreSQL is a child too: its
@@ -45,10 +50,11 @@ from typing import Any
 
 from indexer.db import migrate
 from indexer.embedded import EmbeddedPostgres
-from node.paths import BRIDGE_JSON
+from node.paths import BRIDGE_JSON, KEYSTORE_FILE
 from node.runner import write_private
 
-from . import probes, services
+from . import chain, probes, services
+from .anvil import find_anvil
 from .children import Child, PidFile, Signals
 from .errors import StackError
 from .settings import StackSettings
@@ -85,6 +91,7 @@ class Stack:
 
     def __init__(self, settings: StackSettings, *, environ: Mapping[str, str]) -> None:
         self.settings = settings
+        self.dev_chain = settings.dev_chain  # resolved in run(): --demo without anvil runs without
         self.data_dir = settings.data_dir
         self.environ = dict(environ)
         self.pg: EmbeddedPostgres | None = None
@@ -142,17 +149,22 @@ class Stack:
         return url
 
     def _check_ports(self) -> None:
-        """Refuse at once, before starting anything, if the API's or the bridge's port is taken."""
-        for host, port, who, flag in (
+        """Refuse at once, before starting anything, if the API's, the bridge's or the chain's port is taken."""
+        ports = [
             ("127.0.0.1", self.settings.port, "the indexer API", "--port"),
             ("0.0.0.0", self.settings.p2p_port, "the bridge", "--p2p-port"),
-        ):
+        ]
+        if self.dev_chain:
+            ports.append(("127.0.0.1", self.settings.chain_port, "the dev chain (anvil)", "--chain-port"))
+        for host, port, who, flag in ports:
             if port and not probes.port_free(host, port):
                 raise StackError(
                     f"port {port} is in use, {who} needs it; stop what holds it or choose another with {flag}"
                 )
 
-    def _child_env(self, url: str, kek: dict[str, str], *, signer: bool = False) -> dict[str, str]:
+    def _child_env(
+        self, url: str, kek: dict[str, str], *, signer: bool = False, extra: dict[str, str] | None = None
+    ) -> dict[str, str]:
         """A service's environment: :func:`stack.services.child_env` for this stack."""
         return services.child_env(
             self.environ,
@@ -161,7 +173,34 @@ class Stack:
             log_json=self.settings.log_json,
             kek=kek,
             signer=signer,
+            extra=extra,
         )
+
+    def _resolve_chain(self) -> bool:
+        """Whether this stack runs a dev chain: asked for, and anvil installed (``--demo`` falls back)."""
+        if not self.settings.dev_chain:
+            return False
+        if find_anvil() is not None:
+            return True
+        if self.settings.chain == "dev":
+            raise StackError(chain.anvil_missing())
+        log.warning("no dev chain: %s", chain.anvil_missing())
+        return False
+
+    def _dev_chain(self, logs: Path) -> tuple[chain.DevChain, chain.Deployment]:
+        """Start anvil as a child, wait for its RPC, and make sure the registry is deployed on it."""
+        rpc_url = f"http://127.0.0.1:{self.settings.chain_port}"
+        child = Child(
+            "anvil",
+            chain.dev_chain_argv(self.data_dir, self.settings.chain_port),
+            {"PATH": self.environ.get("PATH", os.defpath)},
+            logs / "anvil.log",
+        )
+        self.children.append(child)
+        self._start_child(child)
+        self._wait_for(child, "the dev chain (anvil)", lambda: probes.rpc_ready(rpc_url))
+        dev = chain.DevChain(self.data_dir, rpc_url)
+        return dev, dev.ensure_registry()
 
     def _interrupted(self) -> None:
         """Raise KeyboardInterrupt if Ctrl-C or SIGTERM came during start-up."""
@@ -203,6 +242,7 @@ class Stack:
         """
         self.signals.install()
         self._claim()
+        self.dev_chain = self._resolve_chain()
         self._check_ports()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.pid_file.write(self.children)
@@ -226,6 +266,12 @@ class Stack:
         migrate(url)
         self._interrupted()
         kek = services.dev_secrets(self.data_dir, self.environ)
+        dev: chain.DevChain | None = None
+        indexer_extra: dict[str, str] = {}
+        if self.dev_chain:
+            dev, deployment = self._dev_chain(logs)
+            indexer_extra.update(chain.indexer_env(dev.rpc_url, deployment))
+            self._interrupted()
         metrics = self.data_dir / "metrics"
         shutil.rmtree(metrics, ignore_errors=True)
         metrics.mkdir(parents=True)
@@ -233,16 +279,22 @@ class Stack:
         api_url = f"http://127.0.0.1:{self.settings.port}"
         bridge_dir = self.data_dir / "bridge"
         (bridge_dir / BRIDGE_JSON).unlink(missing_ok=True)  # left by a bridge that was killed
+        # The bridge's did, before it runs: the indexer applies attestations signed by it.
+        bridge_did = services.ensure_keystore(bridge_dir / KEYSTORE_FILE, kek)
+        trusted = json.dumps([bridge_did])
+        indexer_extra["EMPRESSA_INDEXER_TRUSTED_BRIDGES"] = trusted
         argvs = services.service_argvs(
             exe,
             port=self.settings.port,
             p2p_port=self.settings.p2p_port,
             index_dir=self.data_dir / "search",
             bridge_dir=bridge_dir,
+            data_dir=self.data_dir,
         )
         started: dict[str, Child] = {}
         for name, argv in argvs:
-            env = self._child_env(url, kek, signer=name in services.SIGNERS)
+            extra = indexer_extra if name in services.INDEXER_SERVICES else None
+            env = self._child_env(url, kek, signer=name in services.SIGNERS, extra=extra)
             child = Child(name, argv, env, logs / f"{name}.log")
             self.children.append(child)
             self._start_child(child)
@@ -254,24 +306,50 @@ class Stack:
         bridge_addr = probes.loopback_addr(bridge["multiaddrs"], bridge["peer_id"])
         if self.settings.demo:
             node_dir = self.data_dir / "demo-node"
-            services.seed_demo_node(node_dir, kek)
+            creator = services.seed_demo_node(node_dir, kek, evm=dev is not None)
+            services.trust_bridge(node_dir, bridge_did)  # so `node list --data DIR/demo-node` shows it too
             self._interrupted()
+            if dev is not None:
+                self._register_demo(dev, deployment, creator)
             child = Child(
                 "demo-node",
                 services.demo_node_argv(exe, node_dir, bridge_addr),
-                self._child_env(url, kek, signer=True),
+                self._child_env(url, kek, signer=True, extra={"EMPRESSA_NODE_TRUSTED_BRIDGES": trusted}),
                 logs / "demo-node.log",
             )
             self.children.append(child)
             self._start_child(child)
-        info = {
+        info: dict[str, Any] = {
             "api_url": api_url,
             "bridge_multiaddr": bridge_addr,
             "bridge_did": bridge["did"],
             "database_url": url,
         }
+        if dev is not None:
+            info["chain"] = {
+                "rpc_url": dev.rpc_url,
+                "registry": deployment.registry,
+                "chain_id": deployment.chain_id,
+            }
         write_private(self.data_dir / STACK_JSON, json.dumps(info, indent=2) + "\n")
         log.info("stack ready api_url=%s bridge=%s logs=%s", api_url, bridge_addr, logs)
+
+    def _register_demo(self, dev: chain.DevChain, deployment: chain.Deployment, creator: Any) -> None:
+        """Fund the demo creator's EVM account and register its assets (see :mod:`stack.chain`)."""
+        from node.demo import demo_registrations
+        from node.evm import account_address
+
+        assert creator.evm_key is not None
+        dev.fund(account_address(creator.evm_key))
+        mine, others, unregistered = demo_registrations(list(creator.hashes))
+        sent = dev.register_demo(deployment.registry, creator.evm_key, creator.hashes, (mine, others))
+        log.info(
+            "demo registrations sent=%d by_creator=%d by_other=%d unregistered=%s",
+            sent,
+            len(mine),
+            len(others),
+            ",".join(unregistered),
+        )
 
     def _supervise(self) -> None:
         """Restart what dies (with backoff), until a signal comes."""

@@ -25,6 +25,8 @@ PEER = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"
 BOOT = f"/ip4/203.0.113.7/tcp/4001/p2p/{PEER}"
 DID = Signer(b"\x07" * 32).public.did
 KEK = "ab" * 32
+ISSUER = "GA5ZSEJYB37JRC5AVCIA5MOP4RHTM335X2KGX3IHOJAPP5RE34K4KZVN"  # a Stellar account (the docs')
+REGISTRY = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 
 # What each variable is set to, and what the settings then hold (``{}``: a path under tmp_path).
 NODE = {
@@ -39,6 +41,8 @@ NODE = {
     "TRUSTED_BRIDGES": (DID, "trusted_bridges", [DID]),
     "MAX_CLOCK_SKEW_MS": ("1000", "max_clock_skew_ms", 1000),
     "SYNC_REQUEST_TIMEOUT": ("3", "sync_request_timeout", 3.0),
+    "EVM_RPC_URL": ("http://127.0.0.1:8545", "evm_rpc_url", "http://127.0.0.1:8545"),
+    "EVM_REGISTRY": (REGISTRY, "evm_registry", REGISTRY),
     "LOG_LEVEL": ("debug", "log_level", "DEBUG"),
     "LOG_JSON": ("true", "log_json", True),
 }
@@ -55,6 +59,9 @@ BRIDGE = {
     "VERIFY_WORKERS": ("2", "verify_workers", 2),
     "DB_POOL_SIZE": ("3", "db_pool_size", 3),
     "REJECT_QUEUE": ("5", "reject_queue", 5),
+    "TRUSTED_BRIDGES": (DID, "trusted_bridges", [DID]),
+    "ATTEST_BATCH": ("7", "attest_batch", 7),
+    "ATTEST_POLL_INTERVAL": ("0.5", "attest_poll_interval", 0.5),
     "QUARANTINE_MAX_SOURCE_BYTES": ("100", "quarantine_max_source_bytes", 100),
     "QUARANTINE_MAX_TOTAL_BYTES": ("200", "quarantine_max_total_bytes", 200),
     "QUARANTINE_RETENTION_HOURS": ("2", "quarantine_retention_hours", 2.0),
@@ -77,11 +84,16 @@ INDEXER = {
     "RATE_LIMIT_SUBMIT": ("6/minute", "rate_limit_submit", "6/minute"),
     "RATE_LIMIT_SUBMIT_KEY": ("7/minute", "rate_limit_submit_key", "7/minute"),
     "TRUSTED_PROXY": ("true", "trusted_proxy", True),
+    "TRUSTED_BRIDGES": (f'["{DID}"]', "trusted_bridges", [DID]),
     "MAX_ENTRIES_PER_REQUEST": ("10", "max_body_bytes", 10 * 16384),
     "MAX_BODY_BYTES": ("1000", "max_body_bytes", 1000),
     "QUARANTINE_MAX_SOURCE_BYTES": ("100", "quarantine_max_source_bytes", 100),
     "QUARANTINE_MAX_TOTAL_BYTES": ("200", "quarantine_max_total_bytes", 200),
     "QUARANTINE_RETENTION_HOURS": ("2", "quarantine_retention_hours", 2.0),
+    "STELLAR_HORIZON_URL": ("http://127.0.0.1:8001", "stellar_horizon_url", "http://127.0.0.1:8001"),
+    "STELLAR_NETWORK": ("pubnet", "stellar_network", "pubnet"),
+    # Braces doubled: each value goes through str.format (for "{}" paths).
+    "STELLAR_ASSETS": ('{{"USDC": "' + ISSUER + '"}}', "stellar_assets", {"USDC": ISSUER}),
     "SSE_HEARTBEAT_S": ("1.5", "sse_heartbeat_s", 1.5),
     "SSE_MAX_PER_CLIENT": ("2", "sse_max_per_client", 2),
     "LOG_LEVEL": ("error", "log_level", "ERROR"),
@@ -114,6 +126,7 @@ PREFIXED = {
     "EMPRESSA_INDEXER_": (["indexer", "run"], INDEXER),
 }
 SECRETS = {"EMPRESSA_PASSPHRASE": "pw", "EMPRESSA_KEK": KEK}  # the keystore's, not settings
+DEPLOYER = "EMPRESSA_DEPLOYER_KEY"  # `chain deploy`'s signer, read from the environment only
 
 
 def documented() -> list[str]:
@@ -169,6 +182,14 @@ def test_each_documented_variable_works(var: str, tmp_path: Path) -> None:
         passphrase, kek = kek_from_env({var: SECRETS[var]})
         assert (passphrase, kek.hex() if kek else None) == (
             ("pw", None) if var == "EMPRESSA_PASSPHRASE" else (None, KEK)
+        )
+        return
+    if var == DEPLOYER:
+        key = "0x" + "11" * 32
+        assert (cli.deployer_key({var: key}), cli.deployer_key({}), cli.deployer_key({var: " "})) == (
+            key,
+            None,
+            None,
         )
         return
     if var in PLAIN:

@@ -23,6 +23,8 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from protocol import parse_did
+
 from ..settings import IndexerSettings
 from ..store import Store
 from .chains import ChainCollector
@@ -77,6 +79,7 @@ def create_app(settings: IndexerSettings, *, store: Store | None = None, index: 
                 settings.database_url,
                 pool_size=settings.db_pool_size,
                 quarantine_limits=settings.quarantine_limits,
+                trusted_attesters=[parse_did(d) for d in settings.trusted_bridges],
             )
             ctx.owned.append(ctx.store)
             if ctx.broadcaster is None:

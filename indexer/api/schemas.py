@@ -100,6 +100,21 @@ class RegistrationOut(BaseModel):
     status: str = Field(description="`verified`, `mismatch` or `unbound`.")
 
 
+class PaymentOut(BaseModel):
+    """A payment whose memo named the asset, and what it was judged to be."""
+
+    chain: str = Field(description="The Stellar network, as a CAIP-2 id.", examples=["stellar:testnet"])
+    status: Literal["licensed", "underpaid", "wrong-asset", "wrong-memo", "failed"] = Field(
+        description="`licensed`: in the price's currency, at least the price, in a successful transaction; "
+        "else why it licenses nothing."
+    )
+    buyer: str = Field(description="The paying Stellar account (G…).")
+    amount: str = Field(description="What the payout account received, 7 decimals.", examples=["12.5000000"])
+    asset: str = Field(description="`XLM`, or `CODE:ISSUER` for an issued asset.", examples=["XLM"])
+    tx: str = Field(description="The Stellar transaction hash (hex).")
+    at: str | None = Field(description="When the payment's ledger closed (ISO 8601).")
+
+
 class AssetOut(BaseModel):
     """One asset's current state: its latest `asset.put`, unless a later `asset.delete`."""
 
@@ -143,6 +158,10 @@ class AssetOut(BaseModel):
         default_factory=list, description="Every registration of this asset on every chain, oldest first."
     )
     verification: dict[str, Any] = Field(description="Bridge attestations (filled by the reconciler).")
+    licenses: int = Field(description="How many payments licensed this asset (see `payments`).")
+    payments: list[PaymentOut] = Field(
+        description="The newest payments (at most 20) whose hash memo named this asset, newest first."
+    )
 
 
 class Version(BaseModel):

@@ -13,12 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 from .base import ChainSource, PollResult
+from .settings import ChainSettings
 
 __all__ = ["ChainSource", "PollResult", "build_sources"]
 
 
-def build_sources(settings: Any, store: Any) -> list[ChainSource]:
-    """The chain sources ``settings`` configure (:class:`~.settings.ChainSettings`), on ``store``."""
+def build_sources(settings: ChainSettings, store: Any) -> list[ChainSource]:
+    """The chain sources the settings configure, on ``store`` (an :class:`indexer.store.Store`)."""
     sources: list[ChainSource] = []
     if settings.evm_rpc_url is not None and settings.evm_registry is not None:
         from .evm import EvmSource
@@ -35,4 +36,8 @@ def build_sources(settings: Any, store: Any) -> list[ChainSource]:
                 max_range=settings.evm_max_range,
             )
         )
+    if settings.stellar_horizon_url is not None:
+        from .stellar import StellarSource
+
+        sources.append(StellarSource(settings=settings, store=store))
     return sources

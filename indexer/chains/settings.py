@@ -6,9 +6,12 @@ and ``evm_registry`` are, the Stellar source when ``stellar_horizon_url`` is.
 
 from __future__ import annotations
 
+import json
 import re
 
 from pydantic import BaseModel, Field, field_validator, model_validator
+
+from protocol import IdentifierError, parse_did
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _STELLAR_ACCOUNT = re.compile(r"^G[A-Z2-7]{55}$")
@@ -91,6 +94,19 @@ class ChainSettings(BaseModel):
             raise ValueError("must be testnet or pubnet")
         return value
 
+    @field_validator("stellar_assets", mode="before")
+    @classmethod
+    def _assets_from_text(cls, value: object) -> object:
+        # An environment variable arrives as text (the layered loader splits only lists).
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                raise ValueError('must be a JSON object {"CODE": "G…issuer"}') from None
+            if not isinstance(value, dict):
+                raise ValueError('must be a JSON object {"CODE": "G…issuer"}')
+        return value
+
     @field_validator("stellar_assets")
     @classmethod
     def _check_assets(cls, value: dict[str, str]) -> dict[str, str]:
@@ -107,6 +123,10 @@ class ChainSettings(BaseModel):
         for did in value:
             if not _DID_KEY.match(did):
                 raise ValueError(f"{did!r} is not a did:key")
+            try:
+                parse_did(did)
+            except IdentifierError as exc:
+                raise ValueError(f"{did!r:.80} is not an Ed25519 did:key ({exc})") from None
         return value
 
     @model_validator(mode="after")

@@ -8,7 +8,9 @@
 * :mod:`.edge`: the package's one translation of SQLAlchemy/psycopg errors;
 * :mod:`.reads`: what the HTTP API reads (``store.reads``); :mod:`.admin`: keys,
   moderation, idempotency (``store.admin``); :mod:`.changes`: what the search
-  feeder follows (``store.changes``), :mod:`.chain`: cursors, registrations, matching, rollback (``store.chain``): query groups sharing the Store's engine;
+  feeder follows (``store.changes``); :mod:`.payments`: what the Stellar source
+  reads and writes (``store.payments``); :mod:`.chain`: cursors, registrations, matching,
+  rollback, the sources' status (``store.chain``): query groups sharing the Store's engine;
 * :mod:`.quarantine`: what was refused, bounded per source and in total, aged out.
 """
 

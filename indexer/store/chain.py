@@ -57,11 +57,11 @@ from typing import Any
 import orjson
 from eth_utils import to_checksum_address
 
-from protocol import EntryHash, parse_and_verify
+from protocol import AssetUri, AuthorKey, EntryHash, parse_and_verify
 
 from ..models import ACTIVITY_CHANNEL, ASSETS_CHANNEL, INGEST_LOCK
 from .edge import Queries, translate
-from .outbox import Attestation, queue_attestations
+from .outbox import Queued, queue_attestations
 
 log = logging.getLogger(__name__)
 
@@ -274,10 +274,10 @@ class Chain(Queries):
             matched = [r for r in dropped if r.uri is not None]
             if matched:
                 cur.execute(
-                    "SELECT uri, did FROM assets WHERE uri = ANY(%b)",
+                    "SELECT uri, did, author, key FROM assets WHERE uri = ANY(%b)",
                     (list({r.uri for r in matched}),),
                 )
-                who = dict(cur.fetchall())
+                who = {u: (d, AssetUri(AuthorKey(bytes(a)), k)) for u, d, a, k in cur.fetchall()}
                 unregistered = _ActivityColumns()
                 for r in matched:
                     if r.uri in who:
@@ -288,14 +288,19 @@ class Chain(Queries):
                             "block": int(r.block_number),
                         }
                         unregistered.add(
-                            "unregistered", r.uri, who[r.uri], bytes(r.record_hash), r.entry_seq, _json(data)
+                            "unregistered",
+                            r.uri,
+                            who[r.uri][0],
+                            bytes(r.record_hash),
+                            r.entry_seq,
+                            _json(data),
                         )
                 _insert_activity(cur, unregistered)
                 queue_attestations(
                     cur,
                     [
-                        Attestation(
-                            uri=r.uri,
+                        Queued(
+                            uri=who[r.uri][1],
                             subject=bytes(r.record_hash),
                             status="revoked",
                             chain=source,
@@ -505,15 +510,15 @@ def _effects(cur: Any, matched: Sequence[tuple[_Row, _Record]]) -> None:
     if not matched:
         return
     activity = _ActivityColumns()
-    attest: list[Attestation] = []
+    attest: list[Queued] = []
     for r, rec in matched:
         data = _json(_activity_data(r.source, r, r.status))
         activity.add("registered", rec.uri, rec.did, r.record_hash, rec.seq, data)
         if r.status == "verified":
             activity.add("verified", rec.uri, rec.did, r.record_hash, rec.seq, data)
             attest.append(
-                Attestation(
-                    uri=rec.uri,
+                Queued(
+                    uri=AssetUri(AuthorKey(rec.author), rec.key),
                     subject=r.record_hash,
                     status="verified",
                     chain=r.source,

@@ -12,6 +12,9 @@ node's store executes), and then writes, together:
 * each touched asset's new current state (one upsert per asset, however many
   versions the batch holds), with a fresh ``change_seq`` for the search feeder;
 * one ``activity`` row per applied entry (published, updated, deleted, attested);
+* the ``verification`` of the assets that ``attest`` entries of a trusted bridge
+  (:attr:`Store.trusted_attesters`) name, or of new assets such entries named
+  before they arrived (:func:`.writer._apply_attestations`);
 * the per-author head, which is the bridge's durable cursor: it commits with
   the rows it covers, so a crash at any point loses nothing and doubles nothing;
 * entries past a gap go to ``pending`` and are applied by a later call once the
@@ -21,6 +24,11 @@ node's store executes), and then writes, together:
 
 Resubmitting anything is harmless: a duplicate is counted and changes nothing.
 
+The bridge's own log goes through the same path, inside a transaction of its
+caller: :meth:`Store.append_local` (one entry) and
+:meth:`Store.publish_attestations` (the outbox's rows as ``attest`` entries, and
+the rows marked published, in one transaction: see :mod:`.outbox`).
+
 This module holds the :class:`Store` and its per-input results; the SQL of the
 transaction is in :mod:`.writer`, the rows it writes are built by :mod:`.rows`.
 
@@ -28,14 +36,15 @@ The Store is the one handle on the database: besides the ingest path and the
 replica interface it carries the other query groups, each in its own module
 and sharing its engine: ``store.reads`` (:class:`~.reads.Reads`, what the HTTP
 API reads), ``store.admin`` (:class:`~.admin.Admin`: keys, moderation,
-idempotency) and ``store.changes`` (:class:`~.changes.Changes`, what the search
-feeder follows).
+idempotency), ``store.changes`` (:class:`~.changes.Changes`, what the search
+feeder follows) and ``store.payments`` (:class:`~.payments.Payments`, what the
+Stellar source reads and writes).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,9 +57,12 @@ from protocol import (
     Head,
     IngestReport,
     ProtocolError,
+    SchemaError,
     Signer,
+    attest_body,
     now_ms,
     parse_and_verify,
+    parse_asset_uri,
     plan,
     sign_entry,
 )
@@ -59,12 +71,14 @@ from protocol.schema import MAX_SKEW_MS
 from ..db import make_engine, readiness
 from ..errors import DatabaseError
 from ..models import INGEST_LOCK
+from . import outbox as _outbox
 from . import quarantine as _quarantine
 from . import writer
 from .admin import Admin
 from .chain import Chain
 from .changes import Changes
 from .edge import Unstorable, translate
+from .payments import Payments
 from .quarantine import QuarantineLimits, Rejected
 from .reads import Reads
 from .rows import Rows
@@ -98,25 +112,44 @@ class IngestResult:
 
 class Store:
     """The indexer's PostgreSQL store: the ingest path, the replica interface the bridge's daemon uses,
-    and the query groups :attr:`reads`, :attr:`admin`, :attr:`changes` and :attr:`chain` (see the module docstring).
+    and the query groups :attr:`reads`, :attr:`admin`, :attr:`changes`, :attr:`payments` and
+    :attr:`chain` (see the module docstring).
 
     Synchronous (psycopg 3 through SQLAlchemy); call it from trio with
     ``trio.to_thread.run_sync`` and from FastAPI through the threadpool.
     """
 
-    def __init__(self, engine: Engine, *, quarantine_limits: QuarantineLimits | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        quarantine_limits: QuarantineLimits | None = None,
+        trusted_attesters: Collection[AuthorKey] = (),
+    ) -> None:
         self.engine = engine
         self.quarantine_limits = quarantine_limits or QuarantineLimits()
+        # Bridge keys whose ``attest`` entries set ``assets.verification`` (see :mod:`.writer`).
+        self.trusted_attesters: frozenset[AuthorKey] = frozenset(trusted_attesters)
         self.reads = Reads(engine)
         self.admin = Admin(engine)
         self.changes = Changes(engine)
         self.chain = Chain(engine)
+        self.payments = Payments(engine)
 
     @classmethod
     def connect(
-        cls, url: str, *, pool_size: int = 5, quarantine_limits: QuarantineLimits | None = None
+        cls,
+        url: str,
+        *,
+        pool_size: int = 5,
+        quarantine_limits: QuarantineLimits | None = None,
+        trusted_attesters: Collection[AuthorKey] = (),
     ) -> Store:
-        return cls(make_engine(url, pool_size=pool_size), quarantine_limits=quarantine_limits)
+        return cls(
+            make_engine(url, pool_size=pool_size),
+            quarantine_limits=quarantine_limits,
+            trusted_attesters=trusted_attesters,
+        )
 
     def close(self) -> None:
         self.engine.dispose()
@@ -218,7 +251,13 @@ class Store:
         replica = writer.read_for_plan(cur, entries)
         p = plan(replica.candidates, replica.logs, replica.held)
         writer.execute(
-            cur, p, rows=rows, pending=replica.pending, source=source, limits=self.quarantine_limits
+            cur,
+            p,
+            rows=rows,
+            pending=replica.pending,
+            source=source,
+            limits=self.quarantine_limits,
+            trusted=self.trusted_attesters,
         )
         report.merge(p.report(parks_held=True))
 
@@ -276,19 +315,110 @@ class Store:
     def count_entries(self) -> int:
         return int(self._rows("SELECT count(*) FROM entries", {})[0][0])
 
+    # -- our own log (the bridge's attest log) ------------------------------------------------
+
     def append_local(self, signer: Signer, *, kind: str, key: str, body: dict[str, Any]) -> Entry:
-        """Sign and ingest the next entry of ``signer``'s own log (the bridge's attest log)."""
-        head = self.head(signer.public)
-        entry = sign_entry(
-            signer,
-            seq=(head.seq if head else 0) + 1,
-            prev=head.hash if head else None,
-            ts=now_ms(),
-            kind=kind,
-            key=key,
-            body=body,
+        """Sign and ingest the next entry of ``signer``'s own log, in one transaction.
+
+        Raises:
+            protocol.SchemaError: the fields are invalid (nothing is written).
+            DatabaseError: the database is unavailable, or the log cannot be extended (a fork).
+        """
+        with translate(), self.engine.begin() as conn:
+            return self._append_own(conn, signer, [(kind, key, body)])[0]
+
+    def publish_attestations(self, signer: Signer, *, limit: int) -> Published:
+        """Publish up to ``limit`` outbox rows as ``attest`` entries of ``signer``'s log: one transaction.
+
+        The unpublished rows are taken in ``id`` order (``FOR UPDATE SKIP LOCKED``),
+        one ``attest`` entry is signed per row, chained on the log's head, the
+        entries go through the one ingest path (:meth:`_ingest`: entries, heads,
+        activity, and the verification of the assets they attest when ``signer``
+        is trusted) and the rows are marked published with their entry hashes,
+        all committed together: a row is published if and only if its entry is
+        in the log. A row no entry can be made of is set aside (``data.error``).
+
+        Raises:
+            DatabaseError: the database is unavailable (nothing is published; call again).
+        """
+        with translate(), self.engine.begin() as conn:
+            cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            # The ingest lock first, as every writer takes it, then the rows.
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (INGEST_LOCK,))
+            rows = _outbox.take_unpublished(cur, limit)
+            drafts: list[tuple[str, str, dict[str, Any]]] = []
+            ids: list[int] = []
+            set_aside: list[tuple[int, str]] = []
+            for r in rows:
+                try:
+                    uri = parse_asset_uri(r.uri)
+                    if r.subject is None or r.status is None:
+                        raise SchemaError("subject and status are not set")
+                    body = attest_body(
+                        uri,
+                        subject=r.subject,
+                        status=r.status,
+                        chain=r.body.get("chain"),  # type: ignore[arg-type]
+                        onchain_id=r.body.get("onchain_id"),  # type: ignore[arg-type]
+                        tx=r.body.get("tx"),  # type: ignore[arg-type]
+                    )
+                except ProtocolError as exc:
+                    set_aside.append((r.id, f"cannot be published: {exc}"))
+                    continue
+                drafts.append(("attest", uri.id_b32, body))
+                ids.append(r.id)
+            for row_id, why in set_aside:
+                log.error("outbox row set aside id=%d reason=%s", row_id, why)
+                _outbox.set_aside(cur, row_id, why)
+            entries = self._append_own(conn, signer, drafts) if drafts else []
+            _outbox.mark_published(cur, [(i, e.hash.raw) for i, e in zip(ids, entries, strict=True)])
+        return Published(entries, [i for i, _ in set_aside])
+
+    def outbox_depth(self) -> int:
+        """Outbox rows waiting to be published (for the bridge's gauge)."""
+        with translate(), self.engine.connect() as conn:
+            cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            return _outbox.depth(cur)
+
+    def _append_own(
+        self, conn: Connection, signer: Signer, drafts: Sequence[tuple[str, str, dict[str, Any]]]
+    ) -> list[Entry]:
+        """Sign ``drafts`` (kind, key, body) as the next entries of ``signer``'s log and ingest them,
+        inside the caller's transaction, through the one ingest path.
+
+        The ingest lock is taken before the head is read, so no other writer can
+        extend the log in between (only this key's holder signs for it anyway).
+        """
+        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (INGEST_LOCK,))
+        cur.execute(
+            "SELECT head_seq, head_hash, forked_seq FROM authors WHERE author = %s", (signer.public.raw,)
         )
-        report = self.ingest([entry], source="local")
-        if report.status.get(entry.hash.raw) != "appended":
-            raise DatabaseError(f"own entry was not appended: {report.status.get(entry.hash.raw)}")
-        return entry
+        row = cur.fetchone()
+        if row is not None and row[2] is not None:
+            raise DatabaseError(f"own log has a fork at seq {row[2]}; refusing to extend it")
+        seq, prev = (row[0], EntryHash(bytes(row[1]))) if row is not None else (0, None)
+        entries: list[Entry] = []
+        for kind, key, body in drafts:
+            e = sign_entry(signer, seq=seq + 1, prev=prev, ts=now_ms(), kind=kind, key=key, body=body)
+            entries.append(e)
+            seq, prev = e.seq, e.hash
+        rows = Rows({})
+        rows.build(entries)
+        report = IngestReport()
+        try:
+            self._ingest(conn, entries, "local", rows, report)
+        except Unstorable as exc:  # cannot happen for entries protocol accepted
+            raise DatabaseError(f"own entries refused by the database: {exc}") from exc
+        missing = [e for e in entries if report.status.get(e.hash.raw) != "appended"]
+        if missing:
+            raise DatabaseError(f"own entry was not appended: {report.status.get(missing[0].hash.raw)}")
+        return entries
+
+
+@dataclass(frozen=True)
+class Published:
+    """What one :meth:`Store.publish_attestations` call did."""
+
+    entries: list[Entry]  # the attest entries appended, in log order (one per published row)
+    set_aside: list[int]  # outbox ids that could not be published (kept with data.error)

@@ -30,6 +30,7 @@ from protocol import AssetUri, AuthorKey, EntryHash, ProtocolError, parse_and_ve
 from ..errors import BadRequest, NotFound
 from ..models import Activity, Asset, Author, EntryRow, Fork, ModerationLabel, Pending
 from .edge import Queries, translate
+from .payments import asset_payments
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,9 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _asset_dict(a: Any, labels: list[dict[str, Any]]) -> dict[str, Any]:
+def _asset_dict(
+    a: Any, labels: list[dict[str, Any]], payments: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     body = a.body or {}
     lic = body.get("license")
     cid = _cid(a.entry_hash)
@@ -122,6 +125,8 @@ def _asset_dict(a: Any, labels: list[dict[str, Any]]) -> dict[str, Any]:
         "chain_status": a.chain_status,
         "onchain": a.onchain or {},
         "verification": a.verification or {},
+        "licenses": a.licenses,
+        "payments": payments or [],
     }
 
 
@@ -194,7 +199,8 @@ class Reads(Queries):
     """What the HTTP API reads (``store.reads``)."""
 
     def asset(self, *, uri: AssetUri) -> dict[str, Any]:
-        """The current state of one asset (deleted ones too), with labels, on-chain ids and verification."""
+        """The current state of one asset (deleted ones too), with labels, on-chain ids, verification, and
+        its license count and newest payments (those whose memo named it)."""
         with translate(), self.engine.connect() as conn:
             row = conn.execute(
                 select(Asset.__table__).where(Asset.author == uri.author.raw, Asset.key == uri.key)
@@ -206,7 +212,10 @@ class Reads(Queries):
                 .where(ModerationLabel.uri == uri.text)
                 .order_by(ModerationLabel.label)
             ).all()
-        return _asset_dict(row, [{"label": lb, "reason": r, "created_at": _iso(at)} for lb, r, at in labels])
+            payments = asset_payments(conn, uri=uri.text)
+        return _asset_dict(
+            row, [{"label": lb, "reason": r, "created_at": _iso(at)} for lb, r, at in labels], payments
+        )
 
     def history(self, *, uri: AssetUri) -> list[dict[str, Any]]:
         """Every version of an asset (puts and deletes), oldest first, bodies decoded by the protocol's parser."""

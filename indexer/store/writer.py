@@ -7,11 +7,12 @@ decided in ``protocol``, the same rule the node's store executes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from protocol import (
+    AssetUri,
     AuthorKey,
     AuthorLog,
     Entry,
@@ -21,6 +22,8 @@ from protocol import (
     Plan,
     ProtocolError,
     Step,
+    attestation_of,
+    latest_attestations,
     lookups,
     parse_and_verify,
 )
@@ -38,6 +41,7 @@ from .rows import (
     ENTRY_TYPES,
     Rows,
     binary_copy,
+    dumps,
 )
 
 # Per-connection staging table (assets are COPYed in, then upserted in one statement).
@@ -138,9 +142,17 @@ def read_for_plan(cur: Any, entries: Sequence[Entry]) -> Replica:
 
 
 def execute(
-    cur: Any, p: Plan, *, rows: Rows, pending: set[bytes], source: str, limits: QuarantineLimits
+    cur: Any,
+    p: Plan,
+    *,
+    rows: Rows,
+    pending: set[bytes],
+    source: str,
+    limits: QuarantineLimits,
+    trusted: Collection[AuthorKey] = (),
 ) -> None:
-    """Write what plan ``p`` decided: heads, entries, assets and activity, ``pending``, forks, refusals."""
+    """Write what plan ``p`` decided: heads, entries, assets and activity, ``pending``, forks, refusals,
+    and the verification that ``trusted`` bridges' attestations give (:func:`_apply_attestations`)."""
     appended = p.appends
     # Parked entries leave ``pending`` once placed, except refused ones (they stay parked).
     to_pending = [s.entry for s in p.of(Outcome.HELD) if s.entry.hash.raw not in pending]
@@ -157,7 +169,9 @@ def execute(
         with binary_copy(cur, f"COPY entries ({ENTRY_COLUMNS})", ENTRY_TYPES) as copy:
             for e in appended:
                 copy.write_row(rows.entry(e))
-        _write_assets_and_activity(cur, appended, rows)
+        created = _write_assets_and_activity(cur, appended, rows)
+        if trusted:
+            _apply_attestations(cur, appended, created, trusted)
     if to_pending:
         cur.executemany(
             "INSERT INTO pending (hash, author, seq, raw) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
@@ -178,8 +192,10 @@ def execute(
         )
 
 
-def _write_assets_and_activity(cur: Any, appended: list[Entry], rows: Rows) -> None:
-    """The assets the appended entries change (one upsert each) and one activity row per entry."""
+def _write_assets_and_activity(cur: Any, appended: list[Entry], rows: Rows) -> list[AssetUri]:
+    """The assets the appended entries change (one upsert each) and one activity row per entry.
+
+    Returns the assets this batch created (for attestations that arrived before them)."""
     changes: dict[tuple[bytes, str], _AssetChange] = {}
     for e in appended:  # appended is in (author, seq) order
         if e.kind not in ("asset.put", "asset.delete"):
@@ -241,6 +257,63 @@ def _write_assets_and_activity(cur: Any, appended: list[Entry], rows: Rows) -> N
         "SELECT pg_notify(%s, currval(pg_get_serial_sequence('activity', 'id'))::text)",
         (ACTIVITY_CHANNEL,),
     )
+    return [AssetUri(ch.author, ch.key) for k, ch in changes.items() if k not in existing]
+
+
+def _apply_attestations(
+    cur: Any, appended: list[Entry], created: list[AssetUri], trusted: Collection[AuthorKey]
+) -> None:
+    """Set ``assets.verification`` from the latest trusted attestation of each asset the batch touches.
+
+    The assets touched are those a trusted ``attest`` entry of the batch names,
+    and those the batch created (an attestation may have arrived first: it is
+    applied when its asset does). For each, every trusted ``attest`` entry held
+    for it (the batch's are already in ``entries``) is folded by
+    :func:`protocol.latest_attestations`, the one rule for attestations, so a
+    later entry of a bridge supersedes its earlier ones and a ``revoked`` one
+    replaces a ``verified``. Untrusted authors' entries change no asset. The
+    caller holds the ingest lock; a changed row gets a fresh ``change_seq``.
+    """
+    keys: dict[str, AssetUri] = {u.id_b32: u for u in created}  # an attest entry's key names its asset
+    batch: dict[bytes, Entry] = {}
+    for e in appended:
+        if e.kind == "attest" and e.author in trusted:
+            if e.key not in keys:
+                keys[e.key] = attestation_of(e).asset
+            batch[e.hash.raw] = e
+    if not keys:
+        return
+    touched = set(keys.values())
+    cur.execute(
+        "SELECT hash, raw FROM entries WHERE kind = 'attest' AND author = ANY(%s) AND key = ANY(%s)",
+        ([a.raw for a in trusted], list(keys)),
+    )
+    held: list[Entry] = []
+    for h, raw in cur.fetchall():
+        known = batch.get(bytes(h))
+        if known is None:
+            try:
+                known = parse_and_verify(bytes(raw), now_ms=None)
+            except ProtocolError:  # cannot happen for rows we verified; never apply it if it does
+                continue
+        held.append(known)
+    latest = latest_attestations(held, trusted=trusted)
+    updates = []
+    for uri, e in latest.items():
+        if uri in touched:
+            # {status, by, chain, onchain_id, tx, subject, attestation}: the shape nodes show too
+            verification = attestation_of(e).to_json()
+            updates.append((uri.author.raw, uri.key, dumps(verification).decode()))
+    if not updates:
+        return
+    cur.execute(
+        "UPDATE assets a SET verification = v.verification::jsonb, change_seq = nextval('asset_change_seq') "
+        "FROM unnest(%s::bytea[], %s::text[], %s::text[]) AS v(author, key, verification) "
+        "WHERE a.author = v.author AND a.key = v.key AND a.verification IS DISTINCT FROM v.verification::jsonb",
+        ([u[0] for u in updates], [u[1] for u in updates], [u[2] for u in updates]),
+    )
+    if cur.rowcount:
+        cur.execute("SELECT pg_notify(%s, currval('asset_change_seq')::text)", (ASSETS_CHANNEL,))
 
 
 def _write_forks(

@@ -71,8 +71,14 @@ def test_the_node_settings_are_set_by_their_flat_names_in_every_source(tmp_path:
         load_bridge_settings(tmp_path, {}, {"EMPRESSA_BRIDGE_GOSSIP_RATE": "0"})
 
 
-@pytest.mark.parametrize("key", ["api_port", "trusted_bridges", "node"])
+@pytest.mark.parametrize("key", ["api_port", "node"])
 def test_node_settings_the_bridge_does_not_take_stay_unknown(tmp_path: Path, key: str) -> None:
     (tmp_path / "config.toml").write_text(f"[bridge]\n{key} = 1\n")
     with pytest.raises(ConfigError, match=rf"unknown setting '{key}' \(from .*config.toml\)"):
+        load_bridge_settings(tmp_path, {}, {})
+
+
+def test_trusted_bridges_are_did_keys(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text('[bridge]\ntrusted_bridges = ["did:web:example.com"]\n')
+    with pytest.raises(ConfigError, match=r"invalid setting 'trusted_bridges' \(from .*config.toml\)"):
         load_bridge_settings(tmp_path, {}, {})

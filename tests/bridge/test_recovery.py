@@ -31,7 +31,7 @@ DEADLINE = 60.0  # an upper bound to wait, never a performance target
 
 
 def start_bridge_process(
-    data_dir: Path, *, db_url: str, bootstrap: str, kek: str, log: Path
+    data_dir: Path, *, db_url: str, bootstrap: str, kek: str, log: Path, extra: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -42,6 +42,7 @@ def start_bridge_process(
         "EMPRESSA_BRIDGE_ANTI_ENTROPY_INTERVAL": "0.5",
         "EMPRESSA_BRIDGE_LOG_LEVEL": "INFO",
     }
+    env.update(extra or {})
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     (data_dir / "bridge.json").unlink(missing_ok=True)
     return subprocess.Popen(

@@ -301,9 +301,13 @@ STACK_TIMEOUT = 180.0
 
 
 class RunningStack:
-    """One ``empressa up --demo`` child on ``data``, with fresh ports; ``env`` adds to its environment."""
+    """One ``empressa up --demo`` child on ``data``, with fresh ports; ``env`` adds to its environment.
 
-    def __init__(self, data: Path, **env: str | None) -> None:
+    ``--demo`` runs the dev chain (anvil) too when anvil is installed; ``args`` adds flags
+    (``--chain none``).
+    """
+
+    def __init__(self, data: Path, *args: str, **env: str | None) -> None:
         self.data = data
         self.log_path = data.with_name("up.log")
         self._log = self.log_path.open("ab")
@@ -320,7 +324,10 @@ class RunningStack:
                 str(free_port()),
                 "--p2p-port",
                 str(free_port()),
+                "--chain-port",
+                str(free_port()),
                 "--demo",
+                *args,
             ],
             env=child_env(EMPRESSA_PASSPHRASE=None, DATABASE_URL=None, **env),
             stdin=subprocess.DEVNULL,
@@ -414,7 +421,7 @@ def descendants(pid: int) -> set[int]:
 
 
 def children_of(pid: int) -> dict[str, int]:
-    """The direct children of ``pid`` by service name (``postgres`` for the server)."""
+    """The direct children of ``pid`` by service name (``postgres`` for the server, ``anvil`` for the chain)."""
     found: dict[str, int] = {}
     for child, ppid in parents().items():
         if ppid != pid:
@@ -423,8 +430,8 @@ def children_of(pid: int) -> dict[str, int]:
             argv = cmdline(child)
         except OSError:
             continue
-        if argv and Path(argv[0]).name == "postgres":
-            found["postgres"] = child
+        if argv and Path(argv[0]).name in ("postgres", "anvil"):
+            found[Path(argv[0]).name] = child
         for (a, b), name in SERVICES.items():
             if argv[2:4] == [a, b] or argv[3:5] == [a, b]:  # python + the script, or python -m cli
                 found[name] = child
