@@ -527,15 +527,17 @@ def _effects(cur: Any, matched: Sequence[tuple[_Row, _Record]]) -> None:
                 )
             )
     by_source: dict[str, set[str]] = {}
+    fresh: dict[str, _Row] = {}
     for r, rec in matched:
         by_source.setdefault(r.source, set()).add(rec.uri)
+        fresh[rec.uri] = r
     # Pipelined: the statements go out without waiting for each other's answers, so this process
     # prepares the next one while PostgreSQL executes the last (about a fifth off a batch here).
     with cur.connection.pipeline():
         _insert_activity(cur, activity)
         queue_attestations(cur, attest)
         for src, uris in by_source.items():
-            _refresh_assets(cur, src, uris)
+            _refresh_assets(cur, src, uris, fresh=fresh)
 
 
 class _ActivityColumns:
@@ -583,19 +585,38 @@ def _counting(regs: Iterable[_Row]) -> _Row:
     return ordered[-1]
 
 
-def _refresh_assets(cur: Any, source: str, uris: set[str]) -> None:
-    """Recompute ``onchain``/``chain_status`` of ``uris`` from their matched registrations (all chains)."""
+def _refresh_assets(cur: Any, source: str, uris: set[str], *, fresh: dict[str, _Row] | None = None) -> None:
+    """Recompute ``onchain``/``chain_status`` of ``uris`` from their matched registrations (all chains).
+
+    ``fresh``: a registration just matched per uri; an asset whose only registration it is (the
+    common case: counted, not read back) is computed from it, the others from what is stored.
+    """
     if not uris:
         return
     uri_list = sorted(uris)
-    cur.execute(
-        f"SELECT {_REG_COLS} FROM registrations WHERE uri = ANY(%b) AND status <> 'pending'",
-        (uri_list,),
-        binary=True,  # bytea columns: binary results skip the hex decoding
-    )
     per: dict[str, dict[str, list[_Row]]] = {}
-    for r in _regs(cur):
-        per.setdefault(r.uri, {}).setdefault(r.source, []).append(r)
+    reread = uri_list
+    if fresh:
+        cur.execute(
+            "SELECT uri FROM registrations WHERE uri = ANY(%b) AND status <> 'pending' "
+            "GROUP BY uri HAVING count(*) > 1",
+            (uri_list,),
+        )
+        reread = sorted(u for (u,) in cur.fetchall())
+        several = set(reread)
+        for uri in uri_list:
+            if uri not in several and uri in fresh:
+                per[uri] = {fresh[uri].source: [fresh[uri]]}
+            elif uri not in several:
+                reread.append(uri)
+    if reread:
+        cur.execute(
+            f"SELECT {_REG_COLS} FROM registrations WHERE uri = ANY(%b) AND status <> 'pending'",
+            (reread,),
+            binary=True,  # bytea columns: binary results skip the hex decoding
+        )
+        for r in _regs(cur):
+            per.setdefault(r.uri, {}).setdefault(r.source, []).append(r)
     objs: list[str] = []
     statuses: list[str] = []
     for uri in uri_list:
@@ -607,9 +628,11 @@ def _refresh_assets(cur: Any, source: str, uris: set[str]) -> None:
         elif any(r.status == "verified" for r in counting.values()):
             statuses.append("verified")
         else:
-            latest = max(
-                (r for rs in chains.values() for r in rs),
-                key=lambda r: (r.created_at, r.block_number, r.log_index),
+            every = [r for rs in chains.values() for r in rs]
+            latest = (
+                every[0]
+                if len(every) == 1
+                else max(every, key=lambda r: (r.created_at, r.block_number, r.log_index))
             )
             statuses.append(latest.status)
     cur.execute(

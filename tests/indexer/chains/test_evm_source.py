@@ -144,3 +144,22 @@ def test_a_range_of_many_logs_commits_in_batches_at_block_boundaries(
     assert [world.asset(e.uri.text)["chain_status"] for e in entries] == ["verified"] * 5
     ((pos, bhash),) = world.rows("SELECT position, block_hash FROM chain_cursors")
     assert pos == head and bytes(bhash) == bytes(world.w3.eth.get_block(head)["hash"])
+
+
+def test_two_versions_registered_the_verified_one_counts(world: ChainWorld) -> None:
+    a, b = world.accounts[1], world.accounts[2]
+    lg, v1 = world.put("two", payout_evm=a)
+    body = world.put_body("two, v2")
+    body["payout"] = {"evm": a}
+    v2 = lg.next(key="two", body=body)
+    world.store.ingest([v1, v2])
+    register(world.reg, v2, b)  # b registers v2 first (which names a): mismatch
+    world.drain()
+    assert world.asset(v1.uri.text)["chain_status"] == "mismatch"
+    register(world.reg, v1, a)  # then a registers v1: verified, and it is the one that counts
+    world.drain()
+    got = world.asset(v1.uri.text)
+    on = got["onchain"][world.source().name]
+    assert got["chain_status"] == "verified" and on["entry_seq"] == 1 and on["owner"] == a
+    regs = world.store.chain.registrations(uri=v1.uri.text)
+    assert [(r["entry_seq"], r["status"]) for r in regs] == [(2, "mismatch"), (1, "verified")]
