@@ -2,8 +2,8 @@
 
 This is the node's one file that imports web3 (and eth_account, which signs);
 the indexer's is :mod:`indexer.chains.evm`. The contract itself (ABI, event
-topic, log layout) comes from :mod:`indexer.chains.contract`, which is pure data
-and slicing: the node imports that module and nothing else of the indexer.
+topic, log layout) comes from :mod:`protocol.registry`, which is pure data
+and slicing, so the node imports nothing of the indexer.
 
 Transactions are built here, signed locally with eth_account from the key the
 keystore holds (``Keys.evm_key``), sent raw (``eth_sendRawTransaction``), and
@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from indexer.chains import contract
+from protocol.registry import ABI, EVENT_TOPIC, Registered, decode_registered
 
 from .errors import AlreadyRegistered, ChainRefused, ChainUnavailable, NoFunds, NoRegistry
 
@@ -138,7 +138,7 @@ class EvmClient:
                 f"no AssetRegistry at {address} on the chain at {self.where} (no contract code there): "
                 "check --registry / evm_registry, or deploy one with `empressa chain deploy`"
             )
-        return self.w3.eth.contract(address=self._checksum(address), abi=contract.abi())
+        return self.w3.eth.contract(address=self._checksum(address), abi=ABI)
 
     def asset_of(self, registry: str, record_hash: bytes) -> tuple[int, str | None]:
         """``(asset id, owner)`` of a registered entry hash; ``(0, None)`` if it is not registered."""
@@ -323,13 +323,13 @@ def _revert(reason: str) -> AlreadyRegistered | ChainRefused:
     return ChainRefused(f"the registry refused the transaction: {reason}")
 
 
-def _registered_log(receipt: Any, registry: str) -> contract.Registered:
+def _registered_log(receipt: Any, registry: str) -> Registered:
     for entry in receipt["logs"]:
         topics = list(entry["topics"])
         if str(entry["address"]).lower() != registry.lower() or not topics:
             continue
-        if bytes(topics[0]) == contract.EVENT_TOPIC:
-            return contract.decode_registered(topics, entry["data"])
+        if bytes(topics[0]) == EVENT_TOPIC:
+            return decode_registered(topics, entry["data"])
     raise ChainRefused(f"transaction {bytes(receipt['transactionHash']).hex()} has no AssetRegistered log")
 
 

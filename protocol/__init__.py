@@ -15,6 +15,8 @@ a bridge or the indexer needs to agree on lives here and is re-exported:
 * CBOR sequences (RFC 8742, export files): :func:`split_sequence` (in memory),
   :func:`split_chunks` (as read, in bounded memory), :func:`is_map_item`;
 * wire frames of the sync protocol: :mod:`protocol.wire`;
+* the on-chain registry's interface (ABI, ``AssetRegistered`` and its log layout):
+  :mod:`protocol.registry`;
 * errors: :class:`ProtocolError` and its subclasses.
 """
 
@@ -26,6 +28,7 @@ from .errors import (
     FrameError,
     IdentifierError,
     ProtocolError,
+    RegistryLogError,
     SchemaError,
     SignatureError,
     TimestampError,
@@ -75,6 +78,7 @@ __all__ = [
     "Outcome",
     "Plan",
     "ProtocolError",
+    "RegistryLogError",
     "SchemaError",
     "SignatureError",
     "Signer",

@@ -9,7 +9,8 @@ problem types) and a one-line, human-readable reason::
     ├── SignatureError       the Ed25519 signature does not verify
     ├── TimestampError       ``ts`` is too far ahead of the receiver's clock
     ├── IdentifierError      a did, entry hash, asset URI or CID text is malformed
-    └── FrameError           a sync-protocol frame is malformed or too large
+    ├── FrameError           a sync-protocol frame is malformed or too large
+    └── RegistryLogError     an EVM log is not a well-formed ``AssetRegistered`` event
 """
 
 from __future__ import annotations
@@ -59,3 +60,9 @@ class FrameError(ProtocolError):
     """A sync frame is malformed, of an unknown type, or over its size cap."""
 
     code = "frame"
+
+
+class RegistryLogError(ProtocolError):
+    """An EVM log that is not a well-formed ``AssetRegistered`` event (:mod:`protocol.registry`)."""
+
+    code = "registry_log"

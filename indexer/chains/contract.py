@@ -1,35 +1,45 @@
-"""The ``AssetRegistry`` contract as data: its committed build, its event, and a fixed-layout log decoder.
+"""The ``AssetRegistry`` contract for the indexer: its committed build (bytecode) beside its interface.
 
-No I/O beyond reading the committed build file and no third-party client:
-the web3.py code that deploys and follows the contract is in :mod:`indexer.chains.evm`,
-and the node's (registering) in :mod:`node.evm`.
-
-``AssetRegistered(asset_id indexed uint256, record_hash bytes32, owner address)``
-has a fixed log layout, so it is decoded by slicing (the issue measured web3's
-per-log ``process_log`` at ~3,300 logs/s, ``eth_abi.decode`` at ~40,000/s and
-fixed-offset slicing at ~470,000/s)::
-
-    topics[0]  keccak256("AssetRegistered(uint256,bytes32,address)")
-    topics[1]  asset_id, 32-byte big-endian
-    data[0:32]   record_hash
-    data[32:64]  owner, left-padded with 12 zero bytes
+The interface (ABI, the ``AssetRegistered`` event and its fixed-layout
+decoder) is protocol, shared with the node: :mod:`protocol.registry`, re-exported
+here. What only the indexer needs is the build that ``chain deploy`` sends
+(``indexer/contracts/AssetRegistry.json``, compiled from ``AssetRegistry.vy``
+and checked against it by ``tests/indexer/chains/test_contract.py``). The
+web3.py code that deploys and follows the contract is :mod:`indexer.chains.evm`.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from eth_utils import keccak
+from protocol.errors import RegistryLogError as BadLog
+from protocol.registry import (
+    ABI,
+    EVENT_SIGNATURE,
+    EVENT_TOPIC,
+    EVENT_TOPIC_HEX,
+    Registered,
+    decode_registered,
+)
+
+__all__ = [
+    "ABI",
+    "BUILD",
+    "EVENT_SIGNATURE",
+    "EVENT_TOPIC",
+    "EVENT_TOPIC_HEX",
+    "BadLog",
+    "Registered",
+    "abi",
+    "build",
+    "bytecode",
+    "decode_registered",
+]
 
 BUILD = Path(__file__).resolve().parent.parent / "contracts" / "AssetRegistry.json"
-
-EVENT_SIGNATURE = "AssetRegistered(uint256,bytes32,address)"
-EVENT_TOPIC: bytes = keccak(text=EVENT_SIGNATURE)
-EVENT_TOPIC_HEX = "0x" + EVENT_TOPIC.hex()  # eth-tester matches only 0x… text topics
 
 
 @lru_cache(maxsize=1)
@@ -40,41 +50,8 @@ def build() -> dict[str, Any]:
 
 
 def abi() -> list[dict[str, Any]]:
-    return list(build()["abi"])
+    return list(ABI)
 
 
 def bytecode() -> str:
     return str(build()["bytecode"])
-
-
-@dataclass(frozen=True, slots=True)
-class Registered:
-    """One decoded ``AssetRegistered`` log."""
-
-    asset_id: int
-    record_hash: bytes  # 32 bytes: the entry hash of the registered asset.put
-    owner: bytes  # 20 bytes: the account that registered it
-
-
-class BadLog(ValueError):
-    """A log that is not a well-formed ``AssetRegistered`` event."""
-
-
-def _raw(value: Any) -> bytes:
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value)
-    if isinstance(value, str):
-        return bytes.fromhex(value[2:] if value.startswith(("0x", "0X")) else value)
-    raise BadLog(f"not bytes or hex text: {type(value).__name__}")
-
-
-def decode_registered(topics: list[Any], data: Any) -> Registered:
-    """Decode one log's ``topics`` and ``data`` (bytes or ``0x`` hex) by slicing the fixed layout."""
-    if len(topics) != 2:
-        raise BadLog(f"AssetRegistered has 2 topics, got {len(topics)}")
-    t0, t1, d = _raw(topics[0]), _raw(topics[1]), _raw(data)
-    if t0 != EVENT_TOPIC:
-        raise BadLog("not an AssetRegistered log")
-    if len(t1) != 32 or len(d) != 64 or any(d[32:44]):
-        raise BadLog("AssetRegistered log has the wrong layout")
-    return Registered(int.from_bytes(t1, "big"), d[:32], d[44:64])

@@ -27,6 +27,16 @@ def test_committed_build_is_what_the_source_compiles_to() -> None:
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_protocol_interface_is_the_builds() -> None:
+    """protocol.registry (what the node uses) carries the build's ABI and the event's real topic."""
+    from eth_utils import keccak
+
+    from protocol import registry
+
+    assert contract.build()["abi"] == registry.ABI
+    assert keccak(text=registry.EVENT_SIGNATURE) == registry.EVENT_TOPIC
+
+
 def test_build_records_its_source_digest() -> None:
     import hashlib
 
