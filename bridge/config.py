@@ -32,7 +32,7 @@ from pydantic_settings import SettingsConfigDict
 from indexer.store import QuarantineSettings, check_database_url
 from node.config import NodeSettings
 from node.layered import LayeredSettings, data_dir_from, load_layered
-from protocol import parse_did
+from protocol import IdentifierError, parse_dids
 
 __all__ = ["ENV_PREFIX", "NODE_KEYS", "BridgeSettings", "default_data_dir", "load_bridge_settings"]
 
@@ -143,13 +143,10 @@ class BridgeSettings(QuarantineSettings, LayeredSettings):
     @field_validator("trusted_bridges")
     @classmethod
     def _check_dids(cls, value: list[str]) -> list[str]:
-        out = []
-        for text in value:
-            try:
-                out.append(parse_did(text).did)
-            except Exception as exc:
-                raise ValueError(f"{text!r:.80} is not an Ed25519 did:key ({exc})") from None
-        return out
+        try:
+            return [key.did for key in parse_dids(value)]
+        except IdentifierError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("database_url")
     @classmethod

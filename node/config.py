@@ -45,7 +45,7 @@ from multiaddr import Multiaddr
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from protocol import parse_did
+from protocol import IdentifierError, parse_dids
 
 from .errors import ConfigError
 from .layered import LayeredSettings, data_dir_from, load_layered, one_line
@@ -166,13 +166,10 @@ class NodeSettings(LayeredSettings):
     @field_validator("trusted_bridges")
     @classmethod
     def _check_dids(cls, value: list[str]) -> list[str]:
-        out = []
-        for text in value:
-            try:
-                out.append(parse_did(text).did)
-            except Exception as exc:
-                raise ValueError(f"{text!r:.80} is not an Ed25519 did:key ({exc})") from None
-        return out
+        try:
+            return [key.did for key in parse_dids(value)]
+        except IdentifierError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("evm_rpc_url")
     @classmethod

@@ -33,7 +33,7 @@ from .errors import (
     SignatureError,
     TimestampError,
 )
-from .ids import AssetUri, AuthorKey, EntryHash, b32, parse_asset_uri, parse_did, parse_entry_hash
+from .ids import AssetUri, AuthorKey, EntryHash, b32, parse_asset_uri, parse_did, parse_dids, parse_entry_hash
 from .log import (
     AssetState,
     AuthorLog,
@@ -99,6 +99,7 @@ __all__ = [
     "parse_and_verify",
     "parse_asset_uri",
     "parse_did",
+    "parse_dids",
     "parse_entry_hash",
     "plan",
     "sign_entry",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ._base58 import b58decode, b58encode
@@ -68,6 +69,17 @@ def parse_did(text: str) -> AuthorKey:
     if len(decoded) != 34 or decoded[:2] != _ED25519_MULTICODEC:
         raise IdentifierError("did:key does not hold an Ed25519 public key")
     return AuthorKey(decoded[2:])
+
+
+def parse_dids(texts: Iterable[str]) -> list[AuthorKey]:
+    """Parse a list of did:keys (a ``trusted_bridges`` setting); the first bad one raises, named."""
+    out = []
+    for text in texts:
+        try:
+            out.append(parse_did(text))
+        except IdentifierError as exc:
+            raise IdentifierError(f"{text!r:.80} is not an Ed25519 did:key ({exc})") from None
+    return out
 
 
 @dataclass(frozen=True, slots=True, order=True)
