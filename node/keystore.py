@@ -542,6 +542,15 @@ def _b64(data: bytes) -> str:
 def _write_new(path: Path, data: bytes) -> None:
     """Write ``data`` to a new file at ``path`` with mode 0600, atomically, never clobbering."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _write(path, data, replace=False)
+
+
+def _write_replace(path: Path, data: bytes) -> None:
+    """Replace the keystore at ``path`` with ``data`` atomically (a new 0600 file renamed over it)."""
+    _write(path, data, replace=True)
+
+
+def _write(path: Path, data: bytes, *, replace: bool) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{nacl.utils.random(6).hex()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -551,39 +560,24 @@ def _write_new(path: Path, data: bytes) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-        try:
-            # A hard link is atomic and fails if the name exists, so a keystore
-            # created concurrently is never overwritten.
-            os.link(tmp, path)
-        except FileExistsError:
-            raise KeystoreError(f"a keystore already exists at {path}; refusing to overwrite it") from None
-        except OSError:
-            # The filesystem has no hard links: check, then rename over.
-            if path.exists():
+        if replace:
+            os.replace(tmp, path)
+        else:
+            try:
+                # A hard link is atomic and fails if the name exists, so a keystore
+                # created concurrently is never overwritten.
+                os.link(tmp, path)
+            except FileExistsError:
                 raise KeystoreError(
                     f"a keystore already exists at {path}; refusing to overwrite it"
                 ) from None
-            os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except OSError as exc:
-        raise KeystoreError(f"cannot write keystore {path}: {exc.strerror or exc}") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
-def _write_replace(path: Path, data: bytes) -> None:
-    """Replace the keystore at ``path`` with ``data`` atomically (a new 0600 file renamed over it)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{nacl.utils.random(6).hex()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+            except OSError:
+                # The filesystem has no hard links: check, then rename over.
+                if path.exists():
+                    raise KeystoreError(
+                        f"a keystore already exists at {path}; refusing to overwrite it"
+                    ) from None
+                os.replace(tmp, path)
         _fsync_dir(path.parent)
     except OSError as exc:
         raise KeystoreError(f"cannot write keystore {path}: {exc.strerror or exc}") from None
