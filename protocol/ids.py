@@ -11,6 +11,7 @@ import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ._base58 import b58decode, b58encode
 from .errors import IdentifierError
@@ -23,9 +24,23 @@ KEY_RE = re.compile(r"[A-Za-z0-9._~-]{1,64}")
 URI_SCHEME = "empressa://"
 
 
+_B32_PAIRS = tuple(
+    a + b for a in "abcdefghijklmnopqrstuvwxyz234567" for b in "abcdefghijklmnopqrstuvwxyz234567"
+)
+
+
 def b32(data: bytes) -> str:
-    """RFC 4648 base32, lowercase, no padding."""
-    return base64.b32encode(data).decode("ascii").rstrip("=").lower()
+    """RFC 4648 base32, lowercase, no padding.
+
+    Ten bits (two characters) at a time from one integer: ~3 us for a CID's 36 bytes where
+    ``base64.b32encode`` (a pure-Python loop in 3.11) takes ~4.5 us; the same text (tested).
+    """
+    n = len(data)
+    pad = -n % 5
+    value = int.from_bytes(data, "big") << (8 * pad)
+    pairs = _B32_PAIRS
+    text = "".join([pairs[(value >> shift) & 0x3FF] for shift in range(8 * (n + pad) - 10, -1, -10)])
+    return text[: (8 * n + 4) // 5]
 
 
 def b32decode(text: str) -> bytes:
@@ -49,13 +64,21 @@ class AuthorKey:
 
     @property
     def did(self) -> str:
-        return _DID_PREFIX + b58encode(_ED25519_MULTICODEC + self.raw)
+        raw = self.raw
+        return _did_of(raw) if type(raw) is bytes else _DID_PREFIX + b58encode(_ED25519_MULTICODEC + raw)
 
     def __str__(self) -> str:
         return self.did
 
     def __repr__(self) -> str:
         return f"AuthorKey({self.did})"
+
+
+@lru_cache(maxsize=16384)
+def _did_of(raw: bytes) -> str:
+    """A key's did:key text (cached: base58 is pure-Python division, and a batch of attestations or
+    activity rows names few distinct authors, each several times)."""
+    return _DID_PREFIX + b58encode(_ED25519_MULTICODEC + raw)
 
 
 def parse_did(text: str) -> AuthorKey:
@@ -153,10 +176,17 @@ class AssetUri:
     @property
     def id_b32(self) -> str:
         """The asset id hash in lowercase unpadded base32: an ``attest`` entry's key."""
-        return b32(self.id_hash)
+        return _id_b32_of(self.text)
 
     def __str__(self) -> str:
         return self.text
+
+
+@lru_cache(maxsize=16384)
+def _id_b32_of(uri_text: str) -> str:
+    """``AssetUri.id_b32`` by the URI's text (cached: building an attestation's body and checking it
+    both ask, and base32 is a pure-Python loop, ~4 us)."""
+    return b32(hashlib.sha256(uri_text.encode("utf-8")).digest())
 
 
 def parse_asset_uri(text: str) -> AssetUri:

@@ -30,7 +30,7 @@ from typing import Any
 
 from .canonical import in_canonical_order
 from .errors import DecodeError, SchemaError
-from .ids import KEY_RE, AssetUri, AuthorKey, b32
+from .ids import KEY_RE, AssetUri, AuthorKey
 
 VERSION = 1
 MAX_ENTRY_BYTES = 16 * 1024
@@ -188,7 +188,7 @@ def validate_attest_body(body: Any, key: str) -> None:
     pattern(b["chain"], "body.chain", CAIP2_RE, "a CAIP-2 chain id like eip155:1")
     pattern(b["onchain_id"], "body.onchain_id", CHAIN_REF_RE, "1..128 printable ASCII characters")
     pattern(b["tx"], "body.tx", CHAIN_REF_RE, "1..128 printable ASCII characters")
-    expected = b32(AssetUri(author, asset_key).id_hash)
+    expected = AssetUri(author, asset_key).id_b32
     if key != expected:
         raise _fail("key", "an attest entry's key must be the base32 asset id hash of body.asset")
 

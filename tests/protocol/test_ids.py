@@ -162,6 +162,11 @@ def test_b32_is_lowercase_unpadded_rfc4648() -> None:
     assert b32(b"foobar") == "mzxw6ytboi"
 
 
+@given(st.binary(max_size=100))
+def test_b32_is_the_standard_librarys_base32(data: bytes) -> None:
+    assert b32(data) == base64.b32encode(data).decode("ascii").rstrip("=").lower()
+
+
 @given(st.binary(max_size=64))
 def test_base58_round_trip(data: bytes) -> None:
     text = b58encode(data)
