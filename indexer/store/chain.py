@@ -334,11 +334,16 @@ class Chain(Queries):
             )
 
     def statuses(self) -> list[Cursor]:
-        """Every source's cursor row (its figures in ``data``), by source name."""
+        """Every source's cursor row that holds its figures (``data.updated_at``), by source name.
+
+        Only the reconciler's rows, one per source: not the Stellar source's per-account cursors,
+        which may be one per payout account and are read by /readyz and /metrics otherwise.
+        """
         with translate(), self.engine.connect() as conn:
             cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
             cur.execute(
-                "SELECT source, position, block_hash, data, updated_at FROM chain_cursors ORDER BY source"
+                "SELECT source, position, block_hash, data, updated_at FROM chain_cursors "
+                "WHERE data ? 'updated_at' ORDER BY source"
             )
             return [
                 Cursor(s, int(p), bytes(h) if h is not None else None, d or {}, at)
