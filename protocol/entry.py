@@ -24,6 +24,7 @@ from .ids import AssetUri, AuthorKey, EntryHash
 _MAP9 = 0xA9
 _MAP8 = b"\xa8"
 _SIG_HEAD = b"\x63sig\x58\x40"
+_UNSIGNED_FIELDS = frozenset({"v", "author", "seq", "prev", "ts", "kind", "key", "body"})
 
 
 class Entry(NamedTuple):
@@ -61,16 +62,14 @@ def _uint_len(n: int) -> int:
     return 1 if n < 24 else 2 if n < 0x100 else 3 if n < 0x10000 else 5 if n < 0x100000000 else 9
 
 
-def _signing_bytes(raw: bytes, m: dict[str, Any]) -> bytes:
-    """The canonical encoding of the entry without ``sig``, spliced out of ``raw``.
+def _sig_offset(m: dict[str, Any]) -> int:
+    """Where the ``sig`` pair starts in the canonical encoding of entry map ``m``.
 
     In canonical key order (length-first) the pairs before ``sig`` are ``v``,
-    ``ts``, ``key``, ``seq``; removing the 70-byte ``sig`` pair and turning the
-    9-pair map header into an 8-pair one yields exactly ``canonical_bytes`` of
-    the unsigned map, without a second encode on the hot path.
+    ``ts``, ``key``, ``seq``; their encoded sizes follow from the values.
     """
     key_len = len(m["key"])  # ASCII by KEY_RE, so characters == bytes
-    off = (
+    return (
         1
         + 2
         + _uint_len(m["v"])
@@ -82,9 +81,25 @@ def _signing_bytes(raw: bytes, m: dict[str, Any]) -> bytes:
         + 4
         + _uint_len(m["seq"])
     )
+
+
+def _signing_bytes(raw: bytes, m: dict[str, Any]) -> bytes:
+    """The canonical encoding of the entry without ``sig``, spliced out of ``raw``.
+
+    Removing the 70-byte ``sig`` pair and turning the 9-pair map header into an
+    8-pair one yields exactly ``canonical_bytes`` of the unsigned map, without a
+    second encode on the hot path.
+    """
+    off = _sig_offset(m)
     if raw[0] != _MAP9 or raw[off : off + 6] != _SIG_HEAD:  # pragma: no cover - guaranteed by canonical check
         raise DecodeError("internal: signature field not where canonical order puts it")
     return _MAP8 + raw[1:off] + raw[off + 70 :]
+
+
+def _with_sig(unsigned: bytes, m: dict[str, Any], sig: bytes) -> bytes:
+    """The inverse of :func:`_signing_bytes`: the signed entry's canonical bytes, ``sig`` spliced in."""
+    off = _sig_offset(m)
+    return bytes((_MAP9,)) + unsigned[1:off] + _SIG_HEAD + sig + unsigned[off:]
 
 
 def parse_and_verify(raw: bytes, *, now_ms: int | None, max_skew_ms: int = schema.MAX_SKEW_MS) -> Entry:
@@ -171,7 +186,15 @@ def sign_entry(
     key: str,
     body: dict[str, Any],
 ) -> Entry:
-    """Validate the fields, sign them, and return the entry (raising ``SchemaError`` first)."""
+    """Validate the fields, sign them, and return the entry (raising ``SchemaError`` first).
+
+    The fields are validated once (the same :func:`schema.validate_fields` that
+    :func:`parse_and_verify` runs) and the signature is not checked again: the
+    entry is built from the canonical bytes that were signed, with ``sig``
+    spliced in where canonical order puts it, so it equals what
+    ``parse_and_verify`` would return for its ``raw`` (the tests hold the two
+    paths to that).
+    """
     m: dict[str, Any] = {
         "v": schema.VERSION,
         "author": signer.public.raw,
@@ -185,12 +208,29 @@ def sign_entry(
     try:
         # Round-trip through canonical CBOR so every map is in canonical order
         # and only encodable plain data reaches the schema.
-        m = cbor2.loads(canonical_bytes(m))
+        unsigned = canonical_bytes(m)
+        m = cbor2.loads(unsigned)
     except Exception as exc:
         raise SchemaError(f"entry fields cannot be encoded as CBOR: {exc}") from None
+    if type(m) is not dict or m.keys() != _UNSIGNED_FIELDS:  # pragma: no cover - built above
+        raise SchemaError("entry fields do not round-trip through CBOR")
     schema.validate_fields(m)
-    m["sig"] = signer.sign(canonical_bytes(m))
-    raw = canonical_bytes(m)
+    # Validation proved every value plain (no floats, tags or bignums), so the
+    # bytes just encoded are the canonical encoding of the validated map.
+    sig = signer.sign(unsigned)
+    raw = _with_sig(unsigned, m, sig)
     if len(raw) > schema.MAX_ENTRY_BYTES:
         raise SchemaError(f"entry would be {len(raw)} bytes; the limit is {schema.MAX_ENTRY_BYTES}")
-    return parse_and_verify(raw, now_ms=None)
+    prev_raw = m["prev"]
+    return Entry(
+        author=signer.public,
+        seq=m["seq"],
+        prev=EntryHash(prev_raw) if prev_raw is not None else None,
+        ts=m["ts"],
+        kind=m["kind"],
+        key=m["key"],
+        body=m["body"],
+        sig=sig,
+        raw=raw,
+        hash=EntryHash(hashlib.sha256(raw).digest()),
+    )
