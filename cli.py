@@ -220,9 +220,56 @@ def _write(args: argparse.Namespace, kind: str, body: dict[str, Any]) -> None:
 def cmd_node_publish(args: argparse.Namespace) -> None:
     from node.client import put_body
 
+    if args.from_file is not None:
+        _publish_from(args)
+        return
+    if args.key is None:
+        fail("--key is required (or --from FILE)")
     if args.title is None:
         fail("--title is required")
     _write(args, "asset.put", put_body(_asset_fields(args), None))
+
+
+def _publish_from(args: argparse.Namespace) -> None:
+    from node.client import publish_catalogue
+    from node.onchain import payout_evm
+
+    given = [f for f in ("key", "title", "description", "tag", "file", "cid") if getattr(args, f)]
+    if given:
+        fail(f"--from takes the fields from the file; drop --{given[0]}")
+    data_dir = _data_dir(args)
+    evm = _evm_unlocker(data_dir)
+    r = publish_catalogue(
+        data_dir,
+        Path(args.from_file),
+        unlock=_unlocker(data_dir),
+        payout_evm=lambda value: payout_evm(value, evm),
+        progress=_progress_bar(),
+    )
+    emit(args, r.to_json(), f"published {r.count} assets (seq {r.first_seq}..{r.last_seq}, via {r.via})")
+
+
+def _progress_bar() -> Callable[[int, int], None]:
+    """``progress(done, total)`` on stderr: a tqdm bar on a terminal, else a line at each tenth."""
+    state: dict[str, Any] = {}
+
+    def progress(done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            if "bar" not in state:
+                from tqdm import tqdm
+
+                state["bar"] = tqdm(total=total, unit="asset", file=sys.stderr)
+            bar = state["bar"]
+            bar.update(done - bar.n)
+            if done >= total:
+                bar.close()
+            return
+        tenth = done * 10 // total
+        if tenth > state.get("tenth", 0) or done >= total:
+            state["tenth"] = tenth
+            print(f"empressa: published {done}/{total}", file=sys.stderr, flush=True)
+
+    return progress
 
 
 def cmd_node_edit(args: argparse.Namespace) -> None:
@@ -656,7 +703,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_node_run)
 
     def asset_fields(sp: argparse.ArgumentParser, *, required_title: bool) -> None:
-        sp.add_argument("--key", required=True, help="asset key [A-Za-z0-9._~-]{1,64}")
+        sp.add_argument("--key", required=not required_title, help="asset key [A-Za-z0-9._~-]{1,64}")
         sp.add_argument("--title", help="title" + (" (required)" if required_title else ""))
         sp.add_argument("--description")
         sp.add_argument(
@@ -681,8 +728,15 @@ def build_parser() -> argparse.ArgumentParser:
         data_opt(sp, env="EMPRESSA_NODE_DATA_DIR")
         json_opt(sp)
 
-    publish = node.add_parser("publish", help="sign and store a new asset")
+    publish = node.add_parser("publish", help="sign and store a new asset (or many: --from FILE)")
     asset_fields(publish, required_title=True)
+    publish.add_argument(
+        "--from",
+        dest="from_file",
+        metavar="FILE",
+        help="publish every asset of a JSON Lines file (one object a line, the fields of these flags "
+        "with underscores; file paths relative to FILE); all lines or none",
+    )
     publish.set_defaults(func=cmd_node_publish)
 
     edit = node.add_parser("edit", help="publish a new version with the given fields changed")

@@ -1,9 +1,33 @@
-"""The node's local HTTP API on 127.0.0.1: a "my library" view and a write door.
+"""The node's local HTTP API on 127.0.0.1: a "my library" view, a write door and an event stream.
 
 Reads are open to local processes; writes need the bearer token the daemon
 writes to ``DATA_DIR/api.token`` (mode 0600), so only the node's owner can
 publish through it. The CLI uses it to hand writes to a running daemon, so the
 entry is announced at once and the daemon stays the only writer of its log.
+
+``POST /v1/local/entries`` takes one write, ``{"kind", "key", "body"}``, and
+answers 201 ``{"uri", "hash", "seq"}``; or a JSON **array** of up to
+:data:`~node.store.MAX_BATCH_ITEMS` (1,000) writes (a bulk write), answered 201 ``{"items": [{"uri",
+"hash", "seq"}, …]}`` in order. A bulk write is all or nothing: if any item is
+invalid nothing of it is stored, and the 422 problem lists every bad item as
+``errors: [{"index", "detail"}]``. A body over :data:`~node.store.MAX_BODY_BYTES` (4 MiB) is refused
+with 413 before it is read (from ``Content-Length``) or as soon as it has
+passed the limit (a chunked body); so is an array of more than
+``MAX_BATCH_ITEMS``. Concurrent writes are group-committed by the node
+(:meth:`node.daemon.Node.publish_many`).
+
+``GET /v1/events`` is a Server-Sent Events stream of every entry the node
+stores from then on, ours or replicated, fed by the node's append signal (no
+store polling): one ``event: entry`` per entry whose data is ``{"did", "seq",
+"hash", "key", "kind", "origin": "local"|"replicated", "received_ns"}``, where
+``received_ns`` is the node's ``CLOCK_MONOTONIC`` (``time.monotonic_ns()``) when
+the entry was stored — comparable with any process's monotonic clock on the
+same machine. At most :data:`MAX_EVENT_CLIENTS` streams at once (then 503); a
+client that falls :data:`EVENT_QUEUE` events behind is sent ``event:
+overflow`` and dropped, so a slow reader costs bounded memory.
+
+Errors are ``application/problem+json`` (RFC 9457) with the ``request_id`` that
+every response also carries as ``X-Request-ID``.
 """
 
 from __future__ import annotations
@@ -11,78 +35,273 @@ from __future__ import annotations
 import hmac
 import logging
 import socket
+import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 import trio
-from fastapi import Depends, FastAPI, Header, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import Response, StreamingResponse
 from hypercorn.config import Config
 from hypercorn.trio import serve
-from pydantic import BaseModel
 
-from protocol import ProtocolError, parse_did
+from protocol import Entry, ProtocolError, parse_did
 
 from .daemon import Node
-from .errors import ListenError, NodeError, NotFoundError
+from .errors import ListenError, NodeError, NotFoundError, WritesRejected
 from .logctx import correlation_id
+from .store import MAX_BATCH_ITEMS, MAX_BODY_BYTES, LocalWrite
 
 log = logging.getLogger(__name__)
 
+MAX_EVENT_CLIENTS = 16  # GET /v1/events streams open at once
+EVENT_QUEUE = 50_000  # events one stream may fall behind before it is dropped
+EVENT_KEEPALIVE = 15.0  # seconds between comment lines on an idle stream
+_WRITE_FIELDS = frozenset({"kind", "key", "body"})
 
-class LocalWrite(BaseModel):
-    kind: str
-    key: str
-    body: dict[str, Any]
+
+class _Problem(Exception):
+    def __init__(self, status: int, title: str, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail, self.extra = status, title, detail, extra
 
 
-def _problem(status: int, title: str, detail: str, request: Request) -> JSONResponse:
+def _problem(status: int, title: str, detail: str, request: Request, **extra: Any) -> Response:
     rid = getattr(request.state, "request_id", "")
-    return JSONResponse(
-        {"type": "about:blank", "title": title, "status": status, "detail": detail, "request_id": rid},
-        status_code=status,
-        media_type="application/problem+json",
+    doc = {"type": "about:blank", "title": title, "status": status, "detail": detail, "request_id": rid}
+    return Response(orjson.dumps({**doc, **extra}), status_code=status, media_type="application/problem+json")
+
+
+class _RequestIds:
+    """Pure ASGI middleware: a request id for every request (``X-Request-ID`` in, or a new one), set as
+    the log correlation id, returned as ``X-Request-ID``, and one log line per response.
+
+    Written out rather than with ``@app.middleware("http")``, whose extra task and
+    streams cost about as much as the write itself."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = ""
+        for k, v in scope["headers"]:
+            if k == b"x-request-id":
+                rid = v.decode("latin-1")[:64]
+        rid = rid or uuid.uuid4().hex[:16]
+        scope.setdefault("state", {})["request_id"] = rid
+        correlation_id.set(rid)
+        header = (b"x-request-id", rid.encode("latin-1"))
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), header]
+                log.info(
+                    "local api request_id=%s %s %s -> %d",
+                    rid,
+                    scope["method"],
+                    scope["path"],
+                    message["status"],
+                )
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+class _EventHub:
+    """Fans stored entries out to the open ``/v1/events`` streams, each through a bounded queue."""
+
+    def __init__(self, node: Node) -> None:
+        self._me = node.keys.author.public
+        self._clients: dict[int, trio.MemorySendChannel[list[bytes]]] = {}
+        self._queued: dict[int, int] = {}
+        self._next = 0
+        node.append_listeners.append(self._on_append)
+
+    def _on_append(self, entries: list[Entry]) -> None:
+        if not self._clients:
+            return
+        now = time.monotonic_ns()
+        chunk = [self._event(e, now) for e in entries]
+        for cid, send in list(self._clients.items()):
+            if self._queued[cid] + len(chunk) > EVENT_QUEUE:
+                self._drop(cid, send)
+                continue
+            try:
+                send.send_nowait(chunk)
+                self._queued[cid] += len(chunk)
+            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                self._drop(cid, send)
+
+    def _drop(self, cid: int, send: trio.MemorySendChannel[list[bytes]]) -> None:
+        del self._clients[cid]
+        del self._queued[cid]
+        send.close()  # the stream sends ``overflow`` and ends
+
+    def _event(self, e: Entry, now: int) -> bytes:
+        data = {
+            "did": e.author.did,
+            "seq": e.seq,
+            "hash": e.hash.cid,
+            "key": e.key,
+            "kind": e.kind,
+            "origin": "local" if e.author == self._me else "replicated",
+            "received_ns": now,
+        }
+        return b"event: entry\ndata: " + orjson.dumps(data) + b"\n\n"
+
+    def open(self) -> tuple[int, trio.MemoryReceiveChannel[list[bytes]]]:
+        if len(self._clients) >= MAX_EVENT_CLIENTS:
+            raise _Problem(503, "Too many streams", f"at most {MAX_EVENT_CLIENTS} event streams at once")
+        send, receive = trio.open_memory_channel[list[bytes]](EVENT_QUEUE)
+        cid, self._next = self._next, self._next + 1
+        self._clients[cid] = send
+        self._queued[cid] = 0
+        return cid, receive
+
+    def close(self, cid: int) -> None:
+        send = self._clients.pop(cid, None)
+        self._queued.pop(cid, None)
+        if send is not None:
+            send.close()
+
+    async def stream(self, cid: int, receive: trio.MemoryReceiveChannel[list[bytes]]) -> AsyncIterator[bytes]:
+        """The stream's body: whatever has queued since the last send goes out as one chunk."""
+        try:
+            yield b": stream open\n\n"
+            while True:
+                with trio.move_on_after(EVENT_KEEPALIVE) as idle:
+                    try:
+                        chunks = [await receive.receive()]
+                    except trio.EndOfChannel:
+                        yield b"event: overflow\ndata: {}\n\n"
+                        return
+                if idle.cancelled_caught:
+                    yield b": keep-alive\n\n"
+                    continue
+                while True:
+                    try:
+                        chunks.append(receive.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                if cid in self._queued:
+                    self._queued[cid] -= sum(len(c) for c in chunks)
+                yield b"".join(b"".join(c) for c in chunks)
+        finally:
+            self.close(cid)
+
+
+def _parse_writes(raw: bytes) -> tuple[list[LocalWrite], bool]:
+    """The writes of a request body and whether it was a bulk (array) request; raises :class:`_Problem`."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise _Problem(400, "Bad request", f"the body is not JSON: {exc}") from None
+    bulk = type(doc) is list
+    items = doc if bulk else [doc]
+    if bulk and not items:
+        raise _Problem(422, "Invalid entries", "a bulk write needs at least one item")
+    if len(items) > MAX_BATCH_ITEMS:
+        raise _Problem(413, "Too many items", f"at most {MAX_BATCH_ITEMS} writes in one request")
+    writes: list[LocalWrite] = []
+    bad: list[tuple[int, str]] = []
+    for i, item in enumerate(items):
+        why = _shape_error(item)
+        if why is None:
+            writes.append(LocalWrite(item["kind"], item["key"], item["body"]))
+        else:
+            bad.append((i, why))
+    if bad:
+        if not bulk:
+            raise _Problem(422, "Invalid entry", bad[0][1])
+        raise _bulk_problem(WritesRejected(bad))
+    return writes, bulk
+
+
+def _shape_error(item: Any) -> str | None:
+    if type(item) is not dict:
+        return "a write is an object {kind, key, body}"
+    if item.keys() != _WRITE_FIELDS:
+        missing = sorted(_WRITE_FIELDS - item.keys())
+        return (
+            f"missing field {missing[0]!r}"
+            if missing
+            else f"unknown field {sorted(item.keys() - _WRITE_FIELDS)[0]!r}"
+        )
+    if type(item["kind"]) is not str or type(item["key"]) is not str:
+        return "kind and key are text"
+    if type(item["body"]) is not dict:
+        return "body is an object"
+    return None
+
+
+def _bulk_problem(exc: WritesRejected) -> _Problem:
+    return _Problem(
+        422,
+        "Invalid entries",
+        f"{len(exc.errors)} of the writes are invalid; nothing was stored (first: {exc})",
+        errors=[{"index": i, "detail": why} for i, why in exc.errors],
     )
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 once it is known to be over ``limit`` bytes (before reading
+    it when ``Content-Length`` says so)."""
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise _Problem(400, "Bad request", "Content-Length is not a number")
+        if int(length) > limit:
+            raise _Problem(413, "Body too large", f"a write request is at most {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _Problem(413, "Body too large", f"a write request is at most {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _written(e: Entry) -> dict[str, Any]:
+    return {"uri": e.uri.text, "hash": e.hash.cid, "seq": e.seq}
 
 
 def create_local_app(node: Node, token: str) -> FastAPI:
     app = FastAPI(title="Empressa node (local)", docs_url="/docs", openapi_url="/openapi.json")
+    app.add_middleware(_RequestIds)
+    hub = _EventHub(node)
+    expected = token.encode()
 
-    @app.middleware("http")
-    async def request_id(request: Request, call_next: Any) -> Any:
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
-        request.state.request_id = rid
-        correlation_id.set(rid)
-        response = await call_next(request)
-        response.headers["X-Request-ID"] = rid
-        log.info(
-            "local api request_id=%s %s %s -> %d", rid, request.method, request.url.path, response.status_code
-        )
-        return response
+    @app.exception_handler(_Problem)
+    async def problem(request: Request, exc: _Problem) -> Response:
+        return _problem(exc.status, exc.title, exc.detail, request, **exc.extra)
 
     @app.exception_handler(ProtocolError)
-    async def protocol_error(request: Request, exc: ProtocolError) -> JSONResponse:
+    async def protocol_error(request: Request, exc: ProtocolError) -> Response:
         return _problem(422, "Invalid entry", str(exc), request)
 
+    @app.exception_handler(WritesRejected)
+    async def rejected(request: Request, exc: WritesRejected) -> Response:
+        p = _bulk_problem(exc)
+        return _problem(p.status, p.title, p.detail, request, **p.extra)
+
     @app.exception_handler(NotFoundError)
-    async def not_found(request: Request, exc: NotFoundError) -> JSONResponse:
+    async def not_found(request: Request, exc: NotFoundError) -> Response:
         return _problem(404, "Not found", str(exc), request)
 
     @app.exception_handler(NodeError)
-    async def node_error(request: Request, exc: NodeError) -> JSONResponse:
+    async def node_error(request: Request, exc: NodeError) -> Response:
         return _problem(409, "Refused", str(exc), request)
 
-    def require_token(authorization: str = Header(default="")) -> None:
-        scheme, _, given = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
-            raise _Unauthorized()
-
-    class _Unauthorized(Exception):
-        pass
-
-    @app.exception_handler(_Unauthorized)
-    async def unauthorized(request: Request, exc: _Unauthorized) -> JSONResponse:
-        return _problem(401, "Unauthorized", "a valid bearer token from api.token is required", request)
+    def require_token(request: Request) -> None:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), expected):
+            raise _Problem(401, "Unauthorized", "a valid bearer token from api.token is required")
 
     @app.get("/v1/status")
     async def status() -> dict[str, Any]:
@@ -105,10 +324,33 @@ def create_local_app(node: Node, token: str) -> FastAPI:
         )
         return {"items": items}
 
-    @app.post("/v1/local/entries", dependencies=[Depends(require_token)], status_code=201)
-    async def write(req: LocalWrite) -> dict[str, Any]:
-        entry = await node.publish(kind=req.kind, key=req.key, body=req.body)
-        return {"uri": entry.uri.text, "hash": entry.hash.cid, "seq": entry.seq}
+    @app.post(
+        "/v1/local/entries",
+        status_code=201,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"description": "a write or an array of writes"}}},
+            }
+        },
+    )
+    async def write(request: Request) -> Response:
+        """One write ``{kind, key, body}``, or an array of up to 1,000 (all or nothing); bearer token."""
+        require_token(request)  # before a byte of the body is read
+        writes, bulk = _parse_writes(await _read_body(request, MAX_BODY_BYTES))
+        entries = await node.publish_many(writes) if bulk else [await node.publish(**writes[0]._asdict())]
+        doc = {"items": [_written(e) for e in entries]} if bulk else _written(entries[0])
+        return Response(orjson.dumps(doc), status_code=201, media_type="application/json")
+
+    @app.get("/v1/events", response_class=StreamingResponse)
+    async def events() -> StreamingResponse:
+        """Server-Sent Events: every entry stored from now on (see the module docstring)."""
+        cid, receive = hub.open()
+        return StreamingResponse(
+            hub.stream(cid, receive),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
 
     return app
 

@@ -9,6 +9,7 @@ announces them when it next starts.
 from __future__ import annotations
 
 import hashlib
+import json
 import mimetypes
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,9 @@ import httpx
 from protocol import (
     AssetUri,
     AuthorKey,
+    ProtocolError,
     b32,
+    check_write,
     parse_did,
 )
 
@@ -28,7 +31,9 @@ from .errors import NodeError, NotFoundError
 from .keystore import Keys, read_public_did
 from .paths import KEYSTORE_FILE, NODE_DB
 from .runner import read_daemon_info
-from .store import Store
+from .store import MAX_BATCH_ITEMS, MAX_BODY_BYTES, LocalWrite, Store, WritesRejected
+
+MAX_LISTED_ERRORS = 20  # bad lines of a catalogue named one by one; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -204,6 +209,224 @@ def write(
     finally:
         store.close()
     return WriteResult(e.uri.text, e.hash.cid, e.seq, "store")
+
+
+class CatalogueError(NodeError):
+    """Lines of a ``publish --from`` file are invalid; ``errors`` holds ``(line number, reason)``."""
+
+    def __init__(self, path: Path, errors: list[tuple[int, str]], *, published: int = 0) -> None:
+        self.errors = errors
+        listed = "; ".join(f"line {n}: {why}" for n, why in errors[:MAX_LISTED_ERRORS])
+        more = f"; and {len(errors) - MAX_LISTED_ERRORS} more" if len(errors) > MAX_LISTED_ERRORS else ""
+        done = f"{published} entries before them were published" if published else "nothing was published"
+        super().__init__(f"{path}: {listed}{more} ({len(errors)} bad line{'s' * (len(errors) > 1)}; {done})")
+
+
+# The fields a catalogue line may have: the publish flags, with underscores.
+_LINE_FIELDS = frozenset(
+    {"key", "title", "description", "tags", "file", "cid", "mime", "size", "duration_ms", "license",
+     "price", "currency", "terms", "payout_evm", "payout_stellar"}
+)  # fmt: skip
+
+
+def read_catalogue(
+    path: Path, *, payout_evm: Callable[[str | None], str | None] = lambda v: v
+) -> tuple[list[LocalWrite], list[int]]:
+    """The ``asset.put`` writes of a JSON Lines catalogue, and each one's line number.
+
+    Each non-blank line is one object with the fields of ``node publish`` (``key``,
+    ``title``, ``description``, ``tags`` (a list), ``file`` (relative to the
+    catalogue's folder) or ``cid``, ``mime``, ``size``, ``duration_ms``,
+    ``license``, ``price``, ``currency``, ``terms``, ``payout_evm``,
+    ``payout_stellar``), built by the same :func:`put_body` and checked by the
+    same :func:`protocol.check_write` as a single publish. All or nothing: any bad
+    line fails the whole file before anything is written.
+
+    Raises:
+        CatalogueError: each bad line's number and reason.
+        NodeError: the file cannot be read.
+    """
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NodeError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    writes: list[LocalWrite] = []
+    numbers: list[int] = []
+    errors: list[tuple[int, str]] = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            writes.append(_catalogue_line(line, path.parent, payout_evm))
+            numbers.append(n)
+        except (NodeError, ProtocolError) as exc:
+            errors.append((n, str(exc)))
+    if errors:
+        raise CatalogueError(path, errors)
+    if not writes:
+        raise NodeError(f"{path}: no assets in it (one JSON object a line)")
+    return writes, numbers
+
+
+def _catalogue_line(line: str, base: Path, payout_evm: Callable[[str | None], str | None]) -> LocalWrite:
+    try:
+        d = json.loads(line)
+    except ValueError as exc:
+        raise NodeError(f"not JSON: {exc}") from None
+    if type(d) is not dict:
+        raise NodeError("a line is one JSON object")
+    unknown = sorted(d.keys() - _LINE_FIELDS)
+    if unknown:
+        raise NodeError(f"unknown field {unknown[0]!r}")
+    key, title, tags = d.get("key"), d.get("title"), d.get("tags", [])
+    if type(key) is not str or type(title) is not str:
+        raise NodeError("key and title are required text")
+    if type(tags) is not list or not all(type(t) is str for t in tags):
+        raise NodeError("tags is a list of text")
+    for name in ("description", "file", "cid", "mime", "license", "price", "currency", "terms",
+                 "payout_evm", "payout_stellar"):  # fmt: skip
+        if d.get(name) is not None and type(d[name]) is not str:
+            raise NodeError(f"{name} is text")
+    for name in ("size", "duration_ms"):
+        if d.get(name) is not None and type(d[name]) is not int:
+            raise NodeError(f"{name} is an integer")
+    if d.get("file") is not None and d.get("cid") is not None:
+        raise NodeError("give file or cid, not both")
+    fields = AssetFields(
+        title=title,
+        description=d.get("description"),
+        tags=tuple(tags),
+        file=base / d["file"] if d.get("file") is not None else None,
+        cid=d.get("cid"),
+        mime=d.get("mime"),
+        size=d.get("size"),
+        duration_ms=d.get("duration_ms"),
+        license_type=d.get("license"),
+        price=d.get("price"),
+        currency=d.get("currency"),
+        terms=d.get("terms"),
+        payout_evm=payout_evm(d.get("payout_evm")),
+        payout_stellar=d.get("payout_stellar"),
+    )
+    body = put_body(fields, None)
+    check_write(kind="asset.put", key=key, body=body)
+    return LocalWrite("asset.put", key, body)
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    count: int
+    first_seq: int
+    last_seq: int
+    via: str  # "daemon" or "store"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"count": self.count, "first_seq": self.first_seq, "last_seq": self.last_seq, "via": self.via}
+
+
+def chunks_of(writes: Sequence[LocalWrite]) -> Iterator[tuple[int, list[bytes]]]:
+    """``writes`` as JSON items in request-sized chunks (≤ MAX_BATCH_ITEMS, ≤ MAX_BODY_BYTES): ``(start, items)``."""
+    start, items, size = 0, [], 2
+    for i, w in enumerate(writes):
+        item = json.dumps({"kind": w.kind, "key": w.key, "body": w.body}, separators=(",", ":")).encode()
+        if items and (len(items) >= MAX_BATCH_ITEMS or size + len(item) + 1 > MAX_BODY_BYTES):
+            yield start, items
+            start, items, size = i, [], 2
+        items.append(item)
+        size += len(item) + 1
+    if items:
+        yield start, items
+
+
+def write_many(
+    data_dir: Path,
+    writes: Sequence[LocalWrite],
+    *,
+    unlock: Callable[[], Keys],
+    progress: Callable[[int], None] | None = None,
+) -> BulkResult:
+    """Write many entries of our own log, through the daemon's bulk API if it is up, else into ``node.db``.
+
+    Sent in request-sized chunks, each stored all or nothing in one
+    transaction; ``progress(n)`` is told the running count after each.
+
+    Raises:
+        WritesRejected: the daemon or the store refused a chunk (indexes into ``writes``); the chunks
+            before it are stored, nothing of it or after it.
+    """
+    seqs: list[int] = []
+    via = "store"
+    daemon = read_daemon_info(data_dir)
+    if daemon is not None:
+        info, token = daemon
+        try:
+            with httpx.Client(
+                base_url=info["api_url"],
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+                timeout=120,
+            ) as client:
+                for start, items in chunks_of(writes):
+                    r = client.post("/v1/local/entries", content=b"[" + b",".join(items) + b"]")
+                    if r.status_code != 201:
+                        raise _refused(r, start, len(seqs))
+                    seqs += [d["seq"] for d in r.json()["items"]]
+                    via = "daemon"
+                    if progress is not None:
+                        progress(len(seqs))
+        except httpx.TransportError:
+            if seqs:
+                raise NodeError(
+                    f"the daemon went away after {len(seqs)} writes; run the rest again"
+                ) from None
+            daemon = None  # stale node.json: the daemon died; write to the store instead
+    if daemon is None:
+        keys = unlock()
+        store = Store.open(data_dir / NODE_DB)
+        try:
+            for start in range(0, len(writes), MAX_BATCH_ITEMS):
+                [outcome] = store.append_local_many(keys.author, [writes[start : start + MAX_BATCH_ITEMS]])
+                if isinstance(outcome, WritesRejected):
+                    raise WritesRejected([(start + i, why) for i, why in outcome.errors])
+                seqs += [e.seq for e in outcome]
+                if progress is not None:
+                    progress(len(seqs))
+        finally:
+            store.close()
+    return BulkResult(len(seqs), seqs[0], seqs[-1], via)
+
+
+def _refused(r: httpx.Response, start: int, done: int) -> NodeError:
+    try:
+        doc = r.json()
+    except ValueError:
+        doc = {}
+    if doc.get("errors"):
+        return WritesRejected([(start + e["index"], e["detail"]) for e in doc["errors"]])
+    return NodeError(f"the daemon refused the writes after {done}: {doc.get('detail', r.text)}")
+
+
+def publish_catalogue(
+    data_dir: Path,
+    path: Path,
+    *,
+    unlock: Callable[[], Keys],
+    payout_evm: Callable[[str | None], str | None] = lambda v: v,
+    progress: Callable[[int, int], None] | None = None,
+) -> BulkResult:
+    """``node publish --from FILE``: every line of the catalogue (:func:`read_catalogue`), or none."""
+    writes, numbers = read_catalogue(path, payout_evm=payout_evm)
+    done = 0
+
+    def told(n: int) -> None:
+        nonlocal done
+        done = n
+        if progress is not None:
+            progress(n, len(writes))
+
+    try:
+        return write_many(data_dir, writes, unlock=unlock, progress=told)
+    except WritesRejected as exc:
+        raise CatalogueError(path, [(numbers[i], why) for i, why in exc.errors], published=done) from None
 
 
 def current_put(data_dir: Path, key: str) -> dict[str, Any]:

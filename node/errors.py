@@ -7,6 +7,7 @@
     ├── ConfigError       a config file, variable or flag is invalid (node.layered's messages)
     ├── StoreError        the local SQLite store refused an operation
     ├── NotFoundError     no such asset in this node's library
+    ├── WritesRejected    some of a batch of local writes are invalid; nothing of it was stored
     ├── ListenError       a listen address cannot be bound (in use, not local, not permitted)
     ├── ChainError        an EVM chain cannot do what was asked (node.evm translates web3's errors)
     │   ├── ChainUnavailable  no RPC URL configured, the RPC cannot be reached, or a tx was not mined
@@ -47,6 +48,21 @@ class StoreError(NodeError):
 
 class NotFoundError(NodeError):
     """The named asset does not exist here."""
+
+
+class WritesRejected(NodeError):
+    """Writes of a batch (a bulk request, a ``publish --from`` file) are invalid; none of the batch is stored.
+
+    ``errors`` holds ``(index, reason)`` for each bad item (0-based index into the
+    batch), in order; ``str(err)`` names the first and how many there are.
+    """
+
+    def __init__(self, errors: list[tuple[int, str]], *, cause: ProtocolError | None = None) -> None:
+        self.errors = errors
+        self.cause = cause  # the first item's error, when it was a protocol error
+        first, why = errors[0]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        super().__init__(f"item {first}: {why}{more}")
 
 
 class ListenError(NodeError):

@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from protocol import (
     AssetUri,
@@ -42,6 +42,7 @@ from protocol import (
     Head,
     IngestReport,
     Outcome,
+    ProtocolError,
     Signer,
     attestation_of,
     latest_attestations,
@@ -52,7 +53,29 @@ from protocol import (
     sign_entry,
 )
 
-from .errors import NotFoundError, StoreError
+from .errors import NotFoundError, StoreError, WritesRejected
+
+__all__ = [
+    "MAX_BATCH_ITEMS",
+    "MAX_BODY_BYTES",
+    "AssetRow",
+    "AuthorRow",
+    "LocalWrite",
+    "Store",
+    "WritesRejected",
+]
+
+MAX_BATCH_ITEMS = 1000  # local writes in one bulk request to the daemon (node.api; node.client splits)
+MAX_BODY_BYTES = 4 * 1024 * 1024  # bytes of one write request's body (the same)
+
+
+class LocalWrite(NamedTuple):
+    """One write of the node's own log, before it is signed: what ``publish`` and the local API take."""
+
+    kind: str
+    key: str
+    body: dict[str, Any]
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -214,23 +237,56 @@ class Store:
         Raises:
             protocol.SchemaError: if the fields are invalid (nothing is written).
         """
+        [outcome] = self.append_local_many(signer, [[LocalWrite(kind, key, body)]], ts=ts)
+        if isinstance(outcome, WritesRejected):
+            raise outcome.cause or outcome
+        return outcome[0]
+
+    def append_local_many(
+        self, signer: Signer, batches: Sequence[Sequence[LocalWrite]], *, ts: int | None = None
+    ) -> list[list[Entry] | WritesRejected]:
+        """Sign and append many writes of ``signer``'s own log in one transaction (a group commit).
+
+        Each batch is all or nothing: the entries of a batch whose every write is
+        valid are signed in order, chained after the previous good batch; a batch
+        with an invalid write is left out whole and reported as a
+        :class:`WritesRejected` naming each bad item's index, so one bad request
+        never fails the others committed with it. The result has one item per
+        batch, in order.
+
+        Raises:
+            StoreError: the log has a fork, or the store cannot be written (nothing is).
+        """
         a = signer.public.raw
+        out: list[list[Entry] | WritesRejected] = []
         with self._tx() as cur:
             head, forked = _head_row(cur, a)
             if forked is not None:
                 raise StoreError(f"your log has a fork at seq {forked}; refusing to extend it")
+            seq, prev = (head.seq, head.hash) if head else (0, None)
             stamp = now_ms() if ts is None else ts
-            entry = sign_entry(
-                signer,
-                seq=(head.seq + 1) if head else 1,
-                prev=head.hash if head else None,
-                ts=stamp,
-                kind=kind,
-                key=key,
-                body=body,
-            )
-            _append(cur, entry, local=True)
-        return entry
+            for batch in batches:
+                signed: list[Entry] = []
+                bad: list[tuple[int, ProtocolError]] = []
+                s, p = seq, prev
+                for i, w in enumerate(batch):
+                    try:
+                        e = sign_entry(
+                            signer, seq=s + 1, prev=p, ts=stamp, kind=w.kind, key=w.key, body=w.body
+                        )
+                    except ProtocolError as exc:
+                        bad.append((i, exc))
+                        continue
+                    signed.append(e)
+                    s, p = e.seq, e.hash
+                if bad:
+                    out.append(WritesRejected([(i, str(exc)) for i, exc in bad], cause=bad[0][1]))
+                    continue
+                for e in signed:
+                    _append(cur, e, local=True, received_ms=stamp)
+                seq, prev = s, p
+                out.append(signed)
+        return out
 
     # -- reading ---------------------------------------------------------------
 

@@ -22,7 +22,7 @@ a bridge or the indexer needs to agree on lives here and is re-exported:
 
 from .attest import Attestation, attest_body, attestation_of
 from .canonical import canonical_bytes, is_map_item, split_chunks, split_sequence
-from .entry import Entry, Signer, parse_and_verify, sign_entry
+from .entry import Entry, Signer, check_write, parse_and_verify, sign_entry
 from .errors import (
     DecodeError,
     FrameError,
@@ -90,6 +90,7 @@ __all__ = [
     "attestation_of",
     "b32",
     "canonical_bytes",
+    "check_write",
     "classify",
     "fold",
     "is_map_item",

@@ -176,6 +176,44 @@ class Signer:
         return crypto_sign(message, self._secret)[:crypto_sign_BYTES]
 
 
+def check_write(*, kind: str, key: str, body: dict[str, Any]) -> None:
+    """Validate a write's fields as :func:`sign_entry` will, without a key (a client's check before sending).
+
+    The position fields take their smallest values (seq 1, no prev), so an entry
+    within a few bytes of the size limit may pass here and still be refused
+    when it is signed at a later seq.
+
+    Raises:
+        SchemaError, DecodeError: with the same one-line reason ``sign_entry`` gives.
+    """
+    m: dict[str, Any] = {
+        "v": schema.VERSION,
+        "author": bytes(32),
+        "seq": 1,
+        "prev": None,
+        "ts": 0,
+        "kind": kind,
+        "key": key,
+        "body": body,
+    }
+    unsigned, m = _plain(m)
+    schema.validate_fields(m)
+    if len(unsigned) + 70 > schema.MAX_ENTRY_BYTES:
+        raise SchemaError(f"entry would be over {schema.MAX_ENTRY_BYTES} bytes")
+
+
+def _plain(m: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+    """``m``'s canonical encoding and ``m`` decoded back from it: every map in canonical order, plain data."""
+    try:
+        unsigned = canonical_bytes(m)
+        back = cbor2.loads(unsigned)
+    except Exception as exc:
+        raise SchemaError(f"entry fields cannot be encoded as CBOR: {exc}") from None
+    if type(back) is not dict or back.keys() != _UNSIGNED_FIELDS:  # pragma: no cover - built by the caller
+        raise SchemaError("entry fields do not round-trip through CBOR")
+    return unsigned, back
+
+
 def sign_entry(
     signer: Signer,
     *,
@@ -205,15 +243,9 @@ def sign_entry(
         "key": key,
         "body": body,
     }
-    try:
-        # Round-trip through canonical CBOR so every map is in canonical order
-        # and only encodable plain data reaches the schema.
-        unsigned = canonical_bytes(m)
-        m = cbor2.loads(unsigned)
-    except Exception as exc:
-        raise SchemaError(f"entry fields cannot be encoded as CBOR: {exc}") from None
-    if type(m) is not dict or m.keys() != _UNSIGNED_FIELDS:  # pragma: no cover - built above
-        raise SchemaError("entry fields do not round-trip through CBOR")
+    # Round-trip through canonical CBOR so every map is in canonical order
+    # and only encodable plain data reaches the schema.
+    unsigned, m = _plain(m)
     schema.validate_fields(m)
     # Validation proved every value plain (no floats, tags or bignums), so the
     # bytes just encoded are the canonical encoding of the validated map.
