@@ -27,7 +27,9 @@ client that falls :data:`EVENT_QUEUE` events behind is sent ``event:
 overflow`` and dropped, so a slow reader costs bounded memory.
 
 Errors are ``application/problem+json`` (RFC 9457) with the ``request_id`` that
-every response also carries as ``X-Request-ID``.
+every response also carries as ``X-Request-ID``. The reads and the event stream
+are FastAPI routes (OpenAPI at ``/docs``); the write is served in front of
+FastAPI by :class:`_WriteDoor`, which this docstring documents.
 """
 
 from __future__ import annotations
@@ -67,11 +69,15 @@ class _Problem(Exception):
         super().__init__(detail)
         self.status, self.title, self.detail, self.extra = status, title, detail, extra
 
+    def document(self, scope: dict[str, Any]) -> dict[str, Any]:
+        rid = scope.get("state", {}).get("request_id", "")
+        doc = {"type": "about:blank", "title": self.title, "status": self.status, "detail": self.detail}
+        return {**doc, "request_id": rid, **self.extra}
 
-def _problem(status: int, title: str, detail: str, request: Request, **extra: Any) -> Response:
-    rid = getattr(request.state, "request_id", "")
-    doc = {"type": "about:blank", "title": title, "status": status, "detail": detail, "request_id": rid}
-    return Response(orjson.dumps({**doc, **extra}), status_code=status, media_type="application/problem+json")
+
+def _problem(status: int, title: str, detail: str, request: Request) -> Response:
+    doc = _Problem(status, title, detail).document(request.scope)
+    return Response(orjson.dumps(doc), status_code=status, media_type="application/problem+json")
 
 
 class _RequestIds:
@@ -248,47 +254,102 @@ def _bulk_problem(exc: WritesRejected) -> _Problem:
     )
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(receive: Any, length: bytes, limit: int) -> bytes:
     """The request body, refused with 413 once it is known to be over ``limit`` bytes (before reading
     it when ``Content-Length`` says so)."""
-    length = request.headers.get("content-length")
-    if length is not None:
+    if length:
         if not length.isdigit():
             raise _Problem(400, "Bad request", "Content-Length is not a number")
         if int(length) > limit:
             raise _Problem(413, "Body too large", f"a write request is at most {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Problem(400, "Bad request", "the client went away before the body was read")
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise _Problem(413, "Body too large", f"a write request is at most {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def _written(e: Entry) -> dict[str, Any]:
     return {"uri": e.uri.text, "hash": e.hash.cid, "seq": e.seq}
 
 
-def create_local_app(node: Node, token: str) -> FastAPI:
+class _WriteDoor:
+    """``POST /v1/local/entries`` served straight off ASGI; every other request goes on to the FastAPI app.
+
+    The write is the API's hot path: through FastAPI's router, its exception
+    and exit-stack middleware (each a task group) and the response classes it
+    cost about as much CPU as signing and storing the entry. Here it is the
+    token check (before a byte of the body is read), the bounded body read, one
+    parse and the node's group commit, with the same problem+json errors.
+    """
+
+    def __init__(self, app: Any, node: Node, token: str) -> None:
+        self.app, self.node, self._token = app, node, token.encode()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != "/v1/local/entries":
+            await self.app(scope, receive, send)
+            return
+        try:
+            if scope["method"] != "POST":
+                raise _Problem(405, "Method not allowed", "POST a write or an array of writes")
+            status, doc = 201, await self._write(scope, receive)
+            ctype = b"application/json"
+        except _Problem as p:
+            status, doc, ctype = p.status, p.document(scope), b"application/problem+json"
+        except WritesRejected as exc:
+            p = _bulk_problem(exc)
+            status, doc, ctype = p.status, p.document(scope), b"application/problem+json"
+        except ProtocolError as exc:
+            status, doc, ctype = (
+                422,
+                _Problem(422, "Invalid entry", str(exc)).document(scope),
+                b"application/problem+json",
+            )
+        except NodeError as exc:
+            status, doc, ctype = (
+                409,
+                _Problem(409, "Refused", str(exc)).document(scope),
+                b"application/problem+json",
+            )
+        body = orjson.dumps(doc)
+        headers = [(b"content-type", ctype), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _write(self, scope: dict[str, Any], receive: Any) -> Any:
+        auth = length = b""
+        for k, v in scope["headers"]:
+            if k == b"authorization":
+                auth = v
+            elif k == b"content-length":
+                length = v
+        scheme, _, given = auth.partition(b" ")
+        if scheme.lower() != b"bearer" or not hmac.compare_digest(given, self._token):
+            raise _Problem(401, "Unauthorized", "a valid bearer token from api.token is required")
+        writes, bulk = _parse_writes(await _read_body(receive, length, MAX_BODY_BYTES))
+        if bulk:
+            return {"items": [_written(e) for e in await self.node.publish_many(writes)]}
+        return _written(await self.node.publish(kind=writes[0].kind, key=writes[0].key, body=writes[0].body))
+
+
+def create_local_app(node: Node, token: str) -> Any:
+    """The local API as an ASGI app: request ids around the write door around the FastAPI app."""
     app = FastAPI(title="Empressa node (local)", docs_url="/docs", openapi_url="/openapi.json")
-    app.add_middleware(_RequestIds)
     hub = _EventHub(node)
-    expected = token.encode()
 
     @app.exception_handler(_Problem)
     async def problem(request: Request, exc: _Problem) -> Response:
-        return _problem(exc.status, exc.title, exc.detail, request, **exc.extra)
-
-    @app.exception_handler(ProtocolError)
-    async def protocol_error(request: Request, exc: ProtocolError) -> Response:
-        return _problem(422, "Invalid entry", str(exc), request)
-
-    @app.exception_handler(WritesRejected)
-    async def rejected(request: Request, exc: WritesRejected) -> Response:
-        p = _bulk_problem(exc)
-        return _problem(p.status, p.title, p.detail, request, **p.extra)
+        doc = exc.document(request.scope)
+        return Response(orjson.dumps(doc), status_code=exc.status, media_type="application/problem+json")
 
     @app.exception_handler(NotFoundError)
     async def not_found(request: Request, exc: NotFoundError) -> Response:
@@ -297,11 +358,6 @@ def create_local_app(node: Node, token: str) -> FastAPI:
     @app.exception_handler(NodeError)
     async def node_error(request: Request, exc: NodeError) -> Response:
         return _problem(409, "Refused", str(exc), request)
-
-    def require_token(request: Request) -> None:
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), expected):
-            raise _Problem(401, "Unauthorized", "a valid bearer token from api.token is required")
 
     @app.get("/v1/status")
     async def status() -> dict[str, Any]:
@@ -324,24 +380,6 @@ def create_local_app(node: Node, token: str) -> FastAPI:
         )
         return {"items": items}
 
-    @app.post(
-        "/v1/local/entries",
-        status_code=201,
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": {"description": "a write or an array of writes"}}},
-            }
-        },
-    )
-    async def write(request: Request) -> Response:
-        """One write ``{kind, key, body}``, or an array of up to 1,000 (all or nothing); bearer token."""
-        require_token(request)  # before a byte of the body is read
-        writes, bulk = _parse_writes(await _read_body(request, MAX_BODY_BYTES))
-        entries = await node.publish_many(writes) if bulk else [await node.publish(**writes[0]._asdict())]
-        doc = {"items": [_written(e) for e in entries]} if bulk else _written(entries[0])
-        return Response(orjson.dumps(doc), status_code=201, media_type="application/json")
-
     @app.get("/v1/events", response_class=StreamingResponse)
     async def events() -> StreamingResponse:
         """Server-Sent Events: every entry stored from now on (see the module docstring)."""
@@ -352,7 +390,7 @@ def create_local_app(node: Node, token: str) -> FastAPI:
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
-    return app
+    return _RequestIds(_WriteDoor(app, node, token))
 
 
 def bind_local_api(host: str, port: int) -> socket.socket:
