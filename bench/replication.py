@@ -30,9 +30,8 @@ receivers share one core's worth of Python, which a real deployment would not.
     runs until every other node holds all of them (its store head for node
     0's author reaches the last seq). Three ways, each on a fresh network:
     ``node.publish()`` awaited in a loop (sign, store in a worker thread, wake
-    the announcer); ``store.append_local`` called in batches inside one worker
-    thread (the same signing and storing without a thread hop per entry; the
-    node finds them through its announcer's poll and anti-entropy); and
+    the announcer); ``node.publish_many()`` in batches of ``--batch`` (the bulk
+    path: one transaction and one thread hop per batch); and
     catch-up, where the peers are stopped while node 0 publishes and the
     clock starts when they restart (sync alone, no publishing competing for
     the process). Entries/s = entries / time until the last peer is complete.
@@ -72,6 +71,7 @@ import httpx  # noqa: E402
 import trio  # noqa: E402
 
 from node.daemon import Node  # noqa: E402
+from node.store import LocalWrite  # noqa: E402
 from node.testing import TestNetwork, spawn_network  # noqa: E402
 
 TARGET_RATE = 2_000.0  # issue 10: entries/s, two real processes, until the peer holds all
@@ -120,14 +120,10 @@ async def publish_loop(node: Node, n: int) -> None:
 
 
 async def publish_batches(node: Node, n: int, batch: int) -> None:
-    signer = node.keys.author
-
-    def write(lo: int, hi: int) -> None:
-        for i in range(lo, hi):
-            node.store.append_local(signer, kind="asset.put", key=f"t{i:06d}", body=body(i))
-
     for lo in range(0, n, batch):
-        await trio.to_thread.run_sync(write, lo, min(n, lo + batch))
+        await node.publish_many(
+            [LocalWrite("asset.put", f"t{i:06d}", body(i)) for i in range(lo, min(n, lo + batch))]
+        )
 
 
 async def wait_complete(net: TestNetwork, target: int, deadline: float) -> dict[int, float]:
@@ -556,7 +552,7 @@ def version(dist: str) -> str:
 
 LABEL = {
     "node": "await node.publish() loop",
-    "batch": "store.append_local, batches",
+    "batch": "await node.publish_many(), batches",
     "catchup": "catch-up over sync (peers offline)",
 }
 
