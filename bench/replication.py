@@ -560,7 +560,7 @@ LABEL = {
 def print_throughput(rows: list[dict[str, Any]], batch: int) -> None:
     print(f"(a) complete replication: {rows[0]['n']:,} entries published on node 0")
     print()
-    hdr = f"  {'publish path':<36} {'publish':>11} {'all peers hold all':>19} {'throughput':>13}   target"
+    hdr = f"  {'publish path':<44} {'publish':>11} {'all peers hold all':>19} {'throughput':>13}   target"
     print(hdr)
     print("  " + "-" * (len(hdr) - 2))
     for r in rows:
@@ -573,7 +573,7 @@ def print_throughput(rows: list[dict[str, Any]], batch: int) -> None:
             done, rate = f"incomplete ({held})", "—"
         else:
             done, rate = f"{r['complete_s']:.2f} s", f"{r['n'] / r['complete_s']:,.0f} /s"
-        print(f"  {label:<36} {pub_rate:>9,.0f}/s {done:>19} {rate:>13}   ≥ {TARGET_RATE:,.0f} /s")
+        print(f"  {label:<44} {pub_rate:>9,.0f}/s {done:>19} {rate:>13}   ≥ {TARGET_RATE:,.0f} /s")
     print()
     for r in rows:
         print(

@@ -142,9 +142,14 @@ def parse_and_verify(raw: bytes, *, now_ms: int | None, max_skew_ms: int = schem
         crypto_sign_open(sig + _signing_bytes(raw, m), m["author"])
     except (BadSignatureError, CryptoError, ValueError):
         raise SignatureError("signature does not verify for this author") from None
+    return _entry(m, AuthorKey(m["author"]), sig, raw)
+
+
+def _entry(m: dict[str, Any], author: AuthorKey, sig: bytes, raw: bytes) -> Entry:
+    """The :class:`Entry` of a validated map ``m`` whose canonical signed bytes are ``raw``."""
     prev = m["prev"]
     return Entry(
-        author=AuthorKey(m["author"]),
+        author=author,
         seq=m["seq"],
         prev=EntryHash(prev) if prev is not None else None,
         ts=m["ts"],
@@ -253,16 +258,4 @@ def sign_entry(
     raw = _with_sig(unsigned, m, sig)
     if len(raw) > schema.MAX_ENTRY_BYTES:
         raise SchemaError(f"entry would be {len(raw)} bytes; the limit is {schema.MAX_ENTRY_BYTES}")
-    prev_raw = m["prev"]
-    return Entry(
-        author=signer.public,
-        seq=m["seq"],
-        prev=EntryHash(prev_raw) if prev_raw is not None else None,
-        ts=m["ts"],
-        kind=m["kind"],
-        key=m["key"],
-        body=m["body"],
-        sig=sig,
-        raw=raw,
-        hash=EntryHash(hashlib.sha256(raw).digest()),
-    )
+    return _entry(m, signer.public, sig, raw)
