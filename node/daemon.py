@@ -38,7 +38,7 @@ from typing import Any
 
 import trio
 
-from protocol import AuthorKey, Entry, ProtocolError, now_ms, parse_and_verify, wire
+from protocol import AuthorKey, Entry, ProtocolError, Signer, check_write, now_ms, parse_and_verify, wire
 
 from .config import NodeSettings
 from .errors import PeerError, PeerUnavailable, StoreError, WritesRejected
@@ -111,6 +111,33 @@ class _LocalBatch:
         if not self.done.is_set():
             self.entries, self.error = entries or [], error
             self.done.set()
+
+
+def _append_each(
+    store: Replica, signer: Signer, batches: list[list[LocalWrite]]
+) -> list[list[Entry] | WritesRejected]:
+    """:meth:`node.store.Store.append_local_many` for a replica that has only ``append_local``.
+
+    A batch of several is checked whole first (:func:`protocol.check_write`), so a
+    bad item stores nothing of its batch; the writes are then appended one by one.
+    """
+    out: list[list[Entry] | WritesRejected] = []
+    for batch in batches:
+        bad: list[tuple[int, ProtocolError]] = []
+        for i, w in enumerate(batch if len(batch) > 1 else ()):
+            try:
+                check_write(kind=w.kind, key=w.key, body=w.body)
+            except ProtocolError as exc:
+                bad.append((i, exc))
+        done: list[Entry] = []
+        if not bad:
+            try:
+                for w in batch:
+                    done.append(store.append_local(signer, kind=w.kind, key=w.key, body=w.body))
+            except ProtocolError as exc:  # a lone write (or the size edge check_write cannot see)
+                bad.append((len(done), exc))
+        out.append(WritesRejected([(i, str(e)) for i, e in bad], cause=bad[0][1]) if bad else done)
+    return out
 
 
 @dataclass
@@ -334,13 +361,11 @@ class Node:
 
     async def _commit_local(self, group: list[_LocalBatch]) -> None:
         """One transaction for ``group`` (:meth:`node.store.Store.append_local_many`); every caller told."""
+        # The creator's SQLite store commits the group in one transaction; another replica (the
+        # bridge's PostgreSQL store, which publishes little) one write at a time.
+        many = getattr(self.store, "append_local_many", None) or partial(_append_each, self.store)
         try:
-            # The creator's SQLite store; the bridge never publishes through its node.
-            outcomes = await self._db(
-                self.store.append_local_many,  # type: ignore[attr-defined]
-                self.keys.author,
-                [p.writes for p in group],
-            )
+            outcomes = await self._db(many, self.keys.author, [p.writes for p in group])
         except BaseException as exc:
             for p in group:
                 p.finish(error=exc if isinstance(exc, Exception) else StoreError("the node is stopping"))
