@@ -9,7 +9,7 @@ Stages, each a task in one nursery, joined by bounded channels::
                          │                                                    ▼
                          └──────────── verify ◀── pullers: range requests ◀───┘
 
-    local publish ─▶ store ─▶ announcer (paced gossip of the newest own entry)
+    local publish ─▶ store ─▶ announcer (every own entry, in paced batches)
     announce() (own entries another writer appended: the bridge's attestations) ─▶ announcer
 
 The store is any :class:`~node.replica.Replica`: the creator's SQLite store,
@@ -24,6 +24,18 @@ node, so a database restart loses nothing).
 Gossip is lossy by design; a receiver that sees an entry past its head pulls
 the missing range from a peer, and periodic anti-entropy compares heads with
 every connected peer, so delivery completes even when gossip drops messages.
+
+Gossip runs on two topics (:mod:`protocol.wire`). On ``empressa/entries/2`` the
+announcer sends every own entry not yet announced, whoever appended it, in
+batches of consecutive entries (``gossip_rate`` batches per second at most; the
+first after a quiet spell goes at once); a receiver verifies each entry and
+hands the batch to the writers, so a batch that continues its head is applied
+with no pull. On ``empressa/entries/1`` (one raw entry a message, for peers
+that predate batches) it publishes the newest entry of each batch, only while
+some connected peer subscribes to v1 alone. A gap waits ``GAP_LINGER`` before
+it is pulled, so a late message can fill it and several gaps of one author
+become one range request; range and heads requests reuse a few open sync
+streams per peer (:class:`node.sync.SyncClient`).
 """
 
 from __future__ import annotations
@@ -37,14 +49,22 @@ from typing import Any
 
 import trio
 
-from protocol import AuthorKey, Entry, ProtocolError, now_ms, parse_and_verify, wire
+from protocol import AuthorKey, Entry, FrameError, ProtocolError, now_ms, parse_and_verify, wire
 
 from .config import NodeSettings
 from .errors import PeerError, PeerUnavailable
 from .keystore import Keys
 from .net.host import P2P
 from .replica import IngestOutcome, Replica
-from .sync import BadEntryError, SyncServer, fetch_heads_page, fetch_range, verify_range
+from .sync import (
+    BadEntryError,
+    ClientStream,
+    SyncClient,
+    SyncServer,
+    fetch_heads_page,
+    fetch_range,
+    verify_range,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +75,11 @@ STRIKES_TO_BAN = 3
 BAN_SECONDS = 60.0
 MAX_HEADS_PAGES = 500  # heads pages read from one peer per anti-entropy round (1M authors)
 RETRY_MAX_DELAY = 5.0  # seconds: the longest wait between retries of a failing store call
+GAP_LINGER = 0.005  # seconds a gap from gossip waits before it is pulled (a late message may fill it)
+ANNOUNCE_BURST = 8  # gossip batches sent back to back after a quiet spell, before pacing starts
+ANNOUNCE_POLL = 0.1  # seconds between looks at the store for own entries another process appended
+MAX_OWN_PENDING = 4096  # own entries kept in memory for the announcer (past that it reads the store)
+GOSSIP_VERSIONS = (1, 2)
 
 RangeVerifier = Callable[..., Awaitable[list[Entry]]]
 """``await verify(raws, author=…, start=…, max_skew_ms=…)``: :func:`node.sync.verify_range`, somewhere."""
@@ -98,6 +123,7 @@ class _Budget:
 @dataclass
 class _Want:
     target: int
+    ready_at: float = 0.0  # trio time before which it is not pulled (GAP_LINGER)
     peers: list[str] = field(default_factory=list)
 
 
@@ -109,7 +135,8 @@ class NodeStats:
     appended: int = 0
     pulled: int = 0
     forks: int = 0
-    announced: int = 0
+    announced: int = 0  # gossip messages published (v2 batches and v1 entries)
+    announced_entries: int = 0  # own entries carried by them
 
 
 class _TokenBucket:
@@ -152,6 +179,8 @@ class Node:
         verify_range: how pulled ranges are verified (default: a worker thread).
         retry_errors: store errors that mean "try again later" (the database is
             restarting); the call is retried with backoff, the batch kept.
+        gossip_versions: the gossip topics spoken (``(1, 2)``; ``(1,)`` behaves like a
+            node that predates batched gossip, for compatibility tests).
     """
 
     def __init__(
@@ -168,8 +197,12 @@ class Node:
         writers: int = 1,
         verify_range: RangeVerifier = verify_in_thread,
         retry_errors: tuple[type[Exception], ...] = (),
+        gossip_versions: Sequence[int] = GOSSIP_VERSIONS,
     ) -> None:
+        if not gossip_versions or set(gossip_versions) - set(GOSSIP_VERSIONS):
+            raise ValueError(f"gossip_versions must be a non-empty subset of {GOSSIP_VERSIONS}")
         self.settings = settings
+        self._versions = frozenset(gossip_versions)
         self.keys = keys
         self.store = store
         self._on_receive = on_receive
@@ -185,6 +218,8 @@ class Node:
             listen=list(settings.listen),
             mdns=settings.mdns,
             gossip_max_per_second=max(1000.0, settings.gossip_rate * 2),
+            topics=[wire.GOSSIP_TOPIC] * (1 in self._versions)
+            + [wire.GOSSIP_TOPIC_V2] * (2 in self._versions),
         )
         self.peer_id = self.p2p.peer_id
         self.stats = NodeStats()
@@ -194,6 +229,7 @@ class Node:
         self._sync_server = SyncServer(
             store, request_timeout=settings.sync_request_timeout, unavailable_errors=retry_errors
         )
+        self.sync_client = SyncClient(self._open_sync)
         self._inbox_send, self._inbox = trio.open_memory_channel[_Write](10_000)
         self._wants: dict[bytes, _Want] = {}
         self._in_flight: set[bytes] = set()  # authors being pulled, or whose pulled range awaits the writers
@@ -202,6 +238,8 @@ class Node:
         self._wants_changed = trio.Event()
         self._announce_wakeup = trio.Event()
         self._announced_seq = 0
+        self._me = keys.author.public.raw
+        self._own: dict[int, bytes] = {}  # own entries stored but not yet announced, by seq
         self._strikes: dict[str, int] = {}
         self._banned_until: dict[str, float] = {}
         self._rng = random.Random()
@@ -283,19 +321,55 @@ class Node:
             ):
                 self.stats.gossip_dropped += 1
                 continue
-            try:
-                entry = parse_and_verify(
-                    msg.data, now_ms=now_ms(), max_skew_ms=self.settings.max_clock_skew_ms
-                )
-            except ProtocolError as exc:
-                self.stats.rejected += 1
-                log.info("gossip entry rejected origin=%s code=%s reason=%s", msg.origin, exc.code, exc)
-                if self._on_reject is not None:
-                    self._on_reject(msg.data, exc, f"gossip:{msg.origin}")
+            if msg.topic == wire.GOSSIP_TOPIC_V2:
+                entries = await self._gossip_batch(msg.data, msg.origin)
+            else:
+                entries = self._gossip_entry(msg.data, msg.origin)
+            if not entries:
                 continue
             if self._on_receive is not None:
-                self._on_receive([entry], f"gossip:{msg.origin}")
-            await self._inbox_send.send(_Write([entry], msg.origin))
+                self._on_receive(entries, f"gossip:{msg.origin}")
+            await self._inbox_send.send(_Write(entries, msg.origin))
+
+    def _gossip_entry(self, data: bytes, origin: str) -> list[Entry]:
+        """A v1 message: one entry, verified (or rejected: ``[]``)."""
+        try:
+            return [parse_and_verify(data, now_ms=now_ms(), max_skew_ms=self.settings.max_clock_skew_ms)]
+        except ProtocolError as exc:
+            self._reject_gossip(data, exc, origin)
+            return []
+
+    async def _gossip_batch(self, data: bytes, origin: str) -> list[Entry]:
+        """A v2 message: consecutive entries of one author, each verified (or all rejected: ``[]``).
+
+        One entry is verified here; more go to ``verify_range`` (a worker thread,
+        or the bridge's process pool), like a pulled range.
+        """
+        try:
+            batch = wire.decode_gossip_batch(data)
+        except FrameError as exc:
+            self.stats.rejected += 1
+            log.info("gossip batch rejected origin=%s code=%s reason=%s", origin, exc.code, exc)
+            return []
+        skew = self.settings.max_clock_skew_ms
+        try:
+            if len(batch.entries) == 1:
+                return verify_range(batch.entries, author=batch.author, start=batch.start, max_skew_ms=skew)
+            return await self._verify_range(
+                batch.entries, author=batch.author, start=batch.start, max_skew_ms=skew
+            )
+        except BadEntryError as exc:
+            self._reject_gossip(exc.raw, exc.cause, origin)
+        except PeerError as exc:
+            self.stats.rejected += 1
+            log.info("gossip batch rejected origin=%s reason=%s", origin, exc)
+        return []
+
+    def _reject_gossip(self, raw: bytes, exc: ProtocolError, origin: str) -> None:
+        self.stats.rejected += 1
+        log.info("gossip entry rejected origin=%s code=%s reason=%s", origin, exc.code, exc)
+        if self._on_reject is not None:
+            self._on_reject(raw, exc, f"gossip:{origin}")
 
     async def _writer_loop(self) -> None:
         """A writer: every store write of received entries, in batches of about ``writer_batch``.
@@ -334,7 +408,7 @@ class Node:
         if report.appended:
             self._stored(report.appended)
         for author, (_lo, hi) in report.gaps.items():
-            self._want(author.raw, hi, sources.get(author))
+            self._want(author.raw, hi, sources.get(author), linger=GAP_LINGER)
         for e in report.forks:
             self.stats.forks += 1
             log.warning("fork detected author=%s seq=%d hash=%s", e.author.did, e.seq, e.hash.cid)
@@ -342,6 +416,9 @@ class Node:
             log.info("entry held back author=%s seq=%d reason=%s", e.author.did, e.seq, why)
 
     def _stored(self, entries: list[Entry]) -> None:
+        for e in entries:
+            if e.author.raw == self._me and e.seq > self._announced_seq and len(self._own) < MAX_OWN_PENDING:
+                self._own[e.seq] = e.raw
         self.stats.appended += len(entries)
         if self._on_append is not None:
             self._on_append(entries)
@@ -350,21 +427,37 @@ class Node:
 
     # -- pulling ranges -------------------------------------------------------------
 
-    def _want(self, author: bytes, target: int, peer: str | None) -> None:
+    def _want(self, author: bytes, target: int, peer: str | None, *, linger: float = 0.0) -> None:
+        """Pull ``author``'s log up to ``target``; a new want waits ``linger`` first (merging later gaps)."""
         w = self._wants.get(author)
         if w is None:
-            w = self._wants[author] = _Want(target)
+            w = self._wants[author] = _Want(target, trio.current_time() + linger)
         w.target = max(w.target, target)
         if peer and peer not in w.peers:
             w.peers.insert(0, peer)
         self._wants_changed.set()
 
+    def _next_want(self) -> tuple[bytes | None, float]:
+        """An author whose want is ready and not in flight, else ``None`` and when the next is ready."""
+        now = trio.current_time()
+        soonest = float("inf")
+        for a, w in self._wants.items():
+            if a in self._in_flight:
+                continue
+            if w.ready_at <= now:
+                return a, now
+            soonest = min(soonest, w.ready_at)
+        return None, soonest
+
     async def _puller_loop(self) -> None:
         while True:
-            author = next((a for a in self._wants if a not in self._in_flight), None)
+            author, ready_at = self._next_want()
             if author is None:
-                await self._wants_changed.wait()
-                self._wants_changed = trio.Event()
+                changed = self._wants_changed
+                with trio.move_on_at(ready_at):
+                    await changed.wait()
+                if changed.is_set() and self._wants_changed is changed:
+                    self._wants_changed = trio.Event()
                 continue
             self._in_flight.add(author)
             handed_off = False
@@ -440,11 +533,9 @@ class Node:
     async def _fetch_verified(self, peer: str, author: bytes, start: int, end: int) -> list[Entry]:
         """Entries ``start..end`` of ``author`` from ``peer``, verified; raises PeerError/TooSlowError."""
         with trio.fail_after(self.settings.sync_request_timeout):
-            stream = await self.p2p.open(peer, wire.PROTOCOL_ID)
-            try:
-                raws = await fetch_range(stream, author=author, start=start, end=end)
-            finally:
-                await stream.close()
+            raws = await self.sync_client.request(
+                peer, partial(fetch_range, author=author, start=start, end=end)
+            )
         try:
             entries = await self._verify_range(
                 raws, author=author, start=start, max_skew_ms=self.settings.max_clock_skew_ms
@@ -479,9 +570,16 @@ class Node:
 
     # -- anti-entropy ---------------------------------------------------------------
 
+    async def _open_sync(self, peer: str) -> ClientStream:
+        return await self.p2p.open(peer, wire.PROTOCOL_ID)
+
     async def _connection_loop(self) -> None:
         async for peer, up in self.p2p.connections:
-            if up and self._nursery is not None and self._usable(peer):
+            if self._nursery is None:
+                continue
+            if not up:
+                self._nursery.start_soon(self.sync_client.forget, peer)
+            elif self._usable(peer):
                 self._nursery.start_soon(self._sync_peer_quietly, peer, 0.2)
 
     async def _anti_entropy_loop(self) -> None:
@@ -520,11 +618,7 @@ class Node:
         after: bytes | None = None
         for _ in range(MAX_HEADS_PAGES):
             with trio.fail_after(self.settings.sync_request_timeout):
-                stream = await self.p2p.open(peer, wire.PROTOCOL_ID)
-                try:
-                    page = await fetch_heads_page(stream, after=after)
-                finally:
-                    await stream.close()
+                page = await self.sync_client.request(peer, partial(fetch_heads_page, after=after))
             if page.next is not None and (
                 page.next <= (after or b"") or (page.heads and page.next < page.heads[-1][0])
             ):
@@ -571,27 +665,70 @@ class Node:
     # -- announcing our own entries ------------------------------------------------------
 
     async def _announce_loop(self) -> None:
-        bucket = _TokenBucket(self.settings.gossip_rate, burst=32)
+        """Gossip every own entry past ``_announced_seq``, in batches, paced by ``gossip_rate``.
+
+        On start only the newest entry is announced (what was written while the
+        node was down reaches peers through anti-entropy on connect).
+        """
+        bucket = _TokenBucket(self.settings.gossip_rate, burst=ANNOUNCE_BURST)
         me = self.keys.author.public
+        head = await self._db(self.store.head, me)
+        self._announced_seq = max(self._announced_seq, head.seq - 1 if head else 0)
         while True:
-            head = await self._db(self.store.head, me)
-            if head is not None and head.seq > self._announced_seq:
-                await bucket.take()
-                # Re-read after waiting for a token: announce only the newest entry;
-                # peers that see a gap pull the entries in between over sync.
-                head = await self._db(self.store.head, me)
-                raw = await self._db(self.store.get_raw, head.hash) if head else None
-                if head is not None and raw is not None:
-                    try:
-                        await self.p2p.publish(raw)
-                        self.stats.announced += 1
-                    except Exception as exc:  # libp2p may raise on a closing host
-                        log.info("gossip publish failed seq=%d err=%s", head.seq, exc)
-                    self._announced_seq = head.seq
+            if not await self._unannounced():
+                with trio.move_on_after(ANNOUNCE_POLL):
+                    await self._announce_wakeup.wait()
+                self._announce_wakeup = trio.Event()
                 continue
-            with trio.move_on_after(1.0):
-                await self._announce_wakeup.wait()
-            self._announce_wakeup = trio.Event()
+            await bucket.take()  # while it waits, more entries may join the batch
+            raws = await self._take_unannounced()
+            if raws:
+                batch, *rest = wire.pack_gossip_batches(self._me, self._announced_seq + 1, raws)
+                for later in rest:  # over the byte cap: the next messages carry them
+                    self._own.update(zip(range(later.start, later.end + 1), later.entries, strict=True))
+                await self._publish_batch(batch)
+                self._announced_seq = batch.end
+
+    async def _unannounced(self) -> bool:
+        nxt = self._announced_seq + 1
+        if nxt in self._own:
+            return True
+        self._own.clear()  # stale, or incomplete: the store has them all
+        head = await self._db(self.store.head, self.keys.author.public)
+        return head is not None and head.seq >= nxt
+
+    async def _take_unannounced(self) -> list[bytes]:
+        """The raw own entries from ``_announced_seq + 1`` on, at most a batch's worth."""
+        nxt = self._announced_seq + 1
+        cap = wire.GOSSIP_BATCH_MAX_ENTRIES
+        raws: list[bytes] = []
+        while nxt in self._own and len(raws) < cap:
+            raws.append(self._own.pop(nxt))
+            nxt += 1
+        if raws:
+            return raws
+        head = await self._db(self.store.head, self.keys.author.public)
+        if head is None or head.seq < nxt:
+            return []
+        found: list[bytes] = await self._db(self.store.range_raw, self._me, nxt, min(head.seq, nxt + cap - 1))
+        return found
+
+    async def _publish_batch(self, batch: wire.GossipBatch) -> None:
+        try:
+            if 2 in self._versions:
+                await self.p2p.publish(wire.encode_gossip_batch(batch), wire.GOSSIP_TOPIC_V2)
+                self.stats.announced += 1
+            if 1 in self._versions and (2 not in self._versions or self._v1_only_peers()):
+                # What a v1 peer expects: the newest entry; it pulls the ones before over sync.
+                await self.p2p.publish(batch.entries[-1], wire.GOSSIP_TOPIC)
+                self.stats.announced += 1
+            self.stats.announced_entries += len(batch.entries)
+        except Exception as exc:  # libp2p may raise on a closing host
+            log.info("gossip publish failed seq=%d..%d err=%s", batch.start, batch.end, exc)
+
+    def _v1_only_peers(self) -> bool:
+        """Whether some connected peer subscribes to gossip v1 and not v2 (it predates batches)."""
+        return bool(self.p2p.topic_peers(wire.GOSSIP_TOPIC) - self.p2p.topic_peers(wire.GOSSIP_TOPIC_V2))
 
     # -- bootstrap -------------------------------------------------------------------------
 
