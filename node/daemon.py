@@ -76,9 +76,11 @@ BAN_SECONDS = 60.0
 MAX_HEADS_PAGES = 500  # heads pages read from one peer per anti-entropy round (1M authors)
 RETRY_MAX_DELAY = 5.0  # seconds: the longest wait between retries of a failing store call
 GAP_LINGER = 0.005  # seconds a gap from gossip waits before it is pulled (a late message may fill it)
+BEHIND_LINGER = 0.25  # seconds a peer's head seen ahead by anti-entropy waits: gossip in flight may bring it
 ANNOUNCE_BURST = 8  # gossip batches sent back to back after a quiet spell, before pacing starts
 ANNOUNCE_POLL = 0.1  # seconds between looks at the store for own entries another process appended
 MAX_OWN_PENDING = 4096  # own entries kept in memory for the announcer (past that it reads the store)
+MAX_PARKED = 20_000  # gossip entries past a gap kept in memory until the gap fills
 GOSSIP_VERSIONS = (1, 2)
 
 RangeVerifier = Callable[..., Awaitable[list[Entry]]]
@@ -118,6 +120,56 @@ class _Budget:
         self.used -= n
         self._freed.set()
         self._freed = trio.Event()
+
+
+class _Parked:
+    """Gossip entries that arrived past a gap, kept (bounded) until the gap fills.
+
+    The SQLite store does not keep entries past a gap; parking them here lets
+    the entries that fill the gap (a late gossip message, or a pulled range)
+    bring them in without pulling them again. Past ``limit`` the author parked
+    longest ago is forgotten (its entries are pulled like any gap).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+        self._by_author: dict[bytes, dict[int, Entry]] = {}
+
+    def park(self, entries: Sequence[Entry]) -> None:
+        for e in entries:
+            held = self._by_author.get(e.author.raw)
+            if held is None:
+                while self.count >= self.limit and self._by_author:
+                    self.count -= len(self._by_author.pop(next(iter(self._by_author))))
+                held = self._by_author[e.author.raw] = {}
+            if e.seq not in held:
+                held[e.seq] = e
+                self.count += 1
+
+    def take_run(self, author: bytes, seq: int) -> list[Entry]:
+        """The parked entries ``seq``, ``seq + 1``, … (removed); parked entries before ``seq`` are dropped."""
+        held = self._by_author.get(author)
+        if not held:
+            return []
+        run = []
+        while seq in held:
+            run.append(held.pop(seq))
+            seq += 1
+        for stale in [s for s in held if s < seq]:
+            del held[stale]
+        self.count = sum(len(h) for h in self._by_author.values())
+        if not held:
+            del self._by_author[author]
+        return run
+
+    def run_start(self, author: bytes, end: int) -> int:
+        """The lowest ``s`` such that ``s..end`` are all parked (``end + 1`` when ``end`` is not)."""
+        held = self._by_author.get(author, {})
+        s = end + 1
+        while s - 1 in held:
+            s -= 1
+        return s
 
 
 @dataclass
@@ -240,6 +292,7 @@ class Node:
         self._announced_seq = 0
         self._me = keys.author.public.raw
         self._own: dict[int, bytes] = {}  # own entries stored but not yet announced, by seq
+        self._parked = _Parked(MAX_PARKED)
         self._strikes: dict[str, int] = {}
         self._banned_until: dict[str, float] = {}
         self._rng = random.Random()
@@ -400,6 +453,7 @@ class Node:
                 size += len(batch[-1].entries)
             report = await self._db(self.store.ingest, [e for w in batch for e in w.entries])
             self._after_ingest(report, {e.author: w.source for w in batch if w.source for e in w.entries})
+            self._after_gossip(report, [e for w in batch if w.source for e in w.entries])
             for w in batch:
                 if w.on_written is not None:
                     w.on_written(report)
@@ -414,6 +468,32 @@ class Node:
             log.warning("fork detected author=%s seq=%d hash=%s", e.author.did, e.seq, e.hash.cid)
         for e, why in report.refused:
             log.info("entry held back author=%s seq=%d reason=%s", e.author.did, e.seq, why)
+
+    def _after_gossip(self, report: IngestOutcome, gossip: list[Entry]) -> None:
+        """Park gossip entries the store left past a gap; send on parked runs that now continue a head."""
+        status: dict[bytes, str] = getattr(report, "status", {})
+        self._parked.park([e for e in gossip if status.get(e.hash.raw) == "gap"])
+        grown: dict[bytes, int] = {}
+        for e in report.appended:
+            grown[e.author.raw] = max(grown.get(e.author.raw, 0), e.seq)
+        for author, seq in grown.items():
+            if author not in self._in_flight:  # else the puller sends them on once its range is in
+                self._refill(author, seq + 1)
+
+    def _refill(self, author: bytes, seq: int) -> bool:
+        """Send ``author``'s parked entries from ``seq`` on to the writers; the author is in flight meanwhile."""
+        run = self._parked.take_run(author, seq)
+        if not run or self._nursery is None:
+            return False
+        self._in_flight.add(author)
+        self._nursery.start_soon(
+            self._inbox_send.send, _Write(run, None, on_written=partial(self._refill_written, author))
+        )
+        return True
+
+    def _refill_written(self, author: bytes, report: IngestOutcome) -> None:
+        self._in_flight.discard(author)
+        self._wants_changed.set()
 
     def _stored(self, entries: list[Entry]) -> None:
         for e in entries:
@@ -481,6 +561,9 @@ class Node:
             if have >= want.target:
                 self._drop_want(author, want)
                 return False
+            parked_from = self._parked.run_start(author, want.target)
+            if parked_from <= have + 1 and self._refill(author, have + 1):
+                return True  # nothing is missing but what is parked: it goes to the writers
             peers = [p for p in want.peers if self._usable(p)] or [
                 p for p in self.p2p.peers() if self._usable(p)
             ]
@@ -489,7 +572,7 @@ class Node:
                 self._drop_want(author, want)
                 return False
             peer = peers[0]
-            start, end = have + 1, want.target
+            start, end = have + 1, min(want.target, parked_from - 1)  # parked entries need no pull
             try:
                 entries = await self._fetch_verified(peer, author, start, end)
             except PeerUnavailable as exc:
@@ -631,7 +714,7 @@ class Node:
                     local = mine.get(author)
                     if local is None or local[0] < seq:
                         behind += 1
-                        self._want(author, seq, peer)
+                        self._want(author, seq, peer, linger=BEHIND_LINGER)
                     elif local[0] == seq and local[1] != h:
                         # Same seq, different hash: fetch theirs so the store records the fork.
                         self._want_fork_proof(peer, author, seq)

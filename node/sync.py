@@ -141,6 +141,7 @@ class SyncClient:
         self._open = open_stream
         self._idle: dict[str, list[ClientStream]] = {}
         self.opened = 0  # streams opened so far (for tests and benchmarks)
+        self.requests = 0  # requests made so far
 
     async def request(self, peer: str, call: Callable[[ClientStream], Awaitable[T]]) -> T:
         """``await call(stream)`` on an idle stream to ``peer`` (or a new one), then keep the stream.
@@ -149,6 +150,7 @@ class SyncClient:
         dropped and the request made again on a new stream; any other error
         resets the stream and propagates (as does a closed new stream).
         """
+        self.requests += 1
         while True:
             stream, reused = self._take(peer), True
             if stream is None:

@@ -48,7 +48,11 @@ PROTOCOL_ID = "/empressa/sync/1.0.0"
 GOSSIP_TOPIC = "empressa/entries/1"
 GOSSIP_TOPIC_V2 = "empressa/entries/2"
 GOSSIP_BATCH_MAX_ENTRIES = 256
-GOSSIP_BATCH_MAX_BYTES = 128 * 1024  # the whole message; py-libp2p's pubsub caps an RPC at 1 MiB
+# The whole message. py-libp2p's pubsub takes RPCs of up to 1 MiB, but its yamux (0.8.1) locks a
+# stream per 64 KiB frame, not per write: a larger RPC goes out in several frames, and another
+# writer of the same pubsub stream can slip a frame in between (measured: the receiver's protobuf
+# decode fails and its host stops). 60 KiB leaves the RPC's own fields room inside one frame.
+GOSSIP_BATCH_MAX_BYTES = 60 * 1024
 MAX_FRAME = 1024 * 1024
 MAX_HEADS_PAGE = 2000
 MAX_RANGE = 5000
