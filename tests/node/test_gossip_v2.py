@@ -62,6 +62,7 @@ async def bare_peer(
         try:
             yield p2p
         finally:
+            await p2p.close()  # hang up first, as a process exit would
             nursery.cancel_scope.cancel()
 
 
