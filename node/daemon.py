@@ -138,11 +138,12 @@ class _Parked:
 
     def park(self, entries: Sequence[Entry]) -> None:
         for e in entries:
-            held = self._by_author.get(e.author.raw)
-            if held is None:
-                while self.count >= self.limit and self._by_author:
-                    self.count -= len(self._by_author.pop(next(iter(self._by_author))))
-                held = self._by_author[e.author.raw] = {}
+            a = e.author.raw
+            while self.count >= self.limit and next(iter(self._by_author), a) != a:
+                self.count -= len(self._by_author.pop(next(iter(self._by_author))))
+            if self.count >= self.limit:
+                return  # this author alone fills the bound: the rest is pulled
+            held = self._by_author.setdefault(a, {})
             if e.seq not in held:
                 held[e.seq] = e
                 self.count += 1
@@ -156,9 +157,10 @@ class _Parked:
         while seq in held:
             run.append(held.pop(seq))
             seq += 1
-        for stale in [s for s in held if s < seq]:
-            del held[stale]
-        self.count = sum(len(h) for h in self._by_author.values())
+        stale = [s for s in held if s < seq]
+        for s in stale:
+            del held[s]
+        self.count -= len(run) + len(stale)
         if not held:
             del self._by_author[author]
         return run
