@@ -76,7 +76,8 @@ BAN_SECONDS = 60.0
 MAX_HEADS_PAGES = 500  # heads pages read from one peer per anti-entropy round (1M authors)
 RETRY_MAX_DELAY = 5.0  # seconds: the longest wait between retries of a failing store call
 GAP_LINGER = 0.005  # seconds a gap from gossip waits before it is pulled (a late message may fill it)
-BEHIND_LINGER = 0.25  # seconds a peer's head seen ahead by anti-entropy waits: gossip in flight may bring it
+BEHIND_LINGER = 0.25  # seconds a peer's head seen a little ahead (periodic anti-entropy) waits: gossip
+LINGER_MAX_BEHIND = 512  # in flight may bring it. Further behind, or on connect, the pull starts at once.
 ANNOUNCE_BURST = 8  # gossip batches sent back to back after a quiet spell, before pacing starts
 ANNOUNCE_POLL = 0.1  # seconds between looks at the store for own entries another process appended
 MAX_OWN_PENDING = 4096  # own entries kept in memory for the announcer (past that it reads the store)
@@ -665,7 +666,7 @@ class Node:
             if not up:
                 self._nursery.start_soon(self.sync_client.forget, peer)
             elif self._usable(peer):
-                self._nursery.start_soon(self._sync_peer_quietly, peer, 0.2)
+                self._nursery.start_soon(self._sync_peer_quietly, peer, 0.2, False)
 
     async def _anti_entropy_loop(self) -> None:
         """Every interval, compare heads with each connected peer not already being compared.
@@ -678,15 +679,15 @@ class Node:
             await trio.sleep(self.settings.anti_entropy_interval)
             for peer in self.p2p.peers():
                 if self._usable(peer) and peer not in self._comparing:
-                    self._nursery.start_soon(self._sync_peer_quietly, peer, 0.0)
+                    self._nursery.start_soon(self._sync_peer_quietly, peer, 0.0, True)
 
-    async def _sync_peer_quietly(self, peer: str, delay: float) -> None:
+    async def _sync_peer_quietly(self, peer: str, delay: float, linger: bool) -> None:
         await trio.sleep(delay)
         if peer in self._comparing:
             return
         self._comparing.add(peer)
         try:
-            await self.sync_with(peer)
+            await self.sync_with(peer, linger=linger)
         except PeerUnavailable as exc:
             log.info("peer cannot compare heads now peer=%s reason=%s", peer, exc)
         except (PeerError, trio.TooSlowError) as exc:
@@ -694,8 +695,12 @@ class Node:
         finally:
             self._comparing.discard(peer)
 
-    async def sync_with(self, peer: str) -> int:
+    async def sync_with(self, peer: str, *, linger: bool = False) -> int:
         """Compare heads with ``peer`` and queue pulls for every author it is ahead on.
+
+        With ``linger`` (periodic rounds) an author the peer is only a little
+        ahead on waits ``BEHIND_LINGER`` before it is pulled: the gossip already
+        in flight usually brings it first.
 
         Returns the number of authors found behind.
         """
@@ -716,7 +721,8 @@ class Node:
                     local = mine.get(author)
                     if local is None or local[0] < seq:
                         behind += 1
-                        self._want(author, seq, peer, linger=BEHIND_LINGER)
+                        near = linger and seq - (local[0] if local else 0) <= LINGER_MAX_BEHIND
+                        self._want(author, seq, peer, linger=BEHIND_LINGER if near else 0.0)
                     elif local[0] == seq and local[1] != h:
                         # Same seq, different hash: fetch theirs so the store records the fork.
                         self._want_fork_proof(peer, author, seq)
@@ -752,8 +758,10 @@ class Node:
     async def _announce_loop(self) -> None:
         """Gossip every own entry past ``_announced_seq``, in batches, paced by ``gossip_rate``.
 
-        On start only the newest entry is announced (what was written while the
-        node was down reaches peers through anti-entropy on connect).
+        On start only the newest entry is announced, and while no peer listens
+        nothing is (what was written meanwhile reaches peers through the heads
+        comparison every new connection starts with), so a peer that comes back
+        is not sent a backlog by gossip that sync brings it anyway.
         """
         bucket = _TokenBucket(self.settings.gossip_rate, burst=ANNOUNCE_BURST)
         me = self.keys.author.public
@@ -764,6 +772,11 @@ class Node:
                 with trio.move_on_after(ANNOUNCE_POLL):
                     await self._announce_wakeup.wait()
                 self._announce_wakeup = trio.Event()
+                continue
+            if not self._listeners():
+                head = await self._db(self.store.head, me)
+                self._announced_seq = max(self._announced_seq, head.seq if head else 0)
+                self._own.clear()
                 continue
             await bucket.take()  # while it waits, more entries may join the batch
             raws = await self._take_unannounced()
@@ -810,6 +823,10 @@ class Node:
             self.stats.announced_entries += len(batch.entries)
         except Exception as exc:  # libp2p may raise on a closing host
             log.info("gossip publish failed seq=%d..%d err=%s", batch.start, batch.end, exc)
+
+    def _listeners(self) -> bool:
+        """Whether some connected peer subscribes to a gossip topic this node publishes on."""
+        return any(self.p2p.topic_peers(t) for t in self.p2p.topics)
 
     def _v1_only_peers(self) -> bool:
         """Whether some connected peer subscribes to gossip v1 and not v2 (it predates batches)."""
