@@ -152,7 +152,7 @@ class SyncClient:
         """
         self.requests += 1
         while True:
-            stream, reused = self._take(peer), True
+            stream, reused = await self._take(peer), True
             if stream is None:
                 stream, reused = await self._open(peer), False
                 self.opened += 1
@@ -169,12 +169,13 @@ class SyncClient:
             await self._keep(peer, stream)
             return result
 
-    def _take(self, peer: str) -> ClientStream | None:
+    async def _take(self, peer: str) -> ClientStream | None:
         idle = self._idle.get(peer)
         while idle:
             stream = idle.pop()
             if stream.reusable:
                 return stream
+            await stream.close()  # the server closed it (idle, or one request per stream)
         return None
 
     async def _keep(self, peer: str, stream: ClientStream) -> None:
