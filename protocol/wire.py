@@ -202,15 +202,20 @@ def encode_frame(frame: Frame) -> bytes:
     return _uvarint(len(body)) + body
 
 
+def _load_canonical(data: bytes, *, max_size: int, what: str) -> Any:
+    """One canonical, plain CBOR item (no floats, no tags), or a :class:`FrameError` naming ``what``."""
+    try:
+        m = loads_strict(data, max_size=max_size)
+        check_plain(m)
+        require_canonical(m, bytes(data))
+    except DecodeError as exc:
+        raise FrameError(f"bad {what}: {exc.reason}") from None
+    return m
+
+
 def decode_frame_body(body: bytes) -> Frame:
     """Decode one frame body (without its length prefix)."""
-    try:
-        m = loads_strict(body, max_size=MAX_FRAME)
-        check_plain(m)
-        require_canonical(m, bytes(body))
-    except DecodeError as exc:
-        raise FrameError(f"bad frame: {exc.reason}") from None
-    return _from_map(m)
+    return _from_map(_load_canonical(body, max_size=MAX_FRAME, what="frame"))
 
 
 class FrameDecoder:
@@ -329,12 +334,7 @@ def decode_gossip_batch(data: bytes) -> GossipBatch:
     """
     if len(data) > GOSSIP_BATCH_MAX_BYTES:
         raise FrameError(f"gossip batch of {len(data)} bytes exceeds {GOSSIP_BATCH_MAX_BYTES}")
-    try:
-        m = loads_strict(data, max_size=GOSSIP_BATCH_MAX_BYTES)
-        check_plain(m)
-        require_canonical(m, bytes(data))
-    except DecodeError as exc:
-        raise FrameError(f"bad gossip batch: {exc.reason}") from None
+    m = _load_canonical(data, max_size=GOSSIP_BATCH_MAX_BYTES, what="gossip batch")
     if type(m) is not dict or m.keys() != {"author", "from", "entries"}:
         raise FrameError("a gossip batch is a map of exactly author, from and entries")
     entries = m["entries"]

@@ -25,17 +25,11 @@ from node.testing import spawn_network
 from protocol import Entry, canonical_bytes, wire
 
 from .conftest import LogBuilder
+from .test_network import wait_until
 
 SETTLE = 20.0  # an upper bound to wait, never a performance target
 QUIET = 3600.0  # an anti-entropy interval that never comes round in a test: only gossip carries entries
 TIMEOUT = 1.0
-
-
-async def wait_until(pred: Callable[[], bool], *, timeout: float, what: str) -> None:
-    with trio.move_on_after(timeout):
-        while not pred():
-            await trio.sleep(0.02)
-    assert pred(), f"gave up waiting after {timeout}s: {what}"
 
 
 def holds(node: Node, entries: list[Entry]) -> bool:
