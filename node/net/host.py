@@ -283,6 +283,9 @@ class P2P:
             max_messages_per_topic_per_second=gossip_max_per_second,
         )
         self._pubsub = Pubsub(self._host, self._gossipsub, msg_id_constructor=_content_id)
+        for protocol in GOSSIP_PROTOCOLS:
+            # Over the handler Pubsub registered: see _guarded_pubsub_stream.
+            self._host.set_stream_handler(protocol, self._guarded_pubsub_stream)
         self._gossip_send, self.gossip = trio.open_memory_channel[GossipMessage](4096)
         self._conn_send, self.connections = trio.open_memory_channel[tuple[str, bool]](1024)
         self._host.get_network().register_notifee(_Notifee(self._conn_send))
@@ -426,6 +429,26 @@ class P2P:
     def topic_peers(self, topic: str) -> set[str]:
         """Connected peers that subscribe to ``topic``, as far as their subscriptions have reached us."""
         return {str(p) for p in self._pubsub.peer_topics.get(topic, ())}
+
+    async def _guarded_pubsub_stream(self, stream: INetStream) -> None:
+        """Pubsub's stream handler, with what it lets escape caught.
+
+        py-libp2p 0.8.1 parses each inbound RPC with protobuf's ``ParseFromString``
+        and catches its own errors but not protobuf's ``DecodeError``: that escapes
+        into the connection's nursery and stops the whole host. So one garbled RPC
+        from any peer would take a node (or the bridge) off the network. Here it
+        costs the sender its stream and its place in our pubsub peers, like any
+        other unreadable RPC.
+        """
+        peer = stream.muxed_conn.peer_id
+        try:
+            await self._pubsub.stream_handler(stream)
+        except Exception as exc:  # DecodeError and anything else a peer's bytes can raise
+            log.info("pubsub stream dropped: unreadable RPC peer=%s err=%s", peer, type(exc).__name__)
+            with contextlib.suppress(Exception):
+                await stream.reset()
+            with contextlib.suppress(Exception):
+                self._pubsub._handle_dead_peer(peer)
 
     def handle(self, protocol_id: str, handler: Callable[[FrameStream], Awaitable[None]]) -> None:
         """Serve ``protocol_id``: ``handler`` gets a :class:`FrameStream`; errors never escape."""
