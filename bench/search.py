@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import itertools
+import json
 import logging
 import random
 import shutil
@@ -280,8 +281,7 @@ def bench_index(index: SearchIndex, sets: dict[str, list[SearchQuery]], store: S
         f"  {'items from the doc store':32s} {pct(timed(lambda p: [searcher.doc(a).get_first('doc') for _, a in hits[id(p)]], plans))}"
     )
     uris = {
-        id(p): [__import__("json").loads(searcher.doc(a).get_first("doc"))["uri"] for _, a in hits[id(p)]]
-        for p in plans
+        id(p): [json.loads(searcher.doc(a).get_first("doc"))["uri"] for _, a in hits[id(p)]] for p in plans
     }
     print(
         f"  {'items from PostgreSQL by key':32s} {pct(timed(lambda p: store.changes.assets_by_uri(uris=uris[id(p)]), plans))}"
@@ -466,43 +466,73 @@ def http_figures(index: SearchIndex, sets: dict[str, list[SearchQuery]], url: st
         proc.wait(30)
 
 
+PARTS = ("direct", "pg", "fresh", "http")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--queries", type=int, default=500)
     ap.add_argument("--pg-queries", type=int, default=100)
     ap.add_argument(
-        "--data", type=Path, default=None, help="where PostgreSQL and the index live (default: a tmp dir)"
+        "--data",
+        type=Path,
+        default=None,
+        help="where PostgreSQL and the index live (default: a tmp dir); kept afterwards, and reused "
+        "by the next run with the same --n and --seed (no generation, no reindex)",
     )
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help=f"comma-separated parts to run, of {', '.join(PARTS)} (default: all)",
+    )
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
+    if not parts <= set(PARTS):
+        ap.error(f"--parts: unknown {', '.join(sorted(parts - set(PARTS)))}")
     logging.basicConfig(level=logging.WARNING)
     rng = random.Random(args.seed)
     data = args.data or Path(tempfile.mkdtemp(prefix="bench-search-"))
+    stamp = data / "bench-search.json"
+    wanted = {"n": args.n, "seed": args.seed}
+    reuse = stamp.exists() and json.loads(stamp.read_text()) == wanted
+    if not reuse and (data / "pg").exists():
+        shutil.rmtree(data / "pg")
+        shutil.rmtree(data / "search", ignore_errors=True)
     pg = EmbeddedPostgres(data / "pg")
     try:
         url = pg.start()
         migrate(url)
         store = Store.connect(url)
-        print(f"bench/search: n={args.n:,} data={data}")
+        print(f"bench/search: n={args.n:,} data={data}{' (reused)' if reuse else ''}")
         rows, world = generate(args.n, rng)
-        load(url, rows, args.n)
-        t0 = time.perf_counter()
-        docs = reindex(store, data / "search", progress=True)
-        dt = time.perf_counter() - t0
-        size = sum(f.stat().st_size for f in (data / "search").iterdir()) / 2**20
-        print(f"reindex: {docs:,} documents in {dt:.1f} s ({docs / dt:,.0f} docs/s), index {size:,.0f} MiB")
+        if not reuse:
+            load(url, rows, args.n)
+            t0 = time.perf_counter()
+            docs = reindex(store, data / "search", progress=True)
+            dt = time.perf_counter() - t0
+            size = sum(f.stat().st_size for f in (data / "search").iterdir()) / 2**20
+            print(
+                f"reindex: {docs:,} documents in {dt:.1f} s ({docs / dt:,.0f} docs/s), index {size:,.0f} MiB"
+            )
+            stamp.write_text(json.dumps(wanted))
         index = open_index(data / "search", writer=False)
-        sets = query_sets(world, args.queries, rng)
+        # Queries from their own generator, so a reused data set gets the same queries as a fresh one.
+        sets = query_sets(world, args.queries, random.Random(args.seed + 1))
         for q in sets["full text"][:50]:  # warm the page cache and the term dictionaries
             index.search(q)
         for name, qs in sets.items():
             totals = [index.search(q).total for q in qs[:100]]
             print(f"queries: {name}: median matches {statistics.median(totals):,.0f}, max {max(totals):,}")
-        bench_index(index, sets, store)
-        bench_pg(url, sets, args.pg_queries)
-        bench_freshness(store, data / "search")
-        http_figures(index, sets, url, data / "search")
+        if "direct" in parts:
+            bench_index(index, sets, store)
+        if "pg" in parts:
+            bench_pg(url, sets, args.pg_queries)
+        if "fresh" in parts:
+            bench_freshness(store, data / "search")
+        if "http" in parts:
+            http_figures(index, sets, url, data / "search")
         store.close()
     finally:
         if args.data is None:
