@@ -69,6 +69,27 @@ Cursors
     cursor, so deep pages do not pay for a count: approximate while writes
     happen. Relevance pages count within their pinned searcher.
 
+Facets
+    Exact counts of the top 20 values of ``license``, ``tag``, ``creator`` and
+    ``media_type`` among all matches, from one Tantivy terms aggregation pass
+    that also counts the matches (``value_count`` of ``created``, which every
+    document has), so a page with facets asks for its top hits without a
+    count and they need not visit every match. Two details make the counts
+    exact and cheap:
+
+    * Tantivy keeps only the top ``segment_size`` values of each segment
+      (10 × size by default) and then merges segments, which undercounts a
+      value that is rare in one segment and common in another; so
+      ``segment_size`` is unbounded (:data:`EXACT`).
+    * Unbounded, a text fast field costs a term-dictionary lookup for every
+      distinct value of every segment (about 30 µs each: 60 ms for 20,000
+      creators over four segments). So creators and tags are counted by
+      integer fields holding 63 bits of BLAKE2b of the value (``did_h``,
+      ``tag_h``, :func:`~.schema.facet_hash`), merged as integers; only the
+      top 20 are turned back into text, from a document that holds the hash,
+      and remembered (:data:`NAMES_MAX` of them). Two values would have to
+      collide in 63 bits to be counted together.
+
 Speed
     Ordering by a fast field visits every match, about 25 ms per million:
     fine for a selective query, too slow to browse everything by ``newest``.
@@ -93,7 +114,7 @@ import tantivy
 from ..errors import CursorExpired, SearchUnavailable
 from ..store.changes import AssetRow
 from .query import Cursor, Plan, SearchPage, SearchQuery, _const, decode_cursor, plan
-from .schema import ANALYZER, SCHEMA, SCHEMA_VERSION, document_of, translate_errors
+from .schema import ANALYZER, SCHEMA, SCHEMA_VERSION, document_of, facet_hash, translate_errors
 
 __all__ = [
     "CursorExpired",
@@ -109,7 +130,14 @@ log = logging.getLogger(__name__)
 
 POSITION_FILE = "empressa-position.json"
 FACET_SIZE = 20
-FACETS = {"license": "license", "tag": "tag", "creator": "did", "media_type": "media_type"}
+# facet name -> the fast field it counts; a hashed one is resolved through the item key next to it
+FACETS = {"license": "license", "tag": "tag_h", "creator": "did_h", "media_type": "media_type"}
+HASHED = {"tag_h": "tags", "did_h": "did"}
+EXACT = 2**32 - 1  # a terms aggregation's segment_size that cuts nothing: exact counts
+FACET_SPEC = {
+    name: {"terms": {"field": f, "size": FACET_SIZE, "segment_size": EXACT}} for name, f in FACETS.items()
+} | {"_total": {"value_count": {"field": "created"}}}
+NAMES_MAX = 100_000  # hash -> value cache of the hashed facets
 WRITER_HEAP = 256_000_000
 SPAN_TTL = 30.0  # seconds between two measures of the created_ts span (see _newest_hits)
 REFRESH_INTERVAL = 0.02  # seconds between two looks at the position file
@@ -245,6 +273,7 @@ class SearchIndex:
         self._dir_ino = _inode(path)
         self._pos_stamp, self._position = self._read_position_and_reload()
         self._span_cache: tuple[float, int, int, int] | None = None
+        self._names: dict[tuple[str, int], str] = {}  # (hashed field, hash) -> value
 
     # -- reading ------------------------------------------------------------------
 
@@ -316,17 +345,18 @@ class SearchIndex:
             searcher, offset, pit = self._pits.get(cursor.pit or ""), cursor.offset, cursor.pit
         else:
             searcher, offset, pit = self._index.searcher(), 0, None
-        res = searcher.search(p.query, sq.limit, count=True, offset=offset)
+        total, facets = self._facets(searcher, p.query) if sq.facets else (None, {})
+        res = searcher.search(p.query, sq.limit, count=total is None, offset=offset)
+        total = int(res.count) if total is None else total
         items = self._items(searcher, res.hits)
         for item, (score, _) in zip(items, res.hits, strict=True):
             item["score"] = round(float(score), 4)
         end = offset + len(items)
         next_cursor = None
-        if items and end < res.count:
+        if items and end < total:
             pit = pit or self._pits.pin(searcher)
-            next_cursor = Cursor("relevance", p.fingerprint, int(res.count), pit=pit, offset=end).encode()
-        facets = self._facets(searcher, p.query) if sq.facets else {}
-        return SearchPage(items=items, next_cursor=next_cursor, total=int(res.count), facets=facets)
+            next_cursor = Cursor("relevance", p.fingerprint, total, pit=pit, offset=end).encode()
+        return SearchPage(items=items, next_cursor=next_cursor, total=total, facets=facets)
 
     def _keyset(self, p: Plan, sq: SearchQuery, cursor: Cursor | None) -> SearchPage:
         searcher = self._index.searcher()
@@ -343,8 +373,11 @@ class SearchIndex:
             hits = self._newest_hits(searcher, query, top, sq.limit + 1)
         else:
             hits = searcher.search(query, sq.limit + 1, count=False, order_by_field=name, order=order).hits
+        counted, facets = self._facets(searcher, p.query) if sq.facets else (None, {})
         if cursor is not None:
             total = cursor.total
+        elif counted is not None:
+            total = counted
         elif p.match_all:
             total = int(searcher.num_docs)
         else:
@@ -354,7 +387,6 @@ class SearchIndex:
         hits = hits[: sq.limit]
         items = self._items(searcher, hits)
         next_cursor = Cursor(p.sort, p.fingerprint, total, key=hits[-1][0]).encode() if more else None
-        facets = self._facets(searcher, p.query) if sq.facets else {}
         return SearchPage(items=items, next_cursor=next_cursor, total=total, facets=facets)
 
     def _span(self, searcher: tantivy.Searcher) -> tuple[int, int, int]:
@@ -414,16 +446,36 @@ class SearchIndex:
             query, want, count=False, order_by_field="k_new", order=tantivy.Order.Desc
         ).hits
 
-    def _facets(self, searcher: tantivy.Searcher, query: tantivy.Query) -> dict[str, list[dict[str, Any]]]:
-        spec = {name: {"terms": {"field": f, "size": FACET_SIZE}} for name, f in FACETS.items()}
-        res = searcher.aggregate(query, spec)
-        return {
-            name: [
-                {"value": b["key"], "count": int(b["doc_count"])}
-                for b in res.get(name, {}).get("buckets", [])
-            ]
-            for name in FACETS
-        }
+    def _facets(
+        self, searcher: tantivy.Searcher, query: tantivy.Query
+    ) -> tuple[int, dict[str, list[dict[str, Any]]]]:
+        """(matches, facets): one aggregation pass, exact (see the module docstring, Facets)."""
+        res = searcher.aggregate(query, FACET_SPEC)
+        facets = {}
+        for name, f in FACETS.items():
+            buckets = [(b["key"], int(b["doc_count"])) for b in res.get(name, {}).get("buckets", [])]
+            if f in HASHED:
+                buckets = [(self._name(searcher, f, int(key)), n) for key, n in buckets]
+            buckets.sort(key=lambda b: (-b[1], b[0]))  # ties in a stable order
+            facets[name] = [{"value": key, "count": n} for key, n in buckets]
+        return int(res["_total"]["value"]), facets
+
+    def _name(self, searcher: tantivy.Searcher, field: str, h: int) -> str:
+        """The creator or tag whose :func:`~.schema.facet_hash` is ``h``, from a document that holds it."""
+        found = self._names.get((field, h))
+        if found is not None:
+            return found
+        hits = searcher.search(tantivy.Query.term_query(SCHEMA, field, h), 1, count=False).hits
+        if not hits:
+            raise SearchUnavailable(f"search index: no document holds {field}={h}")
+        item = json.loads(searcher.doc(hits[0][1]).get_first("doc"))
+        value = item[HASHED[field]]
+        if isinstance(value, list):
+            value = next(v for v in value if facet_hash(v) == h)
+        if len(self._names) >= NAMES_MAX:
+            self._names.clear()
+        self._names[(field, h)] = value
+        return str(value)
 
     # -- writing (feeder and reindex) -----------------------------------------------
 
