@@ -151,6 +151,38 @@ def test_a_reader_in_another_process_role_sees_commits_after_refresh(env: Env, t
     assert reader.position == env.index.position
 
 
+class _CountingIndex:
+    """A tantivy.Index that counts its reader's reloads."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.reloads = inner, 0
+
+    def reload(self) -> None:
+        self.reloads += 1
+        self.inner.reload()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_reader_sees_each_commit_at_its_next_search_and_reloads_only_then(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reader = open_index(tmp_path / "search", writer=False)
+    counting = _CountingIndex(reader._index)
+    reader._index = counting  # type: ignore[assignment]
+    frozen = time.monotonic()
+    monkeypatch.setattr(search_index.time, "monotonic", lambda: frozen)  # however soon after the last look
+    for i in range(1, 4):
+        env.put(asset(f"tide {i}"))
+        assert reader.search(SearchQuery(q="tide")).total == i
+        assert reader.position == env.index.position
+    reloads = counting.reloads
+    for _ in range(5):
+        assert reader.search(SearchQuery(q="tide")).total == 3
+    assert counting.reloads == reloads  # nothing changed: no reload
+
+
 def _eventually(check: Callable[[], bool], *, seconds: float = 20.0) -> None:
     deadline = time.monotonic() + seconds
     while not check():
