@@ -523,10 +523,13 @@ def main() -> None:
                 f"reindex: {docs:,} documents in {dt:.1f} s ({docs / dt:,.0f} docs/s), index {size:,.0f} MiB"
             )
             stamp.write_text(json.dumps(wanted))
-        elif read_position(data / "search").get("version") != SCHEMA_VERSION:
+        elif (
+            not (data / "search" / "meta.json").exists()
+            or read_position(data / "search").get("version") != SCHEMA_VERSION
+        ):
             t0 = time.perf_counter()
             docs = reindex(store, data / "search", progress=True)
-            print(f"reindex (the schema changed): {docs:,} documents in {time.perf_counter() - t0:.1f} s")
+            print(f"reindex (a new schema): {docs:,} documents in {time.perf_counter() - t0:.1f} s")
         index = open_index(data / "search", writer=False)
         # Queries from their own generator, so a reused data set gets the same queries as a fresh one.
         sets = query_sets(world, args.queries, random.Random(args.seed + 1))

@@ -412,6 +412,23 @@ def test_facet_counts_are_exact_across_segments(env: Env) -> None:
     assert facets["media_type"] == [{"value": "audio", "count": 431}]
 
 
+def test_facets_follow_each_commit(env: Env, tmp_path: Path) -> None:
+    """Facets are remembered per reader generation: a commit is counted at the next search."""
+    reader = open_index(tmp_path / "search", writer=False)
+    for index in (env.index, reader):
+        assert index.search(SearchQuery(q="moss", facets=True)).total == 0
+    for n in range(1, 4):
+        env.put(asset(f"moss {n}", creator=n % 2, tags=("green",)))
+        for index in (env.index, reader):
+            page = index.search(SearchQuery(q="moss", facets=True))
+            again = index.search(SearchQuery(q="moss", facets=True, sort="newest"))
+            assert page.total == again.total == n
+            assert page.facets["tag"] == again.facets["tag"] == [{"value": "green", "count": n}]
+            assert sum(b["count"] for b in page.facets["creator"]) == n
+    page.facets["tag"][0]["count"] = 99  # a caller's change does not reach the next page
+    assert reader.search(SearchQuery(q="moss", facets=True)).facets["tag"][0]["count"] == 3
+
+
 def test_items_carry_what_the_api_returns(corpus: tuple[SearchIndex, list[AssetRow]]) -> None:
     index, rows = corpus
     item = index.search(SearchQuery(min_price=Decimal(0), limit=1)).items[0]
