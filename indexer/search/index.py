@@ -111,8 +111,8 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -142,6 +142,7 @@ FACET_SIZE = 20
 FACETS = {"license": "license", "tag": "tag_h", "creator": "did_h", "media_type": "media_type"}
 HASHED = {"tag_h": "tags", "did_h": "did"}
 EXACT = 2**32 - 1  # a terms aggregation's segment_size that cuts nothing: exact counts
+
 
 def _terms(f: str) -> dict[str, Any]:
     return {"terms": {"field": f, "size": FACET_SIZE, "segment_size": EXACT}}
