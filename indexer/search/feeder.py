@@ -76,13 +76,14 @@ class Feeder:
         """Apply every change committed so far; returns how many rows were applied."""
         applied = 0
         while True:
+            started_at = time.time()
             rows = self.store.changes.changes_after(after=self.index.position, limit=self.batch_size)
             if not rows:
                 return applied
             started = time.perf_counter()
             try:
                 self.index.apply(rows)
-                self.index.commit(position=rows[-1].change_seq)
+                self.index.commit(position=rows[-1].change_seq, started_at=started_at)
             except SearchUnavailable:
                 self.index.rollback()
                 raise

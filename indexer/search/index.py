@@ -156,7 +156,9 @@ FACET_SPECS = (
 )
 NAMES_MAX = 100_000  # hash -> value cache of the hashed facets
 FACET_CACHE = 512  # queries whose facets are remembered within one reader generation
-WRITER_HEAP = 256_000_000
+# The feeder's writer: its batches are small (≤ 1,000 rows, a few MB), and Tantivy sizes each new
+# segment's term table from this budget (up to 2^19 slots from ~48 MB), zeroed after every commit.
+WRITER_HEAP = 32_000_000
 SPAN_TTL = 30.0  # seconds between two measures of the created_ts span (see _newest_hits)
 REFRESH_INTERVAL = 0.0  # seconds between two looks at the directory: every search (~15 µs, see refresh)
 
@@ -216,10 +218,16 @@ def read_position(path: Path) -> dict[str, Any]:
     return data
 
 
-def write_position(path: Path, change_seq: int) -> None:
-    """Atomically replace the position file (write, fsync, rename, fsync the directory)."""
+def write_position(path: Path, change_seq: int, *, started_at: float | None = None) -> None:
+    """Atomically replace the position file (write, fsync, rename, fsync the directory).
+
+    ``written_at`` (and ``started_at``, when the batch was read) are wall-clock
+    seconds, for the latency breakdown of ``bench/latency.py``.
+    """
     tmp = path / (POSITION_FILE + ".tmp")
-    body = {"version": SCHEMA_VERSION, "change_seq": change_seq, "written_at": time.time()}
+    body: dict[str, Any] = {"version": SCHEMA_VERSION, "change_seq": change_seq, "written_at": time.time()}
+    if started_at is not None:
+        body["started_at"] = started_at
     with open(tmp, "w") as f:
         f.write(json.dumps(body))
         f.flush()
@@ -560,12 +568,12 @@ class SearchIndex:
                 if row.searchable:
                     w.add_document(document_of(row))
 
-    def commit(self, *, position: int) -> None:
+    def commit(self, *, position: int, started_at: float | None = None) -> None:
         """Commit what was applied, then record ``position`` (see :mod:`.feeder` for why this order is safe)."""
         w = self._require_writer()
         with translate_errors("commit"):
             w.commit()
-        write_position(self.path, position)
+        write_position(self.path, position, started_at=started_at)
         self._position = position
         self.refresh(force=True)
 

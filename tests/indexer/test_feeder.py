@@ -83,7 +83,7 @@ def test_a_crash_between_commit_and_position_is_repaired_on_restart(
     position = env.index.position
     insert_assets(env.engine, [asset(f"stone {i}") for i in range(10)])
 
-    def crash(path: Path, change_seq: int) -> None:
+    def crash(path: Path, change_seq: int, **_: Any) -> None:
         raise KeyboardInterrupt("power cut after commit")
 
     monkeypatch.setattr(search_index, "write_position", crash)
