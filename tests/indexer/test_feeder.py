@@ -17,6 +17,7 @@ from indexer.errors import Conflict, DatabaseError
 from indexer.models import ASSETS_CHANNEL, INGEST_LOCK, Asset
 from indexer.search import Feeder, SearchIndex, SearchQuery, open_index, reindex
 from indexer.search import feeder as feeder_module
+from indexer.search.feeder import pause_before_commit
 from indexer.search.index import read_position
 from indexer.store import Store
 from tests.indexer.test_search import Env, all_rows, asset, every_page, insert_assets, make_env, update_asset
@@ -149,6 +150,24 @@ def test_a_reader_in_another_process_role_sees_commits_after_refresh(env: Env, t
     reader.refresh(force=True)
     assert [i["title"] for i in reader.search(SearchQuery(q="river")).items] == ["river one"]
     assert reader.position == env.index.position
+
+
+def test_the_feeder_commits_at_once_when_idle_and_paces_commits_under_load() -> None:
+    assert pause_before_commit(now=100.0, last_commit=None, min_interval=0.025) == 0.0  # first ever
+    assert pause_before_commit(now=100.0, last_commit=99.0, min_interval=0.025) == 0.0  # idle
+    assert pause_before_commit(now=100.0, last_commit=99.99, min_interval=0.025) == pytest.approx(0.015)
+    assert pause_before_commit(now=100.0, last_commit=100.0, min_interval=0.025) == pytest.approx(0.025)
+    assert pause_before_commit(now=100.0, last_commit=150.0, min_interval=0.025) == 0.025  # clock oddity: bounded
+
+
+def test_catch_up_records_its_commits(env: Env) -> None:
+    assert env.feeder.last_commit is None
+    env.put(asset("river"))
+    first = env.feeder.last_commit
+    assert first is not None
+    assert env.feeder.catch_up() == 0 and env.feeder.last_commit == first  # nothing new: no commit
+    env.put(asset("river two"))
+    assert env.feeder.last_commit is not None and env.feeder.last_commit >= first
 
 
 class _CountingIndex:
