@@ -157,7 +157,9 @@ def test_the_feeder_commits_at_once_when_idle_and_paces_commits_under_load() -> 
     assert pause_before_commit(now=100.0, last_commit=99.0, min_interval=0.025) == 0.0  # idle
     assert pause_before_commit(now=100.0, last_commit=99.99, min_interval=0.025) == pytest.approx(0.015)
     assert pause_before_commit(now=100.0, last_commit=100.0, min_interval=0.025) == pytest.approx(0.025)
-    assert pause_before_commit(now=100.0, last_commit=150.0, min_interval=0.025) == 0.025  # clock oddity: bounded
+    assert (
+        pause_before_commit(now=100.0, last_commit=150.0, min_interval=0.025) == 0.025
+    )  # clock oddity: bounded
 
 
 def test_catch_up_records_its_commits(env: Env) -> None:
