@@ -40,6 +40,8 @@ Rebuilding
     ``dir``, remove ``dir.old``). It holds the old index's writer lock
     throughout, so it refuses to run while a feeder writes that directory.
     Readers notice the swap on their next :meth:`SearchIndex.refresh`.
+    The feeder's process opens its index with :func:`open_for_feeding`, which
+    rebuilds an index of another schema version this way first.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ from ..errors import Conflict, DatabaseError, SearchUnavailable
 from ..models import ASSETS_CHANNEL
 from ..store import Store
 from ..store.changes import ChangeListener
-from .index import SearchIndex, hold_writer_lock, open_index
+from .index import SCHEMA_VERSION, SearchIndex, exists, hold_writer_lock, open_index, read_position
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +159,22 @@ class Feeder:
             if listener is not None:
                 listener.close()
             log.info("search feeder stopped position=%d", self.index.position)
+
+
+def open_for_feeding(store: Store, index_dir: str | Path) -> SearchIndex:
+    """The feeder's index, created if missing; one of another schema version is rebuilt from PostgreSQL first."""
+    index_dir = Path(index_dir)
+    if exists(index_dir):
+        version = read_position(index_dir).get("version")
+        if version != SCHEMA_VERSION:
+            log.warning(
+                "search index schema version=%s expected=%d: rebuilding path=%s",
+                version,
+                SCHEMA_VERSION,
+                index_dir,
+            )
+            reindex(store, index_dir, progress=False)
+    return open_index(index_dir, writer=True)
 
 
 def reindex(

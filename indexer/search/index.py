@@ -240,13 +240,14 @@ def write_position(path: Path, change_seq: int, *, started_at: float | None = No
         os.close(fd)
 
 
-def _exists(path: Path) -> bool:
+def exists(path: Path) -> bool:
+    """Whether ``path`` holds an index (of any schema version)."""
     return path.is_dir() and (path / "meta.json").exists()
 
 
 def _open_tantivy(path: Path, *, create: bool) -> tantivy.Index:
     with translate_errors("open"):
-        if _exists(path):
+        if exists(path):
             version = read_position(path).get("version")
             if version != SCHEMA_VERSION:
                 raise SearchUnavailable(
@@ -619,7 +620,7 @@ def hold_writer_lock(path: Path) -> Iterator[bool]:
 
     Yields True at once when there is no index at ``path`` (nothing to protect).
     """
-    if not _exists(path):
+    if not exists(path):
         yield True
         return
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -13,11 +14,11 @@ import pytest
 from sqlalchemy import insert, text
 
 import indexer.search.index as search_index
-from indexer.errors import Conflict, DatabaseError
+from indexer.errors import Conflict, DatabaseError, SearchUnavailable
 from indexer.models import ASSETS_CHANNEL, INGEST_LOCK, Asset
 from indexer.search import Feeder, SearchIndex, SearchQuery, open_index, reindex
 from indexer.search import feeder as feeder_module
-from indexer.search.feeder import pause_before_commit
+from indexer.search.feeder import open_for_feeding, pause_before_commit
 from indexer.search.index import read_position
 from indexer.store import Store
 from tests.indexer.test_search import Env, all_rows, asset, every_page, insert_assets, make_env, update_asset
@@ -170,6 +171,22 @@ def test_catch_up_records_its_commits(env: Env) -> None:
     assert env.feeder.catch_up() == 0 and env.feeder.last_commit == first  # nothing new: no commit
     env.put(asset("river two"))
     assert env.feeder.last_commit is not None and env.feeder.last_commit >= first
+
+
+def test_the_feeder_rebuilds_an_index_of_another_schema_version(env: Env, tmp_path: Path) -> None:
+    env.put(*(asset(f"river {i}") for i in range(3)))
+    env.index.close()
+    position_file = tmp_path / "search" / search_index.POSITION_FILE
+    body = json.loads(position_file.read_text())
+    position_file.write_text(json.dumps(body | {"version": 1}))
+    with pytest.raises(SearchUnavailable, match="schema version 1"):
+        open_index(tmp_path / "search", writer=False)  # what the API says until it is rebuilt
+    index = open_for_feeding(env.store, tmp_path / "search")
+    try:
+        assert read_position(tmp_path / "search")["version"] == search_index.SCHEMA_VERSION
+        assert index.search(SearchQuery(q="river")).total == 3
+    finally:
+        index.close()
 
 
 class _CountingIndex:
