@@ -12,8 +12,8 @@ Documents
     "cafe" finds "Café"), into ``title``, ``tags_text`` and ``description``
     (BM25, frequencies without positions) and into ``all`` (doc ids only), the
     one field that fuzzy and prefix terms are expanded against, so a typo costs
-    one automaton walk instead of three. Filters and facets use raw fast fields
-    (``did``, ``tag``, ``license``, ``media_type``, ``status``). The result item
+    one automaton walk instead of three. Filters use raw terms (``did``, ``tag``,
+    ``license``, ``status``, ``price_key``), facets fast fields (see Facets). The result item
     itself is one stored JSON blob (``doc``): a hit costs one doc-store read,
     no PostgreSQL round trip (``bench/search.py`` measures both).
 
@@ -71,8 +71,8 @@ Cursors
 
 Facets
     Exact counts of the top 20 values of ``license``, ``tag``, ``creator`` and
-    ``media_type`` among all matches, from one Tantivy terms aggregation pass
-    that also counts the matches (``value_count`` of ``created``, which every
+    ``media_type`` among all matches, from Tantivy terms aggregations that
+    also count the matches (``value_count`` of ``created``, which every
     document has), so a page with facets asks for its top hits without a
     count and they need not visit every match. Two details make the counts
     exact and cheap:
@@ -91,11 +91,17 @@ Facets
       and remembered (:data:`NAMES_MAX` of them). Two values would have to
       collide in 63 bits to be counted together.
 
-    The tag facet (multi-valued, the costliest: ~20 ns per value) runs in a
-    second thread while this one counts the rest and then finds the top hits
-    (Tantivy releases the GIL). Facets are remembered per reader generation
-    (:data:`FACET_CACHE` queries, dropped at the next reload), as
-    Elasticsearch's request cache does: a popular query pays once per commit.
+    The tag facet (multi-valued, the costliest: ~20 ns per value) is one
+    aggregation request in a second thread, while this one runs the other
+    three with the count and then finds the top hits (Tantivy releases the
+    GIL). Facets are remembered per reader generation (:data:`FACET_CACHE`
+    queries, dropped at the next reload), as Elasticsearch's request cache
+    does: a popular query pays once per commit.
+
+    What stays slow: counting visits every match, so a query that matches
+    most of the index (a two-letter prefix, a short word with many
+    one-edit neighbours) costs about 70 ms per 800,000 matches on this
+    machine, nearly all of it the tag facet; ``bench/search.py`` prints it.
 
 Speed
     Ordering by a fast field visits every match, about 25 ms per million:
