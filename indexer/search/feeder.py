@@ -47,6 +47,7 @@ Rebuilding
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
 import time
@@ -177,19 +178,41 @@ def open_for_feeding(store: Store, index_dir: str | Path) -> SearchIndex:
     return open_index(index_dir, writer=True)
 
 
+REINDEX_HEAP_MAX = 3_500_000_000  # Tantivy's limit is 4 GB per indexing thread
+
+
+def reindex_heap() -> int:
+    """The reindex's indexing budget: a quarter of the machine's memory, at most 3.5 GB, at least 64 MB.
+
+    Tantivy grows its arena as documents arrive, so a small corpus uses little of it.
+    """
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        memory = 2_000_000_000
+    return max(64_000_000, min(REINDEX_HEAP_MAX, memory // 4))
+
+
 def reindex(
     store: Store,
     index_dir: str | Path,
     *,
     progress: bool,
-    heap_size: int = 512_000_000,
-    threads: int = 2,
+    heap_size: int | None = None,
+    threads: int = 1,
     batch: int = 5000,
 ) -> int:
     """Rebuild the index from PostgreSQL into a fresh directory and swap it in; returns the documents indexed.
 
+    One indexing thread with a large budget (:func:`reindex_heap`) writes as
+    few segments as it can (one at 1M assets): every query pays per segment
+    (its fuzzy and prefix automata walk each term dictionary), and 1 segment
+    instead of 6 cut search with facets by ~25% at 1M, while the build, bound
+    by reading PostgreSQL and building documents in Python, took ~15% longer.
+
     Raises :class:`~indexer.errors.Conflict` if another process (a feeder) writes ``index_dir``.
     """
+    heap_size = reindex_heap() if heap_size is None else heap_size
     index_dir = Path(index_dir)
     new, old = index_dir.with_suffix(".new"), index_dir.with_suffix(".old")
     with hold_writer_lock(index_dir) as held:

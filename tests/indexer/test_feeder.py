@@ -131,6 +131,16 @@ def test_reindex_equals_the_incrementally_fed_index(env: Env, tmp_path: Path) ->
     assert probe(rebuilt) == probe(env.index)
 
 
+def test_reindex_writes_one_segment(env: Env, tmp_path: Path) -> None:
+    for i in range(3):
+        env.put(*(asset(f"river {i} {j}") for j in range(50)))  # three commits: three segments
+    env.index.close()
+    assert reindex(env.store, tmp_path / "search", progress=False) == 150
+    reader = open_index(tmp_path / "search", writer=False)
+    assert reader._index.searcher().num_segments == 1
+    assert reader.search(SearchQuery(q="river")).total == 150
+
+
 def test_reindex_swaps_under_a_reader_and_refuses_a_busy_directory(env: Env, tmp_path: Path) -> None:
     env.put(*(asset(f"river {i}") for i in range(3)))
     with pytest.raises(Conflict):
