@@ -68,7 +68,7 @@ class Bridge:
         if settings.verify_workers > 0:
             from .verify import PoolVerifier
 
-            self._pool = PoolVerifier(settings.verify_workers)
+            self._pool = PoolVerifier(settings.verify_workers, on_rows=self.replica.prepared)
             verifier = self._pool
         self.node = Node(
             settings=settings.node,

@@ -81,7 +81,7 @@ from .edge import Unstorable, translate
 from .payments import Payments
 from .quarantine import QuarantineLimits, Rejected
 from .reads import Reads
-from .rows import Rows
+from .rows import Prepared, Rows
 
 log = logging.getLogger(__name__)
 
@@ -192,14 +192,29 @@ class Store:
         return IngestResult([r for r in results if r is not None], quarantine_dropped=dropped)
 
     def ingest(
-        self, entries: Sequence[Entry], *, source: str = "", received_ms: Sequence[int] | None = None
+        self,
+        entries: Sequence[Entry],
+        *,
+        source: str = "",
+        received_ms: Sequence[int] | None = None,
+        prepared: Prepared | None = None,
     ) -> IngestReport:
-        """Apply verified entries in one transaction; see the module docstring."""
+        """Apply verified entries in one transaction; see the module docstring.
+
+        Args:
+            entries: verified entries (any order, many authors).
+            source: where they came from (``quarantine.source`` of forks and refusals).
+            received_ms: each entry's receipt time (unix ms), for ``entries.received_at``.
+            prepared: rows another process already built for some of the entries
+                (:meth:`.rows.Rows.export`, by entry hash); the rest are built here.
+        """
         report = IngestReport()
         if not entries:
             return report
         received = dict(zip((e.hash.raw for e in entries), received_ms, strict=False)) if received_ms else {}
         rows = Rows(received)
+        if prepared:
+            rows.adopt(prepared)
         rows.build(entries)
         try:
             with translate(), self.engine.begin() as conn:

@@ -31,18 +31,7 @@ from protocol import (
 from ..models import ACTIVITY_CHANNEL, ASSETS_CHANNEL
 from . import quarantine as _quarantine
 from .quarantine import QuarantineLimits, Rejected
-from .rows import (
-    ACTIVITY_COLUMNS,
-    ACTIVITY_TYPES,
-    ASSET_COLUMNS,
-    ASSET_TYPES,
-    EMPTY_PUT,
-    ENTRY_COLUMNS,
-    ENTRY_TYPES,
-    Rows,
-    binary_copy,
-    dumps,
-)
+from .rows import ACTIVITY_COLUMNS, ASSET_COLUMNS, ENTRY_COLUMNS, Rows, copy_rows, dumps
 
 # Per-connection staging table (assets are COPYed in, then upserted in one statement).
 _ASSET_STAGE = f"""
@@ -166,9 +155,7 @@ def execute(
     if p.heads:
         cur.executemany(_AUTHOR_UPSERT, [(a, rows.dids[a], e.seq, e.hash.raw) for a, e in p.heads.items()])
     if appended:
-        with binary_copy(cur, f"COPY entries ({ENTRY_COLUMNS})", ENTRY_TYPES) as copy:
-            for e in appended:
-                copy.write_row(rows.entry(e))
+        copy_rows(cur, f"COPY entries ({ENTRY_COLUMNS})", [rows.entry(e) for e in appended])
         created = _write_assets_and_activity(cur, appended, rows)
         if trusted:
             _apply_attestations(cur, appended, created, trusted)
@@ -217,42 +204,44 @@ def _write_assets_and_activity(cur: Any, appended: list[Entry], rows: Rows) -> l
         )
         existing = {(bytes(a), k): d for a, k, d in cur.fetchall()}
         cur.execute(_ASSET_STAGE)
-        with binary_copy(cur, f"COPY asset_stage ({ASSET_COLUMNS})", ASSET_TYPES) as copy:
-            for ch in changes.values():
-                put = ch.put
-                copy.write_row(
+        copy_rows(
+            cur,
+            f"COPY asset_stage ({ASSET_COLUMNS})",
+            [
+                rows.asset_row(
                     (
                         ch.author.raw,
                         rows.dids[ch.author.raw],
                         ch.key,
                         rows.uri(ch.last),
                         ch.last.hash.raw,
-                        put.hash.raw if put is not None else None,
+                        ch.put.hash.raw if ch.put is not None else None,
                         ch.last.seq,
                         ch.last.kind == "asset.delete",
-                        *(rows.put_fields(put) if put is not None else EMPTY_PUT),
-                        ch.versions,
-                        ch.first_ts,
-                        ch.last.ts,
-                    )
+                    ),
+                    ch.put,
+                    (ch.versions, ch.first_ts, ch.last.ts),
                 )
+                for ch in changes.values()
+            ],
+        )
         cur.execute(_ASSET_UPSERT)
         cur.execute("SELECT pg_notify(%s, currval('asset_change_seq')::text)", (ASSETS_CHANNEL,))
     # One activity row per applied entry, in log order.
     live = {k: not d for k, d in existing.items()}
-    with binary_copy(cur, f"COPY activity ({ACTIVITY_COLUMNS})", ACTIVITY_TYPES) as copy:
-        for e in appended:
-            k = (e.author.raw, e.key)
-            if e.kind == "asset.put":
-                kind = "updated" if live.get(k) else "published"
-                live[k] = True
-            elif e.kind == "asset.delete":
-                kind = "deleted"
-                live[k] = False
-            else:
-                kind = "attested"
-            did = rows.dids[e.author.raw]
-            copy.write_row((kind, rows.uri(e), did, e.hash.raw, e.seq, rows.activity_data(e)))
+    activity: list[bytes] = []
+    for e in appended:
+        k = (e.author.raw, e.key)
+        if e.kind == "asset.put":
+            kind = "updated" if live.get(k) else "published"
+            live[k] = True
+        elif e.kind == "asset.delete":
+            kind = "deleted"
+            live[k] = False
+        else:
+            kind = "attested"
+        activity.append(rows.activity(e, kind))
+    copy_rows(cur, f"COPY activity ({ACTIVITY_COLUMNS})", activity)
     cur.execute(
         "SELECT pg_notify(%s, currval(pg_get_serial_sequence('activity', 'id'))::text)",
         (ACTIVITY_CHANNEL,),
