@@ -218,12 +218,14 @@ def store_ingest(url: str, entries: list[Entry]) -> float:
 # -- (d) POST /v1/entries -----------------------------------------------------------------------
 
 
-def bench_http(url: str, entries: list[Entry]) -> float | None:
+def bench_http(url: str, entries: list[Entry], *, verify_workers: int = 0) -> float | None:
     """``POST /v1/entries`` on a real ``empressa indexer run`` process, CBOR sequences of 1,000.
 
     The entries are posted in log order, one request at a time on one keep-alive
     client, with an ``ingest`` API key (the key's rate limit, not the per-IP one).
-    The API parses and verifies every entry and calls the same ``Store.ingest``.
+    The API parses and verifies every entry and calls the same ``Store.ingest``;
+    with ``verify_workers`` it checks the parts of a body in that many processes
+    while the part before is ingested.
     """
     import socket
     import subprocess
@@ -238,7 +240,10 @@ def bench_http(url: str, entries: list[Entry]) -> float | None:
         port = sock.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMPRESSA_")}
     env.update(
-        DATABASE_URL=url, EMPRESSA_INDEXER_RATE_LIMIT_ENABLED="false", EMPRESSA_INDEXER_LOG_LEVEL="WARNING"
+        DATABASE_URL=url,
+        EMPRESSA_INDEXER_RATE_LIMIT_ENABLED="false",
+        EMPRESSA_INDEXER_LOG_LEVEL="WARNING",
+        EMPRESSA_INDEXER_VERIFY_WORKERS=str(verify_workers),
     )
     exe = Path(sys.executable).with_name("empressa")
     index_dir = Path(tempfile.mkdtemp(prefix="bench-ingest-index-"))
@@ -447,11 +452,19 @@ def main() -> None:
             ingest = store_ingest(url, entries)
             server.drop_database(url)
             print(f"(c) Store.ingest (batches of {BATCH}):            {ingest:10,.0f} entries/s")
-            url = server.fresh_database()
-            http = bench_http(url, entries)
-            server.drop_database(url)
-            post = f"{http:10,.0f} entries/s = {http / ingest:.0%} of (c) (limit {LIMIT:.0%})" if http else ""
-            print("(d) POST /v1/entries:                            " + (post or "  not measured (no API)"))
+            for vw in (0, 2):
+                url = server.fresh_database()
+                http = bench_http(url, entries, verify_workers=vw)
+                server.drop_database(url)
+                post = (
+                    f"{http:10,.0f} entries/s = {http / ingest:.0%} of (c) (limit {LIMIT:.0%})"
+                    if http
+                    else ""
+                )
+                print(
+                    f"(d) POST /v1/entries, verify_workers={vw}:          "
+                    + (post or "  not measured (no API)")
+                )
             if not args.skip_network:
                 run = network_to_bridge_processes if args.serving == "process" else network_to_bridge
                 res = trio.run(lambda: run(server, logs, n_nodes=args.nodes, workers=workers))

@@ -7,15 +7,11 @@ check, signature, and building its encoded COPY rows) is done here, off that
 process's GIL. :class:`PoolVerifier` splits a range response into one chunk per
 worker process; each worker verifies its chunk with
 :func:`node.sync.verify_range` and builds the chunk's rows with the indexer's
-:class:`~indexer.store.rows.Rows` (the one row builder), and hands back::
-
-    ([(seq, prev, ts, kind, key, body, sig, raw, hash), …], {hash: (entries row, put fields, activity)})
-
-plain tuples and bytes, which cost little to pickle and unpickle (an
-:class:`~protocol.Entry` pickles as dataclasses, four times dearer). The
-entries are rebuilt here from the fields the worker verified, the same values
-:func:`protocol.parse_and_verify` returned there, and the rows go to
-``on_rows`` (the replica keeps them until the writer ingests the entries:
+:class:`~indexer.store.rows.Rows` (the one row builder), and hands back the
+entries as plain values and their encoded rows (:mod:`indexer.store.prepare`:
+cheap to pickle, unlike an :class:`~protocol.Entry`). The entries are rebuilt
+here, and the rows go to ``on_rows`` (the replica keeps them until the writer
+ingests the entries:
 :meth:`~bridge.replica.IndexerReplica.prepared`). The first bad entry raises
 the same :class:`node.errors.BadEntryError` the in-thread verifier would (it
 pickles). Small ranges are verified in a thread and their rows built by the
@@ -29,54 +25,27 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Any
 
 import trio
 
+from indexer.store.prepare import EntryFields, entries_from_fields, entry_fields
 from indexer.store.rows import Prepared, Rows
 from node.daemon import verify_in_thread
 from node.sync import verify_range
-from protocol import AuthorKey, Entry, EntryHash, now_ms
+from protocol import Entry, now_ms
 
 MIN_CHUNK = 64  # entries: below this per worker, a thread is faster than a process
 SMALL_RANGE = 32  # entries: a range this small is verified in a thread
 
-_Fields = tuple[int, bytes | None, int, str, str, dict[str, Any], bytes, bytes, bytes]
-
 
 def prepare_range(
     raws: list[bytes], *, author: bytes, start: int, max_skew_ms: int, received_ms: int
-) -> tuple[list[_Fields], Prepared]:
+) -> tuple[list[EntryFields], Prepared]:
     """In a worker: verify a chunk of a range and build its rows (see the module docstring)."""
     entries = verify_range(raws, author=author, start=start, max_skew_ms=max_skew_ms)
     rows = Rows(dict.fromkeys((e.hash.raw for e in entries), received_ms))
     rows.build(entries)
-    fields = [
-        (
-            e.seq,
-            e.prev.raw if e.prev is not None else None,
-            e.ts,
-            e.kind,
-            e.key,
-            e.body,
-            e.sig,
-            e.raw,
-            e.hash.raw,
-        )
-        for e in entries
-    ]
-    return fields, rows.export()
-
-
-def rebuild(author: bytes, fields: list[_Fields]) -> list[Entry]:
-    """The entries a worker verified, from their fields (:func:`prepare_range`)."""
-    key = AuthorKey(author)
-    return [
-        Entry(
-            key, seq, EntryHash(prev) if prev is not None else None, ts, kind, k, body, sig, raw, EntryHash(h)
-        )
-        for seq, prev, ts, kind, k, body, sig, raw, h in fields
-    ]
+    return [entry_fields(e) for e in entries], rows.export()
 
 
 class PoolVerifier:
@@ -100,7 +69,7 @@ class PoolVerifier:
             return await verify_in_thread(raws, author=author, start=start, max_skew_ms=max_skew_ms)
         received = now_ms()
         size = max(MIN_CHUNK, -(-len(raws) // self.workers))
-        futures: list[Future[tuple[list[_Fields], Prepared]]] = [
+        futures: list[Future[tuple[list[EntryFields], Prepared]]] = [
             self._pool.submit(
                 prepare_range,
                 raws[i : i + size],
@@ -118,7 +87,7 @@ class PoolVerifier:
             try:
                 for f in futures:  # in order: the first bad entry is the one reported
                     fields, built = f.result()
-                    out.extend(rebuild(author, fields))
+                    out.extend(entries_from_fields(fields))
                     rows.update(built)
             finally:
                 for f in futures:
