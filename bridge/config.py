@@ -88,7 +88,10 @@ class BridgeSettings(QuarantineSettings, LayeredSettings):
         "written (under load); with no write in progress, entries are written at once.",
     )
     verify_workers: int = Field(
-        default=0, ge=0, le=64, description="Processes verifying pulled ranges; 0 verifies in a thread."
+        default=0,
+        ge=0,
+        le=64,
+        description="Processes verifying pulled ranges and building their rows; 0 verifies in a thread.",
     )
     db_pool_size: int = Field(default=8, ge=1, le=100, description="Database connections kept open.")
     reject_queue: int = Field(
