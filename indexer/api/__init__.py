@@ -91,6 +91,7 @@ def create_app(settings: IndexerSettings, *, store: Store | None = None, index: 
 
             ctx.verify_pool = VerifyPool(settings.verify_workers)
             ctx.owned.append(ctx.verify_pool)
+            await run_in_threadpool(ctx.verify_pool.warm)
         if ctx.index is None:
             ctx.open_index = lambda: _open_index(settings)
             ctx.index = await run_in_threadpool(ctx.open_index)

@@ -148,6 +148,11 @@ class VerifyPool:
                 check.cancel()
         return store.results(parts)
 
+    def warm(self) -> None:
+        """Start every worker process now (blocking; call from a thread), not in the first request."""
+        for f in [self._pool.submit(check_raws, []) for _ in range(self.workers)]:
+            f.result()
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
