@@ -104,8 +104,28 @@ ACTIVITY_COLUMNS = "kind, uri, did, entry_hash, seq, data"
 ACTIVITY_TYPES = ("text", "text", "text", "bytea", "int8", "jsonb")
 
 # An asset row is its head (author … deleted), the put's fields (title … body) and its tail.
-_ASSET_HEAD, _PUT, _ASSET_TAIL = ASSET_TYPES[:8], ASSET_TYPES[8:18], ASSET_TYPES[18:]
-EMPTY_PUT: tuple[Any, ...] = ("", "", [], None, None, None, None, None, None, b"{}")
+# The tags (text[]) are encoded by :func:`text_array` and passed through as bytea: binary
+# COPY carries no types, and psycopg's list dumper is pure Python (the costliest field).
+_ASSET_HEAD, _ASSET_TAIL = ASSET_TYPES[:8], ASSET_TYPES[18:]
+_PUT = tuple("bytea" if t == "text[]" else t for t in ASSET_TYPES[8:18])
+_TEXT_OID = 25
+_INT4 = struct.Struct(">i")
+_EMPTY_TEXT_ARRAY = struct.pack(">iii", 0, 0, _TEXT_OID)
+
+
+def text_array(items: Sequence[str]) -> bytes:
+    """A one-dimensional ``text[]`` without nulls in PostgreSQL's binary format."""
+    if not items:
+        return _EMPTY_TEXT_ARRAY
+    parts = [struct.pack(">iiiii", 1, 0, _TEXT_OID, len(items), 1)]
+    for item in items:
+        data = item.encode()
+        parts.append(_INT4.pack(len(data)))
+        parts.append(data)
+    return b"".join(parts)
+
+
+EMPTY_PUT: tuple[Any, ...] = ("", "", _EMPTY_TEXT_ARRAY, None, None, None, None, None, None, b"{}")
 
 
 class Codec:
@@ -151,6 +171,7 @@ def codec() -> Codec:
 
 
 def asset_fields(body: dict[str, Any]) -> tuple[Any, ...]:
+    """The asset columns of an ``asset.put`` body, title to body (tags as a list)."""
     lic = body.get("license") or {}
     price = lic.get("price")
     media = body.get("media") or {}
@@ -167,6 +188,12 @@ def asset_fields(body: dict[str, Any]) -> tuple[Any, ...]:
         mime.split("/", 1)[0] if mime else None,
         dumps(body),
     )
+
+
+def _put_values(body: dict[str, Any]) -> tuple[Any, ...]:
+    """:func:`asset_fields` as :class:`Codec` ``put`` takes them (the tags encoded)."""
+    title, description, tags, *rest = asset_fields(body)
+    return (title, description, text_array(tags), *rest)
 
 
 class Dids(dict[bytes, str]):
@@ -225,7 +252,7 @@ class Rows:
             did = self.dids[e.author.raw]
             built = self._rows[e.hash.raw] = (
                 c.entry.row((e.hash.raw, e.author.raw, e.seq, e.ts, e.kind, e.key, e.raw, at)),
-                c.put.fields(asset_fields(e.body)) if e.kind == "asset.put" else None,
+                c.put.fields(_put_values(e.body)) if e.kind == "asset.put" else None,
                 c.activity_tail.fields(
                     (f"empressa://{did}/{e.key}", did, e.hash.raw, e.seq, self._activity_data(e))
                 ),
