@@ -226,8 +226,9 @@ class Node:
             the source of every entry that failed verification (gossip, or a
             range pulled over sync); the node itself only logs and counts them.
         writer_batch: most gossip entries written in one store call.
-        writer_linger: seconds the gossip writer waits for a batch to fill
-            after its first entry (0: write whatever has queued at once).
+        writer_linger: seconds a writer lets a batch fill when it starts one
+            while another batch is being written (0, or no write in the store:
+            write whatever has queued at once).
         writers: writer tasks. One for SQLite, which takes one writer at a
             time (a second would wait on its lock); the bridge runs two on
             PostgreSQL, so one batch is prepared while the other is written.
@@ -286,6 +287,8 @@ class Node:
         )
         self.sync_client = SyncClient(self._open_sync)
         self._inbox_send, self._inbox = trio.open_memory_channel[_Write](10_000)
+        self._writing = 0  # writers with a batch in the store now
+        self._forming = trio.Lock()  # held by the writer taking entries for its next batch
         self._wants: dict[bytes, _Want] = {}
         self._in_flight: set[bytes] = set()  # authors being pulled, or whose pulled range awaits the writers
         self._queued = _Budget(MAX_PULLED_UNWRITTEN)
@@ -432,29 +435,36 @@ class Node:
 
         Gossip entries and pulled ranges share the batches, so catching up with
         many authors of a few entries each costs a few large transactions, not
-        one per author. With no linger a lone fresh entry is written at once
-        (latency) and, under load, writes queue up while the previous batch is
-        being written (throughput). With a linger (the bridge) a writer waits
-        that long after the first entry for the batch to fill: fewer, larger
-        transactions. With ``writers`` > 1 one batch is prepared while another is
-        in the database; the store keeps them consistent whatever their order
-        (entries past a gap wait in it until the gap fills).
+        one per author. A writer that finds no other write in the store writes
+        what has queued at once: the first entry after an idle spell waits for
+        nothing (latency). Under load, while another writer's batch is in the
+        store, entries queue and form the next batch: with a linger (the
+        bridge) a writer that starts a batch then lets it fill for up to that
+        long or ``writer_batch`` entries (throughput: fewer, larger
+        transactions). With ``writers`` > 1 one batch is prepared while another
+        is in the database; the store keeps them consistent whatever their
+        order (entries past a gap wait in it until the gap fills).
         """
         while True:
-            batch = [await self._inbox.receive()]
-            size = len(batch[0].entries)
-            if self._writer_linger > 0:
-                with trio.move_on_after(self._writer_linger):
-                    while size < self._writer_batch:
-                        batch.append(await self._inbox.receive())
-                        size += len(batch[-1].entries)
-            while size < self._writer_batch:
-                try:
-                    batch.append(self._inbox.receive_nowait())
-                except trio.WouldBlock:
-                    break
-                size += len(batch[-1].entries)
-            report = await self._db(self.store.ingest, [e for w in batch for e in w.entries])
+            async with self._forming:  # one batch forms at a time, beside the one being written
+                batch = [await self._inbox.receive()]
+                size = len(batch[0].entries)
+                if self._writer_linger > 0 and self._writing:  # under load: let the batch fill
+                    with trio.move_on_after(self._writer_linger):
+                        while size < self._writer_batch:
+                            batch.append(await self._inbox.receive())
+                            size += len(batch[-1].entries)
+                while size < self._writer_batch:
+                    try:
+                        batch.append(self._inbox.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+                    size += len(batch[-1].entries)
+                self._writing += 1  # before the next writer looks
+            try:
+                report = await self._db(self.store.ingest, [e for w in batch for e in w.entries])
+            finally:
+                self._writing -= 1
             self._after_ingest(report, {e.author: w.source for w in batch if w.source for e in w.entries})
             self._after_gossip(report, [e for w in batch if w.source for e in w.entries])
             for w in batch:

@@ -86,6 +86,7 @@ INDEXER = {
     "TRUSTED_PROXY": ("true", "trusted_proxy", True),
     "TRUSTED_BRIDGES": (f'["{DID}"]', "trusted_bridges", [DID]),
     "MAX_ENTRIES_PER_REQUEST": ("10", "max_body_bytes", 10 * 16384),
+    "VERIFY_WORKERS": ("2", "verify_workers", 2),
     "MAX_BODY_BYTES": ("1000", "max_body_bytes", 1000),
     "QUARANTINE_MAX_SOURCE_BYTES": ("100", "quarantine_max_source_bytes", 100),
     "QUARANTINE_MAX_TOTAL_BYTES": ("200", "quarantine_max_total_bytes", 200),
