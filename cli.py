@@ -555,7 +555,7 @@ def _stop_on_signals() -> Any:
 
 
 def cmd_indexer_feed(args: argparse.Namespace) -> None:
-    from indexer.search import Feeder, open_index
+    from indexer.search import Feeder, open_for_feeding
     from indexer.store import Store
 
     settings = indexer_settings(args, os.environ)
@@ -564,7 +564,7 @@ def cmd_indexer_feed(args: argparse.Namespace) -> None:
     with _database(settings, migrate=True) as url:
         store = Store.connect(url, pool_size=2)
         try:
-            Feeder(store, open_index(settings.index_dir, writer=True)).run(stop)
+            Feeder(store, open_for_feeding(store, settings.index_dir)).run(stop)
         finally:
             store.close()
 

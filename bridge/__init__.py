@@ -3,7 +3,7 @@
 * :mod:`.service`: :class:`~bridge.service.Bridge`, the daemon on the indexer store;
 * :mod:`.replica`: the indexer store as a :class:`node.replica.Replica`, with metrics;
 * :mod:`.quarantine`: rejected entries batched into the quarantine table;
-* :mod:`.verify`: an optional process pool for verifying pulled ranges;
+* :mod:`.verify`: an optional process pool verifying pulled ranges and building their rows;
 * :mod:`.metrics`, :mod:`.config`, :mod:`.runner` (``empressa bridge run``), :mod:`.testing`.
 
 Errors: the bridge defines none of its own. It raises the node's

@@ -84,10 +84,14 @@ class BridgeSettings(QuarantineSettings, LayeredSettings):
         ge=0,
         le=5,
         allow_inf_nan=False,
-        description="Seconds the writer waits for a batch to fill after its first entry.",
+        description="Seconds a writer lets a batch fill when it starts one while another batch is being "
+        "written (under load); with no write in progress, entries are written at once.",
     )
     verify_workers: int = Field(
-        default=0, ge=0, le=64, description="Processes verifying pulled ranges; 0 verifies in a thread."
+        default=0,
+        ge=0,
+        le=64,
+        description="Processes verifying pulled ranges and building their rows; 0 verifies in a thread.",
     )
     db_pool_size: int = Field(default=8, ge=1, le=100, description="Database connections kept open.")
     reject_queue: int = Field(

@@ -3,7 +3,9 @@
 :class:`IndexerReplica` passes every call through to ``indexer.store.Store``
 and adds what only the bridge needs: each entry's receipt time (stamped by the
 daemon's ``on_receive`` hook, stored as ``entries.received_at``), where it came
-from (the ``source`` of quarantine rows), and the lag and outcome metrics.
+from (the ``source`` of quarantine rows), the rows the verify workers already
+built for it (:meth:`IndexerReplica.prepared`, handed to ``Store.ingest`` with
+the entry), and the lag and outcome metrics.
 Database errors are not handled here: the daemon retries them with backoff
 (``retry_errors``), re-submitting the same batch, which is harmless because
 ingest is idempotent.
@@ -18,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from indexer.store import IngestReport, Store
+from indexer.store.rows import Prepared
 from protocol import AuthorKey, Entry, EntryHash, Head, Signer
 
 from .metrics import BridgeMetrics
@@ -38,6 +41,7 @@ class IndexerReplica:
         self.store = store
         self._m = metrics
         self._stamps: dict[bytes, tuple[int, str]] = {}  # entry hash -> (received ms, source)
+        self._rows: Prepared = {}  # entry hash -> its rows, built by a verify worker
         self._lock = threading.Lock()
         self.appended_total = 0  # entries this bridge committed (for tests and benchmarks)
         self.writes_total = 0  # ingest transactions (batches) it made
@@ -60,16 +64,25 @@ class IndexerReplica:
         for e in entries:
             self._m.receive_lag.observe(max(0, now - e.ts) / 1000)
 
+    def prepared(self, rows: Prepared) -> None:
+        """Rows the verify workers built (:class:`bridge.verify.PoolVerifier`), kept until ingested."""
+        with self._lock:
+            if len(self._rows) > MAX_STAMPS:
+                log.warning("prepared rows over the bound; forgetting them count=%d", len(self._rows))
+                self._rows.clear()  # only a cost: ingest builds what it is not given
+            self._rows.update(rows)
+
     # -- the Replica interface -------------------------------------------------------------
 
     def ingest(self, entries: Sequence[Entry]) -> IngestReport:
         with self._lock:
             stamps = [self._stamps.get(e.hash.raw) for e in entries]
+            rows = {h: r for e in entries if (r := self._rows.pop(h := e.hash.raw, None)) is not None}
         now = _now_ms()
         sources = {s[1] for s in stamps if s is not None}
         source = sources.pop() if len(sources) == 1 else "bridge"
         received = [s[0] if s is not None else now for s in stamps]
-        report = self.store.ingest(entries, source=source, received_ms=received)
+        report = self.store.ingest(entries, source=source, received_ms=received, prepared=rows)
         committed = _now_ms()
         if report.appended:
             self.last_commit_at = time.perf_counter()

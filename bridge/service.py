@@ -13,6 +13,14 @@ and tunes it for following everyone::
                                                  ▼
                                     PostgreSQL (commit lag, outcome counters)
 
+With ``verify_workers`` > 0, pulled ranges are verified and their encoded rows
+built in worker processes (:mod:`bridge.verify`), off this process's GIL; the
+rows wait in the replica until the writer hands them to ``Store.ingest`` with
+their entries, which plans and writes them in the one ingest transaction. The
+writers batch under load only: a batch started while no other is being
+written goes at once, one started during a write lingers up to
+``writer_linger`` for up to ``writer_batch`` entries.
+
 The per-author head committed with the rows is the durable cursor: on restart
 the daemon's anti-entropy compares PostgreSQL's heads with every peer and pulls
 what is missing, so a bridge killed at any point loses nothing and doubles
@@ -68,7 +76,7 @@ class Bridge:
         if settings.verify_workers > 0:
             from .verify import PoolVerifier
 
-            self._pool = PoolVerifier(settings.verify_workers)
+            self._pool = PoolVerifier(settings.verify_workers, on_rows=self.replica.prepared)
             verifier = self._pool
         self.node = Node(
             settings=settings.node,

@@ -102,6 +102,13 @@ class IndexerSettings(ChainSettings, QuarantineSettings, BaseSettings):
         description="Take the client address from X-Forwarded-For (only behind a proxy you run).",
     )
     max_entries_per_request: int = Field(default=1000, ge=1, description="Most entries in one POST.")
+    verify_workers: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="Processes verifying POST /v1/entries bodies and building their rows, while the "
+        "previous part of the body is ingested; 0 verifies in the ingest thread.",
+    )
     max_body_bytes: int = Field(
         default=None,  # type: ignore[assignment]  # filled in from max_entries_per_request by _defaults
         ge=1,

@@ -115,7 +115,11 @@ class NodeSettings(LayeredSettings):
         description="Seconds between anti-entropy rounds with each peer.",
     )
     gossip_rate: float = Field(
-        default=200.0, gt=0, allow_inf_nan=False, description="Most gossip messages published per second."
+        default=50.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Most gossip messages published per second; each carries a batch of own entries "
+        "(up to 256 or 60 KiB), so a burst fills fewer, larger messages.",
     )
     trusted_bridges: list[str] = Field(
         default_factory=list, description="did:key identities of bridges whose attestations this node trusts."

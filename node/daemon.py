@@ -9,7 +9,7 @@ Stages, each a task in one nursery, joined by bounded channels::
                          │                                                    ▼
                          └──────────── verify ◀── pullers: range requests ◀───┘
 
-    local publish ─▶ store ─▶ announcer (paced gossip of the newest own entry)
+    local publish ─▶ store ─▶ announcer (every own entry, in paced batches)
     announce() (own entries another writer appended: the bridge's attestations) ─▶ announcer
 
 The store is any :class:`~node.replica.Replica`: the creator's SQLite store,
@@ -24,6 +24,18 @@ node, so a database restart loses nothing).
 Gossip is lossy by design; a receiver that sees an entry past its head pulls
 the missing range from a peer, and periodic anti-entropy compares heads with
 every connected peer, so delivery completes even when gossip drops messages.
+
+Gossip runs on two topics (:mod:`protocol.wire`). On ``empressa/entries/2`` the
+announcer sends every own entry not yet announced, whoever appended it, in
+batches of consecutive entries (``gossip_rate`` batches per second at most; the
+first after a quiet spell goes at once); a receiver verifies each entry and
+hands the batch to the writers, so a batch that continues its head is applied
+with no pull. On ``empressa/entries/1`` (one raw entry a message, for peers
+that predate batches) it publishes the newest entry of each batch, only while
+some connected peer subscribes to v1 alone. A gap waits ``GAP_LINGER`` before
+it is pulled, so a late message can fill it and several gaps of one author
+become one range request; range and heads requests reuse a few open sync
+streams per peer (:class:`node.sync.SyncClient`).
 """
 
 from __future__ import annotations
@@ -38,7 +50,17 @@ from typing import Any
 
 import trio
 
-from protocol import AuthorKey, Entry, ProtocolError, Signer, check_write, now_ms, parse_and_verify, wire
+from protocol import (
+    AuthorKey,
+    Entry,
+    FrameError,
+    ProtocolError,
+    Signer,
+    check_write,
+    now_ms,
+    parse_and_verify,
+    wire,
+)
 
 from .config import NodeSettings
 from .errors import PeerError, PeerUnavailable, StoreError, WritesRejected
@@ -46,7 +68,15 @@ from .keystore import Keys
 from .net.host import P2P
 from .replica import IngestOutcome, Replica
 from .store import LocalWrite
-from .sync import BadEntryError, SyncServer, fetch_heads_page, fetch_range, verify_range
+from .sync import (
+    BadEntryError,
+    ClientStream,
+    SyncClient,
+    SyncServer,
+    fetch_heads_page,
+    fetch_range,
+    verify_range,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +88,14 @@ BAN_SECONDS = 60.0
 MAX_HEADS_PAGES = 500  # heads pages read from one peer per anti-entropy round (1M authors)
 MAX_GROUP_WRITES = 5000  # local writes signed and stored in one transaction by the local writer
 RETRY_MAX_DELAY = 5.0  # seconds: the longest wait between retries of a failing store call
+GAP_LINGER = 0.005  # seconds a gap from gossip waits before it is pulled (a late message may fill it)
+BEHIND_LINGER = 0.25  # seconds a peer's head seen a little ahead (periodic anti-entropy) waits: gossip
+LINGER_MAX_BEHIND = 512  # in flight may bring it. Further behind, or on connect, the pull starts at once.
+ANNOUNCE_BURST = 8  # gossip batches sent back to back after a quiet spell, before pacing starts
+ANNOUNCE_POLL = 0.1  # seconds between looks at the store for own entries another process appended
+MAX_OWN_PENDING = 4096  # own entries kept in memory for the announcer (past that it reads the store)
+MAX_PARKED = 20_000  # gossip entries past a gap kept in memory until the gap fills
+GOSSIP_VERSIONS = (1, 2)
 
 RangeVerifier = Callable[..., Awaitable[list[Entry]]]
 """``await verify(raws, author=…, start=…, max_skew_ms=…)``: :func:`node.sync.verify_range`, somewhere."""
@@ -96,6 +134,58 @@ class _Budget:
         self.used -= n
         self._freed.set()
         self._freed = trio.Event()
+
+
+class _Parked:
+    """Gossip entries that arrived past a gap, kept (bounded) until the gap fills.
+
+    The SQLite store does not keep entries past a gap; parking them here lets
+    the entries that fill the gap (a late gossip message, or a pulled range)
+    bring them in without pulling them again. Past ``limit`` the author parked
+    longest ago is forgotten (its entries are pulled like any gap).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+        self._by_author: dict[bytes, dict[int, Entry]] = {}
+
+    def park(self, entries: Sequence[Entry]) -> None:
+        for e in entries:
+            a = e.author.raw
+            while self.count >= self.limit and next(iter(self._by_author), a) != a:
+                self.count -= len(self._by_author.pop(next(iter(self._by_author))))
+            if self.count >= self.limit:
+                return  # this author alone fills the bound: the rest is pulled
+            held = self._by_author.setdefault(a, {})
+            if e.seq not in held:
+                held[e.seq] = e
+                self.count += 1
+
+    def take_run(self, author: bytes, seq: int) -> list[Entry]:
+        """The parked entries ``seq``, ``seq + 1``, … (removed); parked entries before ``seq`` are dropped."""
+        held = self._by_author.get(author)
+        if not held:
+            return []
+        run = []
+        while seq in held:
+            run.append(held.pop(seq))
+            seq += 1
+        stale = [s for s in held if s < seq]
+        for s in stale:
+            del held[s]
+        self.count -= len(run) + len(stale)
+        if not held:
+            del self._by_author[author]
+        return run
+
+    def run_start(self, author: bytes, end: int) -> int:
+        """The lowest ``s`` such that ``s..end`` are all parked (``end + 1`` when ``end`` is not)."""
+        held = self._by_author.get(author, {})
+        s = end + 1
+        while s - 1 in held:
+            s -= 1
+        return s
 
 
 @dataclass
@@ -143,6 +233,7 @@ def _append_each(
 @dataclass
 class _Want:
     target: int
+    ready_at: float = 0.0  # trio time before which it is not pulled (GAP_LINGER)
     peers: list[str] = field(default_factory=list)
 
 
@@ -154,7 +245,8 @@ class NodeStats:
     appended: int = 0
     pulled: int = 0
     forks: int = 0
-    announced: int = 0
+    announced: int = 0  # gossip messages published (v2 batches and v1 entries)
+    announced_entries: int = 0  # own entries carried by them
 
 
 class _TokenBucket:
@@ -189,14 +281,17 @@ class Node:
             the source of every entry that failed verification (gossip, or a
             range pulled over sync); the node itself only logs and counts them.
         writer_batch: most gossip entries written in one store call.
-        writer_linger: seconds the gossip writer waits for a batch to fill
-            after its first entry (0: write whatever has queued at once).
+        writer_linger: seconds a writer lets a batch fill when it starts one
+            while another batch is being written (0, or no write in the store:
+            write whatever has queued at once).
         writers: writer tasks. One for SQLite, which takes one writer at a
             time (a second would wait on its lock); the bridge runs two on
             PostgreSQL, so one batch is prepared while the other is written.
         verify_range: how pulled ranges are verified (default: a worker thread).
         retry_errors: store errors that mean "try again later" (the database is
             restarting); the call is retried with backoff, the batch kept.
+        gossip_versions: the gossip topics spoken (``(1, 2)``; ``(1,)`` behaves like a
+            node that predates batched gossip, for compatibility tests).
     """
 
     def __init__(
@@ -213,8 +308,12 @@ class Node:
         writers: int = 1,
         verify_range: RangeVerifier = verify_in_thread,
         retry_errors: tuple[type[Exception], ...] = (),
+        gossip_versions: Sequence[int] = GOSSIP_VERSIONS,
     ) -> None:
+        if not gossip_versions or set(gossip_versions) - set(GOSSIP_VERSIONS):
+            raise ValueError(f"gossip_versions must be a non-empty subset of {GOSSIP_VERSIONS}")
         self.settings = settings
+        self._versions = frozenset(gossip_versions)
         self.keys = keys
         self.store = store
         self._on_receive = on_receive
@@ -230,6 +329,8 @@ class Node:
             listen=list(settings.listen),
             mdns=settings.mdns,
             gossip_max_per_second=max(1000.0, settings.gossip_rate * 2),
+            topics=[wire.GOSSIP_TOPIC] * (1 in self._versions)
+            + [wire.GOSSIP_TOPIC_V2] * (2 in self._versions),
         )
         self.peer_id = self.p2p.peer_id
         self.stats = NodeStats()
@@ -239,7 +340,10 @@ class Node:
         self._sync_server = SyncServer(
             store, request_timeout=settings.sync_request_timeout, unavailable_errors=retry_errors
         )
+        self.sync_client = SyncClient(self._open_sync)
         self._inbox_send, self._inbox = trio.open_memory_channel[_Write](10_000)
+        self._writing = 0  # writers with a batch in the store now
+        self._forming = trio.Lock()  # held by the writer taking entries for its next batch
         self._wants: dict[bytes, _Want] = {}
         self._in_flight: set[bytes] = set()  # authors being pulled, or whose pulled range awaits the writers
         self._queued = _Budget(MAX_PULLED_UNWRITTEN)
@@ -247,6 +351,9 @@ class Node:
         self._wants_changed = trio.Event()
         self._announce_wakeup = trio.Event()
         self._announced_seq = 0
+        self._me = keys.author.public.raw
+        self._own: dict[int, bytes] = {}  # own entries stored but not yet announced, by seq
+        self._parked = _Parked(MAX_PARKED)
         self._strikes: dict[str, int] = {}
         self._banned_until: dict[str, float] = {}
         self._rng = random.Random()
@@ -401,49 +508,93 @@ class Node:
             ):
                 self.stats.gossip_dropped += 1
                 continue
-            try:
-                entry = parse_and_verify(
-                    msg.data, now_ms=now_ms(), max_skew_ms=self.settings.max_clock_skew_ms
-                )
-            except ProtocolError as exc:
-                self.stats.rejected += 1
-                log.info("gossip entry rejected origin=%s code=%s reason=%s", msg.origin, exc.code, exc)
-                if self._on_reject is not None:
-                    self._on_reject(msg.data, exc, f"gossip:{msg.origin}")
+            if msg.topic == wire.GOSSIP_TOPIC_V2:
+                entries = await self._gossip_batch(msg.data, msg.origin)
+            else:
+                entries = self._gossip_entry(msg.data, msg.origin)
+            if not entries:
                 continue
             if self._on_receive is not None:
-                self._on_receive([entry], f"gossip:{msg.origin}")
-            await self._inbox_send.send(_Write([entry], msg.origin))
+                self._on_receive(entries, f"gossip:{msg.origin}")
+            await self._inbox_send.send(_Write(entries, msg.origin))
+
+    def _gossip_entry(self, data: bytes, origin: str) -> list[Entry]:
+        """A v1 message: one entry, verified (or rejected: ``[]``)."""
+        try:
+            return [parse_and_verify(data, now_ms=now_ms(), max_skew_ms=self.settings.max_clock_skew_ms)]
+        except ProtocolError as exc:
+            self._reject_gossip(data, exc, origin)
+            return []
+
+    async def _gossip_batch(self, data: bytes, origin: str) -> list[Entry]:
+        """A v2 message: consecutive entries of one author, each verified (or all rejected: ``[]``).
+
+        One entry is verified here; more go to ``verify_range`` (a worker thread,
+        or the bridge's process pool), like a pulled range.
+        """
+        try:
+            batch = wire.decode_gossip_batch(data)
+        except FrameError as exc:
+            self.stats.rejected += 1
+            log.info("gossip batch rejected origin=%s code=%s reason=%s", origin, exc.code, exc)
+            return []
+        skew = self.settings.max_clock_skew_ms
+        try:
+            if len(batch.entries) == 1:
+                return verify_range(batch.entries, author=batch.author, start=batch.start, max_skew_ms=skew)
+            return await self._verify_range(
+                batch.entries, author=batch.author, start=batch.start, max_skew_ms=skew
+            )
+        except BadEntryError as exc:
+            self._reject_gossip(exc.raw, exc.cause, origin)
+        except PeerError as exc:
+            self.stats.rejected += 1
+            log.info("gossip batch rejected origin=%s reason=%s", origin, exc)
+        return []
+
+    def _reject_gossip(self, raw: bytes, exc: ProtocolError, origin: str) -> None:
+        self.stats.rejected += 1
+        log.info("gossip entry rejected origin=%s code=%s reason=%s", origin, exc.code, exc)
+        if self._on_reject is not None:
+            self._on_reject(raw, exc, f"gossip:{origin}")
 
     async def _writer_loop(self) -> None:
         """A writer: every store write of received entries, in batches of about ``writer_batch``.
 
         Gossip entries and pulled ranges share the batches, so catching up with
         many authors of a few entries each costs a few large transactions, not
-        one per author. With no linger a lone fresh entry is written at once
-        (latency) and, under load, writes queue up while the previous batch is
-        being written (throughput). With a linger (the bridge) a writer waits
-        that long after the first entry for the batch to fill: fewer, larger
-        transactions. With ``writers`` > 1 one batch is prepared while another is
-        in the database; the store keeps them consistent whatever their order
-        (entries past a gap wait in it until the gap fills).
+        one per author. A writer that finds no other write in the store writes
+        what has queued at once: the first entry after an idle spell waits for
+        nothing (latency). Under load, while another writer's batch is in the
+        store, entries queue and form the next batch: with a linger (the
+        bridge) a writer that starts a batch then lets it fill for up to that
+        long or ``writer_batch`` entries (throughput: fewer, larger
+        transactions). With ``writers`` > 1 one batch is prepared while another
+        is in the database; the store keeps them consistent whatever their
+        order (entries past a gap wait in it until the gap fills).
         """
         while True:
-            batch = [await self._inbox.receive()]
-            size = len(batch[0].entries)
-            if self._writer_linger > 0:
-                with trio.move_on_after(self._writer_linger):
-                    while size < self._writer_batch:
-                        batch.append(await self._inbox.receive())
-                        size += len(batch[-1].entries)
-            while size < self._writer_batch:
-                try:
-                    batch.append(self._inbox.receive_nowait())
-                except trio.WouldBlock:
-                    break
-                size += len(batch[-1].entries)
-            report = await self._db(self.store.ingest, [e for w in batch for e in w.entries])
+            async with self._forming:  # one batch forms at a time, beside the one being written
+                batch = [await self._inbox.receive()]
+                size = len(batch[0].entries)
+                if self._writer_linger > 0 and self._writing:  # under load: let the batch fill
+                    with trio.move_on_after(self._writer_linger):
+                        while size < self._writer_batch:
+                            batch.append(await self._inbox.receive())
+                            size += len(batch[-1].entries)
+                while size < self._writer_batch:
+                    try:
+                        batch.append(self._inbox.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+                    size += len(batch[-1].entries)
+                self._writing += 1  # before the next writer looks
+            try:
+                report = await self._db(self.store.ingest, [e for w in batch for e in w.entries])
+            finally:
+                self._writing -= 1
             self._after_ingest(report, {e.author: w.source for w in batch if w.source for e in w.entries})
+            self._after_gossip(report, [e for w in batch if w.source for e in w.entries])
             for w in batch:
                 if w.on_written is not None:
                     w.on_written(report)
@@ -452,14 +603,43 @@ class Node:
         if report.appended:
             self._stored(report.appended)
         for author, (_lo, hi) in report.gaps.items():
-            self._want(author.raw, hi, sources.get(author))
+            self._want(author.raw, hi, sources.get(author), linger=GAP_LINGER)
         for e in report.forks:
             self.stats.forks += 1
             log.warning("fork detected author=%s seq=%d hash=%s", e.author.did, e.seq, e.hash.cid)
         for e, why in report.refused:
             log.info("entry held back author=%s seq=%d reason=%s", e.author.did, e.seq, why)
 
+    def _after_gossip(self, report: IngestOutcome, gossip: list[Entry]) -> None:
+        """Park gossip entries the store left past a gap; send on parked runs that now continue a head."""
+        status: dict[bytes, str] = getattr(report, "status", {})
+        self._parked.park([e for e in gossip if status.get(e.hash.raw) == "gap"])
+        grown: dict[bytes, int] = {}
+        for e in report.appended:
+            grown[e.author.raw] = max(grown.get(e.author.raw, 0), e.seq)
+        for author, seq in grown.items():
+            if author not in self._in_flight:  # else the puller sends them on once its range is in
+                self._refill(author, seq + 1)
+
+    def _refill(self, author: bytes, seq: int) -> bool:
+        """Send ``author``'s parked entries from ``seq`` on to the writers; the author is in flight meanwhile."""
+        run = self._parked.take_run(author, seq)
+        if not run or self._nursery is None:
+            return False
+        self._in_flight.add(author)
+        self._nursery.start_soon(
+            self._inbox_send.send, _Write(run, None, on_written=partial(self._refill_written, author))
+        )
+        return True
+
+    def _refill_written(self, author: bytes, report: IngestOutcome) -> None:
+        self._in_flight.discard(author)
+        self._wants_changed.set()
+
     def _stored(self, entries: list[Entry]) -> None:
+        for e in entries:
+            if e.author.raw == self._me and e.seq > self._announced_seq and len(self._own) < MAX_OWN_PENDING:
+                self._own[e.seq] = e.raw
         self.stats.appended += len(entries)
         if self._on_append is not None:
             self._on_append(entries)
@@ -470,21 +650,37 @@ class Node:
 
     # -- pulling ranges -------------------------------------------------------------
 
-    def _want(self, author: bytes, target: int, peer: str | None) -> None:
+    def _want(self, author: bytes, target: int, peer: str | None, *, linger: float = 0.0) -> None:
+        """Pull ``author``'s log up to ``target``; a new want waits ``linger`` first (merging later gaps)."""
         w = self._wants.get(author)
         if w is None:
-            w = self._wants[author] = _Want(target)
+            w = self._wants[author] = _Want(target, trio.current_time() + linger)
         w.target = max(w.target, target)
         if peer and peer not in w.peers:
             w.peers.insert(0, peer)
         self._wants_changed.set()
 
+    def _next_want(self) -> tuple[bytes | None, float]:
+        """An author whose want is ready and not in flight, else ``None`` and when the next is ready."""
+        now = trio.current_time()
+        soonest = float("inf")
+        for a, w in self._wants.items():
+            if a in self._in_flight:
+                continue
+            if w.ready_at <= now:
+                return a, now
+            soonest = min(soonest, w.ready_at)
+        return None, soonest
+
     async def _puller_loop(self) -> None:
         while True:
-            author = next((a for a in self._wants if a not in self._in_flight), None)
+            author, ready_at = self._next_want()
             if author is None:
-                await self._wants_changed.wait()
-                self._wants_changed = trio.Event()
+                changed = self._wants_changed
+                with trio.move_on_at(ready_at):
+                    await changed.wait()
+                if changed.is_set() and self._wants_changed is changed:
+                    self._wants_changed = trio.Event()
                 continue
             self._in_flight.add(author)
             handed_off = False
@@ -508,6 +704,9 @@ class Node:
             if have >= want.target:
                 self._drop_want(author, want)
                 return False
+            parked_from = self._parked.run_start(author, want.target)
+            if parked_from <= have + 1 and self._refill(author, have + 1):
+                return True  # nothing is missing but what is parked: it goes to the writers
             peers = [p for p in want.peers if self._usable(p)] or [
                 p for p in self.p2p.peers() if self._usable(p)
             ]
@@ -516,7 +715,7 @@ class Node:
                 self._drop_want(author, want)
                 return False
             peer = peers[0]
-            start, end = have + 1, want.target
+            start, end = have + 1, min(want.target, parked_from - 1)  # parked entries need no pull
             try:
                 entries = await self._fetch_verified(peer, author, start, end)
             except PeerUnavailable as exc:
@@ -560,11 +759,9 @@ class Node:
     async def _fetch_verified(self, peer: str, author: bytes, start: int, end: int) -> list[Entry]:
         """Entries ``start..end`` of ``author`` from ``peer``, verified; raises PeerError/TooSlowError."""
         with trio.fail_after(self.settings.sync_request_timeout):
-            stream = await self.p2p.open(peer, wire.PROTOCOL_ID)
-            try:
-                raws = await fetch_range(stream, author=author, start=start, end=end)
-            finally:
-                await stream.close()
+            raws = await self.sync_client.request(
+                peer, partial(fetch_range, author=author, start=start, end=end)
+            )
         try:
             entries = await self._verify_range(
                 raws, author=author, start=start, max_skew_ms=self.settings.max_clock_skew_ms
@@ -599,10 +796,17 @@ class Node:
 
     # -- anti-entropy ---------------------------------------------------------------
 
+    async def _open_sync(self, peer: str) -> ClientStream:
+        return await self.p2p.open(peer, wire.PROTOCOL_ID)
+
     async def _connection_loop(self) -> None:
         async for peer, up in self.p2p.connections:
-            if up and self._nursery is not None and self._usable(peer):
-                self._nursery.start_soon(self._sync_peer_quietly, peer, 0.2)
+            if self._nursery is None:
+                continue
+            if not up:
+                self._nursery.start_soon(self.sync_client.forget, peer)
+            elif self._usable(peer):
+                self._nursery.start_soon(self._sync_peer_quietly, peer, 0.2, False)
 
     async def _anti_entropy_loop(self) -> None:
         """Every interval, compare heads with each connected peer not already being compared.
@@ -615,15 +819,15 @@ class Node:
             await trio.sleep(self.settings.anti_entropy_interval)
             for peer in self.p2p.peers():
                 if self._usable(peer) and peer not in self._comparing:
-                    self._nursery.start_soon(self._sync_peer_quietly, peer, 0.0)
+                    self._nursery.start_soon(self._sync_peer_quietly, peer, 0.0, True)
 
-    async def _sync_peer_quietly(self, peer: str, delay: float) -> None:
+    async def _sync_peer_quietly(self, peer: str, delay: float, linger: bool) -> None:
         await trio.sleep(delay)
         if peer in self._comparing:
             return
         self._comparing.add(peer)
         try:
-            await self.sync_with(peer)
+            await self.sync_with(peer, linger=linger)
         except PeerUnavailable as exc:
             log.info("peer cannot compare heads now peer=%s reason=%s", peer, exc)
         except (PeerError, trio.TooSlowError) as exc:
@@ -631,8 +835,12 @@ class Node:
         finally:
             self._comparing.discard(peer)
 
-    async def sync_with(self, peer: str) -> int:
+    async def sync_with(self, peer: str, *, linger: bool = False) -> int:
         """Compare heads with ``peer`` and queue pulls for every author it is ahead on.
+
+        With ``linger`` (periodic rounds) an author the peer is only a little
+        ahead on waits ``BEHIND_LINGER`` before it is pulled: the gossip already
+        in flight usually brings it first.
 
         Returns the number of authors found behind.
         """
@@ -640,11 +848,7 @@ class Node:
         after: bytes | None = None
         for _ in range(MAX_HEADS_PAGES):
             with trio.fail_after(self.settings.sync_request_timeout):
-                stream = await self.p2p.open(peer, wire.PROTOCOL_ID)
-                try:
-                    page = await fetch_heads_page(stream, after=after)
-                finally:
-                    await stream.close()
+                page = await self.sync_client.request(peer, partial(fetch_heads_page, after=after))
             if page.next is not None and (
                 page.next <= (after or b"") or (page.heads and page.next < page.heads[-1][0])
             ):
@@ -657,7 +861,8 @@ class Node:
                     local = mine.get(author)
                     if local is None or local[0] < seq:
                         behind += 1
-                        self._want(author, seq, peer)
+                        near = linger and seq - (local[0] if local else 0) <= LINGER_MAX_BEHIND
+                        self._want(author, seq, peer, linger=BEHIND_LINGER if near else 0.0)
                     elif local[0] == seq and local[1] != h:
                         # Same seq, different hash: fetch theirs so the store records the fork.
                         self._want_fork_proof(peer, author, seq)
@@ -691,27 +896,81 @@ class Node:
     # -- announcing our own entries ------------------------------------------------------
 
     async def _announce_loop(self) -> None:
-        bucket = _TokenBucket(self.settings.gossip_rate, burst=32)
+        """Gossip every own entry past ``_announced_seq``, in batches, paced by ``gossip_rate``.
+
+        On start only the newest entry is announced, and while no peer listens
+        nothing is (what was written meanwhile reaches peers through the heads
+        comparison every new connection starts with), so a peer that comes back
+        is not sent a backlog by gossip that sync brings it anyway.
+        """
+        bucket = _TokenBucket(self.settings.gossip_rate, burst=ANNOUNCE_BURST)
         me = self.keys.author.public
+        head = await self._db(self.store.head, me)
+        self._announced_seq = max(self._announced_seq, head.seq - 1 if head else 0)
         while True:
-            head = await self._db(self.store.head, me)
-            if head is not None and head.seq > self._announced_seq:
-                await bucket.take()
-                # Re-read after waiting for a token: announce only the newest entry;
-                # peers that see a gap pull the entries in between over sync.
-                head = await self._db(self.store.head, me)
-                raw = await self._db(self.store.get_raw, head.hash) if head else None
-                if head is not None and raw is not None:
-                    try:
-                        await self.p2p.publish(raw)
-                        self.stats.announced += 1
-                    except Exception as exc:  # libp2p may raise on a closing host
-                        log.info("gossip publish failed seq=%d err=%s", head.seq, exc)
-                    self._announced_seq = head.seq
+            if not await self._unannounced():
+                with trio.move_on_after(ANNOUNCE_POLL):
+                    await self._announce_wakeup.wait()
+                self._announce_wakeup = trio.Event()
                 continue
-            with trio.move_on_after(1.0):
-                await self._announce_wakeup.wait()
-            self._announce_wakeup = trio.Event()
+            if not self._listeners():
+                head = await self._db(self.store.head, me)
+                self._announced_seq = max(self._announced_seq, head.seq if head else 0)
+                self._own.clear()
+                continue
+            await bucket.take()  # while it waits, more entries may join the batch
+            raws = await self._take_unannounced()
+            if raws:
+                batch, *rest = wire.pack_gossip_batches(self._me, self._announced_seq + 1, raws)
+                for later in rest:  # over the byte cap: the next messages carry them
+                    self._own.update(zip(range(later.start, later.end + 1), later.entries, strict=True))
+                await self._publish_batch(batch)
+                self._announced_seq = batch.end
+
+    async def _unannounced(self) -> bool:
+        nxt = self._announced_seq + 1
+        if nxt in self._own:
+            return True
+        self._own.clear()  # stale, or incomplete: the store has them all
+        head = await self._db(self.store.head, self.keys.author.public)
+        return head is not None and head.seq >= nxt
+
+    async def _take_unannounced(self) -> list[bytes]:
+        """The raw own entries from ``_announced_seq + 1`` on, at most a batch's worth."""
+        nxt = self._announced_seq + 1
+        cap = wire.GOSSIP_BATCH_MAX_ENTRIES
+        raws: list[bytes] = []
+        while nxt in self._own and len(raws) < cap:
+            raws.append(self._own.pop(nxt))
+            nxt += 1
+        if raws:
+            return raws
+        head = await self._db(self.store.head, self.keys.author.public)
+        if head is None or head.seq < nxt:
+            return []
+        found: list[bytes] = await self._db(self.store.range_raw, self._me, nxt, min(head.seq, nxt + cap - 1))
+        return found
+
+    async def _publish_batch(self, batch: wire.GossipBatch) -> None:
+        try:
+            if 2 in self._versions:
+                await self.p2p.publish(wire.encode_gossip_batch(batch), wire.GOSSIP_TOPIC_V2)
+                self.stats.announced += 1
+            if 1 in self._versions and (2 not in self._versions or self._v1_only_peers()):
+                # What a v1 peer expects: the newest entry; it pulls the ones before over sync.
+                await self.p2p.publish(batch.entries[-1], wire.GOSSIP_TOPIC)
+                self.stats.announced += 1
+            self.stats.announced_entries += len(batch.entries)
+        except Exception as exc:  # libp2p may raise on a closing host
+            log.info("gossip publish failed seq=%d..%d err=%s", batch.start, batch.end, exc)
+
+    def _listeners(self) -> bool:
+        """Whether some connected peer subscribes to a gossip topic this node publishes on."""
+        return any(self.p2p.topic_peers(t) for t in self.p2p.topics)
+
+    def _v1_only_peers(self) -> bool:
+        """Whether some connected peer subscribes to gossip v1 and not v2 (it predates batches)."""
+        return bool(self.p2p.topic_peers(wire.GOSSIP_TOPIC) - self.p2p.topic_peers(wire.GOSSIP_TOPIC_V2))
 
     # -- bootstrap -------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@
     │   └── ChainRefused      any other refusal: a revert, an RPC error answer
     └── PeerError         a remote peer misbehaved (garbage, stall, over a limit)
         ├── BadEntryError     a range response held an entry that failed verification
+        ├── PeerClosed        it closed a stream between frames (a server done with a reused stream)
         └── PeerUnavailable   it cannot be asked now (no connection, busy); not held against it
             └── PeerBusy          it answered ``unavailable``: its store cannot serve right now
 
@@ -119,6 +120,15 @@ class BadEntryError(PeerError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class PeerClosed(PeerError):
+    """The peer closed the stream cleanly between two frames.
+
+    Mid-request it is misbehaviour like any :class:`PeerError`; between requests
+    it only ends a reused stream (the sync server is done with it, or is an old
+    one that answers one request per stream), and the client asks again on a new one.
+    """
 
 
 class PeerUnavailable(PeerError):

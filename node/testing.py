@@ -38,6 +38,7 @@ class _Slot:
     keys: Keys
     store: Store
     data_dir: Path
+    node_kwargs: dict[str, Any] = field(default_factory=dict)
     node: Node | None = None
     scope: trio.CancelScope | None = None
     done: trio.Event = field(default_factory=trio.Event)
@@ -74,13 +75,17 @@ class TestNetwork:
     def running(self) -> list[int]:
         return [i for i, s in enumerate(self._slots) if s.scope is not None]
 
-    async def add(self) -> Node:
-        """Create and start one more node, connected per the topology."""
+    async def add(self, **node_kwargs: Any) -> Node:
+        """Create and start one more node, connected per the topology.
+
+        ``node_kwargs`` go to :class:`~node.daemon.Node` at every start (say
+        ``gossip_versions=(1,)`` for a node that predates batched gossip).
+        """
         i = len(self._slots)
         data_dir = self._root / f"node{i}"
         data_dir.mkdir(parents=True, exist_ok=True)
         keys = Keys(author=Signer(secrets.token_bytes(32)), peer_seed=secrets.token_bytes(32))
-        self._slots.append(_Slot(keys, Store.open(data_dir / NODE_DB), data_dir))
+        self._slots.append(_Slot(keys, Store.open(data_dir / NODE_DB), data_dir, node_kwargs))
         return await self.start(i)
 
     async def start(self, i: int) -> Node:
@@ -90,7 +95,7 @@ class TestNetwork:
         settings = NodeSettings(
             data_dir=slot.data_dir, listen=["/ip4/127.0.0.1/tcp/0"], mdns=False, **self._settings
         )
-        node = Node(settings=settings, keys=slot.keys, store=slot.store)
+        node = Node(settings=settings, keys=slot.keys, store=slot.store, **slot.node_kwargs)
         node.gossip_drop_rate = self._drop_rate
         slot.node = node
         slot.done = trio.Event()

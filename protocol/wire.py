@@ -14,7 +14,25 @@ varint::
 
 Entries travel many to a frame (a stream write costs about 230 µs whatever its
 size). Every frame has a size cap; requests are capped too (``MAX_HEADS_PAGE``,
-``MAX_RANGE``). This module only encodes and decodes: no I/O.
+``MAX_RANGE``).
+
+A stream may carry many requests, one after another: the server answers each
+and waits for the next until the client closes the stream (or it stays idle
+past the server's timeout). A client that sees a stream closed before an
+answer, on a stream that already carried one (a server that answers one
+request per stream), asks again on a new stream.
+
+Gossip, two topics:
+
+* ``empressa/entries/1`` (:data:`GOSSIP_TOPIC`): a message is one raw signed entry;
+* ``empressa/entries/2`` (:data:`GOSSIP_TOPIC_V2`): a message is a
+  :class:`GossipBatch`, consecutive entries of one author, as the canonical CBOR
+  map ``{author: bytes(32), from: uint, entries: [raw entry, …]}`` of at most
+  :data:`GOSSIP_BATCH_MAX_ENTRIES` entries and :data:`GOSSIP_BATCH_MAX_BYTES`
+  bytes (:func:`encode_gossip_batch`, :func:`decode_gossip_batch`,
+  :func:`pack_gossip_batches`). Each entry inside is still verified on its own.
+
+This module only encodes and decodes: no I/O.
 """
 
 from __future__ import annotations
@@ -28,6 +46,13 @@ from .schema import MAX_ENTRY_BYTES
 
 PROTOCOL_ID = "/empressa/sync/1.0.0"
 GOSSIP_TOPIC = "empressa/entries/1"
+GOSSIP_TOPIC_V2 = "empressa/entries/2"
+GOSSIP_BATCH_MAX_ENTRIES = 256
+# The whole message. py-libp2p's pubsub takes RPCs of up to 1 MiB, but its yamux (0.8.1) locks a
+# stream per 64 KiB frame, not per write: a larger RPC goes out in several frames, and another
+# writer of the same pubsub stream can slip a frame in between (measured: the receiver's protobuf
+# decode fails and its host stops). 60 KiB leaves the RPC's own fields room inside one frame.
+GOSSIP_BATCH_MAX_BYTES = 60 * 1024
 MAX_FRAME = 1024 * 1024
 MAX_HEADS_PAGE = 2000
 MAX_RANGE = 5000
@@ -177,15 +202,20 @@ def encode_frame(frame: Frame) -> bytes:
     return _uvarint(len(body)) + body
 
 
+def _load_canonical(data: bytes, *, max_size: int, what: str) -> Any:
+    """One canonical, plain CBOR item (no floats, no tags), or a :class:`FrameError` naming ``what``."""
+    try:
+        m = loads_strict(data, max_size=max_size)
+        check_plain(m)
+        require_canonical(m, bytes(data))
+    except DecodeError as exc:
+        raise FrameError(f"bad {what}: {exc.reason}") from None
+    return m
+
+
 def decode_frame_body(body: bytes) -> Frame:
     """Decode one frame body (without its length prefix)."""
-    try:
-        m = loads_strict(body, max_size=MAX_FRAME)
-        check_plain(m)
-        require_canonical(m, bytes(body))
-    except DecodeError as exc:
-        raise FrameError(f"bad frame: {exc.reason}") from None
-    return _from_map(m)
+    return _from_map(_load_canonical(body, max_size=MAX_FRAME, what="frame"))
 
 
 class FrameDecoder:
@@ -238,3 +268,96 @@ def pack_entries(raws: list[bytes]) -> list[EntriesFrame]:
     if batch:
         frames.append(EntriesFrame(batch))
     return frames
+
+
+# -- gossip v2: batches of consecutive entries of one author ------------------------------------
+
+MAX_SEQ = 2**63 - 1
+_BATCH_OVERHEAD = (
+    80  # map header, the three keys, the author, ``from`` (up to 9 bytes), the array header: 67, rounded up
+)
+
+
+@dataclass(frozen=True, slots=True)
+class GossipBatch:
+    """Entries ``start``, ``start + 1``, … of ``author`` (raw, not yet verified)."""
+
+    author: bytes
+    start: int
+    entries: list[bytes]
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.entries) - 1
+
+
+def _entry_cost(raw: bytes) -> int:
+    return len(raw) + (3 if len(raw) > 0xFF else 2 if len(raw) > 23 else 1)
+
+
+def encode_gossip_batch(batch: GossipBatch) -> bytes:
+    """The canonical CBOR of one ``empressa/entries/2`` message.
+
+    Raises:
+        FrameError: the batch is empty, over a cap, or its fields are out of range.
+    """
+    data = canonical_bytes({"author": batch.author, "from": batch.start, "entries": list(batch.entries)})
+    _check_batch(batch, len(data))
+    return data
+
+
+def _check_batch(batch: GossipBatch, size: int) -> None:
+    _author(batch.author, "batch.author")
+    _count(batch.start, "batch.from", 1, MAX_SEQ)
+    n = len(batch.entries)
+    if not 1 <= n <= GOSSIP_BATCH_MAX_ENTRIES:
+        raise FrameError(f"a gossip batch holds 1..{GOSSIP_BATCH_MAX_ENTRIES} entries, not {n}")
+    if batch.start + n - 1 > MAX_SEQ:
+        raise FrameError("gossip batch seqs run past the largest seq")
+    for e in batch.entries:
+        if type(e) is not bytes or not 0 < len(e) <= MAX_ENTRY_BYTES:
+            raise FrameError("each batched entry must be bytes of at most 16 KiB")
+    if size > GOSSIP_BATCH_MAX_BYTES:
+        raise FrameError(f"gossip batch of {size} bytes exceeds {GOSSIP_BATCH_MAX_BYTES}")
+
+
+def decode_gossip_batch(data: bytes) -> GossipBatch:
+    """Decode one ``empressa/entries/2`` message; anything malformed is refused.
+
+    Checks the message's shape only (canonical CBOR, exactly the three fields,
+    caps, seqs in range); the entries are verified by the caller
+    (``parse_and_verify`` on each, and that entry ``i`` is ``author``'s seq
+    ``start + i``).
+
+    Raises:
+        FrameError: the message is not a well-formed batch.
+    """
+    if len(data) > GOSSIP_BATCH_MAX_BYTES:
+        raise FrameError(f"gossip batch of {len(data)} bytes exceeds {GOSSIP_BATCH_MAX_BYTES}")
+    m = _load_canonical(data, max_size=GOSSIP_BATCH_MAX_BYTES, what="gossip batch")
+    if type(m) is not dict or m.keys() != {"author", "from", "entries"}:
+        raise FrameError("a gossip batch is a map of exactly author, from and entries")
+    entries = m["entries"]
+    if type(entries) is not list:
+        raise FrameError("gossip batch entries must be a list")
+    batch = GossipBatch(m["author"], m["from"], entries)
+    _check_batch(batch, len(data))
+    return batch
+
+
+def pack_gossip_batches(author: bytes, start: int, raws: list[bytes]) -> list[GossipBatch]:
+    """Split consecutive raw entries of ``author`` from seq ``start`` into batches within the caps."""
+    out: list[GossipBatch] = []
+    batch: list[bytes] = []
+    size = _BATCH_OVERHEAD
+    for raw in raws:
+        cost = _entry_cost(raw)
+        if batch and (len(batch) >= GOSSIP_BATCH_MAX_ENTRIES or size + cost > GOSSIP_BATCH_MAX_BYTES):
+            out.append(GossipBatch(author, start, batch))
+            start += len(batch)
+            batch, size = [], _BATCH_OVERHEAD
+        batch.append(raw)
+        size += cost
+    if batch:
+        out.append(GossipBatch(author, start, batch))
+    return out

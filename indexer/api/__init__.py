@@ -86,6 +86,12 @@ def create_app(settings: IndexerSettings, *, store: Store | None = None, index: 
                 ctx.broadcaster = Broadcaster(settings.database_url)
         if ctx.store is None:
             log.warning("no database_url: every data endpoint answers 503")
+        if settings.verify_workers > 0 and ctx.verify_pool is None:
+            from .routers.entries import VerifyPool
+
+            ctx.verify_pool = VerifyPool(settings.verify_workers)
+            ctx.owned.append(ctx.verify_pool)
+            await run_in_threadpool(ctx.verify_pool.warm)
         if ctx.index is None:
             ctx.open_index = lambda: _open_index(settings)
             ctx.index = await run_in_threadpool(ctx.open_index)
@@ -102,6 +108,7 @@ def create_app(settings: IndexerSettings, *, store: Store | None = None, index: 
                     with contextlib.suppress(Exception):
                         close()
             ctx.owned.clear()
+            ctx.verify_pool = None
 
     app = FastAPI(
         title="Empressa indexer",

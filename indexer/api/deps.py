@@ -36,6 +36,7 @@ class ApiContext:
     store: Store | None = None
     index: Any | None = None  # indexer.search.SearchIndex
     broadcaster: Broadcaster | None = None
+    verify_pool: Any | None = None  # routers.entries.VerifyPool (settings.verify_workers > 0)
     streams: StreamSlots = field(init=False)  # open SSE streams per client address
     owned: list[Any] = field(default_factory=list)  # what the lifespan built and must close
     open_index: Callable[[], Any] | None = None  # how to (re)open a missing index

@@ -13,7 +13,7 @@
     index.refresh()                                 # cheap, before each search
     page = index.search(SearchQuery(q="cafe", tags=["jazz"], limit=20))
 
-    feeder = Feeder(store, open_index(path, writer=True))    # the feeder process
+    feeder = Feeder(store, open_for_feeding(store, path))    # the feeder process
     feeder.run(stop_event)
 
 Errors (defined in :mod:`indexer.errors`, re-exported here):
@@ -24,7 +24,7 @@ Errors (defined in :mod:`indexer.errors`, re-exported here):
 """
 
 from ..errors import CursorExpired, NoSearchTerms, SearchUnavailable
-from .feeder import Feeder, reindex
+from .feeder import Feeder, open_for_feeding, reindex
 from .index import SearchIndex, SearchPage, SearchQuery, open_index
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "SearchPage",
     "SearchQuery",
     "SearchUnavailable",
+    "open_for_feeding",
     "open_index",
     "reindex",
 ]

@@ -12,8 +12,8 @@ Documents
     "cafe" finds "Café"), into ``title``, ``tags_text`` and ``description``
     (BM25, frequencies without positions) and into ``all`` (doc ids only), the
     one field that fuzzy and prefix terms are expanded against, so a typo costs
-    one automaton walk instead of three. Filters and facets use raw fast fields
-    (``did``, ``tag``, ``license``, ``media_type``, ``status``). The result item
+    one automaton walk instead of three. Filters use raw terms (``did``, ``tag``,
+    ``license``, ``status``, ``price_key``), facets fast fields (see Facets). The result item
     itself is one stored JSON blob (``doc``): a hit costs one doc-store read,
     no PostgreSQL round trip (``bench/search.py`` measures both).
 
@@ -69,6 +69,40 @@ Cursors
     cursor, so deep pages do not pay for a count: approximate while writes
     happen. Relevance pages count within their pinned searcher.
 
+Facets
+    Exact counts of the top 20 values of ``license``, ``tag``, ``creator`` and
+    ``media_type`` among all matches, from Tantivy terms aggregations that
+    also count the matches (``value_count`` of ``created``, which every
+    document has), so a page with facets asks for its top hits without a
+    count and they need not visit every match. Two details make the counts
+    exact and cheap:
+
+    * Tantivy keeps only the top ``segment_size`` values of each segment
+      (10 × size by default) and then merges segments, which undercounts a
+      value that is rare in one segment and common in another; so
+      ``segment_size`` is unbounded (:data:`EXACT`).
+    * Unbounded, a text fast field costs a term-dictionary lookup for every
+      distinct value of every segment (about 30 µs each: 60 ms for 20,000
+      creators over four segments). So creators and tags are counted by
+      integer fields holding 63 bits of BLAKE2b of the value (``did_h``,
+      ``tag_h``, :func:`~.schema.facet_hash`), merged as integers; only the
+      top 20 are turned back into text, by a prefix walk of the ``names``
+      field's term dictionary (terms ``field:hash:value``, :func:`~.schema.name_term`),
+      and remembered (:data:`NAMES_MAX` of them). Two values would have to
+      collide in 63 bits to be counted together.
+
+    The tag facet (multi-valued, the costliest: ~20 ns per value) is one
+    aggregation request in a second thread, while this one runs the other
+    three with the count and then finds the top hits (Tantivy releases the
+    GIL). Facets are remembered per reader generation (:data:`FACET_CACHE`
+    queries, dropped at the next reload), as Elasticsearch's request cache
+    does: a popular query pays once per commit.
+
+    What stays slow: counting visits every match, so a query that matches
+    most of the index (a two-letter prefix, a short word with many
+    one-edit neighbours) costs about 70 ms per 800,000 matches on this
+    machine, nearly all of it the tag facet; ``bench/search.py`` prints it.
+
 Speed
     Ordering by a fast field visits every match, about 25 ms per million:
     fine for a selective query, too slow to browse everything by ``newest``.
@@ -84,6 +118,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -93,7 +128,7 @@ import tantivy
 from ..errors import CursorExpired, SearchUnavailable
 from ..store.changes import AssetRow
 from .query import Cursor, Plan, SearchPage, SearchQuery, _const, decode_cursor, plan
-from .schema import ANALYZER, SCHEMA, SCHEMA_VERSION, document_of, translate_errors
+from .schema import ANALYZER, SCHEMA, SCHEMA_VERSION, document_of, name_term, translate_errors
 
 __all__ = [
     "CursorExpired",
@@ -109,11 +144,29 @@ log = logging.getLogger(__name__)
 
 POSITION_FILE = "empressa-position.json"
 FACET_SIZE = 20
-FACETS = {"license": "license", "tag": "tag", "creator": "did", "media_type": "media_type"}
-WRITER_HEAP = 256_000_000
+# facet name -> the fast field it counts; a hashed one is resolved through the item key next to it
+FACETS = {"license": "license", "tag": "tag_h", "creator": "did_h", "media_type": "media_type"}
+HASHED = {"tag_h": "tags", "did_h": "did"}
+EXACT = 2**32 - 1  # a terms aggregation's segment_size that cuts nothing: exact counts
+
+
+def _terms(f: str) -> dict[str, Any]:
+    return {"terms": {"field": f, "size": FACET_SIZE, "segment_size": EXACT}}
+
+
+# Two aggregation requests run side by side: the tag facet, and the rest with the match count.
+FACET_SPECS = (
+    {"tag": _terms("tag_h")},
+    {name: _terms(f) for name, f in FACETS.items() if name != "tag"}
+    | {"_total": {"value_count": {"field": "created"}}},
+)
+NAMES_MAX = 100_000  # hash -> value cache of the hashed facets
+FACET_CACHE = 512  # queries whose facets are remembered within one reader generation
+# The feeder's writer: its batches are small (≤ 1,000 rows, a few MB), and Tantivy sizes each new
+# segment's term table from this budget (up to 2^19 slots from ~48 MB), zeroed after every commit.
+WRITER_HEAP = 32_000_000
 SPAN_TTL = 30.0  # seconds between two measures of the created_ts span (see _newest_hits)
-REFRESH_INTERVAL = 0.02  # seconds between two looks at the position file
-RELOAD_INTERVAL = 1.0  # reload even without a position change (e.g. a reindex swapped the directory)
+REFRESH_INTERVAL = 0.0  # seconds between two looks at the directory: every search (~15 µs, see refresh)
 
 
 class _PitStore:
@@ -171,10 +224,16 @@ def read_position(path: Path) -> dict[str, Any]:
     return data
 
 
-def write_position(path: Path, change_seq: int) -> None:
-    """Atomically replace the position file (write, fsync, rename, fsync the directory)."""
+def write_position(path: Path, change_seq: int, *, started_at: float | None = None) -> None:
+    """Atomically replace the position file (write, fsync, rename, fsync the directory).
+
+    ``written_at`` (and ``started_at``, when the batch was read) are wall-clock
+    seconds, for the latency breakdown of ``bench/latency.py``.
+    """
     tmp = path / (POSITION_FILE + ".tmp")
-    body = {"version": SCHEMA_VERSION, "change_seq": change_seq, "written_at": time.time()}
+    body: dict[str, Any] = {"version": SCHEMA_VERSION, "change_seq": change_seq, "written_at": time.time()}
+    if started_at is not None:
+        body["started_at"] = started_at
     with open(tmp, "w") as f:
         f.write(json.dumps(body))
         f.flush()
@@ -187,13 +246,14 @@ def write_position(path: Path, change_seq: int) -> None:
         os.close(fd)
 
 
-def _exists(path: Path) -> bool:
+def exists(path: Path) -> bool:
+    """Whether ``path`` holds an index (of any schema version)."""
     return path.is_dir() and (path / "meta.json").exists()
 
 
 def _open_tantivy(path: Path, *, create: bool) -> tantivy.Index:
     with translate_errors("open"):
-        if _exists(path):
+        if exists(path):
             version = read_position(path).get("version")
             if version != SCHEMA_VERSION:
                 raise SearchUnavailable(
@@ -213,12 +273,12 @@ def _open_tantivy(path: Path, *, create: bool) -> tantivy.Index:
         return index
 
 
-def _stamp(p: Path) -> tuple[int, int, int] | None:
+def _stamp(p: Path) -> tuple[int, int, int, int] | None:
     try:
         st = p.stat()
     except FileNotFoundError:
         return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
+    return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
 
 
 def _inode(p: Path) -> int | None:
@@ -241,10 +301,15 @@ class SearchIndex:
         self._writer = writer
         self._pits = _PitStore()
         self._refresh_lock = threading.Lock()
-        self._checked = self._reloaded = time.monotonic()
+        self._checked = time.monotonic()
+        self._generation = 0  # reloads so far; facets are cached per generation
         self._dir_ino = _inode(path)
-        self._pos_stamp, self._position = self._read_position_and_reload()
+        self._seen, self._position = self._look_and_reload()
         self._span_cache: tuple[float, int, int, int] | None = None
+        self._names: dict[tuple[str, int], str] = {}  # (hashed field, hash) -> value
+        self._facet_cache: OrderedDict[tuple[int, str], tuple[int, dict[str, Any]]] = OrderedDict()
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="search-facets")
+        self._cache_lock = threading.Lock()
 
     # -- reading ------------------------------------------------------------------
 
@@ -258,13 +323,17 @@ class SearchIndex:
         """
         return self._position
 
-    def _read_position_and_reload(self) -> tuple[tuple[int, int, int] | None, int]:
-        """(stamp, position) of the position file, read in that order, then the reader reloaded."""
-        stamp = _stamp(self.path / POSITION_FILE)
-        position = int(read_position(self.path)["change_seq"])
+    def _look(self) -> tuple[Any, dict[str, Any]]:
+        """What changes when the index does: ``meta.json``'s identity (a commit, a merge) and the position file."""
+        return _stamp(self.path / "meta.json"), read_position(self.path)
+
+    def _look_and_reload(self) -> tuple[tuple[Any, dict[str, Any]], int]:
+        """(what was seen, position), read in that order, then the reader reloaded."""
+        seen = self._look()
         with translate_errors("reload"):
             self._index.reload()
-        return stamp, position
+        self._generation += 1
+        return seen, int(seen[1]["change_seq"])
 
     @property
     def num_docs(self) -> int:
@@ -272,30 +341,34 @@ class SearchIndex:
             return int(self._index.searcher().num_docs)
 
     def refresh(self, *, force: bool = False) -> None:
-        """Cheap; call before a search. Sees the feeder's commits within ~20 ms and a reindex's swap."""
+        """Call before a search: reloads the reader when the feeder committed, merged, or a reindex swapped.
+
+        Cheap when nothing changed (two ``stat`` calls and a small read,
+        ~15 µs), so it runs on every search and a commit is searchable at the
+        next request. A commit renames a new position file into place and
+        Tantivy renames a new ``meta.json`` (also after a merge); the position
+        file is compared by its content (a rename within one clock tick can
+        keep the mtime), ``meta.json`` by inode, times and size.
+        """
         now = time.monotonic()
         if not force and now - self._checked < REFRESH_INTERVAL:
             return
+        self._checked = now
+        if self._writer is None and _inode(self.path) not in (self._dir_ino, None):
+            with self._refresh_lock:
+                if _inode(self.path) not in (self._dir_ino, None):
+                    self._reopen()
+            return
+        if not force and self._look() == self._seen:
+            return
         with self._refresh_lock:
-            self._checked = now
-            if self._writer is None and _inode(self.path) not in (self._dir_ino, None):
-                self._reopen()
-                return
-            stamp = _stamp(self.path / POSITION_FILE)
-            if stamp != self._pos_stamp:
-                self._pos_stamp, self._position = self._read_position_and_reload()
-                self._reloaded = now
-            elif force or now - self._reloaded > RELOAD_INTERVAL:
-                with translate_errors("reload"):
-                    self._index.reload()
-                self._reloaded = now
+            self._seen, self._position = self._look_and_reload()
 
     def _reopen(self) -> None:
         """The directory was swapped by a reindex: open the new one (pinned searchers stay valid)."""
         self._index = _open_tantivy(self.path, create=False)
         self._dir_ino = _inode(self.path)
-        self._pos_stamp, self._position = self._read_position_and_reload()
-        self._reloaded = time.monotonic()
+        self._seen, self._position = self._look_and_reload()
         log.info("search index reopened path=%s position=%d", self.path, self._position)
 
     def search(self, query: SearchQuery) -> SearchPage:
@@ -311,25 +384,33 @@ class SearchIndex:
     def _items(self, searcher: tantivy.Searcher, hits: list[tuple[Any, Any]]) -> list[dict[str, Any]]:
         return [json.loads(searcher.doc(addr).get_first("doc")) for _, addr in hits]
 
+    def _current(self) -> tuple[tantivy.Searcher, int]:
+        """The current searcher and its generation, taken together (a reload changes both)."""
+        with self._refresh_lock:
+            return self._index.searcher(), self._generation
+
     def _relevance(self, p: Plan, sq: SearchQuery, cursor: Cursor | None) -> SearchPage:
+        generation: int | None = None
         if cursor is not None:
             searcher, offset, pit = self._pits.get(cursor.pit or ""), cursor.offset, cursor.pit
         else:
-            searcher, offset, pit = self._index.searcher(), 0, None
-        res = searcher.search(p.query, sq.limit, count=True, offset=offset)
+            (searcher, generation), offset, pit = self._current(), 0, None
+        started = self._facets_start(searcher, generation, p) if sq.facets else None
+        res = searcher.search(p.query, sq.limit, count=started is None, offset=offset)
+        total, facets = self._facets_end(searcher, p, started) if started else (int(res.count), {})
         items = self._items(searcher, res.hits)
         for item, (score, _) in zip(items, res.hits, strict=True):
             item["score"] = round(float(score), 4)
         end = offset + len(items)
         next_cursor = None
-        if items and end < res.count:
+        if items and end < total:
             pit = pit or self._pits.pin(searcher)
-            next_cursor = Cursor("relevance", p.fingerprint, int(res.count), pit=pit, offset=end).encode()
-        facets = self._facets(searcher, p.query) if sq.facets else {}
-        return SearchPage(items=items, next_cursor=next_cursor, total=int(res.count), facets=facets)
+            next_cursor = Cursor("relevance", p.fingerprint, total, pit=pit, offset=end).encode()
+        return SearchPage(items=items, next_cursor=next_cursor, total=total, facets=facets)
 
     def _keyset(self, p: Plan, sq: SearchQuery, cursor: Cursor | None) -> SearchPage:
-        searcher = self._index.searcher()
+        searcher, generation = self._current()
+        started = self._facets_start(searcher, generation, p) if sq.facets else None
         name, order = ("k_new", tantivy.Order.Desc) if p.sort == "newest" else ("k_title", tantivy.Order.Asc)
         query = p.query
         if cursor is not None:
@@ -343,8 +424,11 @@ class SearchIndex:
             hits = self._newest_hits(searcher, query, top, sq.limit + 1)
         else:
             hits = searcher.search(query, sq.limit + 1, count=False, order_by_field=name, order=order).hits
+        counted, facets = self._facets_end(searcher, p, started) if started else (None, {})
         if cursor is not None:
             total = cursor.total
+        elif counted is not None:
+            total = counted
         elif p.match_all:
             total = int(searcher.num_docs)
         else:
@@ -354,7 +438,6 @@ class SearchIndex:
         hits = hits[: sq.limit]
         items = self._items(searcher, hits)
         next_cursor = Cursor(p.sort, p.fingerprint, total, key=hits[-1][0]).encode() if more else None
-        facets = self._facets(searcher, p.query) if sq.facets else {}
         return SearchPage(items=items, next_cursor=next_cursor, total=total, facets=facets)
 
     def _span(self, searcher: tantivy.Searcher) -> tuple[int, int, int]:
@@ -414,16 +497,59 @@ class SearchIndex:
             query, want, count=False, order_by_field="k_new", order=tantivy.Order.Desc
         ).hits
 
-    def _facets(self, searcher: tantivy.Searcher, query: tantivy.Query) -> dict[str, list[dict[str, Any]]]:
-        spec = {name: {"terms": {"field": f, "size": FACET_SIZE}} for name, f in FACETS.items()}
-        res = searcher.aggregate(query, spec)
-        return {
-            name: [
-                {"value": b["key"], "count": int(b["doc_count"])}
-                for b in res.get(name, {}).get("buckets", [])
-            ]
-            for name in FACETS
-        }
+    def _facets_start(self, searcher: tantivy.Searcher, generation: int | None, p: Plan) -> Any:
+        """Begin counting facets (the tag facet in another thread); :meth:`_facets_end` finishes.
+
+        ``generation`` is None for a pinned searcher (not cached).
+        """
+        key = None if generation is None else (generation, p.fingerprint)
+        if key is not None:
+            with self._cache_lock:
+                hit = self._facet_cache.get(key)
+                if hit is not None:
+                    self._facet_cache.move_to_end(key)
+                    return key, hit, None
+        return key, None, self._pool.submit(searcher.aggregate, p.query, FACET_SPECS[0])
+
+    def _facets_end(
+        self, searcher: tantivy.Searcher, p: Plan, started: Any
+    ) -> tuple[int, dict[str, list[dict[str, Any]]]]:
+        """(matches, facets), exact (see the module docstring, Facets)."""
+        key, hit, pending = started
+        if hit is None:
+            res = searcher.aggregate(p.query, FACET_SPECS[1]) | pending.result()
+            facets = {}
+            for name, f in FACETS.items():
+                buckets = [(b["key"], int(b["doc_count"])) for b in res.get(name, {}).get("buckets", [])]
+                if f in HASHED:
+                    buckets = [(self._name(searcher, f, int(k)), n) for k, n in buckets]
+                buckets.sort(key=lambda b: (-b[1], b[0]))  # ties in a stable order
+                facets[name] = [{"value": k, "count": n} for k, n in buckets]
+            hit = (int(res["_total"]["value"]), facets)
+            if key is not None:
+                with self._cache_lock:
+                    if self._facet_cache and next(iter(self._facet_cache))[0] != key[0]:
+                        self._facet_cache.clear()  # a reload: older generations are never asked again
+                    self._facet_cache[key] = hit
+                    while len(self._facet_cache) > FACET_CACHE:
+                        self._facet_cache.popitem(last=False)
+        total, facets = hit
+        return total, {name: [dict(b) for b in buckets] for name, buckets in facets.items()}
+
+    def _name(self, searcher: tantivy.Searcher, field: str, h: int) -> str:
+        """The creator or tag whose :func:`~.schema.facet_hash` is ``h`` (a prefix walk of ``names``)."""
+        found = self._names.get((field, h))
+        if found is not None:
+            return found
+        prefix = name_term(field, h)
+        terms = searcher.terms_with_prefix("names", prefix, limit=1)
+        if not terms:
+            raise SearchUnavailable(f"search index: no name for {field}={h}")
+        value = terms[0][0][len(prefix) :]
+        if len(self._names) >= NAMES_MAX:
+            self._names.clear()
+        self._names[(field, h)] = value
+        return value
 
     # -- writing (feeder and reindex) -----------------------------------------------
 
@@ -449,12 +575,12 @@ class SearchIndex:
                 if row.searchable:
                     w.add_document(document_of(row))
 
-    def commit(self, *, position: int) -> None:
+    def commit(self, *, position: int, started_at: float | None = None) -> None:
         """Commit what was applied, then record ``position`` (see :mod:`.feeder` for why this order is safe)."""
         w = self._require_writer()
         with translate_errors("commit"):
             w.commit()
-        write_position(self.path, position)
+        write_position(self.path, position, started_at=started_at)
         self._position = position
         self.refresh(force=True)
 
@@ -470,6 +596,7 @@ class SearchIndex:
             with translate_errors("close"):
                 w.wait_merging_threads()
         self._pits = _PitStore()
+        self._pool.shutdown(wait=False)
 
 
 def open_index(
@@ -499,7 +626,7 @@ def hold_writer_lock(path: Path) -> Iterator[bool]:
 
     Yields True at once when there is no index at ``path`` (nothing to protect).
     """
-    if not _exists(path):
+    if not exists(path):
         yield True
         return
     try:

@@ -4,7 +4,8 @@
   ingest path (bridge and ``POST /v1/entries``) and the replica interface the
   bridge's daemon uses; it lets :func:`protocol.plan` decide
   each entry, :mod:`.writer` reads what the plan needs and executes it, with the
-  rows :mod:`.rows` builds (codecs, binary COPY);
+  rows :mod:`.rows` builds (codecs, binary COPY); :mod:`.prepare` checks entries
+  and builds their rows without the database, in any process;
 * :mod:`.edge`: the package's one translation of SQLAlchemy/psycopg errors;
 * :mod:`.reads`: what the HTTP API reads (``store.reads``); :mod:`.admin`: keys,
   moderation, idempotency (``store.admin``); :mod:`.changes`: what the search

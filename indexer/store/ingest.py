@@ -61,12 +61,10 @@ from protocol import (
     Signer,
     attest_body,
     now_ms,
-    parse_and_verify,
     parse_asset_uri,
     plan,
     sign_entry,
 )
-from protocol.schema import MAX_SKEW_MS
 
 from ..db import make_engine, readiness
 from ..errors import DatabaseError
@@ -79,9 +77,10 @@ from .chain import Chain
 from .changes import Changes
 from .edge import Unstorable, translate
 from .payments import Payments
+from .prepare import Checked, check_raws
 from .quarantine import QuarantineLimits, Rejected
 from .reads import Reads
-from .rows import Rows
+from .rows import Prepared, Rows
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +92,16 @@ class ItemResult:
     status: str  # appended | duplicate | held | fork | refused | invalid
     code: str | None = None
     reason: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckedReport:
+    """What :meth:`Store.ingest_checked` did with one :class:`~.prepare.Checked`."""
+
+    checked: Checked
+    entries: list[Entry]  # its valid entries, in its order
+    report: IngestReport
+    dropped: int  # invalid inputs not recorded: the quarantine was at a bound
 
 
 @dataclass
@@ -167,39 +176,66 @@ class Store:
 
     def ingest_raw(self, raws: Sequence[bytes], *, source: str, now: int | None = None) -> IngestResult:
         """Parse, verify and ingest encoded entries; quarantine the invalid ones (``POST /v1/entries``)."""
-        now = now_ms() if now is None else now
-        verified: list[tuple[int, Entry]] = []
-        rejected: list[Rejected] = []
-        results: list[ItemResult | None] = [None] * len(raws)
-        for i, raw in enumerate(raws):
-            try:
-                verified.append((i, parse_and_verify(raw, now_ms=now, max_skew_ms=MAX_SKEW_MS)))
-            except ProtocolError as exc:
-                rejected.append(Rejected(raw, exc.code, exc.reason, source))
-                results[i] = ItemResult(i, None, "invalid", exc.code, exc.reason)
+        return self.results([self.ingest_checked(check_raws(raws, now=now), source=source)])
+
+    def ingest_checked(self, checked: Checked, *, source: str) -> CheckedReport:
+        """Ingest what :func:`.prepare.check_raws` checked (here or in a worker process), with the
+        rows it built, in one transaction; quarantine its invalid inputs."""
+        rejected = [Rejected(raw, code, reason, source) for _, raw, code, reason in checked.invalid]
         dropped = self.quarantine(rejected) if rejected else 0
-        report = self.ingest([e for _, e in verified], source=source)
+        entries = checked.entries()
+        report = self.ingest(entries, source=source, prepared=checked.rows)
+        return CheckedReport(checked, entries, report, dropped)
+
+    @staticmethod
+    def results(parts: Sequence[CheckedReport]) -> IngestResult:
+        """Per-input results of one request ingested in ``parts`` (in input order, one transaction
+        each): as if in one transaction, an entry held by one part and applied by a later one is
+        ``appended``."""
+        report = IngestReport()
+        for part in parts:
+            report.merge(part.report)
         reasons = {e.hash.raw: why for e, why in report.refused}
-        for i, e in verified:
-            status = report.status.get(e.hash.raw, "duplicate")
-            reason = reasons.get(e.hash.raw)
-            if status == "fork":
-                reason = f"a different entry is held at seq {e.seq} of this author"
-            elif status == "held":
-                lo, hi = report.gaps.get(e.author, (0, 0))
-                reason = f"held until seq {lo}..{hi} of this author arrive"
-            results[i] = ItemResult(i, e.hash.cid, status, None if reason is None else status, reason)
-        return IngestResult([r for r in results if r is not None], quarantine_dropped=dropped)
+        results: list[ItemResult] = []
+        for part in parts:
+            for i, _raw, code, reason in part.checked.invalid:
+                results.append(ItemResult(i, None, "invalid", code, reason))
+            for (i, _), e in zip(part.checked.valid, part.entries, strict=True):
+                status = report.status.get(e.hash.raw, "duplicate")
+                why = reasons.get(e.hash.raw)
+                if status == "fork":
+                    why = f"a different entry is held at seq {e.seq} of this author"
+                elif status == "held":
+                    lo, hi = report.gaps.get(e.author, (0, 0))
+                    why = f"held until seq {lo}..{hi} of this author arrive"
+                results.append(ItemResult(i, e.hash.cid, status, None if why is None else status, why))
+        results.sort(key=lambda r: r.index)
+        return IngestResult(results, quarantine_dropped=sum(p.dropped for p in parts))
 
     def ingest(
-        self, entries: Sequence[Entry], *, source: str = "", received_ms: Sequence[int] | None = None
+        self,
+        entries: Sequence[Entry],
+        *,
+        source: str = "",
+        received_ms: Sequence[int] | None = None,
+        prepared: Prepared | None = None,
     ) -> IngestReport:
-        """Apply verified entries in one transaction; see the module docstring."""
+        """Apply verified entries in one transaction; see the module docstring.
+
+        Args:
+            entries: verified entries (any order, many authors).
+            source: where they came from (``quarantine.source`` of forks and refusals).
+            received_ms: each entry's receipt time (unix ms), for ``entries.received_at``.
+            prepared: rows another process already built for some of the entries
+                (:meth:`.rows.Rows.export`, by entry hash); the rest are built here.
+        """
         report = IngestReport()
         if not entries:
             return report
         received = dict(zip((e.hash.raw for e in entries), received_ms, strict=False)) if received_ms else {}
         rows = Rows(received)
+        if prepared:
+            rows.adopt(prepared)
         rows.build(entries)
         try:
             with translate(), self.engine.begin() as conn:

@@ -3,9 +3,11 @@
 It builds a host with TCP, Noise and Yamux, runs gossipsub on the entries
 topic, and exposes a small surface to the rest of the code:
 
-* :meth:`P2P.publish` / :attr:`P2P.gossip` for the gossip topic;
+* :meth:`P2P.publish` / :attr:`P2P.gossip` for the gossip topics (each message
+  tagged with its topic), :meth:`P2P.topic_peers` for who subscribes to one;
 * :meth:`P2P.open` / :meth:`P2P.handle` for request/response streams, wrapped
-  as :class:`FrameStream` (frames of :mod:`protocol.wire`);
+  as :class:`FrameStream` (frames of :mod:`protocol.wire`; a stream may carry
+  many requests, :attr:`FrameStream.reusable`);
 * :attr:`P2P.connections` for peers that connect or disconnect;
 * :meth:`P2P.connect` / :meth:`P2P.disconnect` / :meth:`P2P.peers`.
 
@@ -16,6 +18,24 @@ Notes measured on libp2p 0.8.1 that shape this file: ``stream.read()`` raises
 that lets it escape wedges the connection, so every handler is wrapped; gossip
 ``publish()`` does not wait for the network and drops silently when a peer's
 32-slot queue is full, so callers pace it and rely on sync for completeness.
+
+Yamux flow control, read and measured on libp2p 0.8.1
+(``stream_muxer/yamux/yamux.py``, ``YamuxStream._auto_tune_and_send_window_update``):
+every ``read()`` that consumes bytes may end in a WINDOW_UPDATE frame (one
+Noise-encrypted write on the connection); the initial window (256 KiB,
+``DEFAULT_WINDOW_SIZE``) is a module constant with no setting. The only knobs
+are ``PY_YAMUX_*`` environment variables read at call time. In the in-process
+benchmark (publish loop, 3,000 entries), ``PY_YAMUX_RELEASE_ON_READ=0`` cut
+window updates from about 1.1 to 0.2 per gossip message, but CPU per entry
+moved within the noise of a shared machine; it is not set here: it is
+process-wide, and a sender whose window runs out then waits on libp2p's 10 ms
+poll. Nothing is monkey-patched; the cost is cut by reading less often
+instead: gossip v2 carries many entries per message (pubsub reads a message in
+three ``read()`` calls: two varint bytes and the body), and sync reads in
+256 KiB chunks (:data:`READ_CHUNK`) on streams reused for many requests (a new
+stream costs a SYN, a multistream-select round trip and their window updates).
+Per 1,000 entries replicated live: about 940 window updates and 16 new streams
+before, 140 and none after (same run, same machine).
 
 Listen sockets, measured on libp2p 0.8.1 (Linux): its TCP listener
 (``libp2p/transport/tcp/tcp.py``, ``_open_reuseport_listeners`` calling
@@ -60,7 +80,7 @@ from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.discovery.events.peerDiscovery import peerDiscovery
-from libp2p.network.stream.exceptions import StreamError
+from libp2p.network.stream.exceptions import StreamError, StreamReset
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.pubsub.gossipsub import GossipSub
@@ -73,7 +93,7 @@ from libp2p.transport.tcp import tcp as _libp2p_tcp
 from protocol import wire
 
 from ..config import listen_endpoint
-from ..errors import ListenError, PeerError, PeerUnavailable
+from ..errors import ListenError, PeerClosed, PeerError, PeerUnavailable
 from ..logctx import correlation_id, new_id
 
 log = logging.getLogger(__name__)
@@ -99,6 +119,7 @@ READ_CHUNK = 256 * 1024
 class GossipMessage:
     data: bytes
     origin: str  # peer id of the publisher
+    topic: str = wire.GOSSIP_TOPIC
 
 
 class FrameStream:
@@ -119,19 +140,39 @@ class FrameStream:
             raise PeerError(f"peer {self.peer} stream closed while writing: {exc}") from None
 
     async def recv(self) -> wire.Frame:
-        """The next frame; raises :class:`PeerError` on EOF, reset or a malformed frame."""
+        """The next frame.
+
+        Raises:
+            PeerClosed: the peer closed the stream cleanly between frames.
+            PeerError: a reset, an EOF inside a frame, or a malformed frame.
+        """
         while not self._ready:
             try:
                 chunk = await self._stream.read(READ_CHUNK)
+            except StreamReset:
+                raise PeerError(f"peer {self.peer} reset the stream") from None
             except StreamError:
-                raise PeerError(f"peer {self.peer} closed the stream mid-response") from None
+                chunk = b""
             if not chunk:
-                raise PeerError(f"peer {self.peer} closed the stream mid-response")
+                if self._decoder.pending:
+                    raise PeerError(f"peer {self.peer} closed the stream mid-frame")
+                raise PeerClosed(f"peer {self.peer} closed the stream")
             try:
                 self._ready.extend(self._decoder.feed(chunk))
             except Exception as exc:  # FrameError, but never let a peer crash us
                 raise PeerError(f"peer {self.peer} sent a bad frame: {exc}") from None
         return self._ready.pop(0)
+
+    @property
+    def reusable(self) -> bool:
+        """Whether another request may be sent: the peer has neither closed nor reset its side."""
+        muxed = getattr(self._stream, "muxed_stream", None)
+        return not (
+            self._ready
+            or self._decoder.pending
+            or getattr(muxed, "recv_closed", True)
+            or getattr(muxed, "reset_received", True)
+        )
 
     async def close(self) -> None:
         try:
@@ -213,6 +254,7 @@ class P2P:
         listen: list[str],
         mdns: bool = False,
         gossip_max_per_second: float = 1000.0,
+        topics: Sequence[str] = (wire.GOSSIP_TOPIC, wire.GOSSIP_TOPIC_V2),
     ) -> None:
         for a in listen:
             try:
@@ -241,10 +283,14 @@ class P2P:
             max_messages_per_topic_per_second=gossip_max_per_second,
         )
         self._pubsub = Pubsub(self._host, self._gossipsub, msg_id_constructor=_content_id)
+        for protocol in GOSSIP_PROTOCOLS:
+            # Over the handler Pubsub registered: see _guarded_pubsub_stream.
+            self._host.set_stream_handler(protocol, self._guarded_pubsub_stream)
         self._gossip_send, self.gossip = trio.open_memory_channel[GossipMessage](4096)
         self._conn_send, self.connections = trio.open_memory_channel[tuple[str, bool]](1024)
         self._host.get_network().register_notifee(_Notifee(self._conn_send))
         self.peer_id = str(self._host.get_id())
+        self.topics = tuple(topics)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen, join gossip, serve; raises :class:`ListenError` before starting if an address cannot be bound."""
@@ -278,8 +324,9 @@ class P2P:
             trio.open_nursery() as nursery,
         ):
             await self._pubsub.wait_until_ready()
-            sub = await self._pubsub.subscribe(wire.GOSSIP_TOPIC)
-            nursery.start_soon(self._pump_gossip, sub)
+            for topic in self.topics:
+                sub = await self._pubsub.subscribe(topic)
+                nursery.start_soon(self._pump_gossip, sub, topic)
             if self._mdns:
                 nursery.start_soon(self._dial_discovered)
             task_status.started()
@@ -327,7 +374,7 @@ class P2P:
         finally:
             peerDiscovery.unregister_peer_discovered_handler(on_found)
 
-    async def _pump_gossip(self, sub: object) -> None:
+    async def _pump_gossip(self, sub: object, topic: str) -> None:
         while True:
             msg = await sub.get()  # type: ignore[attr-defined]
             try:
@@ -335,7 +382,7 @@ class P2P:
             except Exception:
                 origin = ""
             try:
-                self._gossip_send.send_nowait(GossipMessage(bytes(msg.data), origin))
+                self._gossip_send.send_nowait(GossipMessage(bytes(msg.data), origin, topic))
             except trio.WouldBlock:
                 # Consumer is behind: drop, exactly like the network may. Sync repairs it.
                 log.warning("gossip inbox full; dropping a message (sync will repair)")
@@ -375,8 +422,33 @@ class P2P:
         except Exception as exc:
             log.debug("disconnect failed peer=%s err=%s", peer, exc)
 
-    async def publish(self, data: bytes) -> None:
-        await self._pubsub.publish(wire.GOSSIP_TOPIC, data)
+    async def publish(self, data: bytes, topic: str = wire.GOSSIP_TOPIC) -> None:
+        """Publish ``data`` on ``topic`` (default: v1, one raw entry)."""
+        await self._pubsub.publish(topic, data)
+
+    def topic_peers(self, topic: str) -> set[str]:
+        """Connected peers that subscribe to ``topic``, as far as their subscriptions have reached us."""
+        return {str(p) for p in self._pubsub.peer_topics.get(topic, ())}
+
+    async def _guarded_pubsub_stream(self, stream: INetStream) -> None:
+        """Pubsub's stream handler, with what it lets escape caught.
+
+        py-libp2p 0.8.1 parses each inbound RPC with protobuf's ``ParseFromString``
+        and catches its own errors but not protobuf's ``DecodeError``: that escapes
+        into the connection's nursery and stops the whole host. So one garbled RPC
+        from any peer would take a node (or the bridge) off the network. Here it
+        costs the sender its stream and its place in our pubsub peers, like any
+        other unreadable RPC.
+        """
+        peer = stream.muxed_conn.peer_id
+        try:
+            await self._pubsub.stream_handler(stream)
+        except Exception as exc:  # DecodeError and anything else a peer's bytes can raise
+            log.info("pubsub stream dropped: unreadable RPC peer=%s err=%s", peer, type(exc).__name__)
+            with contextlib.suppress(Exception):
+                await stream.reset()
+            with contextlib.suppress(Exception):
+                self._pubsub._handle_dead_peer(peer)
 
     def handle(self, protocol_id: str, handler: Callable[[FrameStream], Awaitable[None]]) -> None:
         """Serve ``protocol_id``: ``handler`` gets a :class:`FrameStream`; errors never escape."""

@@ -58,10 +58,10 @@ def test_a_database_url_that_is_not_postgresql_is_a_config_error(tmp_path: Path,
 
 
 def test_the_node_settings_are_set_by_their_flat_names_in_every_source(tmp_path: Path) -> None:
-    (tmp_path / "config.toml").write_text('[bridge]\nmdns = true\ngossip_rate = 50.0\nlog_level = "debug"\n')
+    (tmp_path / "config.toml").write_text('[bridge]\nmdns = true\ngossip_rate = 75.0\nlog_level = "debug"\n')
     env = {"EMPRESSA_BRIDGE_SYNC_REQUEST_TIMEOUT": "3", "EMPRESSA_BRIDGE_LISTEN": "/ip4/127.0.0.1/tcp/7"}
     s = load_bridge_settings(tmp_path, {"listen": ["/ip4/127.0.0.1/tcp/8"]}, env)
-    assert (s.node.mdns, s.node.gossip_rate, s.node.log_level) == (True, 50.0, "DEBUG")
+    assert (s.node.mdns, s.node.gossip_rate, s.node.log_level) == (True, 75.0, "DEBUG")
     assert s.node.sync_request_timeout == 3.0 and s.node.listen == ["/ip4/127.0.0.1/tcp/8"]
     assert s.node.data_dir == s.data_dir == tmp_path
     assert BridgeSettings(data_dir=tmp_path).node.mdns is False, "a bridge's mDNS is off unless asked for"

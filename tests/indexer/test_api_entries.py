@@ -299,3 +299,34 @@ async def test_an_idempotency_key_in_progress_is_a_409_and_a_stale_claim_expires
     assert_problem(await client.post("/v1/entries", content=b"\xff", headers=bad), 400)
     r = await client.post("/v1/entries", content=log.next().raw, headers=bad)
     assert r.status_code == 200, r.text
+
+
+async def test_a_body_checked_in_worker_processes_is_answered_as_if_in_one_transaction(
+    make_app: Callable[..., Any], store: Store, new_log: Callable[..., LogBuilder]
+) -> None:
+    """With ``verify_workers``, a body's parts are checked in processes and ingested one transaction
+    each, in order; entries an early part holds past a gap that a later part fills are ``appended``."""
+    from indexer.api.routers.entries import VerifyPool
+
+    log = new_log()
+    entries = log.extend(300)
+    bad = forged()[0]
+    raws = [e.raw for e in entries[150:]] + [bad.raw] + [e.raw for e in entries[:150]]
+    app = make_app(verify_workers=2)
+    pool = VerifyPool(2)
+    app.state.ctx.verify_pool = pool  # what the lifespan builds (ASGITransport runs no lifespan)
+    try:
+        async with client_for(app) as client:
+            r = await client.post("/v1/entries", content=cbor_seq(raws), headers=CBOR)
+    finally:
+        pool.close()
+    p = assert_problem(r, 422, "invalid-entries")
+    assert len(raws) > 2 * 2 * VerifyPool.MIN_PART  # several parts, several transactions
+    assert [x["index"] for x in p["results"]] == list(range(len(raws)))
+    assert p["results"][150]["status"] == "invalid" and p["results"][150]["hash"] is None
+    valid = p["results"][:150] + p["results"][151:]
+    assert [x["hash"] for x in valid] == [cid(e) for e in entries[150:] + entries[:150]]
+    assert {x["status"] for x in valid} == {"appended"}
+    assert p["counts"]["appended"] == 300 and p["counts"]["invalid"] == 1
+    c = counts(store)
+    assert c["entries"] == 300 and c["pending"] == 0 and c["activity"] == 300 and c["quarantine"] == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -13,10 +14,11 @@ import pytest
 from sqlalchemy import insert, text
 
 import indexer.search.index as search_index
-from indexer.errors import Conflict, DatabaseError
+from indexer.errors import Conflict, DatabaseError, SearchUnavailable
 from indexer.models import ASSETS_CHANNEL, INGEST_LOCK, Asset
 from indexer.search import Feeder, SearchIndex, SearchQuery, open_index, reindex
 from indexer.search import feeder as feeder_module
+from indexer.search.feeder import open_for_feeding, pause_before_commit
 from indexer.search.index import read_position
 from indexer.store import Store
 from tests.indexer.test_search import Env, all_rows, asset, every_page, insert_assets, make_env, update_asset
@@ -83,7 +85,7 @@ def test_a_crash_between_commit_and_position_is_repaired_on_restart(
     position = env.index.position
     insert_assets(env.engine, [asset(f"stone {i}") for i in range(10)])
 
-    def crash(path: Path, change_seq: int) -> None:
+    def crash(path: Path, change_seq: int, **_: Any) -> None:
         raise KeyboardInterrupt("power cut after commit")
 
     monkeypatch.setattr(search_index, "write_position", crash)
@@ -129,6 +131,16 @@ def test_reindex_equals_the_incrementally_fed_index(env: Env, tmp_path: Path) ->
     assert probe(rebuilt) == probe(env.index)
 
 
+def test_reindex_writes_one_segment(env: Env, tmp_path: Path) -> None:
+    for i in range(3):
+        env.put(*(asset(f"river {i} {j}") for j in range(50)))  # three commits: three segments
+    env.index.close()
+    assert reindex(env.store, tmp_path / "search", progress=False) == 150
+    reader = open_index(tmp_path / "search", writer=False)
+    assert reader._index.searcher().num_segments == 1
+    assert reader.search(SearchQuery(q="river")).total == 150
+
+
 def test_reindex_swaps_under_a_reader_and_refuses_a_busy_directory(env: Env, tmp_path: Path) -> None:
     env.put(*(asset(f"river {i}") for i in range(3)))
     with pytest.raises(Conflict):
@@ -149,6 +161,74 @@ def test_a_reader_in_another_process_role_sees_commits_after_refresh(env: Env, t
     reader.refresh(force=True)
     assert [i["title"] for i in reader.search(SearchQuery(q="river")).items] == ["river one"]
     assert reader.position == env.index.position
+
+
+def test_the_feeder_commits_at_once_when_idle_and_paces_commits_under_load() -> None:
+    assert pause_before_commit(now=100.0, last_commit=None, min_interval=0.025) == 0.0  # first ever
+    assert pause_before_commit(now=100.0, last_commit=99.0, min_interval=0.025) == 0.0  # idle
+    assert pause_before_commit(now=100.0, last_commit=99.99, min_interval=0.025) == pytest.approx(0.015)
+    assert pause_before_commit(now=100.0, last_commit=100.0, min_interval=0.025) == pytest.approx(0.025)
+    assert (
+        pause_before_commit(now=100.0, last_commit=150.0, min_interval=0.025) == 0.025
+    )  # clock oddity: bounded
+
+
+def test_catch_up_records_its_commits(env: Env) -> None:
+    assert env.feeder.last_commit is None
+    env.put(asset("river"))
+    first = env.feeder.last_commit
+    assert first is not None
+    assert env.feeder.catch_up() == 0 and env.feeder.last_commit == first  # nothing new: no commit
+    env.put(asset("river two"))
+    assert env.feeder.last_commit is not None and env.feeder.last_commit >= first
+
+
+def test_the_feeder_rebuilds_an_index_of_another_schema_version(env: Env, tmp_path: Path) -> None:
+    env.put(*(asset(f"river {i}") for i in range(3)))
+    env.index.close()
+    position_file = tmp_path / "search" / search_index.POSITION_FILE
+    body = json.loads(position_file.read_text())
+    position_file.write_text(json.dumps(body | {"version": 1}))
+    with pytest.raises(SearchUnavailable, match="schema version 1"):
+        open_index(tmp_path / "search", writer=False)  # what the API says until it is rebuilt
+    index = open_for_feeding(env.store, tmp_path / "search")
+    try:
+        assert read_position(tmp_path / "search")["version"] == search_index.SCHEMA_VERSION
+        assert index.search(SearchQuery(q="river")).total == 3
+    finally:
+        index.close()
+
+
+class _CountingIndex:
+    """A tantivy.Index that counts its reader's reloads."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.reloads = inner, 0
+
+    def reload(self) -> None:
+        self.reloads += 1
+        self.inner.reload()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_reader_sees_each_commit_at_its_next_search_and_reloads_only_then(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reader = open_index(tmp_path / "search", writer=False)
+    counting = _CountingIndex(reader._index)
+    reader._index = counting  # type: ignore[assignment]
+    frozen = time.monotonic()
+    monkeypatch.setattr(search_index.time, "monotonic", lambda: frozen)  # however soon after the last look
+    for i in range(1, 4):
+        env.put(asset(f"tide {i}"))
+        assert reader.search(SearchQuery(q="tide")).total == i
+        assert reader.position == env.index.position
+    reloads = counting.reloads
+    for _ in range(5):
+        assert reader.search(SearchQuery(q="tide")).total == 3
+    assert counting.reloads == reloads  # nothing changed: no reload
 
 
 def _eventually(check: Callable[[], bool], *, seconds: float = 20.0) -> None:

@@ -392,6 +392,43 @@ def test_filters_and_sorts_match_the_reference(
     assert {k: {b["value"]: b["count"] for b in v} for k, v in first.facets.items()} == want
 
 
+def test_facet_counts_are_exact_across_segments(env: Env) -> None:
+    """A value that is rare in one segment and common in another is counted in both.
+
+    Tantivy's terms aggregation keeps only the top ``segment_size`` values of
+    each segment unless told otherwise (10 × size by default): here the first
+    segment holds 211 creators and 211 tags, and its one asset of creator 999
+    (tag ``rare``) is the least frequent there, so a per-segment cut drops it
+    and the facet says 10 instead of 11.
+    """
+    first = [asset(f"a{i}", creator=i // 2, tags=(f"t{i // 2}",)) for i in range(420)]
+    env.put(*first, asset("r", creator=999, tags=("rare",)))  # one commit: one segment
+    env.put(*(asset(f"b{i}", creator=999, tags=("rare",)) for i in range(10)))  # another
+    facets = env.index.search(SearchQuery(facets=True)).facets
+    assert facets["creator"][0] == {"value": "did:key:z6MkCreator999", "count": 11}
+    assert facets["tag"][0] == {"value": "rare", "count": 11}
+    assert [b["count"] for b in facets["creator"][1:]] == [2] * 19
+    assert facets["license"] == [{"value": "personal", "count": 431}]
+    assert facets["media_type"] == [{"value": "audio", "count": 431}]
+
+
+def test_facets_follow_each_commit(env: Env, tmp_path: Path) -> None:
+    """Facets are remembered per reader generation: a commit is counted at the next search."""
+    reader = open_index(tmp_path / "search", writer=False)
+    for index in (env.index, reader):
+        assert index.search(SearchQuery(q="moss", facets=True)).total == 0
+    for n in range(1, 4):
+        env.put(asset(f"moss {n}", creator=n % 2, tags=("green",)))
+        for index in (env.index, reader):
+            page = index.search(SearchQuery(q="moss", facets=True))
+            again = index.search(SearchQuery(q="moss", facets=True, sort="newest"))
+            assert page.total == again.total == n
+            assert page.facets["tag"] == again.facets["tag"] == [{"value": "green", "count": n}]
+            assert sum(b["count"] for b in page.facets["creator"]) == n
+    page.facets["tag"][0]["count"] = 99  # a caller's change does not reach the next page
+    assert reader.search(SearchQuery(q="moss", facets=True)).facets["tag"][0]["count"] == 3
+
+
 def test_items_carry_what_the_api_returns(corpus: tuple[SearchIndex, list[AssetRow]]) -> None:
     index, rows = corpus
     item = index.search(SearchQuery(min_price=Decimal(0), limit=1)).items[0]

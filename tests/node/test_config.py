@@ -43,7 +43,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert (s.api_host, s.api_port) == ("127.0.0.1", 0)
     assert s.mdns is True
     assert s.anti_entropy_interval == 5.0
-    assert s.gossip_rate == 200.0
+    assert s.gossip_rate == 50.0
     assert s.trusted_bridges == []
     assert s.max_clock_skew_ms == 600_000
     assert s.sync_request_timeout == 10.0
@@ -53,14 +53,14 @@ def test_defaults(tmp_path: Path) -> None:
 def test_precedence_toml_env_overrides(tmp_path: Path) -> None:
     write_toml(
         tmp_path,
-        "[node]\napi_port = 1111\nlog_level = 'DEBUG'\ngossip_rate = 50.0\nmdns = false\n"
+        "[node]\napi_port = 1111\nlog_level = 'DEBUG'\ngossip_rate = 75.0\nmdns = false\n"
         f"bootstrap = ['{BOOT}']\n",
     )
     env = {"EMPRESSA_NODE_API_PORT": "2222", "EMPRESSA_NODE_LOG_LEVEL": "warning", "EMPRESSA_NODE_MDNS": ""}
     s = load_node_settings(tmp_path, {"api_port": 3333, "listen": None, "bootstrap": None}, environ=env)
     assert s.api_port == 3333  # override > env > toml
     assert s.log_level == "WARNING"  # env > toml (and normalised)
-    assert s.gossip_rate == 50.0  # toml > default
+    assert s.gossip_rate == 75.0  # toml > default
     assert s.mdns is False  # an empty env var counts as unset
     assert s.bootstrap == [BOOT]  # a None override means "flag not given"
     assert s.listen == ["/ip4/0.0.0.0/tcp/4001"]  # nothing set it

@@ -122,3 +122,35 @@ async def test_mdns_off_stays_off_and_logs_nothing_about_it(caplog: pytest.LogCa
         assert p2p.mdns is False and p2p._host.mDNS is None
         await _start_and_stop(p2p)
     assert not any("mDNS" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_malformed_pubsub_rpc_costs_the_sender_its_stream_not_the_host_its_life() -> None:
+    """py-libp2p's pubsub lets a protobuf DecodeError out of its stream handler; one garbled RPC
+    from any peer would stop the receiving host. The host survives it and still gossips."""
+    from libp2p.peer.id import ID
+
+    from node.net.host import GOSSIP_PROTOCOLS
+
+    victim, attacker, friend = (
+        _host(["/ip4/127.0.0.1/tcp/0"]),
+        _host(["/ip4/127.0.0.1/tcp/0"]),
+        _host(["/ip4/127.0.0.1/tcp/0"]),
+    )
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            for h in (victim, attacker, friend):
+                await nursery.start(h.run)
+            await attacker.connect(victim.addrs()[0])
+            stream = await attacker._host.new_stream(ID.from_base58(victim.peer_id), [GOSSIP_PROTOCOLS[0]])
+            garbage = b"\x0f\xff\xff\xff"  # field 1 with wire type 7: not protobuf
+            await stream.write(bytes([len(garbage)]) + garbage)
+            await trio.sleep(0.5)  # the victim reads it (and, unguarded, its host dies)
+            await friend.connect(victim.addrs()[0])
+            while victim.peer_id not in friend.topic_peers(friend.topics[-1]):
+                await trio.sleep(0.05)
+            await victim.publish(b"still here", victim.topics[-1])
+            msg = await friend.gossip.receive()
+            assert msg.data == b"still here"
+            for h in (victim, attacker, friend):
+                await h.close()
+            nursery.cancel_scope.cancel()

@@ -93,8 +93,7 @@ def search_assets(
         facets=facets,
     )
     start = time.perf_counter()
-    index.refresh()
-    page = index.search(query)
+    page = index.search(query)  # refreshes the reader first
     ctx.metrics.search_latency.observe(time.perf_counter() - start)
     # The items come from the index already in the SearchResults shape (the schemathesis
     # test holds them to it): encoded at once, not re-validated field by field (~7% of a request).

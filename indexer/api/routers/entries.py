@@ -1,20 +1,33 @@
-"""``/v1/entries``: raw signed entries out, signed entries in (the same ingest path as the bridge)."""
+"""``/v1/entries``: raw signed entries out, signed entries in (the same ingest path as the bridge).
+
+A body is verified and ingested by :meth:`~indexer.store.Store.ingest_raw` in
+one thread, or, with ``verify_workers`` set, by a :class:`VerifyPool`: its
+parts are checked (:func:`~indexer.store.prepare.check_raws`: verification and
+the rows) in worker processes, off the API's GIL, while the part before is
+ingested (:meth:`~indexer.store.Store.ingest_checked`, one transaction a part,
+in order), and the results merged as if in one transaction
+(:meth:`~indexer.store.Store.results`).
+"""
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import re
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from protocol import MAX_ENTRY_BYTES, ProtocolError, parse_entry_hash, split_sequence
+from protocol import MAX_ENTRY_BYTES, ProtocolError, now_ms, parse_entry_hash, split_sequence
 
 from ...errors import BadRequest
 from ...store import IngestResult, Store
 from ...store.admin import request_digest
+from ...store.prepare import check_raws
 from ..deps import ApiContext, Ctx, OptionalKey, ReadLimited, StoreDep
 from ..problem import ProblemError, ProblemResponse, problem_body, request_id_of
 from ..schemas import IngestOut
@@ -101,6 +114,47 @@ def _split(body: bytes, max_items: int) -> list[bytes]:
     if not raws:
         raise BadRequest("the body holds no entries")
     return raws
+
+
+class VerifyPool:
+    """Worker processes that check the parts of a body while the part before is ingested.
+
+    Args:
+        workers: worker processes (``spawn``ed: the API process runs threads).
+    """
+
+    MIN_PART = 64  # entries: a body this small is verified in the ingest thread
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+    async def ingest(self, store: Store, raws: list[bytes], *, source: str) -> IngestResult:
+        if len(raws) < 2 * self.MIN_PART:
+            return await run_in_threadpool(store.ingest_raw, raws, source=source)
+        now = now_ms()
+        size = max(self.MIN_PART, -(-len(raws) // (2 * self.workers)))  # two parts a worker: a pipeline
+        checks = [
+            self._pool.submit(partial(check_raws, raws[i : i + size], first_index=i, now=now))
+            for i in range(0, len(raws), size)
+        ]
+        parts = []
+        try:
+            for check in checks:  # in order: a part is ingested while the later ones are checked
+                checked = await run_in_threadpool(check.result)
+                parts.append(await run_in_threadpool(store.ingest_checked, checked, source=source))
+        finally:
+            for check in checks:
+                check.cancel()
+        return store.results(parts)
+
+    def warm(self) -> None:
+        """Start every worker process now (blocking; call from a thread), not in the first request."""
+        for f in [self._pool.submit(check_raws, []) for _ in range(self.workers)]:
+            f.result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _response_body(result: IngestResult) -> dict[str, Any]:
@@ -227,7 +281,10 @@ async def _process(
     """Split, verify and ingest the body: the response's status and body."""
     settings = ctx.settings
     raws = _split(body, settings.max_entries_per_request)
-    result = await run_in_threadpool(store.ingest_raw, raws, source=f"http:{ip}")
+    if ctx.verify_pool is not None:
+        result = await ctx.verify_pool.ingest(store, raws, source=f"http:{ip}")
+    else:
+        result = await run_in_threadpool(store.ingest_raw, raws, source=f"http:{ip}")
     out = _response_body(result)
     if result.quarantine_dropped:
         ctx.metrics.quarantine_dropped.inc(result.quarantine_dropped)
@@ -254,6 +311,6 @@ async def _process(
         "entries submitted request_id=%s source=http:%s %s",
         request_id_of(request),
         ip,
-        " ".join(f"{s}={n}" for s, n in _response_body(result)["counts"].items() if n),
+        " ".join(f"{s}={result.count(s)}" for s in STATUSES if result.count(s)),
     )
     return status, out
