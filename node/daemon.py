@@ -370,7 +370,8 @@ class Node:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             await nursery.start(self.p2p.run)
-            self.p2p.handle(wire.PROTOCOL_ID, self._serve_sync)
+            self.p2p.handle(wire.PROTOCOL_ID, partial(self._serve_sync, many=False))
+            self.p2p.handle(wire.PROTOCOL_ID_STREAMING, partial(self._serve_sync, many=True))
             nursery.start_soon(self._gossip_loop)
             for _ in range(self._writers):
                 nursery.start_soon(self._writer_loop)
@@ -797,7 +798,7 @@ class Node:
     # -- anti-entropy ---------------------------------------------------------------
 
     async def _open_sync(self, peer: str) -> ClientStream:
-        return await self.p2p.open(peer, wire.PROTOCOL_ID)
+        return await self.p2p.open(peer, wire.SYNC_PROTOCOLS, many=(wire.PROTOCOL_ID_STREAMING,))
 
     async def _connection_loop(self) -> None:
         async for peer, up in self.p2p.connections:
@@ -887,11 +888,11 @@ class Node:
         if self._nursery is not None:
             self._nursery.start_soon(fetch)
 
-    async def _serve_sync(self, stream: Any) -> None:
+    async def _serve_sync(self, stream: Any, *, many: bool) -> None:
         if not self._usable(stream.peer):
             await stream.send(wire.ErrorFrame("refused", "this node is not syncing with you right now"))
             return
-        await self._sync_server.serve(stream)
+        await self._sync_server.serve(stream, many=many)
 
     # -- announcing our own entries ------------------------------------------------------
 

@@ -1,17 +1,18 @@
-"""The sync protocol ``/empressa/sync/1.0.0``: the part of replication that never loses.
+"""The sync protocol ``/empressa/sync/1.x``: the part of replication that never loses.
 
-Requests one after another on a stream. The server answers ``heads`` with a
-page of (author, seq, hash) and ``range`` with the entries, many to a frame,
-then an end frame, and waits for the next request until the client closes the
-stream or stays idle past ``idle_timeout``. The client side validates
+The server answers ``heads`` with a page of (author, seq, hash) and ``range``
+with the entries, many to a frame, then an end frame. On ``/empressa/sync/1.0.0``
+that is one request per stream; on ``/empressa/sync/1.1.0`` it waits for the next
+request until the client closes the stream or stays idle past ``idle_timeout``
+(see :mod:`protocol.wire`). The client side validates
 everything it gets before the caller sees it. Both sides bound every request:
 by count (``wire.MAX_HEADS_PAGE``, ``wire.MAX_RANGE``), by frame size
 (``wire.MAX_FRAME``) and by time (the caller's deadline, ``trio.fail_after``).
 
 :class:`SyncClient` keeps a few idle streams per peer and reuses them; a
-stream that the server closed before answering (an old server, one request per
-stream, or one that timed out the idle stream) is dropped and the request sent
-again on a new stream, once.
+stream negotiated as 1.0.0 (an older peer) is used once; one that the server
+closed before answering (it timed out the idle stream) is dropped and the
+request sent again on a new stream, once.
 
 This module speaks to streams through the small :class:`Stream` interface, so
 it runs over libp2p (:class:`node.net.host.FrameStream`) or anything else.
@@ -80,15 +81,18 @@ class SyncServer:
         self._idle = request_timeout if idle_timeout is None else idle_timeout
         self._unavailable = unavailable_errors
 
-    async def serve(self, stream: Stream) -> None:
+    async def serve(self, stream: Stream, *, many: bool = True) -> None:
+        """Answer ``stream``'s requests: one (``/empressa/sync/1.0.0``, then the caller closes the
+        stream) or, with ``many``, until the client is done (``/empressa/sync/1.1.0``)."""
         try:
-            await self._serve(stream)
+            await self._serve(stream, many=many)
         except self._unavailable as exc:
             log.info("sync request not served: store unavailable peer=%s err=%s", stream.peer, exc)
             await stream.send(wire.ErrorFrame(UNAVAILABLE, "store temporarily unavailable; try again later"))
 
-    async def _serve(self, stream: Stream) -> None:
-        """Answer requests until the client closes the stream, idles, or sends a non-request."""
+    async def _serve(self, stream: Stream, *, many: bool) -> None:
+        """Answer requests until the client closes the stream, idles, or sends a non-request
+        (only the first one unless ``many``)."""
         served = 0
         while True:
             wait = self._idle if served else self._timeout
@@ -103,7 +107,7 @@ class SyncServer:
                 if served:
                     return  # idle: close it; the client opens a new one when it needs one
                 raise PeerError(f"peer {stream.peer} sent no request within {self._timeout:.0f} s")
-            if not await self._answer(stream, req):
+            if not await self._answer(stream, req) or not many:
                 return
             served += 1
 

@@ -1,8 +1,7 @@
-"""Frames of the sync protocol ``/empressa/sync/1.0.0``.
+"""Frames of the sync protocol ``/empressa/sync/1.x``.
 
-A stream carries one request and its response. Each frame is a deterministic
-CBOR map with a type tag ``t``, prefixed by its length as an unsigned LEB128
-varint::
+Each frame is a deterministic CBOR map with a type tag ``t``, prefixed by its
+length as an unsigned LEB128 varint::
 
     client → server   {t: "heads", after: bytes(32)|null, limit}
     server → client   {t: "heads_page", heads: [[author, seq, hash], …], next: bytes(32)|null}
@@ -16,11 +15,17 @@ Entries travel many to a frame (a stream write costs about 230 µs whatever its
 size). Every frame has a size cap; requests are capped too (``MAX_HEADS_PAGE``,
 ``MAX_RANGE``).
 
-A stream may carry many requests, one after another: the server answers each
-and waits for the next until the client closes the stream (or it stays idle
-past the server's timeout). A client that sees a stream closed before an
-answer, on a stream that already carried one (a server that answers one
-request per stream), asks again on a new stream.
+Two versions, negotiated by multistream-select (a client offers
+:data:`SYNC_PROTOCOLS`, the newest first):
+
+* ``/empressa/sync/1.0.0`` (:data:`PROTOCOL_ID`): one request per stream; the
+  server closes the stream after its answer, so a client written against
+  DESIGN.md's one-request streams may read to the end of the stream;
+* ``/empressa/sync/1.1.0`` (:data:`PROTOCOL_ID_STREAMING`): the same frames, many
+  requests one after another on one stream; the server answers each and waits
+  for the next until the client closes the stream (or it stays idle past the
+  server's timeout). A client that sees a stream closed before an answer, on a
+  stream that already carried one, asks again on a new stream.
 
 Gossip, two topics:
 
@@ -44,7 +49,9 @@ from .canonical import canonical_bytes, check_plain, loads_strict, require_canon
 from .errors import DecodeError, FrameError
 from .schema import MAX_ENTRY_BYTES
 
-PROTOCOL_ID = "/empressa/sync/1.0.0"
+PROTOCOL_ID = "/empressa/sync/1.0.0"  # one request per stream
+PROTOCOL_ID_STREAMING = "/empressa/sync/1.1.0"  # many requests per stream
+SYNC_PROTOCOLS = (PROTOCOL_ID_STREAMING, PROTOCOL_ID)  # what a client offers, newest first
 GOSSIP_TOPIC = "empressa/entries/1"
 GOSSIP_TOPIC_V2 = "empressa/entries/2"
 GOSSIP_BATCH_MAX_ENTRIES = 256

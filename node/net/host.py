@@ -125,8 +125,9 @@ class GossipMessage:
 class FrameStream:
     """A libp2p stream carrying length-prefixed :mod:`protocol.wire` frames."""
 
-    def __init__(self, stream: INetStream, peer: str) -> None:
+    def __init__(self, stream: INetStream, peer: str, *, many: bool = True) -> None:
         self._stream = stream
+        self._many = many  # the negotiated protocol lets a stream carry more than one request
         self._decoder = wire.FrameDecoder()
         self._ready: list[wire.Frame] = []
         self.peer = peer
@@ -167,7 +168,7 @@ class FrameStream:
     def reusable(self) -> bool:
         """Whether another request may be sent: the peer has neither closed nor reset its side."""
         muxed = getattr(self._stream, "muxed_stream", None)
-        return not (
+        return self._many and not (
             self._ready
             or self._decoder.pending
             or getattr(muxed, "recv_closed", True)
@@ -473,12 +474,17 @@ class P2P:
 
         self._host.set_stream_handler(TProtocol(protocol_id), wrapped)
 
-    async def open(self, peer: str, protocol_id: str) -> FrameStream:
+    async def open(
+        self, peer: str, protocol_id: str | Sequence[str], *, many: Sequence[str] = ()
+    ) -> FrameStream:
+        """A stream to ``peer`` on ``protocol_id`` (or the first of several it speaks, in order);
+        :attr:`FrameStream.reusable` only if the negotiated protocol is one of ``many``."""
+        offer = [protocol_id] if isinstance(protocol_id, str) else list(protocol_id)
         try:
-            stream = await self._host.new_stream(ID.from_base58(peer), [TProtocol(protocol_id)])
+            stream = await self._host.new_stream(ID.from_base58(peer), [TProtocol(p) for p in offer])
         except Exception as exc:
-            raise PeerUnavailable(f"cannot open {protocol_id} to {peer}: {exc}") from None
-        return FrameStream(stream, peer)
+            raise PeerUnavailable(f"cannot open {' or '.join(offer)} to {peer}: {exc}") from None
+        return FrameStream(stream, peer, many=str(stream.get_protocol()) in many)
 
 
 def _content_id(msg: object) -> bytes:

@@ -203,13 +203,15 @@ async def test_v1_is_not_published_when_every_peer_speaks_v2(put_body) -> None:
 # -- sync streams ---------------------------------------------------------------------------
 
 
-async def test_the_server_answers_many_requests_on_one_stream_then_closes_when_idle(put_body) -> None:
+async def test_on_sync_1_1_the_server_answers_many_requests_on_one_stream_then_closes_when_idle(
+    put_body,
+) -> None:
     async with spawn_network(1, sync_request_timeout=TIMEOUT) as net:
         node = net.nodes[0]
         entries = [await node.publish(kind="asset.put", key=f"k{i}", body=put_body()) for i in range(3)]
         me = node.keys.author.public.raw
         async with bare_peer(node) as peer:
-            fs = await peer.open(node.peer_id, wire.PROTOCOL_ID)
+            fs = await peer.open(node.peer_id, wire.SYNC_PROTOCOLS, many=(wire.PROTOCOL_ID_STREAMING,))
             with trio.fail_after(SETTLE):
                 for i in range(3):
                     page = await fetch_heads_page(fs, after=None)
@@ -221,6 +223,21 @@ async def test_the_server_answers_many_requests_on_one_stream_then_closes_when_i
             # Left idle past the server's timeout, the stream is closed (cleanly, not reset).
             with trio.fail_after(TIMEOUT + 5), pytest.raises(PeerClosed):
                 await fs.recv()
+
+
+async def test_on_sync_1_0_the_server_closes_the_stream_after_its_one_answer(put_body) -> None:
+    """A client written against DESIGN.md's one-request streams reads to the end of the stream: the
+    server must close it after the answer, not hold it open until its idle timeout."""
+    async with spawn_network(1, sync_request_timeout=60.0) as net:
+        node = net.nodes[0]
+        entry = await node.publish(kind="asset.put", key="k", body=put_body())
+        async with bare_peer(node) as peer:
+            fs = await peer.open(node.peer_id, wire.PROTOCOL_ID)
+            assert not fs.reusable
+            with trio.fail_after(SETTLE):  # far inside the 60 s idle timeout
+                assert await fetch_range(fs, author=entry.author.raw, start=1, end=1) == [entry.raw]
+                with pytest.raises(PeerClosed):
+                    await fs.recv()
 
 
 async def test_anti_entropy_and_pulls_reuse_streams(put_body) -> None:
