@@ -67,7 +67,7 @@ from .errors import PeerError, PeerUnavailable, StoreError, WritesRejected
 from .keystore import Keys
 from .net.host import P2P
 from .replica import IngestOutcome, Replica
-from .store import LocalWrite
+from .store import LocalWrite, StoreBusy
 from .sync import (
     BadEntryError,
     ClientStream,
@@ -87,6 +87,8 @@ STRIKES_TO_BAN = 3
 BAN_SECONDS = 60.0
 MAX_HEADS_PAGES = 500  # heads pages read from one peer per anti-entropy round (1M authors)
 MAX_GROUP_WRITES = 5000  # local writes signed and stored in one transaction by the local writer
+INLINE_MAX = 16  # writes (or received entries) few enough to commit in the trio thread, no thread hop
+CHECKPOINT_EVERY = 1.0  # seconds between WAL checkpoints (in a worker thread) while the node writes
 RETRY_MAX_DELAY = 5.0  # seconds: the longest wait between retries of a failing store call
 GAP_LINGER = 0.005  # seconds a gap from gossip waits before it is pulled (a late message may fill it)
 BEHIND_LINGER = 0.25  # seconds a peer's head seen a little ahead (periodic anti-entropy) waits: gossip
@@ -353,6 +355,9 @@ class Node:
         self._announced_seq = 0
         self._me = keys.author.public.raw
         self._own: dict[int, bytes] = {}  # own entries stored but not yet announced, by seq
+        self._own_max = 0  # the highest own seq stored, as far as this node has seen
+        self._own_stale = True  # another writer of the store may have appended past it: read the head
+        self._commits = 0  # transactions committed in the trio thread since the last checkpoint
         self._parked = _Parked(MAX_PARKED)
         self._strikes: dict[str, int] = {}
         self._banned_until: dict[str, float] = {}
@@ -381,6 +386,9 @@ class Node:
             nursery.start_soon(self._anti_entropy_loop)
             nursery.start_soon(self._announce_loop)
             nursery.start_soon(self._bootstrap_loop)
+            if hasattr(self.store, "try_now"):
+                self.store.manual_checkpoints()
+                nursery.start_soon(self._checkpoint_loop)
             log.info(
                 "node started did=%s peer_id=%s addrs=%s", self.did, self.peer_id, ",".join(self.addrs())
             )
@@ -408,6 +416,34 @@ class Node:
                 )
                 await trio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_DELAY)
+
+    async def _db_now(self, size: int, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` in the trio thread when ``size`` (writes or entries) is small and the store is
+        free at once (:meth:`node.store.Store.try_now`): a commit without two thread hops, which cost
+        more than the commit itself. Otherwise, or when the store is busy, :meth:`_db`."""
+        try_now = getattr(self.store, "try_now", None)
+        if try_now is not None and size <= INLINE_MAX:
+            try:
+                result = try_now(fn, *args)
+            except StoreBusy:
+                pass
+            else:
+                self._commits += 1
+                return result
+        return await self._db(fn, *args)
+
+    async def _checkpoint_loop(self) -> None:
+        """Copy the WAL into ``node.db`` every ``CHECKPOINT_EVERY`` while commits happen, in a worker
+        thread: commits made in the trio thread never run a checkpoint themselves (its copying and
+        fsync would stall the event loop), so without this the WAL would only grow."""
+        while True:
+            await trio.sleep(CHECKPOINT_EVERY)
+            if self._commits:
+                self._commits = 0
+                try:
+                    await self._db(self.store.checkpoint)
+                except StoreError as exc:
+                    log.warning("store checkpoint failed err=%s", exc)
 
     # -- writing our own log -------------------------------------------------------
 
@@ -473,7 +509,9 @@ class Node:
         # bridge's PostgreSQL store, which publishes little) one write at a time.
         many = getattr(self.store, "append_local_many", None) or partial(_append_each, self.store)
         try:
-            outcomes = await self._db(many, self.keys.author, [p.writes for p in group])
+            outcomes = await self._db_now(
+                sum(len(p.writes) for p in group), many, self.keys.author, [p.writes for p in group]
+            )
         except BaseException as exc:
             for p in group:
                 p.finish(error=exc if isinstance(exc, Exception) else StoreError("the node is stopping"))
@@ -495,6 +533,8 @@ class Node:
         the newest; peers that see the gap pull the rest over sync."""
         if entries:
             self._stored(list(entries))
+        else:
+            self._own_stale = True
         self._announce_wakeup.set()
 
     # -- gossip in -----------------------------------------------------------------
@@ -591,7 +631,8 @@ class Node:
                     size += len(batch[-1].entries)
                 self._writing += 1  # before the next writer looks
             try:
-                report = await self._db(self.store.ingest, [e for w in batch for e in w.entries])
+                entries = [e for w in batch for e in w.entries]
+                report = await self._db_now(len(entries), self.store.ingest, entries)
             finally:
                 self._writing -= 1
             self._after_ingest(report, {e.author: w.source for w in batch if w.source for e in w.entries})
@@ -639,7 +680,10 @@ class Node:
 
     def _stored(self, entries: list[Entry]) -> None:
         for e in entries:
-            if e.author.raw == self._me and e.seq > self._announced_seq and len(self._own) < MAX_OWN_PENDING:
+            if e.author.raw != self._me:
+                continue
+            self._own_max = max(self._own_max, e.seq)
+            if e.seq > self._announced_seq and len(self._own) < MAX_OWN_PENDING:
                 self._own[e.seq] = e.raw
         self.stats.appended += len(entries)
         if self._on_append is not None:
@@ -905,18 +949,16 @@ class Node:
         is not sent a backlog by gossip that sync brings it anyway.
         """
         bucket = _TokenBucket(self.settings.gossip_rate, burst=ANNOUNCE_BURST)
-        me = self.keys.author.public
-        head = await self._db(self.store.head, me)
-        self._announced_seq = max(self._announced_seq, head.seq - 1 if head else 0)
+        self._announced_seq = max(self._announced_seq, await self._own_head() - 1)
         while True:
             if not await self._unannounced():
-                with trio.move_on_after(ANNOUNCE_POLL):
+                with trio.move_on_after(ANNOUNCE_POLL) as idle:
                     await self._announce_wakeup.wait()
+                self._own_stale |= idle.cancelled_caught  # another process may have appended
                 self._announce_wakeup = trio.Event()
                 continue
             if not self._listeners():
-                head = await self._db(self.store.head, me)
-                self._announced_seq = max(self._announced_seq, head.seq if head else 0)
+                self._announced_seq = max(self._announced_seq, await self._own_head())
                 self._own.clear()
                 continue
             await bucket.take()  # while it waits, more entries may join the batch
@@ -928,13 +970,21 @@ class Node:
                 await self._publish_batch(batch)
                 self._announced_seq = batch.end
 
+    async def _own_head(self) -> int:
+        """The seq of this node's own head: what it stored itself, or, when another writer of the store
+        may have appended (:meth:`announce` without entries, or a quiet spell), read from the store."""
+        if self._own_stale:
+            self._own_stale = False  # before the read: an append meanwhile marks it again
+            head = await self._db(self.store.head, self.keys.author.public)
+            self._own_max = max(self._own_max, head.seq if head else 0)
+        return self._own_max
+
     async def _unannounced(self) -> bool:
         nxt = self._announced_seq + 1
         if nxt in self._own:
             return True
         self._own.clear()  # stale, or incomplete: the store has them all
-        head = await self._db(self.store.head, self.keys.author.public)
-        return head is not None and head.seq >= nxt
+        return await self._own_head() >= nxt
 
     async def _take_unannounced(self) -> list[bytes]:
         """The raw own entries from ``_announced_seq + 1`` on, at most a batch's worth."""
@@ -946,10 +996,10 @@ class Node:
             nxt += 1
         if raws:
             return raws
-        head = await self._db(self.store.head, self.keys.author.public)
-        if head is None or head.seq < nxt:
+        head = await self._own_head()
+        if head < nxt:
             return []
-        found: list[bytes] = await self._db(self.store.range_raw, self._me, nxt, min(head.seq, nxt + cap - 1))
+        found: list[bytes] = await self._db(self.store.range_raw, self._me, nxt, min(head, nxt + cap - 1))
         return found
 
     async def _publish_batch(self, batch: wire.GossipBatch) -> None:

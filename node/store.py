@@ -20,7 +20,14 @@ What becomes of each incoming entry is decided by :func:`protocol.plan`, the
 same rule the indexer's store executes. Entries that arrive ahead of the head
 (a gap) are not stored: the caller gets the missing range back and pulls it;
 the entry comes again inside that range.
-The store is synchronous; trio code calls it through ``trio.to_thread``.
+The store is synchronous. Trio code calls it through ``trio.to_thread``, or,
+for a short write on the hot path, right in the trio thread with
+:meth:`Store.try_now`, which never waits: it gives up at once (:class:`StoreBusy`,
+nothing done) when another thread or process holds the store, and the caller
+goes through a worker thread instead. A daemon that writes that way takes the
+WAL checkpoints off the hot path too (:meth:`Store.manual_checkpoints`,
+:meth:`Store.checkpoint`), so a commit never copies the log into the database
+while the event loop waits.
 """
 
 from __future__ import annotations
@@ -62,6 +69,7 @@ __all__ = [
     "AuthorRow",
     "LocalWrite",
     "Store",
+    "StoreBusy",
     "WritesRejected",
 ]
 
@@ -164,12 +172,21 @@ class AuthorRow:
     forked_seq: int | None
 
 
+class StoreBusy(Exception):
+    """:meth:`Store.try_now` found the store in use (another thread, or another process's write) and did nothing."""
+
+
+BUSY_TIMEOUT_MS = 30_000  # how long a write waits for another process's (CLI commands while the daemon runs)
+
+
 class Store:
     """Thread-safe access to ``node.db``. Open with :meth:`open`; close with :meth:`close`."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._conn = conn
-        self._lock = threading.Lock()
+        # Re-entrant: try_now holds it around a whole call whose reads and _Tx take it again.
+        self._lock = threading.RLock()
+        self._trying = False  # inside try_now: a busy database is StoreBusy, not a wait
         self.path = path
 
     @classmethod
@@ -179,7 +196,7 @@ class Store:
             conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             conn.executescript(SCHEMA)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open store {path}: {exc}") from None
@@ -188,6 +205,45 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+    def try_now(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` (a method of this store) in this thread, if it can run without waiting.
+
+        Raises:
+            StoreBusy: another thread holds the store, or another process holds
+                the database's write lock; nothing was done, so the caller can
+                make the same call from a worker thread (where it waits).
+        """
+        if not self._lock.acquire(blocking=False):
+            raise StoreBusy
+        try:
+            self._trying = True
+            self._conn.execute("PRAGMA busy_timeout=0")
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._trying = False
+                self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        except sqlite3.Error as exc:  # the PRAGMAs themselves
+            raise StoreError(f"store is unusable: {exc}") from None
+        finally:
+            self._lock.release()
+
+    def manual_checkpoints(self) -> None:
+        """Stop committing transactions from copying the WAL into the database; the owner calls
+        :meth:`checkpoint` from a worker thread instead (else the WAL grows without bound)."""
+        with self._lock:
+            self._conn.execute("PRAGMA wal_autocheckpoint=0")
+
+    def checkpoint(self) -> tuple[int, int]:
+        """Copy the WAL into the database as far as readers allow (``PRAGMA wal_checkpoint(PASSIVE)``);
+        the next commits then reuse the WAL from its start. Returns (frames in the WAL, frames copied)."""
+        with self._lock:
+            try:
+                _busy, frames, copied = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                return frames, copied
+            except sqlite3.Error as exc:
+                raise StoreError(f"store checkpoint failed: {exc}") from None
 
     # -- writing ---------------------------------------------------------------
 
@@ -430,6 +486,8 @@ class _Tx:
             self._cur.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             self._store._lock.release()
+            if self._store._trying and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY:
+                raise StoreBusy from None
             raise StoreError(f"store is busy or unwritable: {exc}") from None
         return self._cur
 

@@ -1,4 +1,4 @@
-"""The local API's writes and event stream, served for real (hypercorn on 127.0.0.1) by running nodes.
+"""The local API's writes and event stream, served for real (node/http.py on 127.0.0.1) by running nodes.
 
 Nodes come from ``node.testing.spawn_network`` (real libp2p hosts); the API is
 ``serve_local_api`` on a real socket, asked with ``httpx.AsyncClient``.
@@ -131,11 +131,18 @@ async def test_concurrent_writes_are_group_committed_in_one_log(
 
         def counted(signer: Any, batches: Any, **kwargs: Any) -> Any:
             groups.append(len(batches))
-            if len(groups) == 1:  # hold the first commit until every other write is waiting
-                first_held.set()
-                release.wait(30)
+            first_held.set()
             return original(signer, batches, **kwargs)
 
+        def hold_the_store() -> None:  # another thread in the store: the first commit must wait
+            with node.store._lock:
+                holding.set()
+                release.wait(30)
+
+        holding = threading.Event()
+        holder = threading.Thread(target=hold_the_store)
+        holder.start()
+        holding.wait(30)
         node.store.append_local_many = counted  # type: ignore[method-assign]
         seqs: list[int] = []
         statuses: list[int] = []
@@ -155,6 +162,7 @@ async def test_concurrent_writes_are_group_committed_in_one_log(
             while node._local_send is None or node._local_send.statistics().current_buffer_used < 9:
                 await trio.sleep(0.01)  # the nine writes are queued behind the held commit
             release.set()
+        holder.join()
         assert groups == [1, 9], "the nine writes that waited were committed in one transaction"
         assert sorted(statuses) == [201] * 9 + [422], "the bad write failed alone"
         assert sorted(seqs) == list(range(1, 10)), "every good write got its own seq, no gaps"

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from node.errors import NotFoundError, StoreError
-from node.store import Store
+from node.store import Store, StoreBusy
 from protocol import AssetUri, Entry, EntryHash, Signer, fold, parse_and_verify
 
 from .conftest import LogBuilder
@@ -435,3 +435,69 @@ def test_two_stores_on_one_file_never_collide(tmp_path: Path, new_signer, new_lo
     finally:
         cli.close()
         daemon.close()
+
+
+# -- writing without waiting (the daemon's hot path) ------------------------------------------
+
+
+def test_try_now_gives_up_at_once_when_another_process_writes(tmp_path: Path, new_signer, put_body) -> None:
+    """Another connection (the CLI, another process) holds the write lock: try_now does nothing and
+    says so, instead of waiting out the busy timeout in the caller's (the event loop's) thread."""
+    path = tmp_path / "node.db"
+    daemon, other = Store.open(path), Store.open(path)
+    signer: Signer = new_signer()
+    try:
+        with other._tx(), pytest.raises(StoreBusy):  # BEGIN IMMEDIATE held by the other connection
+            daemon.try_now(daemon.append_local, signer, kind="asset.put", key="a", body=put_body("a"))
+        assert daemon.head(signer.public) is None, "nothing was written"
+        # Free again: the same call goes through, and the store still waits when not trying.
+        e = daemon.try_now(daemon.append_local, signer, kind="asset.put", key="a", body=put_body("a"))
+        head = daemon.head(signer.public)
+        assert e.seq == 1 and head is not None and (head.seq, head.hash) == (1, e.hash)
+        assert daemon._conn.execute("PRAGMA busy_timeout").fetchone()[0] == 30_000
+    finally:
+        daemon.close()
+        other.close()
+
+
+def test_try_now_gives_up_when_another_thread_is_in_the_store(store: Store, new_signer, put_body) -> None:
+    signer: Signer = new_signer()
+    inside, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store._lock:
+            inside.set()
+            release.wait(30)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    inside.wait(30)
+    try:
+        with pytest.raises(StoreBusy):
+            store.try_now(store.append_local, signer, kind="asset.put", key="a", body=put_body("a"))
+    finally:
+        release.set()
+        t.join()
+    assert store.head(signer.public) is None
+
+
+def test_manual_checkpoints_leave_the_wal_to_the_owner(store: Store, new_signer, put_body) -> None:
+    """With manual checkpoints a commit never copies the WAL back; checkpoint() does, all of it, and
+    the WAL is then reused from its start instead of growing."""
+    signer: Signer = new_signer()
+    wal = store.path.with_name(store.path.name + "-wal")
+    page = store._conn.execute("PRAGMA page_size").fetchone()[0]
+    store.manual_checkpoints()
+
+    def write(n: int, start: int) -> None:
+        for i in range(start, start + n):
+            store.append_local(signer, kind="asset.put", key=f"k{i}", body=put_body(f"t{i}"))
+
+    write(400, 0)
+    grown = wal.stat().st_size
+    assert grown > 1500 * page, "past the 1,000-page autocheckpoint, no commit checkpointed on its own"
+    frames, copied = store.checkpoint()
+    assert frames > 1000 and copied == frames
+    write(100, 400)
+    assert wal.stat().st_size == grown, "after the checkpoint the WAL is reused, not grown"
+    assert store.head(signer.public).seq == 500
