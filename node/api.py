@@ -46,13 +46,12 @@ import orjson
 import trio
 from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
-from hypercorn.config import Config
-from hypercorn.trio import serve
 
 from protocol import Entry, ProtocolError, parse_did
 
 from .daemon import Node
 from .errors import ListenError, NodeError, NotFoundError, WritesRejected
+from .http import serve_asgi
 from .logctx import correlation_id
 from .store import MAX_BATCH_ITEMS, MAX_BODY_BYTES, LocalWrite
 
@@ -427,8 +426,4 @@ async def serve_local_api(
 ) -> None:
     """Serve the local API on ``sock`` (from :func:`bind_local_api`, which it takes over); reports the
     bound base URLs through ``task_status``."""
-    config = Config()
-    config.bind = [f"fd://{sock.detach()}"]
-    config.accesslog = None
-    config.errorlog = logging.getLogger("hypercorn.error")
-    await serve(create_local_app(node, token), config, task_status=task_status)  # type: ignore[arg-type]
+    await serve_asgi(create_local_app(node, token), sock, task_status=task_status)
