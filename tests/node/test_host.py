@@ -154,3 +154,62 @@ async def test_a_malformed_pubsub_rpc_costs_the_sender_its_stream_not_the_host_i
             for h in (victim, attacker, friend):
                 await h.close()
             nursery.cancel_scope.cancel()
+
+
+# -- signed peer records on pubsub RPCs (built and checked once, not per message) ----------------
+
+
+async def test_the_pubsub_modules_use_the_cached_record_functions() -> None:
+    from libp2p.pubsub import gossipsub, pubsub
+
+    from node.net import host as host_module
+
+    for module in (pubsub, gossipsub):
+        assert module.env_to_send_in_RPC is host_module._record_to_send
+        assert module.maybe_consume_signed_record is host_module._consume_record
+
+
+async def test_a_peer_record_is_verified_once_and_a_changed_or_forged_one_every_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from libp2p.pubsub.pb import rpc_pb2
+
+    from node.net import host as host_module
+
+    calls: list[bytes] = []
+    original = host_module._check_record
+
+    def counting(msg, host, peer_id):  # type: ignore[no-untyped-def]
+        calls.append(msg.senderRecord)
+        return original(msg, host, peer_id)
+
+    monkeypatch.setattr(host_module, "_check_record", counting)
+    a, b = _host(["/ip4/127.0.0.1/tcp/0"]), _host(["/ip4/127.0.0.1/tcp/0"])
+    async with trio.open_nursery() as nursery:
+        await nursery.start(a.run)
+        await nursery.start(b.run)
+        sender, receiver = a._host, b._host
+        record, _ = host_module._record_to_send(sender)
+        assert host_module._record_to_send(sender)[0] is record, "reused, not rebuilt, within the TTL"
+        good = rpc_pb2.RPC(senderRecord=record)
+        forged = rpc_pb2.RPC(senderRecord=record[:-1] + bytes([record[-1] ^ 1]))  # one signature bit
+        peer = sender.get_id()
+
+        assert host_module._consume_record(good, receiver, peer)
+        assert host_module._consume_record(good, receiver, peer)
+        assert calls == [record], "the same bytes from the same peer were verified once"
+
+        assert not host_module._consume_record(forged, receiver, peer), "a forged record is refused"
+        assert not host_module._consume_record(forged, receiver, peer), "every time, never remembered"
+        assert len(calls) == 3
+        assert host_module._consume_record(good, receiver, peer)
+        assert len(calls) == 4, "after a refusal the good record is checked again"
+
+        other = b._host.get_id()  # the same bytes claimed by another peer: checked, and refused
+        assert not host_module._consume_record(good, receiver, other)
+        assert len(calls) == 5
+
+        monkeypatch.setattr(host_module, "SIGNED_RECORD_TTL", 0.0)
+        assert host_module._consume_record(good, receiver, peer)
+        assert len(calls) == 6, "past the TTL the record is checked again"
+        nursery.cancel_scope.cancel()
