@@ -67,7 +67,9 @@ from typing import Any
 # sys.path and bench/protocol.py would shadow the ``protocol`` package.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+import h11  # noqa: E402
 import httpx  # noqa: E402
+import orjson  # noqa: E402
 import trio  # noqa: E402
 
 from node.daemon import Node  # noqa: E402
@@ -329,6 +331,83 @@ def processes(n: int) -> Iterator[list[Proc]]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+class Http1:
+    """A keep-alive HTTP/1.1 client on one trio socket, framed by h11: the bench's load generator.
+
+    A load generator should cost little next to what it measures: httpx spends
+    about as much CPU per request as the node's whole write (see the httpx
+    figure the bench prints beside it), and it runs on the same two cores.
+    """
+
+    def __init__(self, base_url: str, headers: dict[str, str] | None = None) -> None:
+        hostport = base_url.split("//", 1)[1].rstrip("/")
+        self.host, _, port = hostport.rpartition(":")
+        self.port = int(port)
+        self.headers = [("host", hostport), *((k.lower(), v) for k, v in (headers or {}).items())]
+        self._stream: trio.SocketStream | None = None
+        self._conn = h11.Connection(h11.CLIENT)
+
+    async def _connect(self) -> trio.SocketStream:
+        if self._stream is None or self._conn.our_state is not h11.IDLE:
+            if self._stream is not None:
+                await self._stream.aclose()
+            self._stream = await trio.open_tcp_stream(self.host, self.port)
+            self._conn = h11.Connection(h11.CLIENT)
+        return self._stream
+
+    async def _send(self, method: str, path: str, body: bytes | None) -> trio.SocketStream:
+        stream = await self._connect()
+        headers = list(self.headers)
+        if body is not None:
+            headers += [("content-type", "application/json"), ("content-length", str(len(body)))]
+        data = self._conn.send(h11.Request(method=method, target=path, headers=headers)) or b""
+        if body:
+            data += self._conn.send(h11.Data(data=body)) or b""
+        data += self._conn.send(h11.EndOfMessage()) or b""
+        await stream.send_all(data)
+        return stream
+
+    async def _events(self, stream: trio.SocketStream) -> Any:
+        while True:
+            event = self._conn.next_event()
+            if event is h11.NEED_DATA:
+                self._conn.receive_data(await stream.receive_some(65536))
+                continue
+            yield event
+            if isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+                return
+
+    async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        stream = await self._send(method, path, body)
+        status, out = 0, b""
+        async for event in self._events(stream):
+            if isinstance(event, h11.Response):
+                status = event.status_code
+            elif isinstance(event, h11.Data):
+                out += event.data
+        if self._conn.our_state is h11.DONE and self._conn.their_state is h11.DONE:
+            self._conn.start_next_cycle()
+        return status, out
+
+    async def post_json(self, path: str, doc: Any) -> tuple[int, bytes]:
+        return await self.request("POST", path, orjson.dumps(doc))
+
+    async def lines(self, path: str) -> Any:
+        """The body of ``GET path`` line by line, as it streams."""
+        stream = await self._send("GET", path, None)
+        pending = b""
+        async for event in self._events(stream):
+            if isinstance(event, h11.Data):
+                pending += event.data
+                *done, pending = pending.split(b"\n")
+                for line in done:
+                    yield line
+
+    async def aclose(self) -> None:
+        if self._stream is not None:
+            await self._stream.aclose()
+
+
 class Watcher:
     """One peer's ``GET /v1/events`` stream: A's entries as they arrive, with the peer's receive times."""
 
@@ -340,20 +419,20 @@ class Watcher:
         self.ready = trio.Event()
 
     async def run(self) -> None:
-        async with (
-            httpx.AsyncClient(base_url=self.proc.info["api_url"], timeout=None) as c,
-            c.stream("GET", "/v1/events") as resp,
-        ):
-            self.ready.set()
-            async for line in resp.aiter_lines():
-                if not line.startswith("data: "):
+        c = Http1(self.proc.info["api_url"])
+        try:
+            async for line in c.lines("/v1/events"):
+                self.ready.set()  # the stream is open (its first line is a comment)
+                if not line.startswith(b"data: "):
                     continue
-                ev = json.loads(line[6:])
+                ev = orjson.loads(line[6:])
                 if ev["did"] == self.author:
                     self.seen[ev["seq"]] = ev["received_ns"]
                     self.top = max(self.top, ev["seq"])
                     self._changed.set()
                     self._changed = trio.Event()
+        finally:
+            await c.aclose()
 
     async def wait_for(self, seq: int) -> int | None:
         """The monotonic ns at which this peer stored A's ``seq`` (and everything before it), or None."""
@@ -376,18 +455,22 @@ async def proc_throughput(
     last = first_seq + n - 1
     t0 = time.monotonic_ns()
 
-    async def writer(c: httpx.AsyncClient, lo: int, hi: int, step: int) -> None:
-        for i in range(lo, hi, step):
-            t = time.perf_counter()
-            if how == "bulk":
-                r = await c.post(
-                    "/v1/local/entries", json=[_put(j, how[0]) for j in range(i, min(hi, i + batch))]
+    async def writer(lo: int, hi: int, step: int) -> None:
+        c = Http1(api, headers)  # one keep-alive connection per client
+        try:
+            for i in range(lo, hi, step):
+                doc: Any = (
+                    [_put(j, how[0]) for j in range(i, min(hi, i + batch))]
+                    if how == "bulk"
+                    else _put(i, how[0])
                 )
-            else:
-                r = await c.post("/v1/local/entries", json=_put(i, how[0]))
-            call_ms.append((time.perf_counter() - t) * 1000)
-            if r.status_code != 201:
-                raise SystemExit(f"write refused: {r.status_code} {r.text[:200]}")
+                t = time.perf_counter()
+                status, body = await c.post_json("/v1/local/entries", doc)
+                call_ms.append((time.perf_counter() - t) * 1000)
+                if status != 201:
+                    raise SystemExit(f"write refused: {status} {body[:200]!r}")
+        finally:
+            await c.aclose()
 
     async with trio.open_nursery() as nursery:
         done: list[int | None] = []
@@ -397,14 +480,12 @@ async def proc_throughput(
 
         for w in watchers:
             nursery.start_soon(watch, w)
-        limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-        async with httpx.AsyncClient(base_url=api, headers=headers, timeout=120, limits=limits) as c:
-            if how == "concurrent":
-                async with trio.open_nursery() as writers:
-                    for k in range(clients):
-                        writers.start_soon(writer, c, k, n, clients)
-            else:
-                await writer(c, 0, n, batch if how == "bulk" else 1)
+        if how == "concurrent":
+            async with trio.open_nursery() as writers:
+                for k in range(clients):
+                    writers.start_soon(writer, k, n, clients)
+        else:
+            await writer(0, n, batch if how == "bulk" else 1)
         written = time.monotonic_ns()
     complete = None if None in done else max(d for d in done if d is not None)
     return {
@@ -422,20 +503,37 @@ async def proc_latency(
 ) -> dict[str, Any]:
     returned: dict[int, int] = {}
     call_ms: list[float] = []
-    async with httpx.AsyncClient(base_url=api, headers={"Authorization": f"Bearer {token}"}, timeout=60) as c:
+    c = Http1(api, {"Authorization": f"Bearer {token}"})
+    try:
         tick = trio.current_time()
         for k in range(samples):
             t = time.perf_counter()
-            r = await c.post("/v1/local/entries", json=_put(k, "l"))
-            returned[r.json()["seq"]] = time.monotonic_ns()
+            _status, body = await c.post_json("/v1/local/entries", _put(k, "l"))
+            returned[orjson.loads(body)["seq"]] = time.monotonic_ns()
             call_ms.append((time.perf_counter() - t) * 1000)
             tick += interval
             await trio.sleep_until(tick)
+    finally:
+        await c.aclose()
     last = first_seq + samples - 1
     for w in watchers:
         await w.wait_for(last)
     lat = [(w.seen[s] - returned[s]) / 1e6 for w in watchers for s in returned if s in w.seen]
     return {"lat": lat, "missing": samples * len(watchers) - len(lat), "call_ms": call_ms}
+
+
+async def httpx_writes(api: str, token: str, n: int) -> list[float]:
+    """``n`` writes one at a time through ``httpx.AsyncClient`` (what a Python user's script would
+    use): the per-request cost with a heavier client, printed beside the load generator's."""
+    call_ms: list[float] = []
+    async with httpx.AsyncClient(base_url=api, headers={"Authorization": f"Bearer {token}"}, timeout=60) as c:
+        for k in range(n):
+            t = time.perf_counter()
+            r = await c.post("/v1/local/entries", json=_put(k, "x"))
+            call_ms.append((time.perf_counter() - t) * 1000)
+            if r.status_code != 201:
+                raise SystemExit(f"write refused: {r.status_code} {r.text[:200]}")
+    return call_ms
 
 
 async def run_processes(args: argparse.Namespace) -> None:
@@ -469,6 +567,7 @@ async def run_processes(args: argparse.Namespace) -> None:
             lat = None
             if args.samples > 0:
                 lat = await proc_latency(api, token, watchers, seq, args.samples, args.interval_ms / 1000)
+                lat["httpx_ms"] = await httpx_writes(api, token, args.samples)
             async with httpx.AsyncClient(timeout=10) as c:
                 stats = [(await c.get(p.info["api_url"] + "/v1/status")).json()["stats"] for p in procs[1:]]
             nursery.cancel_scope.cancel()
@@ -532,6 +631,11 @@ def print_proc_latency(r: dict[str, Any], rows: list[dict[str, Any]], args: argp
         f"  one write through the local API (POST, awaited, one client; (a) and (d)): p50 {pct(calls, 50):.2f} ms, "
         f"p99 {pct(calls, 99):.2f} ms   target p50 < {TARGET_WRITE_P50_MS:g} ms"
     )
+    if r.get("httpx_ms"):
+        hx = r["httpx_ms"]
+        print(
+            f"    the same through httpx.AsyncClient ({len(hx)} writes): p50 {pct(hx, 50):.2f} ms, p99 {pct(hx, 99):.2f} ms"
+        )
     for x in rows:
         if x["how"] != "single":
             print(
