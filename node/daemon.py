@@ -88,6 +88,7 @@ BAN_SECONDS = 60.0
 MAX_HEADS_PAGES = 500  # heads pages read from one peer per anti-entropy round (1M authors)
 MAX_GROUP_WRITES = 5000  # local writes signed and stored in one transaction by the local writer
 INLINE_MAX = 16  # writes (or received entries) few enough to commit in the trio thread, no thread hop
+VERIFY_INLINE_MAX = 8  # gossip entries verified in the trio thread (~70 µs each); more go to verify_range
 CHECKPOINT_EVERY = 1.0  # seconds between WAL checkpoints (in a worker thread) while the node writes
 RETRY_MAX_DELAY = 5.0  # seconds: the longest wait between retries of a failing store call
 GAP_LINGER = 0.005  # seconds a gap from gossip waits before it is pulled (a late message may fill it)
@@ -570,8 +571,9 @@ class Node:
     async def _gossip_batch(self, data: bytes, origin: str) -> list[Entry]:
         """A v2 message: consecutive entries of one author, each verified (or all rejected: ``[]``).
 
-        One entry is verified here; more go to ``verify_range`` (a worker thread,
-        or the bridge's process pool), like a pulled range.
+        Up to ``VERIFY_INLINE_MAX`` entries are verified here (a thread hop costs
+        more than that); more go to ``verify_range`` (a worker thread, or the
+        bridge's process pool), like a pulled range.
         """
         try:
             batch = wire.decode_gossip_batch(data)
@@ -581,7 +583,7 @@ class Node:
             return []
         skew = self.settings.max_clock_skew_ms
         try:
-            if len(batch.entries) == 1:
+            if len(batch.entries) <= VERIFY_INLINE_MAX:
                 return verify_range(batch.entries, author=batch.author, start=batch.start, max_skew_ms=skew)
             return await self._verify_range(
                 batch.entries, author=batch.author, start=batch.start, max_skew_ms=skew
