@@ -43,6 +43,12 @@ class WriteResult:
     seq: int
     via: str  # "daemon" or "store"
 
+    def to_json(self) -> dict[str, Any]:
+        return {"uri": self.uri, "hash": self.hash, "seq": self.seq}
+
+    def text(self) -> str:
+        return f"{self.uri} {self.hash}"
+
 
 def file_cid(path: Path) -> tuple[str, int]:
     """A CIDv1 (raw codec, sha2-256, base32) of a file's bytes, and its size.
@@ -322,6 +328,9 @@ class BulkResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"count": self.count, "first_seq": self.first_seq, "last_seq": self.last_seq, "via": self.via}
+
+    def text(self) -> str:
+        return f"published {self.count} assets (seq {self.first_seq}..{self.last_seq}, via {self.via})"
 
 
 def chunks_of(writes: Sequence[LocalWrite]) -> Iterator[tuple[int, list[bytes]]]:

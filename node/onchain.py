@@ -81,6 +81,18 @@ class RegisterReport:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    def text(self) -> str:
+        verdict = {
+            "verified": f"will verify: the record's payout.evm is {self.owner}",
+            "mismatch": f"will be a mismatch: the record's payout.evm is {self.payout_evm}, not {self.owner}",
+            "unbound": "will be unbound: the record names no payout.evm (edit it with --payout-evm me)",
+        }[self.expect]
+        return (
+            f"transaction {self.tx}\nasset id {self.asset_id} on {self.chain} (block {self.block}, registry "
+            f"{self.registry})\nthe indexer will check: entry {self.entry} ({self.record_hash}), owner "
+            f"{self.owner}: {verdict}"
+        )
+
 
 def register_asset(
     data_dir: Path,
