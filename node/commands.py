@@ -248,7 +248,9 @@ class Library:
 
     def text(self) -> str:
         if not self.items:
-            hint = "" if self.include_others else " (publish one with: empressa node publish --key … --title …)"
+            hint = (
+                "" if self.include_others else " (publish one with: empressa node publish --key … --title …)"
+            )
             return "no assets" + hint
         width = max(len(i["key"]) for i in self.items)
         lines = []
