@@ -1,4 +1,4 @@
-"""What the ``empressa node …`` commands do, apart from parsing and printing.
+"""The writes and reads behind the ``empressa node …`` commands (:mod:`.commands` calls them).
 
 Writes go to a running daemon when there is one (its local API, named in
 ``node.json``) so the entry is announced at once and the daemon stays the only

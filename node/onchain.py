@@ -1,4 +1,4 @@
-"""What ``empressa node evm-account`` and ``node register`` do, apart from parsing and printing.
+"""What ``empressa node evm-account`` and ``node register`` do (:mod:`.commands` calls them).
 
 The creator's EVM account is the keystore's ``evm`` secret (:func:`node.keystore.ensure_evm_key`),
 created on first use. ``register`` names the asset by the entry hash of its current
