@@ -1,72 +1,45 @@
 """The ``empressa`` command: parses arguments, builds settings, calls into the packages.
 
-Errors go to stderr as one line and a non-zero exit; ``--json`` prints one
-JSON object on stdout for scripts.
+Each ``cmd_*`` parses its flags, calls one function of the package that owns the
+job (:mod:`node.commands`, :mod:`indexer.commands`, :mod:`bridge.runner`,
+:mod:`stack`) and prints what it returns through :func:`emit`. Errors go to
+stderr as one line and a non-zero exit; ``--json`` prints one JSON object on
+stdout for scripts. The settings of each process are built here (its flags over
+the layered sources) and passed in; logging is :func:`node.logctx.configure_logging`,
+handed to each service.
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
-import logging
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
+
+from node.logctx import configure_logging
 
 DEFAULT_NODE_DIR = Path("~/.empressa/node")
 DEFAULT_INDEXER_DIR = Path("~/.empressa/indexer")
 DEFAULT_BRIDGE_DIR = Path("~/.empressa/bridge")
 DEFAULT_STACK_DIR = Path("~/.empressa/stack")
+DEPLOYER_KEY_ENV = "EMPRESSA_DEPLOYER_KEY"
 
 
 # -- output ---------------------------------------------------------------------------
 
 
-class _KeyValueFormatter(logging.Formatter):
-    """``ts=… level=… logger=… cid=… msg="…"``: one structured line per record."""
+class Result(Protocol):
+    """What a command function returns: its ``--json`` object and its text for a person.
 
-    def format(self, record: logging.LogRecord) -> str:
-        from node.logctx import correlation_id
+    It may also have ``notes()`` (lines for stderr, printed first) and ``failed`` (exit 1).
+    """
 
-        msg = record.getMessage().replace('"', "'")
-        line = (
-            f"ts={self.formatTime(record, '%Y-%m-%dT%H:%M:%S')}.{int(record.msecs):03d} "
-            f'level={record.levelname.lower()} logger={record.name} cid={correlation_id.get()} msg="{msg}"'
-        )
-        if record.exc_info:
-            line += " exc=" + json.dumps(self.formatException(record.exc_info))
-        return line
+    def to_json(self) -> dict[str, Any]: ...
 
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        from node.logctx import correlation_id
-
-        d = {
-            "ts": record.created,
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "cid": correlation_id.get(),
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            d["exc"] = self.formatException(record.exc_info)
-        return json.dumps(d)
-
-
-def configure_logging(level: str = "INFO", as_json: bool = False) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_JsonFormatter() if as_json else _KeyValueFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    # libp2p logs connection churn at INFO/WARNING; keep it to real problems.
-    logging.getLogger("libp2p").setLevel(logging.ERROR)
-    logging.getLogger("multiaddr").setLevel(logging.ERROR)
+    def text(self) -> str: ...
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -74,11 +47,21 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise SystemExit(code)
 
 
-def emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
-    print(json.dumps(obj) if getattr(args, "json", False) else text)
+def note(line: str) -> None:
+    """A progress line on stderr (stdout stays the result's)."""
+    print(line, file=sys.stderr, flush=True)
 
 
-# -- node commands ----------------------------------------------------------------------
+def emit(args: argparse.Namespace, result: Result) -> None:
+    """Print ``result``: its notes on stderr, then one JSON object (``--json``) or its text; exit 1 if it failed."""
+    for line in getattr(result, "notes", list)():
+        print(line, file=sys.stderr)
+    print(json.dumps(result.to_json()) if getattr(args, "json", False) else result.text())
+    if getattr(result, "failed", False):
+        raise SystemExit(1)
+
+
+# -- settings -------------------------------------------------------------------------
 
 
 def _data_dir(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> Path:
@@ -86,35 +69,6 @@ def _data_dir(args: argparse.Namespace, environ: Mapping[str, str] = os.environ)
     from node.config import default_data_dir
 
     return Path(args.data).expanduser() if args.data else default_data_dir(environ)
-
-
-def _unlocker(data_dir: Path) -> Callable[[], Any]:
-    from node.keystore import unlock_from
-    from node.paths import KEYSTORE_FILE
-
-    def unlock() -> Any:
-        prompt = getpass.getpass if sys.stdin.isatty() else None
-        return unlock_from(data_dir / KEYSTORE_FILE, environ=os.environ, prompt=prompt)
-
-    return unlock
-
-
-def cmd_node_init(args: argparse.Namespace) -> None:
-    from node.config import write_default_config
-    from node.keystore import create_keystore, new_keystore_secret
-    from node.paths import KEYSTORE_FILE
-
-    data_dir = _data_dir(args)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    passphrase, kek = new_keystore_secret(
-        os.environ,
-        getpass.getpass if sys.stdin.isatty() else None,
-        missing="no passphrase: set EMPRESSA_PASSPHRASE or EMPRESSA_KEK, or run interactively",
-    )
-    keys = create_keystore(data_dir / KEYSTORE_FILE, passphrase=passphrase, kek=kek)
-    write_default_config(data_dir)
-    did = keys.author.public.did
-    emit(args, {"did": did, "data_dir": str(data_dir)}, did)
 
 
 def node_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
@@ -130,320 +84,13 @@ def node_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
     return load_node_settings(_data_dir(args, environ), overrides, environ)
 
 
-def cmd_node_run(args: argparse.Namespace) -> None:
-    import trio
-
-    from node.runner import run_daemon
-
-    settings = node_settings(args, os.environ)
-    configure_logging(settings.log_level, settings.log_json)
-    keys = _unlocker(settings.data_dir)()
-    trio.run(run_daemon, settings, keys)
-
-
-def _evm_unlocker(data_dir: Path) -> Callable[[], Any]:
-    """Unlocks the keystore with the EVM account in it (created on first use): ``(keys, created)``."""
-    from node.keystore import unlock_with_evm_from
-    from node.paths import KEYSTORE_FILE
-
-    def unlock() -> Any:
-        prompt = getpass.getpass if sys.stdin.isatty() else None
-        return unlock_with_evm_from(data_dir / KEYSTORE_FILE, environ=os.environ, prompt=prompt)
-
-    return unlock
-
-
-def cmd_node_evm_account(args: argparse.Namespace) -> None:
-    from node.onchain import evm_account
-
-    address, created = evm_account(_evm_unlocker(_data_dir(args)))
-    emit(args, {"address": address, "created": created}, f"{address}" + (" (created)" if created else ""))
-
-
-def cmd_node_register(args: argparse.Namespace) -> None:
-    from node.config import load_node_settings
-    from node.onchain import register_asset
-
-    data_dir = _data_dir(args)
-    settings = load_node_settings(data_dir, {"evm_rpc_url": args.rpc_url, "evm_registry": args.registry})
-    r = register_asset(
-        data_dir,
-        args.key,
-        rpc_url=settings.evm_rpc_url,
-        registry=settings.evm_registry,
-        unlock=_evm_unlocker(data_dir),
-        progress=None if args.json else lambda line: print(line, file=sys.stderr, flush=True),
-    )
-    verdict = {
-        "verified": f"will verify: the record's payout.evm is {r.owner}",
-        "mismatch": f"will be a mismatch: the record's payout.evm is {r.payout_evm}, not {r.owner}",
-        "unbound": "will be unbound: the record names no payout.evm (edit it with --payout-evm me)",
-    }[r.expect]
-    emit(
-        args,
-        r.to_json(),
-        f"transaction {r.tx}\nasset id {r.asset_id} on {r.chain} (block {r.block}, registry {r.registry})\n"
-        f"the indexer will check: entry {r.entry} ({r.record_hash}), owner {r.owner}: {verdict}",
-    )
-
-
-def _asset_fields(args: argparse.Namespace) -> Any:
-    from node.client import AssetFields
-    from node.onchain import payout_evm
-
-    return AssetFields(
-        title=args.title,
-        description=args.description,
-        tags=tuple(args.tag or ()),
-        file=Path(args.file) if args.file else None,
-        cid=args.cid,
-        mime=args.mime,
-        size=args.size,
-        duration_ms=args.duration_ms,
-        license_type=args.license,
-        price=args.price,
-        currency=args.currency,
-        terms=args.terms,
-        payout_evm=payout_evm(args.payout_evm, _evm_unlocker(_data_dir(args))),
-        payout_stellar=args.payout_stellar,
-    )
-
-
-def _write(args: argparse.Namespace, kind: str, body: dict[str, Any]) -> None:
-    from node.client import write
-
-    data_dir = _data_dir(args)
-    r = write(data_dir, kind=kind, key=args.key, body=body, unlock=_unlocker(data_dir))
-    emit(args, {"uri": r.uri, "hash": r.hash, "seq": r.seq}, f"{r.uri} {r.hash}")
-
-
-def cmd_node_publish(args: argparse.Namespace) -> None:
-    from node.client import put_body
-
-    if args.from_file is not None:
-        _publish_from(args)
-        return
-    if args.key is None:
-        fail("--key is required (or --from FILE)")
-    if args.title is None:
-        fail("--title is required")
-    _write(args, "asset.put", put_body(_asset_fields(args), None))
-
-
-def _publish_from(args: argparse.Namespace) -> None:
-    from node.client import publish_catalogue
-    from node.onchain import payout_evm
-
-    given = [f for f in ("key", "title", "description", "tag", "file", "cid") if getattr(args, f)]
-    if given:
-        fail(f"--from takes the fields from the file; drop --{given[0]}")
-    data_dir = _data_dir(args)
-    evm = _evm_unlocker(data_dir)
-    r = publish_catalogue(
-        data_dir,
-        Path(args.from_file),
-        unlock=_unlocker(data_dir),
-        payout_evm=lambda value: payout_evm(value, evm),
-        progress=_progress_bar(),
-    )
-    emit(args, r.to_json(), f"published {r.count} assets (seq {r.first_seq}..{r.last_seq}, via {r.via})")
-
-
-def _progress_bar() -> Callable[[int, int], None]:
-    """``progress(done, total)`` on stderr: a tqdm bar on a terminal, else a line at each tenth."""
-    state: dict[str, Any] = {}
-
-    def progress(done: int, total: int) -> None:
-        if sys.stderr.isatty():
-            if "bar" not in state:
-                from tqdm import tqdm
-
-                state["bar"] = tqdm(total=total, unit="asset", file=sys.stderr)
-            bar = state["bar"]
-            bar.update(done - bar.n)
-            if done >= total:
-                bar.close()
-            return
-        tenth = done * 10 // total
-        if tenth > state.get("tenth", 0) or done >= total:
-            state["tenth"] = tenth
-            print(f"empressa: published {done}/{total}", file=sys.stderr, flush=True)
-
-    return progress
-
-
-def cmd_node_edit(args: argparse.Namespace) -> None:
-    from node.client import current_put, put_body
-
-    _write(args, "asset.put", put_body(_asset_fields(args), current_put(_data_dir(args), args.key)))
-
-
-def cmd_node_delete(args: argparse.Namespace) -> None:
-    from node.client import current_put
-
-    current_put(_data_dir(args), args.key)
-    _write(args, "asset.delete", {})
-
-
-def _verified(v: dict[str, Any] | None) -> str:
-    """``  verified eip155:31337 #3``: a trusted bridge's standing attestation, as ``node list`` shows it."""
-    return f"  verified {v['chain']} #{v['onchain_id']}" if v else ""
-
-
-def cmd_node_list(args: argparse.Namespace) -> None:
-    from node.client import library
-    from node.config import load_node_settings
-
-    data_dir = _data_dir(args)
-    trusted = load_node_settings(data_dir, {}, os.environ).trusted_bridges
-    items = library(data_dir, include_others=args.all, trusted_bridges=trusted)
-    if args.json:
-        print(json.dumps({"items": items}))
-        return
-    if not items:
-        print(
-            "no assets" + ("" if args.all else " (publish one with: empressa node publish --key … --title …)")
-        )
-        return
-    width = max(len(i["key"]) for i in items)
-    for i in items:
-        lic = i["license"] or {}
-        price = lic.get("price")
-        price_s = f"{price['amount']} {price['currency']}" if price else "free"
-        who = "" if i["mine"] else f"  by {i['did'][:20]}…"
-        tags = ",".join(i["tags"])
-        print(
-            f"{i['key']:<{width}}  {i['title']}  [{lic.get('type', '?')}, {price_s}]  v{i['versions']}  {tags}{who}"
-            + _verified(i["verification"])
-        )
-
-
-def cmd_node_export(args: argparse.Namespace) -> None:
-    from node.client import export
-
-    out = sys.stdout.buffer
-    for raw in export(_data_dir(args), include_others=args.all):
-        out.write(raw)
-    out.flush()
-
-
-INPUT_CHUNK = 64 * 1024
-
-
-def _input_chunks(path: str) -> Iterator[bytes]:
-    """The file (``-``: stdin) as it is read, in chunks; an unreadable file is one line."""
-    from node.errors import NodeError
-
-    try:
-        f = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 (closed below)
-    except OSError as exc:
-        fail(f"cannot read {path}: {exc.strerror}")
-
-    def chunks() -> Iterator[bytes]:
-        try:
-            while chunk := f.read(INPUT_CHUNK):
-                yield chunk
-        except OSError as exc:
-            raise NodeError(f"cannot read {path}: {exc.strerror}") from None
-        finally:
-            if f is not sys.stdin.buffer:
-                f.close()
-
-    return chunks()
-
-
-def cmd_node_import(args: argparse.Namespace) -> None:
-    from node.archive import import_entries
-
-    report = import_entries(_data_dir(args), _input_chunks(args.file))
-    if not report.items:
-        fail("no entries in the input")  # as verify says: an empty file is a wrong file, not a no-op
-    rejected = report.rejected
-    for index, why in rejected.listed:
-        print(f"entry {index}: rejected: {why}", file=sys.stderr)
-    if rejected.unlisted:
-        print(f"… and {rejected.unlisted} more rejected entries not listed", file=sys.stderr)
-    emit(
-        args,
-        {"stored": report.stored, "duplicates": report.duplicates, "rejected": rejected.count},
-        f"stored {report.stored}, already held {report.duplicates}, rejected {rejected.count}",
-    )
-    if rejected.count:
-        raise SystemExit(1)
-
-
-def cmd_verify(args: argparse.Namespace) -> None:
-    """One line per entry; ``--json`` one object, written as it goes. Failures past REPORT_LIMIT are counted."""
-    from node.archive import REPORT_LIMIT, check_stream
-
-    ok = failed = listed = 0
-    out = sys.stdout
-    for c in check_stream(_input_chunks(args.file)):
-        e = c.entry
-        if e is None:
-            failed += 1
-            if listed >= REPORT_LIMIT and not c.last:
-                continue
-            listed += 1
-        else:
-            ok += 1
-        if args.json:
-            row = (
-                {"index": c.index, "ok": True, "hash": e.hash.cid, "author": e.author.did,
-                 "seq": e.seq, "kind": e.kind, "key": e.key}
-                if e is not None
-                else {"index": c.index, "ok": False, "error": c.error}
-            )  # fmt: skip
-            out.write(('{"entries": [' if ok + listed == 1 else ", ") + json.dumps(row))
-        elif e is not None:
-            out.write(f"{c.index}: ok {e.hash.cid} {e.author.did} #{e.seq} {e.kind} {e.key}\n")
-        else:
-            out.write(f"{c.index}: {c.error}\n")
-    if not ok + failed:
-        fail("no entries in the input")
-    unlisted = failed - listed
-    if args.json:
-        out.write(f'], "ok": {ok}, "failed": {failed}, "unlisted": {unlisted}}}\n')
-    elif unlisted:
-        out.write(f"… and {unlisted} more failed entries not listed\n")
-    if failed:
-        raise SystemExit(1)
-
-
-def cmd_up(args: argparse.Namespace) -> None:
-    from stack import load_stack_settings, run_stack
-
-    flags = {
-        "port": args.port,
-        "p2p_port": args.p2p_port,
-        "database_url": args.database_url,
-        "demo": args.demo or None,  # a store_true flag: absent is "not given", not False
-        "chain": args.chain,
-        "chain_port": args.chain_port,
-    }
-    settings = load_stack_settings(Path(args.data).expanduser(), flags, os.environ)
-    configure_logging("INFO", as_json=settings.log_json)
-    run_stack(settings, environ=os.environ)
-
-
-# -- indexer and bridge commands ---------------------------------------------------------------
-
-
-@contextmanager
-def _database(settings: Any, *, migrate: bool) -> Iterator[str]:
-    """The settings' database URL, else an embedded PostgreSQL in ``DATA/postgres`` for the command's run.
-
-    The embedded server is stopped afterwards if this command started it; so that happens on
-    SIGTERM too, SIGTERM interrupts like Ctrl-C unless the command handles it itself.
-    """
-    import signal
-
-    from indexer.embedded import database
-
-    if settings.database_url is None and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
-    with database(settings.database_url, settings.data_dir / "postgres", migrate=migrate) as url:
-        yield url
+def bridge_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
+    """``empressa bridge run``'s :class:`~bridge.config.BridgeSettings`: its flags over the layered sources."""
+    from bridge.config import default_data_dir, load_bridge_settings
+
+    data_dir = Path(args.data).expanduser() if args.data else default_data_dir(environ)
+    overrides = {"database_url": args.database_url, "listen": args.listen, "bootstrap": args.bootstrap}
+    return load_bridge_settings(data_dir, overrides, environ)
 
 
 def indexer_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
@@ -483,159 +130,188 @@ def _indexer_dir(args: argparse.Namespace, environ: Mapping[str, str]) -> Path:
     return data_dir_from(environ, ENV_PREFIX, DEFAULT_INDEXER_DIR.expanduser())
 
 
-DEPLOYER_KEY_ENV = "EMPRESSA_DEPLOYER_KEY"
-
-
 def deployer_key(environ: Mapping[str, str]) -> str | None:
     """``chain deploy``'s deployer key, from the environment only (never a flag: flags are visible to all)."""
     return environ.get(DEPLOYER_KEY_ENV, "").strip() or None
 
 
-def cmd_chain_deploy(args: argparse.Namespace) -> None:
-    from pydantic import ValidationError
+def _asset_fields(args: argparse.Namespace) -> Any:
+    """``publish``'s and ``edit``'s asset flags (``--payout-evm`` as given: ``me`` is resolved by the node)."""
+    from node.client import AssetFields
 
-    from indexer.chains.evm import deploy_registry
-    from indexer.chains.settings import ChainSettings
-    from indexer.settings import ENV_PREFIX, write_env_file
-
-    try:  # the URL's form, before anything is sent
-        ChainSettings(evm_rpc_url=args.rpc_url, evm_registry="0x" + "00" * 20)
-    except ValidationError:
-        fail(f"--rpc-url {args.rpc_url!r:.80} is not an http:// or https:// URL")
-    data_dir = _indexer_dir(args, os.environ)
-    d = deploy_registry(args.rpc_url, deployer_key=deployer_key(os.environ))
-    path = write_env_file(
-        data_dir,
-        {
-            ENV_PREFIX + "EVM_RPC_URL": args.rpc_url,
-            ENV_PREFIX + "EVM_REGISTRY": d.address,
-            ENV_PREFIX + "EVM_CHAIN_ID": str(d.chain_id),
-            ENV_PREFIX + "EVM_START_BLOCK": str(d.block),
-        },
+    return AssetFields(
+        title=args.title,
+        description=args.description,
+        tags=tuple(args.tag or ()),
+        file=Path(args.file) if args.file else None,
+        cid=args.cid,
+        mime=args.mime,
+        size=args.size,
+        duration_ms=args.duration_ms,
+        license_type=args.license,
+        price=args.price,
+        currency=args.currency,
+        terms=args.terms,
+        payout_evm=args.payout_evm,
+        payout_stellar=args.payout_stellar,
     )
-    emit(
-        args,
-        {"address": d.address, "chain_id": d.chain_id, "chain": d.caip2, "block": d.block, "tx": d.tx,
-         "config": str(path)},
-        f"AssetRegistry deployed at {d.address} on {d.caip2} (block {d.block}, tx {d.tx})\nwrote {path}",
-    )  # fmt: skip
+
+
+# -- node commands ----------------------------------------------------------------------
+
+
+def cmd_node_init(args: argparse.Namespace) -> None:
+    from node import commands
+
+    emit(args, commands.init_node(_data_dir(args), environ=os.environ))
+
+
+def cmd_node_run(args: argparse.Namespace) -> None:
+    from node import commands
+
+    commands.run_node(
+        node_settings(args, os.environ), environ=os.environ, configure_logging=configure_logging
+    )
+
+
+def cmd_node_evm_account(args: argparse.Namespace) -> None:
+    from node import commands
+
+    emit(args, commands.evm_account(_data_dir(args), environ=os.environ))
+
+
+def cmd_node_register(args: argparse.Namespace) -> None:
+    from node import commands
+
+    flags = {"rpc_url": args.rpc_url, "registry": args.registry}
+    progress = None if args.json else note
+    emit(args, commands.register(_data_dir(args), args.key, **flags, environ=os.environ, progress=progress))
+
+
+def cmd_node_publish(args: argparse.Namespace) -> None:
+    from node import commands
+
+    if args.from_file is not None:
+        _publish_from(args)
+        return
+    if args.key is None:
+        fail("--key is required (or --from FILE)")
+    if args.title is None:
+        fail("--title is required")
+    emit(args, commands.publish(_data_dir(args), args.key, _asset_fields(args), environ=os.environ))
+
+
+def _publish_from(args: argparse.Namespace) -> None:
+    from node import commands
+
+    given = [f for f in ("key", "title", "description", "tag", "file", "cid") if getattr(args, f)]
+    if given:
+        fail(f"--from takes the fields from the file; drop --{given[0]}")
+    path, progress = Path(args.from_file), commands.progress_bar()
+    emit(args, commands.publish_from(_data_dir(args), path, environ=os.environ, progress=progress))
+
+
+def cmd_node_edit(args: argparse.Namespace) -> None:
+    from node import commands
+
+    emit(args, commands.edit(_data_dir(args), args.key, _asset_fields(args), environ=os.environ))
+
+
+def cmd_node_delete(args: argparse.Namespace) -> None:
+    from node import commands
+
+    emit(args, commands.delete(_data_dir(args), args.key, environ=os.environ))
+
+
+def cmd_node_list(args: argparse.Namespace) -> None:
+    from node import commands
+
+    emit(args, commands.list_library(_data_dir(args), include_others=args.all, environ=os.environ))
+
+
+def cmd_node_export(args: argparse.Namespace) -> None:
+    from node import commands
+
+    commands.export_entries(_data_dir(args), sys.stdout.buffer, include_others=args.all)
+
+
+def cmd_node_import(args: argparse.Namespace) -> None:
+    from node import commands
+    from node.archive import input_chunks
+
+    emit(args, commands.import_entries(_data_dir(args), input_chunks(args.file)))
+
+
+def cmd_verify(args: argparse.Namespace) -> None:
+    from node import commands
+    from node.archive import input_chunks
+
+    if commands.verify(input_chunks(args.file), sys.stdout, as_json=args.json).failed:
+        raise SystemExit(1)
+
+
+def cmd_up(args: argparse.Namespace) -> None:
+    from stack import load_stack_settings, run_stack
+
+    flags = {
+        "port": args.port,
+        "p2p_port": args.p2p_port,
+        "database_url": args.database_url,
+        "demo": args.demo or None,  # a store_true flag: absent is "not given", not False
+        "chain": args.chain,
+        "chain_port": args.chain_port,
+    }
+    settings = load_stack_settings(Path(args.data).expanduser(), flags, os.environ)
+    run_stack(settings, environ=os.environ, configure_logging=configure_logging)
+
+
+# -- indexer and bridge commands ---------------------------------------------------------------
+
+
+def cmd_chain_deploy(args: argparse.Namespace) -> None:
+    from indexer import commands
+
+    data_dir = _indexer_dir(args, os.environ)
+    emit(args, commands.deploy_chain(args.rpc_url, data_dir, deployer_key=deployer_key(os.environ)))
 
 
 def cmd_indexer_run(args: argparse.Namespace) -> None:
-    import signal
+    from indexer import commands
 
-    from indexer.api import serve
-
-    settings = indexer_settings(args, os.environ)
-    configure_logging(settings.log_level, settings.log_json)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    # uvicorn stops on Ctrl-C or SIGTERM and then raises it again: a clean stop, after this command's
-    # embedded PostgreSQL (if it started one) is stopped too.
-    with _database(settings, migrate=True) as url, suppress(KeyboardInterrupt):
-        serve(settings.model_copy(update={"database_url": url}))
+    commands.serve_api(indexer_settings(args, os.environ), configure_logging=configure_logging)
 
 
 def cmd_indexer_migrate(args: argparse.Namespace) -> None:
-    from indexer.db import migrate
+    from indexer import commands
 
-    configure_logging("INFO")
-    with _database(indexer_settings(args, os.environ), migrate=False) as url:
-        revision = migrate(url)
-    emit(args, {"revision": revision}, f"database at revision {revision}")
-
-
-def _stop_on_signals() -> Any:
-    import signal
-    import threading
-
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    return stop
+    settings = indexer_settings(args, os.environ)
+    emit(args, commands.migrate_database(settings, configure_logging=configure_logging))
 
 
 def cmd_indexer_feed(args: argparse.Namespace) -> None:
-    from indexer.search import Feeder, open_for_feeding
-    from indexer.store import Store
+    from indexer import commands
 
-    settings = indexer_settings(args, os.environ)
-    configure_logging(settings.log_level, settings.log_json)
-    stop = _stop_on_signals()
-    with _database(settings, migrate=True) as url:
-        store = Store.connect(url, pool_size=2)
-        try:
-            Feeder(store, open_for_feeding(store, settings.index_dir)).run(stop)
-        finally:
-            store.close()
+    commands.feed(indexer_settings(args, os.environ), configure_logging=configure_logging)
 
 
 def cmd_indexer_reindex(args: argparse.Namespace) -> None:
-    from indexer.errors import Conflict
-    from indexer.search import reindex
-    from indexer.store import Store
+    from indexer import commands
 
     settings = indexer_settings(args, os.environ)
-    configure_logging("WARNING")
-    with _database(settings, migrate=True) as url:
-        store = Store.connect(url, pool_size=2)
-        try:
-            n = reindex(store, settings.index_dir, progress=not args.json)
-        except Conflict:
-            fail(
-                f"the search index at {settings.index_dir} is held by a running feeder (`empressa up` or"
-                " `empressa indexer feed`), which keeps it current by itself; to rebuild it anyway,"
-                " stop that process, run this again, then start it again"
-            )
-        finally:
-            store.close()
-    emit(args, {"indexed": n}, f"indexed {n} assets into {settings.index_dir}")
+    emit(args, commands.reindex(settings, progress=not args.json, configure_logging=configure_logging))
 
 
 def cmd_indexer_reconcile(args: argparse.Namespace) -> None:
-    from indexer.chains import build_sources
-    from indexer.reconciler import run_reconciler
-    from indexer.store import Store
+    from indexer import commands
 
-    settings = indexer_settings(args, os.environ)
-    configure_logging("INFO", as_json=settings.log_json)
-    stop = _stop_on_signals()
-    with _database(settings, migrate=True) as url:
-        store = Store.connect(url, pool_size=2)
-        try:
-            run_reconciler(
-                database_url=url,
-                sources=build_sources(settings, store),
-                stop=stop,
-                interval=settings.reconcile_interval,
-                store=store,
-            )
-        finally:
-            store.close()
+    commands.reconcile(indexer_settings(args, os.environ), configure_logging=configure_logging)
 
 
 def cmd_indexer_api_key_create(args: argparse.Namespace) -> None:
-    from indexer.store import Store
+    from indexer import commands
 
-    with _database(indexer_settings(args, os.environ), migrate=True) as url:
-        store = Store.connect(url, pool_size=1)
-        try:
-            key_id, secret = store.admin.create_api_key(name=args.name or "", scopes=sorted(set(args.scope)))
-        finally:
-            store.close()
-    emit(
-        args,
-        {"id": key_id, "key": secret, "scopes": sorted(set(args.scope))},
-        f"{secret}\n(key id {key_id}, scopes {', '.join(sorted(set(args.scope)))}; shown once: store it now)",
-    )
-
-
-def bridge_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
-    """``empressa bridge run``'s :class:`~bridge.config.BridgeSettings`: its flags over the layered sources."""
-    from bridge.config import default_data_dir, load_bridge_settings
-
-    data_dir = Path(args.data).expanduser() if args.data else default_data_dir(environ)
-    overrides = {"database_url": args.database_url, "listen": args.listen, "bootstrap": args.bootstrap}
-    return load_bridge_settings(data_dir, overrides, environ)
+    settings = indexer_settings(args, os.environ)
+    emit(args, commands.create_api_key(settings, name=args.name or "", scopes=args.scope))
 
 
 def cmd_bridge_run(args: argparse.Namespace) -> None:

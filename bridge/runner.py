@@ -20,13 +20,14 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import trio
 
 from node.errors import ConfigError
 from node.keystore import Keys, create_keystore, new_keystore_secret, unlock_from
+from node.logctx import ConfigureLogging
 from node.paths import BRIDGE_JSON, KEYSTORE_FILE
 from node.runner import write_private
 
@@ -104,14 +105,15 @@ def main(
     settings: BridgeSettings,
     environ: Mapping[str, str],
     *,
-    configure_logging: Callable[[str, bool], None],
+    configure_logging: ConfigureLogging,
 ) -> None:
     """``empressa bridge run``: check the settings, unlock or create keys, run until SIGINT/SIGTERM.
 
     Args:
         settings: the bridge's settings (:func:`~bridge.config.load_bridge_settings`, in ``cli.py``).
         environ: the environment, for the keystore's secret (``EMPRESSA_KEK``/``EMPRESSA_PASSPHRASE``).
-        configure_logging: ``(level, as_json)``: cli.py's, so logging is configured in one place.
+        configure_logging: ``(level, as_json)``: cli.py's (:func:`node.logctx.configure_logging`), so
+            every service logs by one rule.
 
     Raises:
         ConfigError, ListenError, KeystoreError: one-line messages for the CLI to print.

@@ -14,19 +14,47 @@ position in the file) are listed, the rest only counted.
 from __future__ import annotations
 
 import heapq
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from protocol import Entry, EntryHash, ProtocolError, is_map_item, now_ms, parse_and_verify, split_chunks
 
+from .errors import NodeError
 from .paths import NODE_DB
 from .store import Store
 
+INPUT_CHUNK = 64 * 1024  # bytes read at a time from a file or stdin
 REPORT_LIMIT = 100  # failures listed one by one; past it they are counted
 MAX_NON_ENTRIES_IN_A_ROW = 100  # items in a row that are not maps before reading stops
 IMPORT_BATCH = 1000  # entries per store transaction
 MAX_HELD = 10_000  # entries waiting across batches for an earlier seq of their author
+
+
+def input_chunks(path: str) -> Iterator[bytes]:
+    """The file (``-``: stdin) as it is read, in chunks of :data:`INPUT_CHUNK` bytes.
+
+    Raises:
+        NodeError: the file cannot be opened (at once) or read (as the chunks are taken).
+    """
+    try:
+        f = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 (closed below)
+    except OSError as exc:
+        raise NodeError(f"cannot read {path}: {exc.strerror}") from None
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            while chunk := f.read(INPUT_CHUNK):
+                yield chunk
+        except OSError as exc:
+            raise NodeError(f"cannot read {path}: {exc.strerror}") from None
+        finally:
+            if f is not sys.stdin.buffer:
+                f.close()
+
+    return chunks()
 
 
 @dataclass(frozen=True)
@@ -108,10 +136,30 @@ class Rejections:
 
 @dataclass
 class ImportReport:
+    """What ``node import`` did: ``--json`` prints :meth:`to_json`; the rejections listed go to stderr."""
+
     items: int  # items read from the input
     stored: int
     duplicates: int
     rejected: Rejections
+
+    @property
+    def failed(self) -> bool:
+        """Some entry was rejected: the command exits non-zero (the others are stored all the same)."""
+        return self.rejected.count > 0
+
+    def notes(self) -> list[str]:
+        """One line per rejection listed, then the count of those not listed."""
+        lines = [f"entry {index}: rejected: {why}" for index, why in self.rejected.listed]
+        if self.rejected.unlisted:
+            lines.append(f"… and {self.rejected.unlisted} more rejected entries not listed")
+        return lines
+
+    def to_json(self) -> dict[str, Any]:
+        return {"stored": self.stored, "duplicates": self.duplicates, "rejected": self.rejected.count}
+
+    def text(self) -> str:
+        return f"stored {self.stored}, already held {self.duplicates}, rejected {self.rejected.count}"
 
 
 def import_entries(data_dir: Path, chunks: Iterable[bytes]) -> ImportReport:

@@ -1,4 +1,4 @@
-"""What the ``empressa node …`` commands do, apart from parsing and printing.
+"""The writes and reads behind the ``empressa node …`` commands (:mod:`.commands` calls them).
 
 Writes go to a running daemon when there is one (its local API, named in
 ``node.json``) so the entry is announced at once and the daemon stays the only
@@ -42,6 +42,12 @@ class WriteResult:
     hash: str
     seq: int
     via: str  # "daemon" or "store"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"uri": self.uri, "hash": self.hash, "seq": self.seq}
+
+    def text(self) -> str:
+        return f"{self.uri} {self.hash}"
 
 
 def file_cid(path: Path) -> tuple[str, int]:
@@ -322,6 +328,9 @@ class BulkResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"count": self.count, "first_seq": self.first_seq, "last_seq": self.last_seq, "via": self.via}
+
+    def text(self) -> str:
+        return f"published {self.count} assets (seq {self.first_seq}..{self.last_seq}, via {self.via})"
 
 
 def chunks_of(writes: Sequence[LocalWrite]) -> Iterator[tuple[int, list[bytes]]]:

@@ -1,17 +1,72 @@
-"""Correlation ids for structured logs.
+"""Structured logs: the correlation id and the one log format of every service.
 
 Each unit of work (a local API request, a sync stream, a pull) sets
-:data:`correlation_id`; the log formatter configured in ``cli.py`` prints it on
-every line, so one request's lines can be found together.
+:data:`correlation_id`; the formatters here print it on every line, so one
+request's lines can be found together.
+
+:func:`configure_logging` is the one place any process sets up logging: the
+``empressa`` command (``cli.py``) hands it to each service's entry function
+(node, bridge, indexer, stack), which calls it once its settings say the level
+and the format: ``key=value`` lines (:class:`KeyValueFormatter`) or one JSON
+object a line (:class:`JsonFormatter`), on stderr.
 """
 
 from __future__ import annotations
 
-import secrets
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
 from contextvars import ContextVar
 
 correlation_id: ContextVar[str] = ContextVar("correlation_id", default="-")
 
+ConfigureLogging = Callable[[str, bool], None]  # (level, as_json): what every service is handed
+
 
 def new_id() -> str:
-    return secrets.token_hex(6)
+    """12 random hex digits (``secrets.token_hex(6)``, without importing ``secrets`` into every command)."""
+    return os.urandom(6).hex()
+
+
+class KeyValueFormatter(logging.Formatter):
+    """``ts=… level=… logger=… cid=… msg="…"``: one structured line per record."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage().replace('"', "'")
+        line = (
+            f"ts={self.formatTime(record, '%Y-%m-%dT%H:%M:%S')}.{int(record.msecs):03d} "
+            f'level={record.levelname.lower()} logger={record.name} cid={correlation_id.get()} msg="{msg}"'
+        )
+        if record.exc_info:
+            line += " exc=" + json.dumps(self.formatException(record.exc_info))
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    """``{"ts", "level", "logger", "cid", "msg"[, "exc"]}``: one JSON object per record."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        d = {
+            "ts": record.created,
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "cid": correlation_id.get(),
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            d["exc"] = self.formatException(record.exc_info)
+        return json.dumps(d)
+
+
+def configure_logging(level: str = "INFO", as_json: bool = False) -> None:
+    """Send every record at ``level`` and above to stderr, as ``key=value`` lines or JSON objects."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if as_json else KeyValueFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # libp2p logs connection churn at INFO/WARNING; keep it to real problems.
+    logging.getLogger("libp2p").setLevel(logging.ERROR)
+    logging.getLogger("multiaddr").setLevel(logging.ERROR)

@@ -1,4 +1,4 @@
-"""What ``empressa node evm-account`` and ``node register`` do, apart from parsing and printing.
+"""What ``empressa node evm-account`` and ``node register`` do (:mod:`.commands` calls them).
 
 The creator's EVM account is the keystore's ``evm`` secret (:func:`node.keystore.ensure_evm_key`),
 created on first use. ``register`` names the asset by the entry hash of its current
@@ -80,6 +80,18 @@ class RegisterReport:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    def text(self) -> str:
+        verdict = {
+            "verified": f"will verify: the record's payout.evm is {self.owner}",
+            "mismatch": f"will be a mismatch: the record's payout.evm is {self.payout_evm}, not {self.owner}",
+            "unbound": "will be unbound: the record names no payout.evm (edit it with --payout-evm me)",
+        }[self.expect]
+        return (
+            f"transaction {self.tx}\nasset id {self.asset_id} on {self.chain} (block {self.block}, registry "
+            f"{self.registry})\nthe indexer will check: entry {self.entry} ({self.record_hash}), owner "
+            f"{self.owner}: {verdict}"
+        )
 
 
 def register_asset(

@@ -50,6 +50,7 @@ from typing import Any
 
 from indexer.db import migrate
 from indexer.embedded import EmbeddedPostgres
+from node.logctx import ConfigureLogging
 from node.paths import BRIDGE_JSON, KEYSTORE_FILE
 from node.runner import write_private
 
@@ -391,6 +392,14 @@ class Stack:
         log.info("stack stopped")
 
 
-def run_stack(settings: StackSettings, *, environ: Mapping[str, str]) -> None:
-    """``empressa up``: run the stack of ``settings`` until Ctrl-C/SIGTERM (see :meth:`Stack.run`)."""
+def run_stack(
+    settings: StackSettings, *, environ: Mapping[str, str], configure_logging: ConfigureLogging
+) -> None:
+    """``empressa up``: run the stack of ``settings`` until Ctrl-C/SIGTERM (see :meth:`Stack.run`).
+
+    Args:
+        configure_logging: ``(level, as_json)``: cli.py's (:func:`node.logctx.configure_logging`),
+            the one rule every service logs by; the supervisor logs at INFO, as JSON with ``log_json``.
+    """
+    configure_logging("INFO", settings.log_json)
     Stack(settings, environ=environ).run()

@@ -148,7 +148,7 @@ def _open_index(settings: IndexerSettings) -> Any | None:
 
 
 def serve(settings: IndexerSettings) -> None:
-    """Serve the API until interrupted (blocking). Logging is configured by the caller (``cli.py``)."""
+    """Serve the API until interrupted (blocking). Logging is configured by the caller (:func:`indexer.commands.serve_api`)."""
     import uvicorn
 
     uvicorn.run(
