@@ -8,7 +8,6 @@ announces them when it next starts.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import mimetypes
 from collections.abc import Callable, Iterator, Sequence
@@ -22,13 +21,13 @@ from protocol import (
     AssetUri,
     AuthorKey,
     ProtocolError,
-    b32,
     check_write,
     parse_did,
 )
 
 from .errors import NodeError, NotFoundError
 from .keystore import Keys, read_public_did
+from .media import file_cid
 from .paths import KEYSTORE_FILE, NODE_DB
 from .runner import read_daemon_info
 from .store import MAX_BATCH_ITEMS, MAX_BODY_BYTES, LocalWrite, Store, WritesRejected
@@ -42,21 +41,6 @@ class WriteResult:
     hash: str
     seq: int
     via: str  # "daemon" or "store"
-
-
-def file_cid(path: Path) -> tuple[str, int]:
-    """A CIDv1 (raw codec, sha2-256, base32) of a file's bytes, and its size.
-
-    This names the exact bytes; it equals ``ipfs add --cid-version 1
-    --raw-leaves`` only for files that fit one IPFS block (≤ 256 KiB).
-    """
-    h = hashlib.sha256()
-    size = 0
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-            size += len(chunk)
-    return "b" + b32(b"\x01\x55\x12\x20" + h.digest()), size
 
 
 def media_from(
