@@ -206,6 +206,8 @@ def _asset_fields(args: argparse.Namespace) -> Any:
         terms=args.terms,
         payout_evm=payout_evm(args.payout_evm, _evm_unlocker(_data_dir(args))),
         payout_stellar=args.payout_stellar,
+        preview=Path(args.preview) if args.preview else None,
+        artwork=Path(args.artwork) if args.artwork else None,
     )
 
 
@@ -227,14 +229,19 @@ def cmd_node_publish(args: argparse.Namespace) -> None:
         fail("--key is required (or --from FILE)")
     if args.title is None:
         fail("--title is required")
-    _write(args, "asset.put", put_body(_asset_fields(args), None))
+    fields = _asset_fields(args)
+    _write(args, "asset.put", _with_files(args, fields, put_body(fields, None)))
 
 
 def _publish_from(args: argparse.Namespace) -> None:
     from node.client import publish_catalogue
     from node.onchain import payout_evm
 
-    given = [f for f in ("key", "title", "description", "tag", "file", "cid") if getattr(args, f)]
+    given = [
+        f
+        for f in ("key", "title", "description", "tag", "file", "cid", "preview", "artwork")
+        if getattr(args, f)
+    ]
     if given:
         fail(f"--from takes the fields from the file; drop --{given[0]}")
     data_dir = _data_dir(args)
@@ -275,7 +282,33 @@ def _progress_bar() -> Callable[[int, int], None]:
 def cmd_node_edit(args: argparse.Namespace) -> None:
     from node.client import current_put, put_body
 
-    _write(args, "asset.put", put_body(_asset_fields(args), current_put(_data_dir(args), args.key)))
+    fields = _asset_fields(args)
+    _write(
+        args, "asset.put", _with_files(args, fields, put_body(fields, current_put(_data_dir(args), args.key)))
+    )
+
+
+def _with_files(args: argparse.Namespace, fields: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """``body``, once the files it names are on IPFS (``ipfs_api``) or remembered for ``media push`` (:mod:`node.media`)."""
+    from node.media import put_files
+
+    put_files(_data_dir(args), fields.media_files(body), ipfs_api=None if args.no_ipfs else _ipfs_api(args))
+    return body
+
+
+def _ipfs_api(args: argparse.Namespace) -> str | None:
+    from node.config import load_node_settings
+
+    return load_node_settings(_data_dir(args), {"ipfs_api": args.ipfs_api}, os.environ).ipfs_api
+
+
+def cmd_node_media_push(args: argparse.Namespace) -> None:
+    from node.media import push
+
+    r = push(_data_dir(args), ipfs_api=_ipfs_api(args))
+    emit(args, r.to_json(), r.text())
+    if r.problems:
+        raise SystemExit(1)
 
 
 def cmd_node_delete(args: argparse.Namespace) -> None:
@@ -664,6 +697,11 @@ def build_parser() -> argparse.ArgumentParser:
     def json_opt(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--json", action="store_true", help="print one JSON object for scripts")
 
+    def ipfs_opt(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--ipfs-api", metavar="ADDR", help="the IPFS node's RPC API (default: ipfs_api of the config)"
+        )
+
     up = sub.add_parser("up", help="run the whole stack on this machine")
     data_opt(up, DEFAULT_STACK_DIR)
     up.add_argument("--port", type=int, help="indexer API port")  # defaults: stack.settings
@@ -725,6 +763,14 @@ def build_parser() -> argparse.ArgumentParser:
             help="0x… address for on-chain payments and registration; `me`: this node's EVM account",
         )
         sp.add_argument("--payout-stellar", metavar="ACCOUNT", help="G… Stellar account for payments")
+        sp.add_argument("--preview", metavar="PATH", help="a preview file (e.g. a 30 s excerpt), kept apart")
+        sp.add_argument("--artwork", metavar="PATH", help="an artwork image file")
+        ipfs_opt(sp)
+        sp.add_argument(
+            "--no-ipfs",
+            action="store_true",
+            help="publish offline with the computed CIDs even when ipfs_api is set (push later: node media push)",
+        )
         data_opt(sp, env="EMPRESSA_NODE_DATA_DIR")
         json_opt(sp)
 
@@ -770,6 +816,15 @@ def build_parser() -> argparse.ArgumentParser:
     data_opt(evm, env="EMPRESSA_NODE_DATA_DIR")
     json_opt(evm)
     evm.set_defaults(func=cmd_node_evm_account)
+
+    media = node.add_parser("media", help="the media files on IPFS").add_subparsers(
+        dest="media_command", required=True, metavar="COMMAND"
+    )
+    push = media.add_parser("push", help="add and pin on IPFS the files published without it")
+    ipfs_opt(push)
+    data_opt(push, env="EMPRESSA_NODE_DATA_DIR")
+    json_opt(push)
+    push.set_defaults(func=cmd_node_media_push)
 
     reg = node.add_parser("register", help="register an asset's current entry hash on the EVM registry")
     reg.add_argument("--key", required=True, help="the asset's key")

@@ -27,7 +27,8 @@ from protocol import (
 
 from .errors import NodeError, NotFoundError
 from .keystore import Keys, read_public_did
-from .media import file_cid
+from .media import cid_kind, file_cid
+from .media_ledger import MediaFile
 from .paths import KEYSTORE_FILE, NODE_DB
 from .runner import read_daemon_info
 from .store import MAX_BATCH_ITEMS, MAX_BODY_BYTES, LocalWrite, Store, WritesRejected
@@ -44,16 +45,30 @@ class WriteResult:
 
 
 def media_from(
-    *, file: Path | None, cid: str | None, mime: str | None, size: int | None, duration_ms: int | None
+    *,
+    file: Path | None,
+    cid: str | None,
+    mime: str | None,
+    size: int | None,
+    duration_ms: int | None,
+    flag: str = "--file",
 ) -> dict[str, Any]:
+    """A ``media`` (or ``preview``, ``artwork``: ``flag`` names it in errors) object: a file's, or a given CID's."""
     if file is not None:
         if not file.is_file():
             raise NodeError(f"no such file: {file}")
-        cid, size = file_cid(file)
+        try:
+            cid, size = file_cid(file)
+        except OSError as exc:
+            raise NodeError(f"cannot read {file}: {exc.strerror or exc}") from None
         mime = mime or mimetypes.guess_type(file.name)[0]
     if cid is None:
         raise NodeError("give the media as --file PATH or --cid CID")
     if mime is None:
+        if flag != "--file":
+            raise NodeError(
+                f"cannot guess the type of {flag} {file}; give it a usual extension (.mp3, .png, …)"
+            )
         raise NodeError("cannot guess the media type; give --mime")
     media: dict[str, Any] = {"cid": cid, "mime": mime, "size": size or 0}
     if duration_ms is not None:
@@ -100,6 +115,17 @@ class AssetFields:
     terms: str | None = None
     payout_evm: str | None = None
     payout_stellar: str | None = None
+    preview: Path | None = None
+    artwork: Path | None = None
+
+    def media_files(self, body: dict[str, Any]) -> list[MediaFile]:
+        """The files given (``file``, ``preview``, ``artwork``) with the CIDs ``body`` names them by."""
+        given = (("media", self.file), ("preview", self.preview), ("artwork", self.artwork))
+        return [
+            MediaFile(role, path, body[role]["cid"], body[role]["size"])
+            for role, path in given
+            if path is not None
+        ]
 
 
 def put_body(fields: AssetFields, base: dict[str, Any] | None) -> dict[str, Any]:
@@ -107,7 +133,8 @@ def put_body(fields: AssetFields, base: dict[str, Any] | None) -> dict[str, Any]
 
     Fields not given keep their previous value; given tags replace all tags (duplicates
     dropped, order kept); new media (``file`` or ``cid``) replaces the old, while ``mime``
-    or ``duration_ms`` alone amend it; the license and payout are merged key by key.
+    or ``duration_ms`` alone amend it; a ``preview`` or ``artwork`` file replaces that
+    object; the license and payout are merged key by key.
 
     Raises:
         NodeError: the media or the license cannot be built (one line, naming the flag).
@@ -134,6 +161,11 @@ def put_body(fields: AssetFields, base: dict[str, Any] | None) -> dict[str, Any]
         if fields.duration_ms is not None:
             media["duration_ms"] = fields.duration_ms
         body["media"] = media
+    for role, path in (("preview", fields.preview), ("artwork", fields.artwork)):
+        if path is not None:
+            body[role] = media_from(
+                file=path, cid=None, mime=None, size=None, duration_ms=None, flag=f"--{role}"
+            )
     body["license"] = license_from(
         license_type=fields.license_type,
         price=fields.price,
@@ -433,13 +465,19 @@ def _me(data_dir: Path) -> AuthorKey:
 def library(
     data_dir: Path, *, include_others: bool, trusted_bridges: Sequence[str] = ()
 ) -> list[dict[str, Any]]:
-    """The library's items, each with the verification a trusted bridge's attestation gives it."""
+    """The library's items, each with the verification a trusted bridge's attestation gives it, and
+    ``media_kind``: what kind of CID names its media (:func:`node.media.cid_kind`: ``unixfs``, or
+    ``raw-block`` for a record made by the old rule)."""
     trusted = frozenset(parse_did(d) for d in trusted_bridges)
     store = Store.open(data_dir / NODE_DB)
     try:
-        return store.library(local_only=not include_others, trusted=trusted)
+        items = store.library(local_only=not include_others, trusted=trusted)
     finally:
         store.close()
+    for item in items:
+        media = item.get("media")
+        item["media_kind"] = cid_kind(media["cid"], media.get("size")) if media else None
+    return items
 
 
 def export(data_dir: Path, *, include_others: bool) -> Iterator[bytes]:
