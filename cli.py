@@ -252,6 +252,7 @@ def _publish_from(args: argparse.Namespace) -> None:
         unlock=_unlocker(data_dir),
         payout_evm=lambda value: payout_evm(value, evm),
         progress=_progress_bar(),
+        ipfs_api=None if args.no_ipfs else _ipfs_api(args),
     )
     emit(args, r.to_json(), f"published {r.count} assets (seq {r.first_seq}..{r.last_seq}, via {r.via})")
 

@@ -27,7 +27,7 @@ from protocol import (
 
 from .errors import NodeError, NotFoundError
 from .keystore import Keys, read_public_did
-from .media import cid_kind, file_cid
+from .media import cid_kind, file_cid, put_files
 from .media_ledger import MediaFile
 from .paths import KEYSTORE_FILE, NODE_DB
 from .runner import read_daemon_info
@@ -247,8 +247,8 @@ _LINE_FIELDS = frozenset(
 
 def read_catalogue(
     path: Path, *, payout_evm: Callable[[str | None], str | None] = lambda v: v
-) -> tuple[list[LocalWrite], list[int]]:
-    """The ``asset.put`` writes of a JSON Lines catalogue, and each one's line number.
+) -> tuple[list[LocalWrite], list[int], list[MediaFile]]:
+    """The ``asset.put`` writes of a JSON Lines catalogue, each one's line number, and the files they name.
 
     Each non-blank line is one object with the fields of ``node publish`` (``key``,
     ``title``, ``description``, ``tags`` (a list), ``file`` (relative to the
@@ -268,12 +268,15 @@ def read_catalogue(
         raise NodeError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
     writes: list[LocalWrite] = []
     numbers: list[int] = []
+    files: list[MediaFile] = []
     errors: list[tuple[int, str]] = []
     for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            writes.append(_catalogue_line(line, path.parent, payout_evm))
+            write, media = _catalogue_line(line, path.parent, payout_evm)
+            writes.append(write)
+            files += media
             numbers.append(n)
         except (NodeError, ProtocolError) as exc:
             errors.append((n, str(exc)))
@@ -281,10 +284,12 @@ def read_catalogue(
         raise CatalogueError(path, errors)
     if not writes:
         raise NodeError(f"{path}: no assets in it (one JSON object a line)")
-    return writes, numbers
+    return writes, numbers, files
 
 
-def _catalogue_line(line: str, base: Path, payout_evm: Callable[[str | None], str | None]) -> LocalWrite:
+def _catalogue_line(
+    line: str, base: Path, payout_evm: Callable[[str | None], str | None]
+) -> tuple[LocalWrite, list[MediaFile]]:
     try:
         d = json.loads(line)
     except ValueError as exc:
@@ -326,7 +331,7 @@ def _catalogue_line(line: str, base: Path, payout_evm: Callable[[str | None], st
     )
     body = put_body(fields, None)
     check_write(kind="asset.put", key=key, body=body)
-    return LocalWrite("asset.put", key, body)
+    return LocalWrite("asset.put", key, body), fields.media_files(body)
 
 
 @dataclass(frozen=True)
@@ -428,9 +433,15 @@ def publish_catalogue(
     unlock: Callable[[], Keys],
     payout_evm: Callable[[str | None], str | None] = lambda v: v,
     progress: Callable[[int, int], None] | None = None,
+    ipfs_api: str | None = None,
 ) -> BulkResult:
-    """``node publish --from FILE``: every line of the catalogue (:func:`read_catalogue`), or none."""
-    writes, numbers = read_catalogue(path, payout_evm=payout_evm)
+    """``node publish --from FILE``: every line of the catalogue (:func:`read_catalogue`), or none.
+
+    The files the lines name are added and pinned on ``ipfs_api`` first, or remembered for
+    ``node media push`` (:func:`node.media.put_files`): a daemon that names one otherwise stops it all.
+    """
+    writes, numbers, files = read_catalogue(path, payout_evm=payout_evm)
+    put_files(data_dir, files, ipfs_api=ipfs_api)
     done = 0
 
     def told(n: int) -> None:

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import socket
 from pathlib import Path
 
 import pytest
 
 from node.client import AssetFields, put_body
-from node.media import CHUNK_SIZE, bytes_cid, cid_kind, file_cid
+from node.config import load_node_settings
+from node.errors import ConfigError, IpfsUnavailable
+from node.media import CHUNK_SIZE, bytes_cid, cid_kind, file_cid, put_files
+from node.media_ledger import MediaLedger
 from protocol import b32
 from tests.vectors import media as vectors
 
 VECTORS = vectors.load()["files"]
+PEER = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"
 
 
 def old_rule_cid(data: bytes) -> str:
@@ -62,3 +67,35 @@ def test_cid_kind() -> None:
     dag_cbor = "bafyreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
     for text in (dag_cbor, "bnotbase32!", "zdj7WaTZi1VTZmuTs12LqamCD7oRWXJvqdAc2YSAMpvkUNBHK", "b", ""):
         assert cid_kind(text) == "unknown", text
+
+
+def test_ipfs_api_takes_kubos_multiaddr_or_a_url_and_refuses_the_rest(tmp_path: Path) -> None:
+    good = {
+        "/ip4/127.0.0.1/tcp/5001": "/ip4/127.0.0.1/tcp/5001/http",
+        "http://127.0.0.1:5001": "/ip4/127.0.0.1/tcp/5001/http",
+        "https://ipfs.example.com:443/": "/dns/ipfs.example.com/tcp/443/https",
+        "http://[::1]:5001": "/ip6/::1/tcp/5001/http",
+    }
+    for given, kept in good.items():
+        assert load_node_settings(tmp_path, {"ipfs_api": given}, {}).ipfs_api == kept
+    for bad in (
+        "/ip4/127.0.0.1/udp/5001",
+        "ftp://host:1",
+        "http://host",
+        "5001",
+        f"/ip4/1.2.3.4/tcp/1/p2p/{PEER}",
+    ):
+        with pytest.raises(ConfigError, match="invalid setting 'ipfs_api'"):
+            load_node_settings(tmp_path, {}, {"EMPRESSA_NODE_IPFS_API": bad})
+
+
+def test_an_unreachable_ipfs_node_publishes_nothing(tmp_path: Path) -> None:
+    song = vectors.write_file("one-mib", 1 << 20, tmp_path)
+    fields = AssetFields(title="Song", file=song)
+    with socket.socket() as closed:  # bound, never listening
+        closed.bind(("127.0.0.1", 0))
+        api = f"/ip4/127.0.0.1/tcp/{closed.getsockname()[1]}/http"
+        with pytest.raises(IpfsUnavailable, match="cannot be reached"):
+            put_files(tmp_path, fields.media_files(put_body(fields, None)), ipfs_api=api)
+    with MediaLedger.open(tmp_path) as ledger:
+        assert ledger.rows() == []

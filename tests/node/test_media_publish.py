@@ -4,6 +4,7 @@ Skips without js-ipfs."""
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Iterator
@@ -151,12 +152,15 @@ def test_publish_through_the_cli(jsipfs: Any, no_raw_leaves: str, tmp_path: Path
 def test_publish_offline_then_media_push_through_the_cli(jsipfs: Any, tmp_path: Path) -> None:
     data = tmp_path / "node"
     init_node(data)
-    song, _, _ = media_set(tmp_path, "offline")
-    cid = file_cid(song)[0]
+    song, preview, _ = media_set(tmp_path, "offline")
+    catalogue = tmp_path / "catalogue.jsonl"
+    catalogue.write_text(json.dumps({"key": "from-file", "title": "Listed", "file": preview.name}) + "\n")
+    cids = [file_cid(song)[0], file_cid(preview)[0]]
     cli_json("node", "publish", "--data", data, "--key", "late", "--title", "Late", "--file", song, "--json")
+    cli_json("node", "publish", "--data", data, "--from", catalogue, "--json")
     err = one_line_error(cli("node", "media", "push", "--data", data, ok=False))
     assert "no IPFS node configured" in err
     pushed = cli_json("node", "media", "push", "--data", data, "--ipfs-api", jsipfs.api, "--json")
-    assert pushed["pushed"] == [cid] and pushed["problems"] == []
+    assert pushed["pushed"] == cids and pushed["problems"] == []
     with IpfsClient(jsipfs.api) as ipfs:
-        assert ipfs.pinned(cid)
+        assert all(ipfs.pinned(cid) for cid in cids)
