@@ -293,7 +293,8 @@ def _with_files(args: argparse.Namespace, fields: Any, body: dict[str, Any]) -> 
     """``body``, once the files it names are on IPFS (``ipfs_api``) or remembered for ``media push`` (:mod:`node.media`)."""
     from node.media import put_files
 
-    put_files(_data_dir(args), fields.media_files(body), ipfs_api=None if args.no_ipfs else _ipfs_api(args))
+    if files := fields.media_files(body):
+        put_files(_data_dir(args), files, ipfs_api=None if args.no_ipfs else _ipfs_api(args))
     return body
 
 

@@ -60,7 +60,10 @@ def find_jsipfs() -> JsIpfsTool:
     node = NPM_MODULES / ".bin" / "node"
     cli = NPM_MODULES / "ipfs" / "src" / "cli.js"
     if not cli.is_file():
-        raise JsIpfsMissing(f"js-ipfs is not installed ({cli} is missing): ./dev installs it from npm")
+        raise JsIpfsMissing(
+            f"js-ipfs is not installed ({cli} is missing): ./dev installs it from npm into .tools/npm "
+            "(npm was missing, or npm ci failed)"
+        )
     if not (node.is_file() and os.access(node, os.X_OK)):
         raise JsIpfsMissing(f"Node 22 for js-ipfs is not installed ({node}): ./dev installs it from npm")
     return JsIpfsTool(node, cli)
