@@ -154,7 +154,14 @@ def _asset_fields(args: argparse.Namespace) -> Any:
         terms=args.terms,
         payout_evm=args.payout_evm,
         payout_stellar=args.payout_stellar,
+        preview=Path(args.preview) if args.preview else None,
+        artwork=Path(args.artwork) if args.artwork else None,
     )
+
+
+def _ipfs(args: argparse.Namespace) -> dict[str, Any]:
+    """``publish``'s and ``edit``'s IPFS flags, for :mod:`node.commands`."""
+    return {"ipfs_api": args.ipfs_api, "use_ipfs": not args.no_ipfs}
 
 
 # -- node commands ----------------------------------------------------------------------
@@ -198,23 +205,32 @@ def cmd_node_publish(args: argparse.Namespace) -> None:
         fail("--key is required (or --from FILE)")
     if args.title is None:
         fail("--title is required")
-    emit(args, commands.publish(_data_dir(args), args.key, _asset_fields(args), environ=os.environ))
+    fields = _asset_fields(args)
+    emit(args, commands.publish(_data_dir(args), args.key, fields, environ=os.environ, **_ipfs(args)))
 
 
 def _publish_from(args: argparse.Namespace) -> None:
     from node import commands
 
-    given = [f for f in ("key", "title", "description", "tag", "file", "cid") if getattr(args, f)]
-    if given:
+    flags = ("key", "title", "description", "tag", "file", "cid", "preview", "artwork")
+    if given := [f for f in flags if getattr(args, f)]:
         fail(f"--from takes the fields from the file; drop --{given[0]}")
     path, progress = Path(args.from_file), commands.progress_bar()
-    emit(args, commands.publish_from(_data_dir(args), path, environ=os.environ, progress=progress))
+    r = commands.publish_from(_data_dir(args), path, environ=os.environ, progress=progress, **_ipfs(args))
+    emit(args, r)
 
 
 def cmd_node_edit(args: argparse.Namespace) -> None:
     from node import commands
 
-    emit(args, commands.edit(_data_dir(args), args.key, _asset_fields(args), environ=os.environ))
+    fields = _asset_fields(args)
+    emit(args, commands.edit(_data_dir(args), args.key, fields, environ=os.environ, **_ipfs(args)))
+
+
+def cmd_node_media_push(args: argparse.Namespace) -> None:
+    from node import commands
+
+    emit(args, commands.media_push(_data_dir(args), ipfs_api=args.ipfs_api, environ=os.environ))
 
 
 def cmd_node_delete(args: argparse.Namespace) -> None:
@@ -340,6 +356,11 @@ def build_parser() -> argparse.ArgumentParser:
     def json_opt(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--json", action="store_true", help="print one JSON object for scripts")
 
+    def ipfs_opt(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--ipfs-api", metavar="ADDR", help="the IPFS node's RPC API (default: ipfs_api of the config)"
+        )
+
     up = sub.add_parser("up", help="run the whole stack on this machine")
     data_opt(up, DEFAULT_STACK_DIR)
     up.add_argument("--port", type=int, help="indexer API port")  # defaults: stack.settings
@@ -401,6 +422,14 @@ def build_parser() -> argparse.ArgumentParser:
             help="0x… address for on-chain payments and registration; `me`: this node's EVM account",
         )
         sp.add_argument("--payout-stellar", metavar="ACCOUNT", help="G… Stellar account for payments")
+        sp.add_argument("--preview", metavar="PATH", help="a preview file (e.g. a 30 s excerpt), kept apart")
+        sp.add_argument("--artwork", metavar="PATH", help="an artwork image file")
+        ipfs_opt(sp)
+        sp.add_argument(
+            "--no-ipfs",
+            action="store_true",
+            help="publish offline with the computed CIDs even when ipfs_api is set (push later: node media push)",
+        )
         data_opt(sp, env="EMPRESSA_NODE_DATA_DIR")
         json_opt(sp)
 
@@ -446,6 +475,15 @@ def build_parser() -> argparse.ArgumentParser:
     data_opt(evm, env="EMPRESSA_NODE_DATA_DIR")
     json_opt(evm)
     evm.set_defaults(func=cmd_node_evm_account)
+
+    media = node.add_parser("media", help="the media files on IPFS").add_subparsers(
+        dest="media_command", required=True, metavar="COMMAND"
+    )
+    push = media.add_parser("push", help="add and pin on IPFS the files published without it")
+    ipfs_opt(push)
+    data_opt(push, env="EMPRESSA_NODE_DATA_DIR")
+    json_opt(push)
+    push.set_defaults(func=cmd_node_media_push)
 
     reg = node.add_parser("register", help="register an asset's current entry hash on the EVM registry")
     reg.add_argument("--key", required=True, help="the asset's key")

@@ -8,7 +8,6 @@ announces them when it next starts.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import mimetypes
 from collections.abc import Callable, Iterator, Sequence
@@ -22,13 +21,14 @@ from protocol import (
     AssetUri,
     AuthorKey,
     ProtocolError,
-    b32,
     check_write,
     parse_did,
 )
 
 from .errors import NodeError, NotFoundError
 from .keystore import Keys, read_public_did
+from .media import cid_kind, file_cid, put_files
+from .media_ledger import MediaFile
 from .paths import KEYSTORE_FILE, NODE_DB
 from .runner import read_daemon_info
 from .store import MAX_BATCH_ITEMS, MAX_BODY_BYTES, LocalWrite, Store, WritesRejected
@@ -50,32 +50,31 @@ class WriteResult:
         return f"{self.uri} {self.hash}"
 
 
-def file_cid(path: Path) -> tuple[str, int]:
-    """A CIDv1 (raw codec, sha2-256, base32) of a file's bytes, and its size.
-
-    This names the exact bytes; it equals ``ipfs add --cid-version 1
-    --raw-leaves`` only for files that fit one IPFS block (≤ 256 KiB).
-    """
-    h = hashlib.sha256()
-    size = 0
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-            size += len(chunk)
-    return "b" + b32(b"\x01\x55\x12\x20" + h.digest()), size
-
-
 def media_from(
-    *, file: Path | None, cid: str | None, mime: str | None, size: int | None, duration_ms: int | None
+    *,
+    file: Path | None,
+    cid: str | None,
+    mime: str | None,
+    size: int | None,
+    duration_ms: int | None,
+    flag: str = "--file",
 ) -> dict[str, Any]:
+    """A ``media`` (or ``preview``, ``artwork``: ``flag`` names it in errors) object: a file's, or a given CID's."""
     if file is not None:
         if not file.is_file():
             raise NodeError(f"no such file: {file}")
-        cid, size = file_cid(file)
+        try:
+            cid, size = file_cid(file)
+        except OSError as exc:
+            raise NodeError(f"cannot read {file}: {exc.strerror or exc}") from None
         mime = mime or mimetypes.guess_type(file.name)[0]
     if cid is None:
         raise NodeError("give the media as --file PATH or --cid CID")
     if mime is None:
+        if flag != "--file":
+            raise NodeError(
+                f"cannot guess the type of {flag} {file}; give it a usual extension (.mp3, .png, …)"
+            )
         raise NodeError("cannot guess the media type; give --mime")
     media: dict[str, Any] = {"cid": cid, "mime": mime, "size": size or 0}
     if duration_ms is not None:
@@ -122,6 +121,17 @@ class AssetFields:
     terms: str | None = None
     payout_evm: str | None = None
     payout_stellar: str | None = None
+    preview: Path | None = None
+    artwork: Path | None = None
+
+    def media_files(self, body: dict[str, Any]) -> list[MediaFile]:
+        """The files given (``file``, ``preview``, ``artwork``) with the CIDs ``body`` names them by."""
+        given = (("media", self.file), ("preview", self.preview), ("artwork", self.artwork))
+        return [
+            MediaFile(role, path, body[role]["cid"], body[role]["size"])
+            for role, path in given
+            if path is not None
+        ]
 
 
 def put_body(fields: AssetFields, base: dict[str, Any] | None) -> dict[str, Any]:
@@ -129,7 +139,8 @@ def put_body(fields: AssetFields, base: dict[str, Any] | None) -> dict[str, Any]
 
     Fields not given keep their previous value; given tags replace all tags (duplicates
     dropped, order kept); new media (``file`` or ``cid``) replaces the old, while ``mime``
-    or ``duration_ms`` alone amend it; the license and payout are merged key by key.
+    or ``duration_ms`` alone amend it; a ``preview`` or ``artwork`` file replaces that
+    object; the license and payout are merged key by key.
 
     Raises:
         NodeError: the media or the license cannot be built (one line, naming the flag).
@@ -156,6 +167,11 @@ def put_body(fields: AssetFields, base: dict[str, Any] | None) -> dict[str, Any]
         if fields.duration_ms is not None:
             media["duration_ms"] = fields.duration_ms
         body["media"] = media
+    for role, path in (("preview", fields.preview), ("artwork", fields.artwork)):
+        if path is not None:
+            body[role] = media_from(
+                file=path, cid=None, mime=None, size=None, duration_ms=None, flag=f"--{role}"
+            )
     body["license"] = license_from(
         license_type=fields.license_type,
         price=fields.price,
@@ -237,8 +253,8 @@ _LINE_FIELDS = frozenset(
 
 def read_catalogue(
     path: Path, *, payout_evm: Callable[[str | None], str | None] = lambda v: v
-) -> tuple[list[LocalWrite], list[int]]:
-    """The ``asset.put`` writes of a JSON Lines catalogue, and each one's line number.
+) -> tuple[list[LocalWrite], list[int], list[MediaFile]]:
+    """The ``asset.put`` writes of a JSON Lines catalogue, each one's line number, and the files they name.
 
     Each non-blank line is one object with the fields of ``node publish`` (``key``,
     ``title``, ``description``, ``tags`` (a list), ``file`` (relative to the
@@ -258,12 +274,15 @@ def read_catalogue(
         raise NodeError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
     writes: list[LocalWrite] = []
     numbers: list[int] = []
+    files: list[MediaFile] = []
     errors: list[tuple[int, str]] = []
     for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            writes.append(_catalogue_line(line, path.parent, payout_evm))
+            write, media = _catalogue_line(line, path.parent, payout_evm)
+            writes.append(write)
+            files += media
             numbers.append(n)
         except (NodeError, ProtocolError) as exc:
             errors.append((n, str(exc)))
@@ -271,10 +290,12 @@ def read_catalogue(
         raise CatalogueError(path, errors)
     if not writes:
         raise NodeError(f"{path}: no assets in it (one JSON object a line)")
-    return writes, numbers
+    return writes, numbers, files
 
 
-def _catalogue_line(line: str, base: Path, payout_evm: Callable[[str | None], str | None]) -> LocalWrite:
+def _catalogue_line(
+    line: str, base: Path, payout_evm: Callable[[str | None], str | None]
+) -> tuple[LocalWrite, list[MediaFile]]:
     try:
         d = json.loads(line)
     except ValueError as exc:
@@ -316,7 +337,7 @@ def _catalogue_line(line: str, base: Path, payout_evm: Callable[[str | None], st
     )
     body = put_body(fields, None)
     check_write(kind="asset.put", key=key, body=body)
-    return LocalWrite("asset.put", key, body)
+    return LocalWrite("asset.put", key, body), fields.media_files(body)
 
 
 @dataclass(frozen=True)
@@ -421,9 +442,15 @@ def publish_catalogue(
     unlock: Callable[[], Keys],
     payout_evm: Callable[[str | None], str | None] = lambda v: v,
     progress: Callable[[int, int], None] | None = None,
+    ipfs_api: str | None = None,
 ) -> BulkResult:
-    """``node publish --from FILE``: every line of the catalogue (:func:`read_catalogue`), or none."""
-    writes, numbers = read_catalogue(path, payout_evm=payout_evm)
+    """``node publish --from FILE``: every line of the catalogue (:func:`read_catalogue`), or none.
+
+    The files the lines name are added and pinned on ``ipfs_api`` first, or remembered for
+    ``node media push`` (:func:`node.media.put_files`): a daemon that names one otherwise stops it all.
+    """
+    writes, numbers, files = read_catalogue(path, payout_evm=payout_evm)
+    put_files(data_dir, files, ipfs_api=ipfs_api)
     done = 0
 
     def told(n: int) -> None:
@@ -458,13 +485,19 @@ def _me(data_dir: Path) -> AuthorKey:
 def library(
     data_dir: Path, *, include_others: bool, trusted_bridges: Sequence[str] = ()
 ) -> list[dict[str, Any]]:
-    """The library's items, each with the verification a trusted bridge's attestation gives it."""
+    """The library's items, each with the verification a trusted bridge's attestation gives it, and
+    ``media_kind``: what kind of CID names its media (:func:`node.media.cid_kind`: ``unixfs``, or
+    ``raw-block`` for a record made by the old rule)."""
     trusted = frozenset(parse_did(d) for d in trusted_bridges)
     store = Store.open(data_dir / NODE_DB)
     try:
-        return store.library(local_only=not include_others, trusted=trusted)
+        items = store.library(local_only=not include_others, trusted=trusted)
     finally:
         store.close()
+    for item in items:
+        media = item.get("media")
+        item["media_kind"] = cid_kind(media["cid"], media.get("size")) if media else None
+    return items
 
 
 def export(data_dir: Path, *, include_others: bool) -> Iterator[bytes]:

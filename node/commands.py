@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # each command imports what it uses: `node init` need not loa
     from .client import AssetFields, BulkResult, WriteResult
     from .config import NodeSettings
     from .keystore import Keys
+    from .media import PushResult
     from .onchain import RegisterReport
 
 Environ = Mapping[str, str]
@@ -161,19 +162,73 @@ def _write(data_dir: Path, kind: str, key: str, body: dict[str, Any], environ: E
     return write(data_dir, kind=kind, key=key, body=body, unlock=unlocker(data_dir, environ))
 
 
-def publish(data_dir: Path, key: str, fields: AssetFields, *, environ: Environ) -> WriteResult:
-    """``node publish``: sign and store a new ``asset.put`` (``fields.payout_evm`` may be ``me``)."""
+def _ipfs_api(data_dir: Path, flag: str | None, environ: Environ) -> str | None:
+    """The IPFS RPC API to add files to: ``--ipfs-api``, else ``ipfs_api`` of the node's settings."""
+    from .config import load_node_settings
+
+    return load_node_settings(data_dir, {"ipfs_api": flag}, environ).ipfs_api
+
+
+def _with_files(
+    data_dir: Path,
+    fields: AssetFields,
+    body: dict[str, Any],
+    ipfs_api: str | None,
+    use_ipfs: bool,
+    environ: Environ,
+) -> dict[str, Any]:
+    """``body``, once the files it names are on IPFS (``ipfs_api``) or remembered for ``media push``
+    (:func:`node.media.put_files`). The settings are read only when there are files."""
+    from .media import put_files
+
+    if files := fields.media_files(body):
+        put_files(data_dir, files, ipfs_api=_ipfs_api(data_dir, ipfs_api, environ) if use_ipfs else None)
+    return body
+
+
+def publish(
+    data_dir: Path,
+    key: str,
+    fields: AssetFields,
+    *,
+    environ: Environ,
+    ipfs_api: str | None = None,
+    use_ipfs: bool = True,
+) -> WriteResult:
+    """``node publish``: sign and store a new ``asset.put`` (``fields.payout_evm`` may be ``me``); its
+    files go to IPFS first (``ipfs_api``, else the config's; ``use_ipfs=False``: offline)."""
     from .client import put_body
 
-    return _write(data_dir, "asset.put", key, put_body(_resolved(fields, data_dir, environ), None), environ)
+    fields = _resolved(fields, data_dir, environ)
+    body = _with_files(data_dir, fields, put_body(fields, None), ipfs_api, use_ipfs, environ)
+    return _write(data_dir, "asset.put", key, body, environ)
 
 
-def edit(data_dir: Path, key: str, fields: AssetFields, *, environ: Environ) -> WriteResult:
-    """``node edit``: a new version of our asset ``key`` with the given ``fields`` changed."""
+def edit(
+    data_dir: Path,
+    key: str,
+    fields: AssetFields,
+    *,
+    environ: Environ,
+    ipfs_api: str | None = None,
+    use_ipfs: bool = True,
+) -> WriteResult:
+    """``node edit``: a new version of our asset ``key`` with the given ``fields`` changed (files as
+    :func:`publish`)."""
     from .client import current_put, put_body
 
-    body = put_body(_resolved(fields, data_dir, environ), current_put(data_dir, key))
+    fields = _resolved(fields, data_dir, environ)
+    body = _with_files(
+        data_dir, fields, put_body(fields, current_put(data_dir, key)), ipfs_api, use_ipfs, environ
+    )
     return _write(data_dir, "asset.put", key, body, environ)
+
+
+def media_push(data_dir: Path, *, ipfs_api: str | None, environ: Environ) -> PushResult:
+    """``node media push``: add and pin on IPFS the files published without it (:func:`node.media.push`)."""
+    from .media import push
+
+    return push(data_dir, ipfs_api=_ipfs_api(data_dir, ipfs_api, environ))
 
 
 def delete(data_dir: Path, key: str, *, environ: Environ) -> WriteResult:
@@ -190,8 +245,11 @@ def publish_from(
     *,
     environ: Environ,
     progress: Callable[[int, int], None] | None = None,
+    ipfs_api: str | None = None,
+    use_ipfs: bool = True,
 ) -> BulkResult:
-    """``node publish --from FILE``: every asset of a JSON Lines catalogue, or none.
+    """``node publish --from FILE``: every asset of a JSON Lines catalogue, or none; the files it names
+    go to IPFS first, as with :func:`publish`.
 
     ``progress(done, total)`` is called as the writes go (:func:`progress_bar` shows it).
     """
@@ -205,6 +263,7 @@ def publish_from(
         unlock=unlocker(data_dir, environ),
         payout_evm=lambda value: payout_evm(value, evm),
         progress=progress,
+        ipfs_api=_ipfs_api(data_dir, ipfs_api, environ) if use_ipfs else None,
     )
 
 

@@ -55,6 +55,7 @@ __all__ = [
     "CONFIG_FILE",
     "ENV_PREFIX",
     "NodeSettings",
+    "check_ipfs_api",
     "check_listen_addr",
     "check_log_level",
     "check_peer_addr",
@@ -136,6 +137,14 @@ class NodeSettings(LayeredSettings):
         "deploy` printed it. Unset by default.",
         examples=["0x5FbDB2315678afecb367f032d93F642f64180aa3"],
     )
+    ipfs_api: str | None = Field(
+        default=None,
+        description="The Kubo RPC API of this creator's IPFS node, as a multiaddr "
+        "(/ip4/127.0.0.1/tcp/5001, Kubo's Addresses.API) or an http:// URL: `node publish --file` "
+        "adds and pins the files there, and `node media push` what was published without it. "
+        "Unset by default: publishing then works offline with the computed CIDs.",
+        examples=["/ip4/127.0.0.1/tcp/5001"],
+    )
     max_clock_skew_ms: int = Field(
         default=600_000,
         ge=0,
@@ -189,6 +198,11 @@ class NodeSettings(LayeredSettings):
             raise ValueError(f"{value!r:.60} is not a 0x-prefixed 20-byte hex address")
         return value
 
+    @field_validator("ipfs_api")
+    @classmethod
+    def _check_ipfs_api(cls, value: str | None) -> str | None:
+        return None if value is None else check_ipfs_api(value)
+
     @field_validator("log_level")
     @classmethod
     def _check_log_level(cls, value: str) -> str:
@@ -220,6 +234,33 @@ def check_peer_addr(text: str) -> str:
         raise ValueError(
             f"{text!r:.120} cannot be dialled: peers are reached over TCP only, "
             "as /ip4|ip6|dns4|dns6/<host>/tcp/<port>/p2p/<peer id>"
+        )
+    return str(addr)
+
+
+def check_ipfs_api(text: str) -> str:
+    """An IPFS RPC API address as the multiaddr ``node.ipfs`` dials, ending in ``/http`` or ``/https``.
+
+    Takes Kubo's form (``/ip4/127.0.0.1/tcp/5001``, optionally with ``/http`` or
+    ``/https``) or a URL (``http://127.0.0.1:5001``); a ValueError names the problem otherwise.
+    """
+    url = re.fullmatch(r"(https?)://(\[[0-9a-fA-F:.]+\]|[^\s/:\[\]]+):(\d{1,5})/?", text)
+    if url:
+        scheme, host, port = url.groups()
+        host = host.strip("[]")
+        kind = "ip6" if ":" in host else "ip4" if re.fullmatch(r"[0-9.]+", host) else "dns"
+        text = f"/{kind}/{host}/tcp/{port}/{scheme}"
+    elif re.match(r"^[a-z]+://", text):
+        raise ValueError(f"{text!r:.120} is not an http://HOST:PORT or https://HOST:PORT URL")
+    addr = _parse_multiaddr(text)
+    protocols = [p.name for p in addr.protocols()]
+    if protocols[-1] not in ("http", "https"):
+        protocols.append("http")
+        addr = addr.encapsulate("/http")
+    if len(protocols) != 3 or protocols[0] not in _DIAL_HOSTS or protocols[1] != "tcp":
+        raise ValueError(
+            f"{text!r:.120} is not an IPFS RPC API address: /ip4|ip6|dns|dns4|dns6/<host>/tcp/<port>"
+            "[/http|/https], or http://HOST:PORT"
         )
     return str(addr)
 

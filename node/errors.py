@@ -15,6 +15,11 @@
     │   ├── NoFunds           the account cannot pay for gas
     │   ├── AlreadyRegistered the entry hash is registered already (a pre-check, or the revert)
     │   └── ChainRefused      any other refusal: a revert, an RPC error answer
+    ├── IpfsError         the configured IPFS node cannot do what was asked (node.ipfs translates
+    │   │                 ipfshttpclient's errors)
+    │   ├── IpfsUnavailable   no ipfs_api configured, or the daemon cannot be reached / timed out
+    │   ├── CidMismatch       the daemon named an added file by another CID than the one computed offline
+    │   └── IpfsRefused       the daemon answered an error (a bad CID, a full repo, …)
     └── PeerError         a remote peer misbehaved (garbage, stall, over a limit)
         ├── BadEntryError     a range response held an entry that failed verification
         ├── PeerClosed        it closed a stream between frames (a server done with a reused stream)
@@ -99,6 +104,25 @@ class AlreadyRegistered(ChainError):
 
 class ChainRefused(ChainError):
     """The chain refused a call or transaction (a revert, an RPC error answer)."""
+
+
+class IpfsError(NodeError):
+    """The configured IPFS node (the Kubo RPC API of ``ipfs_api``) cannot do what was asked."""
+
+
+class IpfsUnavailable(IpfsError):
+    """No ``ipfs_api`` is configured, or the daemon cannot be reached or did not answer in time."""
+
+
+class CidMismatch(IpfsError):
+    """The daemon named an added file by another CID than the one the node computed offline.
+
+    Nothing is published then: the record would name a CID that the daemon does not hold.
+    """
+
+
+class IpfsRefused(IpfsError):
+    """The daemon answered a call with an error."""
 
 
 class PeerError(NodeError):

@@ -102,3 +102,22 @@ def eth_tester_w3() -> Any:
     from web3 import EthereumTesterProvider, Web3
 
     return Web3(EthereumTesterProvider())
+
+
+# -- IPFS ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def jsipfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real js-ipfs daemon (``node.ipfs_testing``), offline on 127.0.0.1, shared by the session's tests.
+
+    Skips, saying why, where ./dev could not install it (no npm)."""
+    from node.ipfs_testing import JsIpfsMissing, find_jsipfs, start_jsipfs
+
+    try:
+        tool = find_jsipfs()
+    except JsIpfsMissing as exc:
+        pytest.skip(str(exc))
+    daemon = start_jsipfs(tmp_path_factory.mktemp("jsipfs") / "repo", tool)
+    yield daemon
+    daemon.stop()
