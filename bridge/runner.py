@@ -15,6 +15,7 @@ address in use or not ours, checked before the keystore and the database),
 
 from __future__ import annotations
 
+import gc
 import getpass
 import json
 import logging
@@ -89,6 +90,7 @@ async def run_bridge(settings: BridgeSettings, keys: Keys) -> None:
                 info = {"did": bridge.did, "peer_id": bridge.peer_id, "multiaddrs": bridge.addrs()}
                 write_private(info_path, json.dumps(info, indent=2) + "\n")
                 started = True
+                gc.freeze()  # what start-up built lives as long as the process (see node.runner)
                 log.info("bridge listening did=%s multiaddrs=%s", bridge.did, ",".join(bridge.addrs()))
                 async for signum in signals:
                     log.info("shutting down signal=%s", signal.Signals(signum).name)

@@ -15,6 +15,7 @@ entries, admin, health), ``deps.py`` (``Annotated`` dependency aliases),
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -151,8 +152,13 @@ def serve(settings: IndexerSettings) -> None:
     """Serve the API until interrupted (blocking). Logging is configured by the caller (:func:`indexer.commands.serve_api`)."""
     import uvicorn
 
+    app = create_app(settings)
+    # What is built by now (modules, the app: most of the process's objects) lives as long as the
+    # process: out of the collector's sight, a full collection no longer stalls requests for tens of
+    # milliseconds. Here, not in the app's lifespan: tests build many apps in one process.
+    gc.freeze()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         # C parsers and loop: with the pure-Python h11 and asyncio loop, HTTP framing and
