@@ -67,6 +67,12 @@ def configure_logging(level: str = "INFO", as_json: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Neither format prints where a call was made, nor thread or process: do not collect them for
+    # every record (the logging HOWTO's "Optimization"): ~12 -> ~10 us a log call, measured here.
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     # libp2p logs connection churn at INFO/WARNING; keep it to real problems.
     logging.getLogger("libp2p").setLevel(logging.ERROR)
     logging.getLogger("multiaddr").setLevel(logging.ERROR)
