@@ -1,15 +1,12 @@
 """``/v1/entries``: raw signed entries out, signed entries in (the same ingest path as the bridge).
 
-A body is cut into parts (:func:`ingest_in_parts`): each part is checked
-(:func:`~indexer.store.prepare.check_raws`: verification and the rows) while
-the part before is ingested (:meth:`~indexer.store.Store.ingest_checked`, one
-transaction a part, in order), and the results are merged as if in one
-transaction (:meth:`~indexer.store.Store.results`). Without ``verify_workers``
-a part is checked in a thread, one part ahead of the ingest: the signature
-check (libsodium) and PostgreSQL's share of the ingest both run without the
-GIL, so the two overlap. With ``verify_workers`` a :class:`VerifyPool` checks
-every part at once in worker processes, off the API's GIL. A small body is
-checked and ingested in one thread (:meth:`~indexer.store.Store.ingest_raw`).
+A body is verified and ingested by :meth:`~indexer.store.Store.ingest_raw` in
+one thread, or, with ``verify_workers`` set, by a :class:`VerifyPool`: its
+parts are checked (:func:`~indexer.store.prepare.check_raws`: verification and
+the rows) in worker processes, off the API's GIL, while the part before is
+ingested (:meth:`~indexer.store.Store.ingest_checked`, one transaction a part,
+in order), and the results merged as if in one transaction
+(:meth:`~indexer.store.Store.results`).
 """
 
 from __future__ import annotations
@@ -17,8 +14,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import re
-from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response
@@ -30,7 +27,7 @@ from protocol import MAX_ENTRY_BYTES, ProtocolError, now_ms, parse_entry_hash, s
 from ...errors import BadRequest
 from ...store import IngestResult, Store
 from ...store.admin import request_digest
-from ...store.prepare import Checked, check_raws
+from ...store.prepare import check_raws
 from ..deps import ApiContext, Ctx, OptionalKey, ReadLimited, StoreDep
 from ..problem import ProblemError, ProblemResponse, problem_body, request_id_of
 from ..schemas import IngestOut
@@ -119,54 +116,6 @@ def _split(body: bytes, max_items: int) -> list[bytes]:
     return raws
 
 
-MIN_PART = 64  # entries: a body of fewer than two parts is checked and ingested in one thread
-THREAD_PARTS = 4  # parts of a body checked in a thread: the first is not overlapped, each costs a commit
-THREAD_MIN_PART = 250  # entries: smaller parts cost more in commits (~5 ms each) than the overlap saves
-
-Submit = Callable[..., "Future[Checked]"]
-"""``submit(check_raws, raws, first_index=…, now=…)``: an executor's ``submit``."""
-
-
-async def ingest_in_parts(
-    store: Store, raws: list[bytes], *, source: str, submit: Submit, size: int, ahead: int
-) -> IngestResult:
-    """Check the parts of a body (``size`` entries each, at most ``ahead`` parts checked beyond the
-    one being ingested) and ingest them one transaction each, in order (see the module docstring)."""
-    if len(raws) < 2 * MIN_PART:
-        return await run_in_threadpool(store.ingest_raw, raws, source=source)
-    now = now_ms()
-    size = max(MIN_PART, size)
-    starts = range(0, len(raws), size)
-    checks: list[Future[Checked]] = []
-
-    def start_more(upto: int) -> None:
-        while len(checks) < min(upto, len(starts)):
-            i = starts[len(checks)]
-            checks.append(submit(check_raws, raws[i : i + size], first_index=i, now=now))
-
-    parts = []
-    try:
-        for k in range(len(starts)):  # in order: a part is ingested while the later ones are checked
-            start_more(k + 1)
-            checked = await run_in_threadpool(checks[k].result)
-            start_more(k + 1 + ahead)
-            parts.append(await run_in_threadpool(store.ingest_checked, checked, source=source))
-    finally:
-        for c in checks:
-            c.cancel()
-    return store.results(parts)
-
-
-async def ingest_threaded(store: Store, raws: list[bytes], *, source: str) -> IngestResult:
-    """A body checked part by part in a thread, one part ahead of its ingest (no ``verify_workers``)."""
-    size = max(THREAD_MIN_PART, -(-len(raws) // THREAD_PARTS))
-    executor = ThreadPoolExecutor(1, thread_name_prefix="check")
-    try:
-        return await ingest_in_parts(store, raws, source=source, submit=executor.submit, size=size, ahead=1)
-    finally:
-        executor.shutdown(wait=False, cancel_futures=True)
-
-
 class VerifyPool:
     """Worker processes that check the parts of a body while the part before is ingested.
 
@@ -174,17 +123,30 @@ class VerifyPool:
         workers: worker processes (``spawn``ed: the API process runs threads).
     """
 
-    MIN_PART = MIN_PART
+    MIN_PART = 64  # entries: a body this small is verified in the ingest thread
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
         self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
     async def ingest(self, store: Store, raws: list[bytes], *, source: str) -> IngestResult:
-        size = -(-len(raws) // (2 * self.workers))  # two parts a worker: a pipeline
-        return await ingest_in_parts(
-            store, raws, source=source, submit=self._pool.submit, size=size, ahead=len(raws)
-        )
+        if len(raws) < 2 * self.MIN_PART:
+            return await run_in_threadpool(store.ingest_raw, raws, source=source)
+        now = now_ms()
+        size = max(self.MIN_PART, -(-len(raws) // (2 * self.workers)))  # two parts a worker: a pipeline
+        checks = [
+            self._pool.submit(partial(check_raws, raws[i : i + size], first_index=i, now=now))
+            for i in range(0, len(raws), size)
+        ]
+        parts = []
+        try:
+            for check in checks:  # in order: a part is ingested while the later ones are checked
+                checked = await run_in_threadpool(check.result)
+                parts.append(await run_in_threadpool(store.ingest_checked, checked, source=source))
+        finally:
+            for check in checks:
+                check.cancel()
+        return store.results(parts)
 
     def warm(self) -> None:
         """Start every worker process now (blocking; call from a thread), not in the first request."""
@@ -322,7 +284,7 @@ async def _process(
     if ctx.verify_pool is not None:
         result = await ctx.verify_pool.ingest(store, raws, source=f"http:{ip}")
     else:
-        result = await ingest_threaded(store, raws, source=f"http:{ip}")
+        result = await run_in_threadpool(store.ingest_raw, raws, source=f"http:{ip}")
     out = _response_body(result)
     if result.quarantine_dropped:
         ctx.metrics.quarantine_dropped.inc(result.quarantine_dropped)
