@@ -33,6 +33,17 @@ Each rate is printed beside the limit it chases: the bridge's share of (b)
 (limit 80%) and ``POST /v1/entries``' share of (c) (limit 80%). All are
 measured in the same run, so on a shared machine compare the shares, not the
 absolute figures. An embedded PostgreSQL is started in a temporary directory.
+
+Under each rate, the CPU it cost per entry, by process (:class:`CpuMeter`:
+``/proc`` utime + stime of this process's main thread and its other threads,
+its worker processes, PostgreSQL's backends, the creator nodes, the API
+process), and the rate that total allows on this machine's cores. Then the
+ceilings: POST's (the cores over (c)'s CPU plus one verification) and the
+bridge's (the cores over (c)'s CPU, one verification, and the creator nodes'
+and the bridge's main thread's CPU in the cheapest bridge run), beside the
+80% targets, so a target can be judged against what the machine allows.
+``--py-spy PATH`` records the bridge runs (this process) and the API process
+with and without ``--gil`` into ``--profile-dir`` (raw collapsed stacks).
 """
 
 from __future__ import annotations
@@ -67,6 +78,163 @@ from protocol import AuthorKey, Entry, Signer, parse_and_verify, sign_entry  # n
 BATCH = 1000
 LIMIT = 0.8  # the share of its reference each rate is asked to reach
 PASSPHRASE = "bench ingest"  # the creator nodes' keystores (throwaway)
+CORES = len(os.sched_getaffinity(0))
+
+
+# -- CPU accounting -------------------------------------------------------------------------------
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(path: str) -> list[str] | None:
+    try:
+        with open(path) as f:
+            data = f.read()
+    except OSError:
+        return None
+    return data[data.rindex(")") + 2 :].split()  # fields from 3 (state) on
+
+
+def proc_cpu(pid: int, *, children: bool = False) -> float:
+    """CPU seconds (user + system) of process ``pid``, all its threads; with ``children``, plus
+    those of its children it has reaped (a postmaster's exited backends)."""
+    f = _stat(f"/proc/{pid}/stat")
+    if f is None:
+        return 0.0
+    ticks = int(f[11]) + int(f[12]) + ((int(f[13]) + int(f[14])) if children else 0)
+    return ticks / _TICK
+
+
+def thread_cpu(pid: int, tid: int) -> float:
+    f = _stat(f"/proc/{pid}/task/{tid}/stat")
+    return 0.0 if f is None else (int(f[11]) + int(f[12])) / _TICK
+
+
+def child_pids(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return out
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of ``pid`` and its live descendants."""
+    return proc_cpu(pid) + sum(tree_cpu(c) for c in child_pids(pid))
+
+
+def postmaster_pid(server: PostgresForTests) -> int:
+    pid = server.pg.server_pid()
+    assert pid is not None, "the embedded PostgreSQL is not running"
+    return pid
+
+
+class CpuMeter:
+    """CPU seconds spent by the processes of a run, by role, between :meth:`start` and :meth:`stop`.
+
+    Roles: ``main`` (this process's main thread), ``threads`` (its other threads),
+    ``workers`` (its child processes other than ``others``: the verify pools),
+    ``postgres`` (the postmaster, its live backends and the ones it reaped), and
+    any named group of ``others`` pids (the creator nodes, the API process).
+    Read from ``/proc`` (``utime + stime``), so every process of the machine is
+    measured the same way, whatever it runs.
+    """
+
+    def __init__(self, *, postmaster: int, others: dict[str, list[int]] | None = None) -> None:
+        self.postmaster = postmaster
+        self.others = others or {}
+        self._start: dict[str, float] = {}
+        self._workers: dict[int, float] = {}
+        self.used: dict[str, float] = {}
+        self.ignore: set[int] = set()  # child processes that are not part of the run (py-spy)
+
+    def _sample(self) -> dict[str, float]:
+        me = os.getpid()
+        own = proc_cpu(me)
+        main = thread_cpu(me, me)
+        pg = proc_cpu(self.postmaster, children=True) + sum(proc_cpu(c) for c in child_pids(self.postmaster))
+        named = {p for pids in self.others.values() for p in pids} | self.ignore
+        for c in child_pids(me):
+            if c not in named and c != self.postmaster:
+                self._workers[c] = proc_cpu(c)  # the last value seen: a pool may be gone at the end
+        out = {"main": main, "threads": own - main, "postgres": pg}
+        for name, pids in self.others.items():
+            out[name] = sum(tree_cpu(p) for p in pids)
+        return out
+
+    def start(self) -> None:
+        self._workers = {}
+        self._start = self._sample()
+        self._workers_start = dict(self._workers)
+
+    def poll(self) -> None:
+        """Note the worker processes' CPU now (call while a pool still runs)."""
+        self._sample()
+
+    def stop(self) -> dict[str, float]:
+        end = self._sample()
+        self.used = {k: end[k] - self._start.get(k, 0.0) for k in end}
+        self.used["workers"] = sum(v - self._workers_start.get(p, 0.0) for p, v in self._workers.items())
+        return self.used
+
+    def per_entry_us(self, n: int) -> dict[str, float]:
+        return {k: v / n * 1e6 for k, v in self.used.items()}
+
+
+def cpu_line(meter: CpuMeter, n: int, seconds: float) -> str:
+    """CPU per entry by role, the total, and the rate that total allows on this machine's cores."""
+    us = meter.per_entry_us(n)
+    total = sum(us.values())
+    parts = "  ".join(f"{k} {v:.0f}" for k, v in us.items() if v >= 0.5)
+    busy = total * n / 1e6 / seconds if seconds > 0 else 0.0
+    return (
+        f"    CPU per entry (us): {parts}  = {total:.0f} us -> ceiling {CORES / total * 1e6:,.0f}/s on {CORES} cores"
+        f" (cores busy {busy:.2f})"
+    )
+
+
+class Spy:
+    """``py-spy record`` of this process (``--gil`` and without) while a block runs, if asked for."""
+
+    def __init__(
+        self, exe: str | None, out_dir: Path | None, label: str, *, meter: CpuMeter | None = None
+    ) -> None:
+        self.exe, self.out_dir, self.label, self.meter = exe, out_dir, label, meter
+        self.pid = os.getpid()
+        self._procs: list[Any] = []
+
+    def __enter__(self) -> Spy:
+        import subprocess
+
+        if self.exe and self.out_dir:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            for gil in (True, False):
+                out = self.out_dir / f"{self.label}{'-gil' if gil else ''}.txt"
+                args = [self.exe, "record", "--pid", str(self.pid), "--format", "raw", "--nonblocking"]
+                args += ["--rate", "200", "-o", str(out), *(["--gil"] if gil else [])]
+                self._procs.append(
+                    subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                )
+                if self.meter is not None:
+                    self.meter.ignore.add(self._procs[-1].pid)
+            time.sleep(0.5)  # attached before the work starts
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        for p in self._procs:
+            p.send_signal(signal.SIGINT)
+        for p in self._procs:
+            p.wait(60)
 
 
 def body(i: int) -> dict[str, Any]:
@@ -126,7 +294,7 @@ def raw_verify(entries: list[Entry]) -> float:
 # -- (b) raw upsert ---------------------------------------------------------------------------
 
 
-def raw_upsert(url: str, entries: list[Entry]) -> float:
+def raw_upsert(url: str, entries: list[Entry], meter: CpuMeter) -> float:
     dids: dict[bytes, str] = {}
     heads: dict[bytes, Entry] = {}
     for e in entries:
@@ -173,6 +341,7 @@ def raw_upsert(url: str, entries: list[Entry]) -> float:
             f"CREATE TEMP TABLE asset_stage ON COMMIT DELETE ROWS AS SELECT {ASSET_COLUMNS} FROM assets WITH NO DATA"
         )
         conn.commit()
+        meter.start()
         t = time.perf_counter()
         for er, ar in zip(entry_rows, asset_rows, strict=True):
             with conn.transaction():
@@ -195,20 +364,24 @@ def raw_upsert(url: str, entries: list[Entry]) -> float:
                     "body = EXCLUDED.body, versions = assets.versions + 1, updated_ts = EXCLUDED.updated_ts, "
                     "change_seq = nextval('asset_change_seq')"
                 )
-        return len(entries) / (time.perf_counter() - t)
+        rate = len(entries) / (time.perf_counter() - t)
+        meter.stop()
+        return rate
 
 
 # -- (c) Store.ingest ---------------------------------------------------------------------------
 
 
-def store_ingest(url: str, entries: list[Entry]) -> float:
+def store_ingest(url: str, entries: list[Entry], meter: CpuMeter) -> float:
     store = Store.connect(url)
     try:
+        meter.start()
         t = time.perf_counter()
         n = 0
         for b in batches(entries):
             n += len(store.ingest(b, source="bench").appended)
         rate = len(entries) / (time.perf_counter() - t)
+        meter.stop()
         assert n == len(entries), f"appended {n} of {len(entries)}"
         return rate
     finally:
@@ -218,7 +391,9 @@ def store_ingest(url: str, entries: list[Entry]) -> float:
 # -- (d) POST /v1/entries -----------------------------------------------------------------------
 
 
-def bench_http(url: str, entries: list[Entry], *, verify_workers: int = 0) -> float | None:
+def bench_http(
+    url: str, entries: list[Entry], meter: CpuMeter, spy: Spy, *, verify_workers: int = 0
+) -> float | None:
     """``POST /v1/entries`` on a real ``empressa indexer run`` process, CBOR sequences of 1,000.
 
     The entries are posted in log order, one request at a time on one keep-alive
@@ -269,12 +444,18 @@ def bench_http(url: str, entries: list[Entry], *, verify_workers: int = 0) -> fl
                     return None
                 time.sleep(0.1)
             headers = {"content-type": "application/cbor-seq", "authorization": f"Bearer {secret}"}
-            t0 = time.perf_counter()
-            for body in bodies:
-                r = http.post("/v1/entries", content=body, headers=headers)
-                if r.status_code != 200:
-                    raise RuntimeError(f"POST /v1/entries -> {r.status_code}: {r.text[:300]}")
-            return len(ordered) / (time.perf_counter() - t0)
+            meter.others = {"api": [proc.pid]}
+            spy.pid = proc.pid
+            with spy:
+                meter.start()
+                t0 = time.perf_counter()
+                for body in bodies:
+                    r = http.post("/v1/entries", content=body, headers=headers)
+                    if r.status_code != 200:
+                        raise RuntimeError(f"POST /v1/entries -> {r.status_code}: {r.text[:300]}")
+                rate = len(ordered) / (time.perf_counter() - t0)
+                meter.stop()
+            return rate
     finally:
         proc.terminate()
         proc.wait(30)
@@ -285,10 +466,16 @@ def bench_http(url: str, entries: list[Entry], *, verify_workers: int = 0) -> fl
 
 
 async def network_to_bridge(
-    server: PostgresForTests, logs: list[list[Entry]], *, n_nodes: int, workers: list[int]
-) -> dict[int, dict[str, float]]:
+    server: PostgresForTests,
+    logs: list[list[Entry]],
+    meter: CpuMeter,
+    spy: Spy,
+    *,
+    n_nodes: int,
+    workers: list[int],
+) -> dict[int, dict[str, Any]]:
     total = sum(len(log) for log in logs)
-    out: dict[int, dict[str, float]] = {}
+    out: dict[int, dict[str, Any]] = {}
     async with spawn_network(n_nodes, anti_entropy_interval=3600.0) as net:
         await net.partition(*[[i] for i in range(n_nodes)])  # no replication among the creators
         for i, log in enumerate(logs):
@@ -297,7 +484,7 @@ async def network_to_bridge(
                 await trio.to_thread.run_sync(store.ingest, b)
         addrs = [node.addrs()[0] for node in net.nodes]
         for w in workers:
-            out[w] = await _bridge_catch_up(server, addrs, total, w)
+            out[w] = await _bridge_catch_up(server, addrs, total, w, meter, spy)
     return out
 
 
@@ -361,17 +548,24 @@ class ServingNodes:
 
 
 async def network_to_bridge_processes(
-    server: PostgresForTests, logs: list[list[Entry]], *, n_nodes: int, workers: list[int]
-) -> dict[int, dict[str, float]]:
+    server: PostgresForTests,
+    logs: list[list[Entry]],
+    meter: CpuMeter,
+    spy: Spy,
+    *,
+    n_nodes: int,
+    workers: list[int],
+) -> dict[int, dict[str, Any]]:
     """(e) with the creator nodes as real processes (``--serving process``)."""
     total = sum(len(log) for log in logs)
-    out: dict[int, dict[str, float]] = {}
+    out: dict[int, dict[str, Any]] = {}
     root = Path(tempfile.mkdtemp(prefix="bench-ingest-nodes-"))
     try:
         nodes = await trio.to_thread.run_sync(ServingNodes, root, logs, n_nodes)
+        meter.others = {"nodes": [p.pid for p in nodes.procs]}
         try:
             for w in workers:
-                out[w] = await _bridge_catch_up(server, nodes.addrs, total, w)
+                out[w] = await _bridge_catch_up(server, nodes.addrs, total, w, meter, spy)
         finally:
             nodes.close()
     finally:
@@ -380,17 +574,21 @@ async def network_to_bridge_processes(
 
 
 async def _bridge_catch_up(
-    server: PostgresForTests, addrs: list[str], total: int, w: int
-) -> dict[str, float]:
+    server: PostgresForTests, addrs: list[str], total: int, w: int, meter: CpuMeter, spy: Spy
+) -> dict[str, Any]:
     """A bridge on a fresh database dials ``addrs`` and catches up with ``total`` entries."""
     url = await trio.to_thread.run_sync(server.fresh_database)
     async with spawn_bridge(url, anti_entropy_interval=3600.0, verify_workers=w) as bridge:
-        t_dial = time.perf_counter()
-        for addr in addrs:
-            await bridge.node.p2p.connect(addr)
-        with trio.fail_after(1800):
-            while bridge.replica.appended_total < total:
-                await trio.sleep(0.01)
+        spy.label, spy.pid = f"bridge-w{w}", os.getpid()
+        with spy:
+            meter.start()
+            t_dial = time.perf_counter()
+            for addr in addrs:
+                await bridge.node.p2p.connect(addr)
+            with trio.fail_after(1800):
+                while bridge.replica.appended_total < total:
+                    await trio.sleep(0.01)
+            meter.stop()
         t_end = bridge.replica.last_commit_at or time.perf_counter()
         t_first = bridge.replica.first_received_at or t_dial
         held = await trio.to_thread.run_sync(_count, url)
@@ -399,6 +597,10 @@ async def _bridge_catch_up(
             "rate": total / (t_end - t_first),
             "rate_from_dial": total / (t_end - t_dial),
             "seconds": t_end - t_first,
+            "cpu": cpu_line(meter, total, t_end - t_dial),
+            "cpu_us": sum(meter.per_entry_us(total).values()),
+            "nodes_us": meter.per_entry_us(total).get("nodes", 0.0),
+            "main_us": meter.per_entry_us(total).get("main", 0.0),
         }
     await trio.to_thread.run_sync(server.drop_database, url)
     return result
@@ -423,6 +625,12 @@ def main() -> None:
         default="process",
         help="creator nodes as real `empressa node run` processes (default), or in this process",
     )
+    ap.add_argument("--skip-http", action="store_true")
+    ap.add_argument("--http-workers", default="0,2", help="verify_workers values of the API process for (d)")
+    ap.add_argument(
+        "--py-spy", help="py-spy executable: profile the bridge (this process) and the API process"
+    )
+    ap.add_argument("--profile-dir", type=Path, default=Path("/tmp/bench-ingest-profiles"))
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("libp2p").setLevel(logging.CRITICAL)
@@ -441,20 +649,28 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="empressa-bench-") as tmp:
         server = PostgresForTests.start(Path(tmp) / "pg")
+        meter = CpuMeter(postmaster=postmaster_pid(server))
+        spy = Spy(args.py_spy, args.profile_dir, "", meter=meter)
         try:
             verify = raw_verify(entries[: min(total, 30_000)])
             print(f"(a) raw verify (parse_and_verify, one core):     {verify:10,.0f} entries/s")
             url = server.fresh_database()
-            upsert = raw_upsert(url, entries)
+            upsert = raw_upsert(url, entries, meter)
             server.drop_database(url)
             print(f"(b) raw upsert (COPY+INSERT ON CONFLICT+assets): {upsert:10,.0f} entries/s")
+            print(cpu_line(meter, total, total / upsert))
+            upsert_us = sum(meter.per_entry_us(total).values())
             url = server.fresh_database()
-            ingest = store_ingest(url, entries)
+            ingest = store_ingest(url, entries, meter)
             server.drop_database(url)
             print(f"(c) Store.ingest (batches of {BATCH}):            {ingest:10,.0f} entries/s")
-            for vw in (0, 2):
+            print(cpu_line(meter, total, total / ingest))
+            ingest_us = sum(meter.per_entry_us(total).values())
+            verify_us = 1e6 / verify
+            for vw in [] if args.skip_http else [int(w) for w in args.http_workers.split(",") if w.strip()]:
                 url = server.fresh_database()
-                http = bench_http(url, entries, verify_workers=vw)
+                spy.label = f"api-w{vw}"
+                http = bench_http(url, entries, meter, spy, verify_workers=vw)
                 server.drop_database(url)
                 post = (
                     f"{http:10,.0f} entries/s = {http / ingest:.0%} of (c) (limit {LIMIT:.0%})"
@@ -465,9 +681,18 @@ def main() -> None:
                     f"(d) POST /v1/entries, verify_workers={vw}:          "
                     + (post or "  not measured (no API)")
                 )
+                if http:
+                    print(cpu_line(meter, total, total / http))
+            # What 2 cores allow at best: the CPU Store.ingest spends per entry (this process and
+            # PostgreSQL), plus one verification, plus whatever parsing the request costs (not counted).
+            post_ceiling = CORES / (ingest_us + verify_us) * 1e6
+            print(
+                f"    POST ceiling on {CORES} cores: {CORES} / ((c) {ingest_us:.0f} us + verify {verify_us:.0f} us)"
+                f" = {post_ceiling:,.0f}/s = {post_ceiling / ingest:.0%} of (c) (limit {LIMIT:.0%}: {LIMIT * ingest:,.0f}/s)"
+            )
             if not args.skip_network:
                 run = network_to_bridge_processes if args.serving == "process" else network_to_bridge
-                res = trio.run(lambda: run(server, logs, n_nodes=args.nodes, workers=workers))
+                res = trio.run(lambda: run(server, logs, meter, spy, n_nodes=args.nodes, workers=workers))
                 for w, r in res.items():
                     print(
                         f"(e) network -> bridge -> PostgreSQL, verify_workers={w}: {r['rate']:10,.0f} entries/s "
@@ -475,6 +700,21 @@ def main() -> None:
                         f"first entry to last commit, {r['seconds']:.1f} s; {r['rate_from_dial']:,.0f}/s from dial; "
                         f"creator nodes {'in processes' if args.serving == 'process' else 'in this process'})"
                     )
+                    print(r["cpu"])
+                # The bridge's ceiling: the cores over the CPU an entry needs at least: what
+                # Store.ingest spends (this process and PostgreSQL: (c)), one verification ((a)),
+                # and from the cheapest bridge run above the creator nodes' serving and the
+                # bridge's main thread (libp2p: the receiving end of the network).
+                best = min(res.values(), key=lambda r: r["cpu_us"])
+                floor = ingest_us + verify_us + best["nodes_us"] + best["main_us"]
+                ceiling = CORES / floor * 1e6
+                print(
+                    f"    bridge ceiling on {CORES} cores: {CORES} / (ingest {ingest_us:.0f} + verify {verify_us:.0f}"
+                    f" + serving {best['nodes_us']:.0f} + network {best['main_us']:.0f} = {floor:.0f} us)"
+                    f" = {ceiling:,.0f}/s = {ceiling / upsert:.0%} of (b) (limit {LIMIT:.0%}: {LIMIT * upsert:,.0f}/s);"
+                    f" the best run above reached {max(r['rate'] for r in res.values()) / ceiling:.0%} of the ceiling;"
+                    f" raw upsert itself costs {upsert_us:.0f} us"
+                )
         finally:
             server.stop()
 

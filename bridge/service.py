@@ -13,8 +13,9 @@ and tunes it for following everyone::
                                                  ▼
                                     PostgreSQL (commit lag, outcome counters)
 
-With ``verify_workers`` > 0, pulled ranges are verified and their encoded rows
-built in worker processes (:mod:`bridge.verify`), off this process's GIL; the
+Pulled ranges are verified in one worker thread at a time (:mod:`bridge.verify`: more
+threads only pass the GIL around). With ``verify_workers`` > 0 they are verified and their encoded rows
+built in worker processes instead, off this process's GIL; the
 rows wait in the replica until the writer hands them to ``Store.ingest`` with
 their entries, which plans and writes them in the one ingest transaction. The
 writers batch under load only: a batch started while no other is being
@@ -41,7 +42,7 @@ from typing import Any
 import trio
 
 from indexer.store import DatabaseError, Store
-from node.daemon import Node, RangeVerifier, verify_in_thread
+from node.daemon import Node, RangeVerifier
 from node.keystore import Keys
 
 from .attest import AttestPublisher
@@ -49,6 +50,7 @@ from .config import BridgeSettings
 from .metrics import BridgeMetrics, bridge_metrics
 from .quarantine import RejectQueue
 from .replica import IndexerReplica
+from .verify import ThreadVerifier
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +74,7 @@ class Bridge:
         self.replica = IndexerReplica(store, metrics=self.metrics)
         self.rejects = RejectQueue(store, metrics=self.metrics, bound=settings.reject_queue)
         self._pool: Any = None
-        verifier: RangeVerifier = verify_in_thread
+        verifier: RangeVerifier = ThreadVerifier()  # one range at a time (see bridge.verify)
         if settings.verify_workers > 0:
             from .verify import PoolVerifier
 

@@ -30,7 +30,7 @@ from psycopg.adapt import AdaptersMap, Transformer
 from psycopg.pq import Format
 from psycopg.types.json import set_json_dumps
 
-from protocol import AuthorKey, Entry, EntryHash, now_ms
+from protocol import AssetUri, AuthorKey, Entry, EntryHash, now_ms
 
 
 def _json_default(value: Any) -> Any:
@@ -204,9 +204,10 @@ class Dids(dict[bytes, str]):
         return did
 
 
-Prepared = dict[bytes, tuple[bytes, bytes | None, bytes]]
+Prepared = dict[bytes, tuple[bytes, bytes | None, bytes, str | None]]
 """Encoded rows by entry hash: (``entries`` row, the put's asset fields or None, the activity
-fields after its kind). What :meth:`Rows.export` gives and :meth:`Rows.adopt` takes."""
+fields after its kind, the asset id (:attr:`~protocol.AssetUri.id_b32`) of an ``asset.put`` or
+``asset.delete``, else None). What :meth:`Rows.export` gives and :meth:`Rows.adopt` takes."""
 
 
 class Rows:
@@ -241,7 +242,7 @@ class Rows:
     def export(self) -> Prepared:
         return self._rows
 
-    def _built(self, e: Entry) -> tuple[bytes, bytes | None, bytes]:
+    def _built(self, e: Entry) -> tuple[bytes, bytes | None, bytes, str | None]:
         built = self._rows.get(e.hash.raw)
         if built is None:
             c = self._codec
@@ -256,6 +257,7 @@ class Rows:
                 c.activity_tail.fields(
                     (f"empressa://{did}/{e.key}", did, e.hash.raw, e.seq, self._activity_data(e))
                 ),
+                AssetUri(e.author, e.key).id_b32 if e.kind in ("asset.put", "asset.delete") else None,
             )
         return built
 
@@ -266,6 +268,13 @@ class Rows:
     def put_fields(self, e: Entry) -> bytes | None:
         """The encoded asset columns an ``asset.put`` sets, title to body (see :func:`asset_fields`)."""
         return self._built(e)[1]
+
+    def asset_id(self, e: Entry) -> str:
+        """The id (:attr:`~protocol.AssetUri.id_b32`) of the asset an ``asset.put`` or ``asset.delete``
+        changes: the key of the ``attest`` entries about it (a sha256 and base32, done with the rows,
+        before the ingest lock and, in the bridge's verify workers, in another process)."""
+        built = self._built(e)[3]
+        return built if built is not None else AssetUri(e.author, e.key).id_b32
 
     def activity(self, e: Entry, kind: str) -> bytes:
         """The encoded ``activity`` row of the entry (:data:`ACTIVITY_COLUMNS`), of ``kind``."""

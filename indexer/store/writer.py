@@ -183,10 +183,10 @@ def execute(
         )
 
 
-def _write_assets_and_activity(cur: Any, appended: list[Entry], rows: Rows) -> list[AssetUri]:
+def _write_assets_and_activity(cur: Any, appended: list[Entry], rows: Rows) -> dict[str, AssetUri]:
     """The assets the appended entries change (one upsert each) and one activity row per entry.
 
-    Returns the assets this batch created (for attestations that arrived before them)."""
+    Returns the assets this batch created, by asset id (for attestations that arrived before them)."""
     changes: dict[tuple[bytes, str], _AssetChange] = {}
     for e in appended:  # appended is in (author, seq) order
         if e.kind not in ("asset.put", "asset.delete"):
@@ -250,11 +250,13 @@ def _write_assets_and_activity(cur: Any, appended: list[Entry], rows: Rows) -> l
         "SELECT pg_notify(%s, currval(pg_get_serial_sequence('activity', 'id'))::text)",
         (ACTIVITY_CHANNEL,),
     )
-    return [AssetUri(ch.author, ch.key) for k, ch in changes.items() if k not in existing]
+    return {
+        rows.asset_id(ch.last): AssetUri(ch.author, ch.key) for k, ch in changes.items() if k not in existing
+    }
 
 
 def _apply_attestations(
-    cur: Any, appended: list[Entry], created: list[AssetUri], trusted: Collection[AuthorKey]
+    cur: Any, appended: list[Entry], created: dict[str, AssetUri], trusted: Collection[AuthorKey]
 ) -> None:
     """Set ``assets.verification`` from the latest trusted attestation of each asset the batch touches.
 
@@ -267,7 +269,7 @@ def _apply_attestations(
     replaces a ``verified``. Untrusted authors' entries change no asset. The
     caller holds the ingest lock; a changed row gets a fresh ``change_seq``.
     """
-    keys: dict[str, AssetUri] = {u.id_b32: u for u in created}  # an attest entry's key names its asset
+    keys = dict(created)  # asset id -> asset: an attest entry's key names its asset
     batch: dict[bytes, Entry] = {}
     for e in appended:
         if e.kind == "attest" and e.author in trusted:
