@@ -105,7 +105,9 @@ def indexer_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> An
 
     data_dir = _indexer_dir(args, environ)
     file = EnvFile.read(data_dir)
-    overrides = {name: getattr(args, name, None) for name in ("host", "port", "index_dir", "database_url")}
+    overrides = {
+        name: getattr(args, name, None) for name in ("host", "port", "index_dir", "database_url", "ipfs_api")
+    }
     try:
         return load_layered(
             IndexerSettings,
@@ -321,6 +323,12 @@ def cmd_indexer_reconcile(args: argparse.Namespace) -> None:
     from indexer import commands
 
     commands.reconcile(indexer_settings(args, os.environ), configure_logging=configure_logging)
+
+
+def cmd_indexer_pin(args: argparse.Namespace) -> None:
+    from indexer import commands
+
+    commands.pin(indexer_settings(args, os.environ), configure_logging=configure_logging)
 
 
 def cmd_indexer_api_key_create(args: argparse.Namespace) -> None:
@@ -540,6 +548,11 @@ def build_parser() -> argparse.ArgumentParser:
     irec = indexer.add_parser("reconcile", help="run the reconciler (chain events onto assets)")
     db_opts(irec)
     irec.set_defaults(func=cmd_indexer_reconcile)
+
+    ipin = indexer.add_parser("pin", help="run the pin worker (pin on IPFS the CIDs that assets name)")
+    db_opts(ipin)
+    ipin.add_argument("--ipfs-api", help="the operator's IPFS node (Kubo RPC API); default: ipfs_api")
+    ipin.set_defaults(func=cmd_indexer_pin)
 
     ikey = indexer.add_parser("api-key", help="API keys").add_subparsers(
         dest="key_command", required=True, metavar="COMMAND"
