@@ -278,6 +278,7 @@ def cmd_up(args: argparse.Namespace) -> None:
         "demo": args.demo or None,  # a store_true flag: absent is "not given", not False
         "chain": args.chain,
         "chain_port": args.chain_port,
+        "ipfs_api": args.ipfs_api,
     }
     settings = load_stack_settings(Path(args.data).expanduser(), flags, os.environ)
     run_stack(settings, environ=os.environ, configure_logging=configure_logging)
@@ -382,6 +383,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument(
         "--chain-port", type=int, metavar="N", help="the dev chain's JSON-RPC port (default 8545)"
+    )
+    up.add_argument(
+        "--ipfs-api",
+        metavar="ADDR",
+        help="the operator's IPFS node (Kubo RPC API): run the pin worker, which pins what assets name",
     )
     up.set_defaults(func=cmd_up)
 
