@@ -32,11 +32,12 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ipfsrpc import RpcClient
 
 from .errors import DatabaseError, IpfsRefused, IpfsUnavailable
+from .pin_settings import PinSettings
 from .store.pins import Job, Pins
 
 if TYPE_CHECKING:
@@ -65,19 +66,24 @@ class WorkerFigures:
     lost: int = 0  # outcomes not recorded: the lease had gone to another claim
 
 
+def _default(name: str) -> Any:
+    return PinSettings.model_fields[name].default
+
+
 @dataclass
 class PinWorker:
     """One pin worker on ``pins`` (the queue) and ``ipfs`` (the daemon); settings are the indexer's ``pin_*``."""
 
     pins: Pins
     ipfs: RpcClient
-    interval: float = 2.0
-    batch: int = 8
-    lease_s: float = 600.0
-    grace_s: float = 86400.0
-    max_attempts: int = 8
-    backoff_s: float = 2.0
-    backoff_max_s: float = 600.0
+    # The defaults are the settings' (one place): see indexer.pin_settings.
+    interval: float = _default("pin_interval")
+    batch: int = _default("pin_batch")
+    lease_s: float = _default("pin_lease_s")
+    grace_s: float = _default("pin_unpin_grace_s")
+    max_attempts: int = _default("pin_max_attempts")
+    backoff_s: float = _default("pin_backoff_s")
+    backoff_max_s: float = _default("pin_backoff_max_s")
 
     def __post_init__(self) -> None:
         self.figures = WorkerFigures()
