@@ -10,7 +10,8 @@ tree by subclassing :class:`RpcClient` and naming its classes
 Used as is, it raises this module's own errors::
 
     IpfsRpcError
-    ├── IpfsRpcUnavailable   the daemon cannot be reached or timed out; the address is unusable
+    ├── IpfsRpcUnavailable   the daemon cannot be reached, did not answer in time (a pin of a CID
+    │                        it does not hold and cannot fetch waits until then), or the address is unusable
     └── IpfsRpcRefused       the daemon answered an error (a bad CID, a full repo, …)
 
 Measured on ipfshttpclient 0.8.0a2, against js-ipfs 0.18.1 (npm ``ipfs``
@@ -138,7 +139,11 @@ class RpcClient:
             warnings.filterwarnings("ignore", category=FutureWarning, module="urllib3")
             try:
                 yield
-            except (ipfs_errors.ConnectionError, ipfs_errors.TimeoutError) as exc:
+            except ipfs_errors.TimeoutError as exc:
+                raise self.unavailable(
+                    f"the IPFS node at {api} did not answer in time ({what}): {_short(exc)}"
+                ) from None
+            except ipfs_errors.ConnectionError as exc:
                 raise self.unavailable(
                     f"the IPFS node at {api} cannot be reached ({what}): {_short(exc)}"
                 ) from None
