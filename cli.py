@@ -208,13 +208,23 @@ def cmd_node_publish(args: argparse.Namespace) -> None:
     if args.title is None:
         fail("--title is required")
     fields = _asset_fields(args)
-    emit(args, commands.publish(_data_dir(args), args.key, fields, environ=os.environ, **_ipfs(args)))
+    emit(
+        args,
+        commands.publish(
+            _data_dir(args),
+            args.key,
+            fields,
+            environ=os.environ,
+            make_preview=args.make_preview,
+            **_ipfs(args),
+        ),
+    )
 
 
 def _publish_from(args: argparse.Namespace) -> None:
     from node import commands
 
-    flags = ("key", "title", "description", "tag", "file", "cid", "preview", "artwork")
+    flags = ("key", "title", "description", "tag", "file", "cid", "preview", "artwork", "make_preview")
     if given := [f for f in flags if getattr(args, f)]:
         fail(f"--from takes the fields from the file; drop --{given[0]}")
     path, progress = Path(args.from_file), commands.progress_bar()
@@ -455,6 +465,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="publish every asset of a JSON Lines file (one object a line, the fields of these flags "
         "with underscores; file paths relative to FILE); all lines or none",
+    )
+    publish.add_argument(
+        "--make-preview",
+        action="store_true",
+        help="cut a 30 s preview (MP3) from the --file audio with ffmpeg, where installed, and publish it as preview",
     )
     publish.set_defaults(func=cmd_node_publish)
 
