@@ -105,7 +105,9 @@ def indexer_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> An
 
     data_dir = _indexer_dir(args, environ)
     file = EnvFile.read(data_dir)
-    overrides = {name: getattr(args, name, None) for name in ("host", "port", "index_dir", "database_url")}
+    overrides = {
+        name: getattr(args, name, None) for name in ("host", "port", "index_dir", "database_url", "ipfs_api")
+    }
     try:
         return load_layered(
             IndexerSettings,
@@ -206,13 +208,23 @@ def cmd_node_publish(args: argparse.Namespace) -> None:
     if args.title is None:
         fail("--title is required")
     fields = _asset_fields(args)
-    emit(args, commands.publish(_data_dir(args), args.key, fields, environ=os.environ, **_ipfs(args)))
+    emit(
+        args,
+        commands.publish(
+            _data_dir(args),
+            args.key,
+            fields,
+            environ=os.environ,
+            make_preview=args.make_preview,
+            **_ipfs(args),
+        ),
+    )
 
 
 def _publish_from(args: argparse.Namespace) -> None:
     from node import commands
 
-    flags = ("key", "title", "description", "tag", "file", "cid", "preview", "artwork")
+    flags = ("key", "title", "description", "tag", "file", "cid", "preview", "artwork", "make_preview")
     if given := [f for f in flags if getattr(args, f)]:
         fail(f"--from takes the fields from the file; drop --{given[0]}")
     path, progress = Path(args.from_file), commands.progress_bar()
@@ -276,6 +288,7 @@ def cmd_up(args: argparse.Namespace) -> None:
         "demo": args.demo or None,  # a store_true flag: absent is "not given", not False
         "chain": args.chain,
         "chain_port": args.chain_port,
+        "ipfs_api": args.ipfs_api,
     }
     settings = load_stack_settings(Path(args.data).expanduser(), flags, os.environ)
     run_stack(settings, environ=os.environ, configure_logging=configure_logging)
@@ -321,6 +334,12 @@ def cmd_indexer_reconcile(args: argparse.Namespace) -> None:
     from indexer import commands
 
     commands.reconcile(indexer_settings(args, os.environ), configure_logging=configure_logging)
+
+
+def cmd_indexer_pin(args: argparse.Namespace) -> None:
+    from indexer import commands
+
+    commands.pin(indexer_settings(args, os.environ), configure_logging=configure_logging)
 
 
 def cmd_indexer_api_key_create(args: argparse.Namespace) -> None:
@@ -374,6 +393,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument(
         "--chain-port", type=int, metavar="N", help="the dev chain's JSON-RPC port (default 8545)"
+    )
+    up.add_argument(
+        "--ipfs-api",
+        metavar="ADDR",
+        help="the operator's IPFS node (Kubo RPC API): run the pin worker, which pins what assets name",
     )
     up.set_defaults(func=cmd_up)
 
@@ -441,6 +465,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="publish every asset of a JSON Lines file (one object a line, the fields of these flags "
         "with underscores; file paths relative to FILE); all lines or none",
+    )
+    publish.add_argument(
+        "--make-preview",
+        action="store_true",
+        help="cut a 30 s preview (MP3) from the --file audio with ffmpeg, where installed, and publish it as preview",
     )
     publish.set_defaults(func=cmd_node_publish)
 
@@ -540,6 +569,11 @@ def build_parser() -> argparse.ArgumentParser:
     irec = indexer.add_parser("reconcile", help="run the reconciler (chain events onto assets)")
     db_opts(irec)
     irec.set_defaults(func=cmd_indexer_reconcile)
+
+    ipin = indexer.add_parser("pin", help="run the pin worker (pin on IPFS the CIDs that assets name)")
+    db_opts(ipin)
+    ipin.add_argument("--ipfs-api", help="the operator's IPFS node (Kubo RPC API); default: ipfs_api")
+    ipin.set_defaults(func=cmd_indexer_pin)
 
     ikey = indexer.add_parser("api-key", help="API keys").add_subparsers(
         dest="key_command", required=True, metavar="COMMAND"

@@ -3,7 +3,7 @@
 Each function takes the command's settings (:class:`~indexer.settings.IndexerSettings`, built
 in ``cli.py``) and typed arguments, and returns what the command prints as a result with
 ``to_json()`` (its ``--json`` object) and ``text()`` (its line for a person); the services
-(:func:`serve_api`, :func:`feed`, :func:`reconcile`) run until SIGINT/SIGTERM instead.
+(:func:`serve_api`, :func:`feed`, :func:`reconcile`, :func:`pin`) run until SIGINT/SIGTERM instead.
 
 Without a database URL a command runs an embedded PostgreSQL in ``DATA/postgres`` for its
 own run (:func:`_database`). Logging is configured through the ``configure_logging``
@@ -154,6 +154,31 @@ def reconcile(settings: IndexerSettings, *, configure_logging: ConfigureLogging)
                 interval=settings.reconcile_interval,
                 store=store,
             )
+        finally:
+            store.close()
+
+
+def pin(settings: IndexerSettings, *, configure_logging: ConfigureLogging) -> None:
+    """``indexer pin``: the pin worker (:mod:`indexer.pins`) until SIGINT/SIGTERM; ``ipfs_api`` must be set."""
+    from .errors import IpfsUnavailable
+    from .pins import PinWorker
+    from .store import Store
+    from .store.pins import Pins
+
+    if settings.ipfs_api is None:
+        raise IpfsUnavailable(
+            "no IPFS node configured: set ipfs_api (EMPRESSA_INDEXER_IPFS_API, --ipfs-api) to run the pin worker"
+        )
+    configure_logging("INFO", settings.log_json)
+    stop = _stop_on_signals()
+    with _database(settings, migrate=True) as url:
+        store = Store.connect(url, pool_size=2)
+        try:
+            worker = PinWorker.from_settings(Pins(store.engine), settings)
+            try:
+                worker.run(stop)
+            finally:
+                worker.ipfs.close()
         finally:
             store.close()
 

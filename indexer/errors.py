@@ -15,11 +15,15 @@
     ├── Unauthorized                401 no API key, or an unknown or revoked one
     ├── Forbidden                   403 a valid key without the scope the call needs
     ├── SettingsFileError           500 DATA_DIR/indexer.env cannot be read or written, or holds a bad line
-    └── ChainError                  503 a chain source cannot go on (the reconciler's; never an HTTP answer)
-        ├── ChainConfigError            bad chain config: unreachable RPC, wrong chain id, no contract at
-        │                               the address, a bad Stellar account; retried, readiness fails
-        ├── ChainUnavailable            a transient RPC/Horizon failure (timeout, 5xx); retried with backoff
-        └── ReorgTooDeep                a reorg deeper than the configured limit: the source stops
+    ├── ChainError                  503 a chain source cannot go on (the reconciler's; never an HTTP answer)
+    │   ├── ChainConfigError            bad chain config: unreachable RPC, wrong chain id, no contract at
+    │   │                               the address, a bad Stellar account; retried, readiness fails
+    │   ├── ChainUnavailable            a transient RPC/Horizon failure (timeout, 5xx); retried with backoff
+    │   └── ReorgTooDeep                a reorg deeper than the configured limit: the source stops
+    └── IpfsError                   503 the operator's IPFS node cannot do what the pin worker asked
+        │                               (ipfsrpc's errors, translated in indexer.pins; never an HTTP answer)
+        ├── IpfsUnavailable             the daemon cannot be reached or timed out; retried with backoff
+        └── IpfsRefused                 the daemon answered an error (a bad CID, …); retried, then failed
 
 Each class's ``status``, ``code`` and ``title`` are what the API's one handler
 (:mod:`indexer.api.problem`) puts in the problem; for a 5xx the detail is replaced by
@@ -148,3 +152,22 @@ class ReorgTooDeep(ChainError):
 
     code = "reorg-too-deep"
     title = "Reorg too deep"
+
+
+class IpfsError(IndexerError):
+    """The operator's IPFS node cannot do what the pin worker asked; recorded on the pin job."""
+
+    status = 503
+    code = "ipfs-unavailable"
+    title = "IPFS unavailable"
+
+
+class IpfsUnavailable(IpfsError):
+    """The IPFS RPC API cannot be reached, or did not answer in time."""
+
+
+class IpfsRefused(IpfsError):
+    """The IPFS node answered the call with an error (a bad CID, a full repo, …)."""
+
+    code = "ipfs-refused"
+    title = "IPFS refused"

@@ -339,3 +339,58 @@ class ModerationLabel(Base):
     reason: Mapped[str] = mapped_column(Text, server_default="")
     created_by: Mapped[str] = mapped_column(Text, server_default="")
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class AssetMedia(Base):
+    """The CIDs each current (not deleted, not moderated) asset names: ``media``, ``preview``, ``artwork``.
+
+    Derived from ``assets.body`` by the pin worker's reconcile step, which follows
+    ``assets.change_seq`` (its position in :class:`PinCursor`); never written by ingest
+    (migration 0006).
+    """
+
+    __tablename__ = "asset_media"
+    __table_args__ = (Index("asset_media_cid_idx", "cid"),)
+
+    asset_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("assets.id", ondelete="CASCADE"), primary_key=True
+    )
+    role: Mapped[str] = mapped_column(Text, primary_key=True)  # media | preview | artwork
+    cid: Mapped[str] = mapped_column(Text)
+
+
+class PinCursor(Base):
+    """How far the pin worker's reconcile step has followed ``assets.change_seq``."""
+
+    __tablename__ = "pin_cursors"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)  # "assets"
+    position: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class Pin(Base):
+    """One CID the operator pins (or pinned), and its job in the durable pin queue.
+
+    ``status``: ``pending`` (to pin; retried with backoff), ``pinned``, ``failed`` (gave up
+    after the most attempts; ``last_error`` says why). ``unwanted_since`` is set when no
+    current asset names the CID any more: a pinned CID is unpinned (and its row deleted) once
+    that is older than the grace period. A claimed job holds ``lease_token`` until
+    ``lease_until``; a worker that dies leaves it to be claimed again after that.
+    """
+
+    __tablename__ = "pins"
+    __table_args__ = (Index("pins_due_idx", "next_attempt_at"),)
+
+    cid: Mapped[str] = mapped_column(Text, primary_key=True)
+    status: Mapped[str] = mapped_column(Text, server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")  # claims, crashed ones too
+    failures: Mapped[int] = mapped_column(Integer, server_default="0")  # attempts that failed
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    lease_token: Mapped[str | None] = mapped_column(Text)
+    lease_until: Mapped[datetime | None]
+    unwanted_since: Mapped[datetime | None]
+    pinned_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())

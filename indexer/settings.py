@@ -50,6 +50,7 @@ from protocol import MAX_ENTRY_BYTES
 from .chains.settings import ChainSettings
 from .db import check_database_url
 from .errors import SettingsFileError
+from .pin_settings import PinSettings
 from .store.quarantine import QuarantineSettings
 
 __all__ = ["ENV_FILE", "ENV_PREFIX", "PLAIN_ENV", "EnvFile", "IndexerSettings", "write_env_file"]
@@ -66,7 +67,7 @@ def _default_data_dir() -> Path:
     return Path.home() / ".empressa" / "indexer"
 
 
-class IndexerSettings(ChainSettings, QuarantineSettings, BaseSettings):
+class IndexerSettings(ChainSettings, PinSettings, QuarantineSettings, BaseSettings):
     """Everything the indexer's HTTP API process is configured with."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)

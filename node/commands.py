@@ -186,6 +186,23 @@ def _with_files(
     return body
 
 
+def _with_preview(data_dir: Path, fields: AssetFields) -> AssetFields:
+    from dataclasses import replace
+
+    from .media import file_cid
+    from .preview import make_preview
+
+    if fields.file is None:
+        raise NodeError("--make-preview cuts the preview from --file; give --file")
+    if fields.preview is not None:
+        raise NodeError("--make-preview and --preview both give a preview; choose one")
+    try:
+        cid, _ = file_cid(fields.file)
+    except OSError as exc:
+        raise NodeError(f"cannot read {fields.file}: {exc.strerror or exc}") from None
+    return replace(fields, preview=make_preview(data_dir, fields.file, cid))
+
+
 def publish(
     data_dir: Path,
     key: str,
@@ -194,12 +211,20 @@ def publish(
     environ: Environ,
     ipfs_api: str | None = None,
     use_ipfs: bool = True,
+    make_preview: bool = False,
 ) -> WriteResult:
     """``node publish``: sign and store a new ``asset.put`` (``fields.payout_evm`` may be ``me``); its
-    files go to IPFS first (``ipfs_api``, else the config's; ``use_ipfs=False``: offline)."""
+    files go to IPFS first (``ipfs_api``, else the config's; ``use_ipfs=False``: offline).
+
+    ``make_preview``: cut a 30-second preview of ``fields.file`` (:mod:`node.preview`, with
+    ``ffmpeg``) and publish it as ``preview``; an error, and nothing published, without a
+    ``file``, with a ``preview`` given, or when it cannot be cut.
+    """
     from .client import put_body
 
     fields = _resolved(fields, data_dir, environ)
+    if make_preview:
+        fields = _with_preview(data_dir, fields)
     body = _with_files(data_dir, fields, put_body(fields, None), ipfs_api, use_ipfs, environ)
     return _write(data_dir, "asset.put", key, body, environ)
 

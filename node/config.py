@@ -45,6 +45,7 @@ from multiaddr import Multiaddr
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
+import ipfsrpc
 from protocol import IdentifierError, parse_dids
 
 from .errors import ConfigError
@@ -243,26 +244,9 @@ def check_ipfs_api(text: str) -> str:
 
     Takes Kubo's form (``/ip4/127.0.0.1/tcp/5001``, optionally with ``/http`` or
     ``/https``) or a URL (``http://127.0.0.1:5001``); a ValueError names the problem otherwise.
+    The rule is :func:`ipfsrpc.check_ipfs_api`'s, shared with the indexer's ``ipfs_api``.
     """
-    url = re.fullmatch(r"(https?)://(\[[0-9a-fA-F:.]+\]|[^\s/:\[\]]+):(\d{1,5})/?", text)
-    if url:
-        scheme, host, port = url.groups()
-        host = host.strip("[]")
-        kind = "ip6" if ":" in host else "ip4" if re.fullmatch(r"[0-9.]+", host) else "dns"
-        text = f"/{kind}/{host}/tcp/{port}/{scheme}"
-    elif re.match(r"^[a-z]+://", text):
-        raise ValueError(f"{text!r:.120} is not an http://HOST:PORT or https://HOST:PORT URL")
-    addr = _parse_multiaddr(text)
-    protocols = [p.name for p in addr.protocols()]
-    if protocols[-1] not in ("http", "https"):
-        protocols.append("http")
-        addr = addr.encapsulate("/http")
-    if len(protocols) != 3 or protocols[0] not in _DIAL_HOSTS or protocols[1] != "tcp":
-        raise ValueError(
-            f"{text!r:.120} is not an IPFS RPC API address: /ip4|ip6|dns|dns4|dns6/<host>/tcp/<port>"
-            "[/http|/https], or http://HOST:PORT"
-        )
-    return str(addr)
+    return ipfsrpc.check_ipfs_api(text)
 
 
 def check_listen_addr(text: str) -> str:

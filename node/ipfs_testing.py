@@ -16,7 +16,8 @@ from ``configs/npm/package-lock.json`` into ``.tools/npm`` with the Node it need
   listening on …", then "Daemon is ready"), so there is no race for a port.
 - Every RPC call is a POST, and a multipart file part needs a Content-Type.
 
-``start_jsipfs(repo)`` starts one; ``find_jsipfs()`` says why there is none.
+``start_jsipfs(repo)`` starts one, ``restart_jsipfs(daemon)`` starts a stopped one again on
+its ports; ``find_jsipfs()`` says why there is none.
 """
 
 from __future__ import annotations
@@ -90,6 +91,22 @@ class JsIpfs:
                 self.process.wait()
 
 
+def restart_jsipfs(daemon: JsIpfs, tool: JsIpfsTool | None = None) -> JsIpfs:
+    """Start a stopped ``daemon`` again on the same repo and the same API and gateway ports.
+
+    For tests of clients that must ride out a daemon that went away and came back. The
+    ports are written into the repo's config (a free port was chosen at the first start);
+    ``RuntimeError`` if the daemon still runs or does not start.
+    """
+    if daemon.process.poll() is None:
+        raise RuntimeError("the daemon still runs: stop() it first")
+    path = daemon.repo / "config"
+    config = json.loads(path.read_text())
+    config["Addresses"].update(API=daemon.api, Gateway=_multiaddr(daemon.gateway_url))
+    path.write_text(json.dumps(config, indent=2))
+    return start_jsipfs(daemon.repo, tool)
+
+
 def init_repo(tool: JsIpfsTool, repo: Path) -> None:
     """A new js-ipfs repo in ``repo`` (test profile, no swarm, API and gateway on free 127.0.0.1 ports)."""
     env = {**os.environ, "IPFS_PATH": str(repo)}
@@ -131,6 +148,11 @@ def start_jsipfs(repo: Path, tool: JsIpfsTool | None = None) -> JsIpfs:
     api = found["HTTP API"].removesuffix("/http")
     gateway = found["Gateway (read only)"].removesuffix("/http")
     return JsIpfs(repo, api, _http_url(api), _http_url(gateway), proc)
+
+
+def _multiaddr(url: str) -> str:
+    host, port = url.removeprefix("http://").split(":")
+    return f"/ip4/{host}/tcp/{port}"
 
 
 def _http_url(multiaddr: str) -> str:

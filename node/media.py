@@ -31,22 +31,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from aleph_cid import CidHasher
 
-from protocol.ids import b32decode
+from protocol.media import CHUNK_SIZE, CidKind, cid_kind  # noqa: F401  (re-exported: node.media is where the node looks)
 
 from .errors import CidMismatch, IpfsError, IpfsUnavailable
 from .media_ledger import MediaFile, MediaLedger
 
-CHUNK_SIZE = 256 * 1024  # the chunk of `ipfs add` (size-262144), so the largest file that is one raw leaf
 READ_SIZE = 1 << 20
-
-_RAW = 0x55
-_DAG_PB = 0x70
-
-CidKind = Literal["unixfs", "raw-block", "unknown"]
 
 
 def file_cid(path: Path) -> tuple[str, int]:
@@ -69,45 +63,6 @@ def bytes_cid(data: bytes) -> str:
     hasher = CidHasher.for_ipfs_v1_raw_leaves()
     hasher.update(data)
     return hasher.finalize()
-
-
-def cid_kind(cid: str, size: int | None = None) -> CidKind:
-    """What kind of media CID a record holds.
-
-    - ``"unixfs"``: what ``ipfs add`` gives, so it resolves on IPFS once the file is
-      added: a dag-pb root (CIDv1, or a CIDv0 ``Qm…``), or a ``raw`` CID of a file of at
-      most 256 KiB (its single leaf: both rules give the same CID).
-    - ``"raw-block"``: a ``raw`` CID of a larger file (or of unknown ``size``): the old
-      rule's single block over all the bytes; it names them, but IPFS does not give it.
-    - ``"unknown"``: any other codec, or text that is not a CID.
-    """
-    if cid.startswith("Qm"):
-        return "unixfs"  # CIDv0 is always dag-pb
-    if not cid.startswith("b"):
-        return "unknown"
-    try:
-        raw = b32decode(cid[1:])
-    except ValueError:
-        return "unknown"
-    version, rest = _varint(raw)
-    codec, _ = _varint(rest)
-    if version != 1:
-        return "unknown"
-    if codec == _DAG_PB:
-        return "unixfs"
-    if codec == _RAW:
-        return "unixfs" if size is not None and size <= CHUNK_SIZE else "raw-block"
-    return "unknown"
-
-
-def _varint(data: bytes) -> tuple[int, bytes]:
-    """An unsigned LEB128 varint off the front of ``data``, and the rest (``(-1, b"")`` if cut short)."""
-    value = 0
-    for i, byte in enumerate(data[:9]):
-        value |= (byte & 0x7F) << (7 * i)
-        if not byte & 0x80:
-            return value, data[i + 1 :]
-    return -1, b""
 
 
 def put_files(data_dir: Path, files: Sequence[MediaFile], *, ipfs_api: str | None) -> None:

@@ -52,7 +52,7 @@ from .settings import LOG_JSON_ENV
 log = logging.getLogger(__name__)
 
 SIGNERS = frozenset({"bridge", "demo-node"})  # the children that unlock a keystore
-INDEXER_SERVICES = frozenset({"feeder", "api", "reconciler"})  # they read EMPRESSA_INDEXER_*
+INDEXER_SERVICES = frozenset({"feeder", "api", "reconciler", "pin"})  # they read EMPRESSA_INDEXER_*
 
 # What of the caller's EMPRESSA_* reaches the children: the settings of the stack's services...
 PASSED_PREFIXES = ("EMPRESSA_INDEXER_", "EMPRESSA_BRIDGE_")
@@ -119,9 +119,18 @@ def child_env(
 
 
 def service_argvs(
-    exe: list[str], *, port: int, p2p_port: int, index_dir: Path, bridge_dir: Path, data_dir: Path
+    exe: list[str],
+    *,
+    port: int,
+    p2p_port: int,
+    index_dir: Path,
+    bridge_dir: Path,
+    data_dir: Path,
+    pin: bool = False,
 ) -> list[tuple[str, list[str]]]:
     """``(name, argv)`` of the services, in the order they start (the demo node comes later).
+
+    With ``pin`` (an IPFS API is configured: :func:`pin_api`) the pin worker runs last.
 
     The indexer's get ``--data DIR`` (the stack's directory), so they read ``DIR/indexer.env``
     (``empressa chain deploy --data DIR`` writes a registry there); their database is the
@@ -150,7 +159,23 @@ def service_argvs(
             [*exe, "bridge", "run", "--data", str(bridge_dir), "--listen", f"/ip4/0.0.0.0/tcp/{p2p_port}"],
         ),
         ("reconciler", [*indexer, "reconcile", *data]),
+        *([("pin", [*indexer, "pin", *data])] if pin else []),
     ]
+
+
+def pin_api(stack_ipfs_api: str | None, data_dir: Path, environ: Mapping[str, str]) -> str | None:
+    """The IPFS API the stack's pin worker uses, or None (then it runs none).
+
+    ``up --ipfs-api`` (the stack's ``ipfs_api``), else the indexer's own
+    ``EMPRESSA_INDEXER_IPFS_API`` from the environment or ``DIR/indexer.env``, which the
+    indexer's services read themselves.
+    """
+    if stack_ipfs_api is not None:
+        return stack_ipfs_api
+    from indexer.settings import ENV_PREFIX, EnvFile
+
+    value = EnvFile.read(data_dir).under(environ).get(ENV_PREFIX + "IPFS_API", "").strip()
+    return value or None
 
 
 def demo_node_argv(exe: list[str], node_dir: Path, bridge_addr: str) -> list[str]:

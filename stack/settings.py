@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
+import ipfsrpc
 from indexer.db import check_database_url
 from node.errors import ConfigError
 from node.layered import LayeredSettings, load_layered
@@ -72,6 +73,12 @@ class StackSettings(LayeredSettings):
         le=65535,
         description="Port of the dev chain's JSON-RPC on 127.0.0.1 (flag: --chain-port).",
     )
+    ipfs_api: str | None = Field(
+        default=None,
+        description="The operator's IPFS node (Kubo RPC API: /ip4/127.0.0.1/tcp/5001 or http://127.0.0.1:5001): "
+        "run the pin worker (`indexer pin`) as a child, with EMPRESSA_INDEXER_IPFS_API set to it. An "
+        "EMPRESSA_INDEXER_IPFS_API of the environment or DIR/indexer.env runs it too (flag: --ipfs-api).",
+    )
     log_json: bool = Field(
         default=False,
         description="Log one JSON object per line: the supervisor, and the indexer services it starts, "
@@ -87,6 +94,11 @@ class StackSettings(LayeredSettings):
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:
         return check_database_url(value)
+
+    @field_validator("ipfs_api")
+    @classmethod
+    def _check_ipfs_api(cls, value: str | None) -> str | None:
+        return None if value is None else ipfsrpc.check_ipfs_api(value)
 
     @field_validator("data_dir")
     @classmethod

@@ -3,7 +3,8 @@
 Order of start::
 
     PostgreSQL (embedded, unless a URL is given) → migrations → (the dev chain: anvil, the
-    registry) → search feeder → indexer API → bridge → reconciler → (demo creator's node,
+    registry) → search feeder → indexer API → bridge → reconciler → (the pin worker, when an
+    IPFS API is configured: ``up --ipfs-api`` or the indexer's ``ipfs_api``) → (demo creator's node,
     its EVM account funded and its assets registered on the dev chain)
 
 With ``--chain dev`` (or ``--demo`` without ``--chain none``) anvil is a child like the
@@ -284,6 +285,9 @@ class Stack:
         bridge_did = services.ensure_keystore(bridge_dir / KEYSTORE_FILE, kek)
         trusted = json.dumps([bridge_did])
         indexer_extra["EMPRESSA_INDEXER_TRUSTED_BRIDGES"] = trusted
+        if self.settings.ipfs_api is not None:
+            indexer_extra["EMPRESSA_INDEXER_IPFS_API"] = self.settings.ipfs_api
+        ipfs_api = services.pin_api(self.settings.ipfs_api, self.data_dir, self.environ)
         argvs = services.service_argvs(
             exe,
             port=self.settings.port,
@@ -291,6 +295,7 @@ class Stack:
             index_dir=self.data_dir / "search",
             bridge_dir=bridge_dir,
             data_dir=self.data_dir,
+            pin=ipfs_api is not None,
         )
         started: dict[str, Child] = {}
         for name, argv in argvs:

@@ -108,6 +108,16 @@ INDEXER = {
     "EVM_START_BLOCK": ("42", "evm_start_block", 42),
     "EVM_MAX_RANGE": ("100", "evm_max_range", 100),
     "RECONCILE_INTERVAL": ("0.5", "reconcile_interval", 0.5),
+    "IPFS_API": ("http://127.0.0.1:5001", "ipfs_api", "/ip4/127.0.0.1/tcp/5001/http"),
+    "IPFS_GATEWAY": ("https://gw.example/", "ipfs_gateway", "https://gw.example"),
+    "PIN_INTERVAL": ("0.5", "pin_interval", 0.5),
+    "PIN_BATCH": ("4", "pin_batch", 4),
+    "PIN_TIMEOUT_S": ("30", "pin_timeout_s", 30.0),
+    "PIN_LEASE_S": ("900", "pin_lease_s", 900.0),
+    "PIN_MAX_ATTEMPTS": ("3", "pin_max_attempts", 3),
+    "PIN_BACKOFF_S": ("0.5", "pin_backoff_s", 0.5),
+    "PIN_BACKOFF_MAX_S": ("60", "pin_backoff_max_s", 60.0),
+    "PIN_UNPIN_GRACE_S": ("3600", "pin_unpin_grace_s", 3600.0),
 }
 # Variables that are only valid together: the partner set beside each, removed with it.
 PAIRED = {

@@ -28,9 +28,11 @@ from protocol import parse_did
 
 from ..settings import IndexerSettings
 from ..store import Store
+from ..store.pins import Pins
 from .chains import ChainCollector
 from .deps import ApiContext
 from .events import Broadcaster
+from .media import PinCollector
 from .metrics import ApiMetrics
 from .middleware import RequestContextMiddleware
 from .problem import install_problem_handlers
@@ -69,6 +71,9 @@ def create_app(settings: IndexerSettings, *, store: Store | None = None, index: 
     )
     ctx.started = time.time()
     metrics.watch_chains(ChainCollector(lambda: ctx.store.chain.statuses() if ctx.store is not None else []))
+    metrics.watch_pins(
+        PinCollector(lambda: Pins(ctx.store.engine).depth() if ctx.store is not None else None)
+    )
     url = _database_url(settings, store)
     if url is not None:
         ctx.broadcaster = Broadcaster(url)

@@ -56,10 +56,16 @@ class ApiMetrics:
         )
 
         self.chains: Any = None  # the ChainCollector (indexer.api.chains), once the app has a store
+        self.pins: Any = None  # the PinCollector (indexer.api.media)
 
     def watch_chains(self, collector: Any) -> None:
         """Expose the chain sources' figures (a :class:`~.chains.ChainCollector`) in this registry."""
         self.chains = collector
+        self.registry.register(collector)
+
+    def watch_pins(self, collector: Any) -> None:
+        """Expose the pin queue's figures (a :class:`~.media.PinCollector`) in this registry."""
+        self.pins = collector
         self.registry.register(collector)
 
     def render(self) -> tuple[bytes, str]:
@@ -69,5 +75,7 @@ class ApiMetrics:
             MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             if self.chains is not None:
                 registry.register(self.chains)
+            if self.pins is not None:
+                registry.register(self.pins)
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

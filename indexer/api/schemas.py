@@ -115,6 +115,30 @@ class PaymentOut(BaseModel):
     at: str | None = Field(description="When the payment's ledger closed (ISO 8601).")
 
 
+class MediaFileOut(BaseModel):
+    """One file the asset's record names, as the operator holds it on IPFS."""
+
+    role: Literal["media", "preview", "artwork"] = Field(description="The body field that names it.")
+    cid: str = Field(description="Its IPFS CID, as the record names it.", examples=[CID_EXAMPLE])
+    size: int = Field(description="Bytes, as the record says.")
+    mime: str = Field(examples=["audio/wav"])
+    cid_kind: Literal["unixfs", "raw-block", "unknown"] = Field(
+        description="`unixfs`: what `ipfs add --cid-version=1 --raw-leaves` gives (resolves on IPFS); "
+        "`raw-block`: an old record's single block over a file of more than 256 KiB (IPFS does not give "
+        "it); `unknown`: another codec."
+    )
+    pin_status: Literal["pending", "pinned", "failed", "unpinning"] | None = Field(
+        description="The operator's pin of this CID: `pending` (queued or being retried), `pinned`, "
+        "`failed` (gave up; see `pin_error`), `unpinning` (no current asset names it; unpinned after "
+        "the grace period); null when the operator does not pin it (no IPFS node configured, "
+        "a deleted or moderated asset, or not queued yet)."
+    )
+    pin_attempts: int = Field(description="Attempts at pinning it so far (0 without a pin).")
+    pin_error: str | None = Field(description="Why the last attempt failed, if it did.")
+    pinned_at: str | None = Field(description="When it was pinned (ISO 8601).")
+    gateway_url: str = Field(description="Where the operator's gateway serves it: {ipfs_gateway}/ipfs/{cid}.")
+
+
 class AssetOut(BaseModel):
     """One asset's current state: its latest `asset.put`, unless a later `asset.delete`."""
 
@@ -161,6 +185,12 @@ class AssetOut(BaseModel):
     licenses: int = Field(description="How many payments licensed this asset (see `payments`).")
     payments: list[PaymentOut] = Field(
         description="The newest payments (at most 20) whose hash memo named this asset, newest first."
+    )
+    media_files: list[MediaFileOut] = Field(
+        default_factory=list,
+        description="The files the record names (`media`, `preview`, `artwork`, in that order) with their "
+        "CID kind, the operator's pin status and a gateway URL. The fields `media`, `preview` and "
+        "`artwork` are unchanged.",
     )
 
 

@@ -379,6 +379,7 @@ SERVICES = {
     ("indexer", "run"): "api",
     ("bridge", "run"): "bridge",
     ("indexer", "reconcile"): "reconciler",
+    ("indexer", "pin"): "pin",
     ("node", "run"): "demo-node",
 }
 

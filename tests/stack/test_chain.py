@@ -99,7 +99,7 @@ def test_the_indexer_services_read_the_stacks_indexer_env(tmp_path: Path) -> Non
     )
     argvs = dict(
         service_argvs(["empressa"], port=1, p2p_port=2, index_dir=tmp_path / "search", bridge_dir=tmp_path / "b",
-                      data_dir=tmp_path)
+                      data_dir=tmp_path, pin=True)
     )  # fmt: skip
     assert set(INDEXER_SERVICES) <= set(argvs)
     for name in INDEXER_SERVICES:

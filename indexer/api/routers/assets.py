@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query, Response
 
 from ...errors import BadRequest
 from ..deps import AssetPath, Ctx, IndexDep, ReadLimited, StoreDep, parse_creator
+from ..media import media_files
 from ..schemas import AssetOut, History, SearchResults
 from . import errors
 
@@ -112,14 +113,16 @@ def search_assets(
     responses=errors(400, 404, 422),
     summary="One asset",
 )
-def get_asset(uri: AssetPath, store: StoreDep) -> dict[str, Any]:
+def get_asset(ctx: Ctx, uri: AssetPath, store: StoreDep) -> dict[str, Any]:
     """The asset's current state, also when deleted (`deleted: true`) or hidden (`hidden: true`).
 
     `entry_hash` names the signed entry behind this state; fetch its exact
-    bytes at `raw_url` to check the creator's signature yourself.
+    bytes at `raw_url` to check the creator's signature yourself. `media_files`
+    lists the files it names with the operator's pin status and a gateway URL.
     """
     asset = store.reads.asset(uri=uri)
     asset["registrations"] = store.chain.registrations(uri=uri.text)
+    asset["media_files"] = media_files(asset, store, gateway=ctx.settings.ipfs_gateway)
     return asset
 
 
