@@ -1,6 +1,6 @@
 """``node publish --make-preview``: a 30-second preview cut with the system's ffmpeg, through the real CLI.
 
-The cut itself needs Debian's ffmpeg, which the project's set-up does not install: that
+The cut itself needs Debian's ffmpeg, which `./dev test` installs where the machine allows it: that
 test skips, saying so, where it is missing. The refusals run everywhere: without ffmpeg
 on PATH, with a file that is not audio, with --preview too, or without --file, the
 command is one line of error and nothing is published.
