@@ -27,7 +27,7 @@ from protocol import (
 
 from .errors import NodeError, NotFoundError
 from .keystore import Keys, read_public_did
-from .media import cid_kind, file_cid, put_files
+from .media import file_cid, put_files
 from .media_ledger import MediaFile
 from .paths import KEYSTORE_FILE, NODE_DB
 from .runner import read_daemon_info
@@ -485,18 +485,14 @@ def _me(data_dir: Path) -> AuthorKey:
 def library(
     data_dir: Path, *, include_others: bool, trusted_bridges: Sequence[str] = ()
 ) -> list[dict[str, Any]]:
-    """The library's items, each with the verification a trusted bridge's attestation gives it, and
-    ``media_kind``: what kind of CID names its media (:func:`node.media.cid_kind`: ``unixfs``, or
-    ``raw-block`` for a record made by the old rule)."""
+    """The library's items (:meth:`node.store.AssetRow.to_json`, with ``media_kind``), each with the
+    verification a trusted bridge's attestation gives it."""
     trusted = frozenset(parse_did(d) for d in trusted_bridges)
     store = Store.open(data_dir / NODE_DB)
     try:
         items = store.library(local_only=not include_others, trusted=trusted)
     finally:
         store.close()
-    for item in items:
-        media = item.get("media")
-        item["media_kind"] = cid_kind(media["cid"], media.get("size")) if media else None
     return items
 
 

@@ -59,6 +59,7 @@ from protocol import (
     plan,
     sign_entry,
 )
+from protocol.media import cid_kind
 
 from .errors import NotFoundError, StoreError, WritesRejected
 
@@ -143,6 +144,7 @@ class AssetRow:
         """The asset as JSON-ready data (CLI ``--json`` and the local API share it), with the
         ``verified`` attestation that stands for it (:meth:`Store.verifications`), or null."""
         body = self.put.body if self.put is not None else {}
+        media = body.get("media")
         return {
             "uri": self.uri.text,
             "did": self.uri.author.did,
@@ -150,7 +152,10 @@ class AssetRow:
             "title": body.get("title"),
             "description": body.get("description"),
             "tags": body.get("tags", []),
-            "media": body.get("media"),
+            "media": media,
+            # What kind of CID names the media: ``unixfs`` (what IPFS gives), or ``raw-block`` for
+            # a record made by the old single-block rule (protocol.media.cid_kind).
+            "media_kind": cid_kind(media["cid"], media.get("size")) if media else None,
             "license": body.get("license"),
             "payout": body.get("payout"),
             "hash": self.last_hash.cid,

@@ -99,3 +99,28 @@ def test_an_unreachable_ipfs_node_publishes_nothing(tmp_path: Path) -> None:
             put_files(tmp_path, fields.media_files(put_body(fields, None)), ipfs_api=api)
     with MediaLedger.open(tmp_path) as ledger:
         assert ledger.rows() == []
+
+
+def test_library_items_say_which_kind_of_cid_names_their_media(tmp_path: Path) -> None:
+    """node list and the local API's /v1/library share AssetRow.to_json: each item says its kind."""
+    import secrets
+
+    from node.store import Store
+    from protocol import Signer
+
+    store = Store.open(tmp_path / "node.db")
+    signer = Signer(secrets.token_bytes(32))
+    big = b"".join(vectors.blocks("one-chunk-plus-one", CHUNK_SIZE + 1))
+    new = next(v for v in VECTORS if v["name"] == "one-mib")
+    base = {"description": "", "tags": [], "license": {"type": "cc0"}}
+    bodies = {
+        "old": {"media": {"cid": old_rule_cid(big), "mime": "audio/wav", "size": len(big)}},
+        "new": {"media": {"cid": new["cid"], "mime": "audio/wav", "size": new["size"]}},
+    }
+    try:
+        for key, body in bodies.items():
+            store.append_local(signer, kind="asset.put", key=key, body={"title": key, **base, **body})
+        kinds = {item["key"]: item["media_kind"] for item in store.library(local_only=True)}
+    finally:
+        store.close()
+    assert kinds == {"old": "raw-block", "new": "unixfs"}
