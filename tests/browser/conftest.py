@@ -1,0 +1,102 @@
+"""Browser tests: Playwright (from PyPI) driving Debian's ``chromium``.
+
+Playwright cannot download its own browsers here, so it is pointed at the
+system binary: ``EMPRESSA_CHROMIUM`` if set, else ``chromium`` on ``PATH``
+(``./dev test`` installs Debian's package where the machine allows it). With
+no browser every test here skips, saying so; the rest of the suite runs.
+
+Chromium is started as the machine's probe found it works here: headless, no
+sandbox (tests may run as root), and without background networking, which this
+machine's closed network would refuse many times a second.
+
+Each test's page is screenshotted when the test ends, into
+``EMPRESSA_ARTIFACTS`` (default ``.artifacts/browser/`` in the checkout), one
+PNG per test, named after it; :func:`screenshot` saves named ones mid-test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(os.environ.get("EMPRESSA_ARTIFACTS") or ROOT / ".artifacts" / "browser")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+TIMEOUT_MS = 15_000  # one action or expectation; a page on loopback answers in milliseconds
+
+
+def chromium_path() -> str | None:
+    """The Chromium binary the tests drive, or ``None`` if this machine has none."""
+    given = os.environ.get("EMPRESSA_CHROMIUM")
+    if given:
+        return given if Path(given).is_file() else None
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the session (each test gets its own context)."""
+    exe = chromium_path()
+    if exe is None:
+        pytest.skip(
+            "no Chromium on this machine: ./dev test installs Debian's chromium where it runs as root with apt-get"
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=exe, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def _artifact_name(nodeid: str, suffix: str = "") -> Path:
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid.split("::", 1)[-1]).strip("_")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS / f"{name}{suffix}.png"
+
+
+@pytest.fixture
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh browser context and page, screenshotted into the artifacts when the test ends.
+
+    Console errors and uncaught page errors are collected in ``page.errors``
+    (a list of strings) so a test can assert the page ran cleanly.
+    """
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+    pg.on("console", lambda msg: errors.append(f"console: {msg.text}") if msg.type == "error" else None)
+    pg.errors = errors  # type: ignore[attr-defined]
+    try:
+        yield pg
+    finally:
+        with contextlib.suppress(Exception):  # a closed page has nothing to show
+            pg.screenshot(path=str(_artifact_name(request.node.nodeid)), full_page=True)
+        context.close()
+
+
+def screenshot(page: Any, request: pytest.FixtureRequest, label: str) -> Path:
+    """Save the page now as ``<test>-<label>.png`` in the artifacts; returns the path."""
+    path = _artifact_name(request.node.nodeid, f"-{label}")
+    page.screenshot(path=str(path), full_page=True)
+    return path
