@@ -257,6 +257,12 @@ def cmd_node_list(args: argparse.Namespace) -> None:
     emit(args, commands.list_library(_data_dir(args), include_others=args.all, environ=os.environ))
 
 
+def cmd_node_open(args: argparse.Namespace) -> None:
+    from node import commands
+
+    emit(args, commands.open_library(_data_dir(args), browser=not args.no_browser, environ=os.environ))
+
+
 def cmd_node_export(args: argparse.Namespace) -> None:
     from node import commands
 
@@ -488,6 +494,12 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--all", action="store_true", help="include assets replicated from others")
     json_opt(lst)
     lst.set_defaults(func=cmd_node_list)
+
+    opn = node.add_parser("open", help="open My Library in a browser (prints a one-time login link)")
+    data_opt(opn, env="EMPRESSA_NODE_DATA_DIR")
+    opn.add_argument("--no-browser", action="store_true", help="only print the link")
+    json_opt(opn)
+    opn.set_defaults(func=cmd_node_open)
 
     export = node.add_parser("export", help="signed entries as a CBOR sequence on stdout")
     data_opt(export, env="EMPRESSA_NODE_DATA_DIR")

@@ -53,6 +53,7 @@ from .daemon import Node
 from .errors import ListenError, NodeError, NotFoundError, WritesRejected
 from .http import serve_asgi
 from .logctx import correlation_id
+from .pages import PageProblem, Pages, problem_response
 from .store import MAX_BATCH_ITEMS, MAX_BODY_BYTES, LocalWrite
 
 log = logging.getLogger(__name__)
@@ -344,6 +345,19 @@ def create_local_app(node: Node, token: str) -> Any:
     """The local API as an ASGI app: request ids around the write door around the FastAPI app."""
     app = FastAPI(title="Empressa node (local)", docs_url="/docs", openapi_url="/openapi.json")
     hub = _EventHub(node)
+    pages = Pages(node, token)
+    me = node.keys.author.public
+    received = {"ms": None}  # wall clock (unix ms) of the last entry stored from a peer
+
+    def on_append(entries: list[Entry]) -> None:
+        if any(e.author != me for e in entries):
+            received["ms"] = time.time_ns() // 1_000_000
+
+    node.append_listeners.append(on_append)
+
+    @app.exception_handler(PageProblem)
+    async def page_problem(request: Request, exc: PageProblem) -> Response:
+        return problem_response(exc, request.scope.get("state", {}).get("request_id", ""))
 
     @app.exception_handler(_Problem)
     async def problem(request: Request, exc: _Problem) -> Response:
@@ -361,13 +375,20 @@ def create_local_app(node: Node, token: str) -> Any:
     @app.get("/v1/status")
     async def status() -> dict[str, Any]:
         entries = await trio.to_thread.run_sync(node.store.count_entries)
+        head = await trio.to_thread.run_sync(node.store.head, me)
+        stats = vars(node.stats)
         return {
             "did": node.did,
             "peer_id": node.peer_id,
             "multiaddrs": node.addrs(),
             "peers": node.p2p.peers(),
             "entries": entries,
-            "stats": vars(node.stats),
+            "head": head.seq if head is not None else 0,
+            # The daemon's last completed sync round if it records one, else the last entry a peer sent.
+            "last_sync_ms": stats.get("last_sync_ms") or received["ms"],
+            "last_received_ms": received["ms"],
+            "indexer_url": node.settings.indexer_url,
+            "stats": stats,
         }
 
     trusted = frozenset(parse_did(d) for d in node.settings.trusted_bridges)
@@ -389,6 +410,7 @@ def create_local_app(node: Node, token: str) -> Any:
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
+    app.include_router(pages.router())
     return _RequestIds(_WriteDoor(app, node, token))
 
 

@@ -233,6 +233,46 @@ def write(
     return WriteResult(e.uri.text, e.hash.cid, e.seq, "store")
 
 
+class DaemonNotRunning(NodeError):
+    """No daemon serves this data directory (no ``node.json``, or it does not answer)."""
+
+
+def one_time_link(data_dir: Path) -> str:
+    """A one-time link that opens My Library with write rights, from the running daemon of ``data_dir``.
+
+    Asks ``POST /v1/local/open`` with the daemon's ``api.token``; the link is good for
+    one visit within two minutes (:mod:`node.pages`). ``empressa node open`` prints it,
+    and ``empressa up`` prints the demo creator's.
+
+    Raises:
+        DaemonNotRunning: no daemon runs on ``data_dir`` (one line, saying how to start one).
+        NodeError: the daemon refused.
+    """
+    daemon = read_daemon_info(data_dir)
+    not_running = DaemonNotRunning(
+        f"no node is running on {data_dir}; start it with: empressa node run --data {data_dir}"
+    )
+    if daemon is None:
+        raise not_running
+    info, token = daemon
+    try:
+        r = httpx.post(
+            f"{info['api_url']}/v1/local/open", headers={"Authorization": f"Bearer {token}"}, timeout=10
+        )
+    except httpx.TransportError:
+        raise not_running from None
+    if r.status_code != 200:
+        raise NodeError(f"the daemon refused a link: {_detail(r)}")
+    return str(r.json()["url"])
+
+
+def _detail(r: httpx.Response) -> str:
+    try:
+        return str(r.json().get("detail", r.text))
+    except ValueError:
+        return r.text[:200]
+
+
 class CatalogueError(NodeError):
     """Lines of a ``publish --from`` file are invalid; ``errors`` holds ``(line number, reason)``."""
 
@@ -300,14 +340,37 @@ def _catalogue_line(
         d = json.loads(line)
     except ValueError as exc:
         raise NodeError(f"not JSON: {exc}") from None
+    key, fields = asset_fields_of(d, base=base, payout_evm=payout_evm)
+    body = put_body(fields, None)
+    check_write(kind="asset.put", key=key, body=body)
+    return LocalWrite("asset.put", key, body), fields.media_files(body)
+
+
+def asset_fields_of(
+    d: Any,
+    *,
+    base: Path | None,
+    payout_evm: Callable[[str | None], str | None] = lambda v: v,
+    require_title: bool = True,
+) -> tuple[str, AssetFields]:
+    """The key and :class:`AssetFields` of one JSON object with the ``node publish`` fields (underscored).
+
+    What a catalogue line holds (:func:`read_catalogue`) and what My Library's form posts
+    (:mod:`node.pages`), so both are checked by the same rules as the CLI's flags. ``base``
+    is the folder ``file`` is relative to; ``None`` refuses a ``file`` (the page gives CIDs).
+    ``require_title=False`` for an edit, whose fields not given keep their values.
+
+    Raises:
+        NodeError: a field is unknown or of the wrong type (one line, naming it).
+    """
     if type(d) is not dict:
         raise NodeError("a line is one JSON object")
     unknown = sorted(d.keys() - _LINE_FIELDS)
     if unknown:
         raise NodeError(f"unknown field {unknown[0]!r}")
     key, title, tags = d.get("key"), d.get("title"), d.get("tags", [])
-    if type(key) is not str or type(title) is not str:
-        raise NodeError("key and title are required text")
+    if type(key) is not str or (type(title) is not str and (require_title or title is not None)):
+        raise NodeError("key and title are required text" if require_title else "key is required text")
     if type(tags) is not list or not all(type(t) is str for t in tags):
         raise NodeError("tags is a list of text")
     for name in ("description", "file", "cid", "mime", "license", "price", "currency", "terms",
@@ -319,11 +382,13 @@ def _catalogue_line(
             raise NodeError(f"{name} is an integer")
     if d.get("file") is not None and d.get("cid") is not None:
         raise NodeError("give file or cid, not both")
+    if d.get("file") is not None and base is None:
+        raise NodeError("give the media as a CID here (file uploads are not taken)")
     fields = AssetFields(
         title=title,
         description=d.get("description"),
         tags=tuple(tags),
-        file=base / d["file"] if d.get("file") is not None else None,
+        file=base / d["file"] if d.get("file") is not None and base is not None else None,
         cid=d.get("cid"),
         mime=d.get("mime"),
         size=d.get("size"),
@@ -335,9 +400,7 @@ def _catalogue_line(
         payout_evm=payout_evm(d.get("payout_evm")),
         payout_stellar=d.get("payout_stellar"),
     )
-    body = put_body(fields, None)
-    check_write(kind="asset.put", key=key, body=body)
-    return LocalWrite("asset.put", key, body), fields.media_files(body)
+    return key, fields
 
 
 @dataclass(frozen=True)
@@ -467,14 +530,22 @@ def publish_catalogue(
 
 def current_put(data_dir: Path, key: str) -> dict[str, Any]:
     """The body of our asset ``key`` as it stands now (for ``edit``)."""
-    uri = AssetUri.of(_me(data_dir), key)
     store = Store.open(data_dir / NODE_DB)
     try:
-        row = store.asset(uri)
+        return put_of(store, AssetUri.of(_me(data_dir), key))
     finally:
         store.close()
+
+
+def put_of(store: Store, uri: AssetUri) -> dict[str, Any]:
+    """The current ``asset.put`` body of ``uri`` in ``store`` (``edit``'s and ``delete``'s base).
+
+    Raises:
+        NotFoundError: no such asset, or it is deleted.
+    """
+    row = store.asset(uri)
     if row.deleted or row.put is None:
-        raise NotFoundError(f"asset {key!r} is deleted; publish it again to restore it")
+        raise NotFoundError(f"asset {uri.key!r} is deleted; publish it again to restore it")
     return dict(row.put.body)
 
 

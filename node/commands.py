@@ -361,6 +361,60 @@ def list_library(data_dir: Path, *, include_others: bool, environ: Environ) -> L
     return Library(library(data_dir, include_others=include_others, trusted_bridges=trusted), include_others)
 
 
+@dataclass(frozen=True)
+class Opened:
+    """``node open``: the one-time link, and whether a browser was asked to show it."""
+
+    url: str
+    browser: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"url": self.url, "browser": self.browser, "expires_in": 120}
+
+    def text(self) -> str:
+        return self.url
+
+    def notes(self) -> list[str]:
+        how = "opened in your browser; " if self.browser else ""
+        return [f"My Library: {how}the link works once, within 2 minutes"]
+
+
+def open_library(
+    data_dir: Path,
+    *,
+    browser: bool,
+    environ: Environ,
+    opener: Callable[[str], bool] | None = None,
+) -> Opened:
+    """``node open``: a one-time link to My Library from the running daemon, opened in a browser
+    when ``browser`` and there is one to open (a display, or macOS/Windows); ``opener`` is
+    :func:`webbrowser.open` unless a test gives another.
+
+    Raises:
+        DaemonNotRunning: no daemon runs on ``data_dir``.
+    """
+    from .client import one_time_link
+
+    url = one_time_link(data_dir)
+    shown = False
+    if browser and _has_display(environ):
+        if opener is None:
+            import webbrowser
+
+            opener = webbrowser.open
+        try:
+            shown = bool(opener(url))
+        except Exception:  # no usable browser: the printed link is enough
+            shown = False
+    return Opened(url, shown)
+
+
+def _has_display(environ: Environ) -> bool:
+    return sys.platform in ("darwin", "win32") or bool(
+        environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY")
+    )
+
+
 def export_entries(data_dir: Path, out: BinaryIO, *, include_others: bool) -> None:
     """``node export``: the signed entries as a CBOR sequence on ``out``."""
     from .client import export

@@ -146,6 +146,13 @@ class NodeSettings(LayeredSettings):
         "Unset by default: publishing then works offline with the computed CIDs.",
         examples=["/ip4/127.0.0.1/tcp/5001"],
     )
+    indexer_url: str | None = Field(
+        default=None,
+        description="Base URL of the marketplace's indexer API: My Library asks it "
+        "(GET /v1/creators/<did>) whether this creator's latest write is searchable there. "
+        "Unset by default: the page says no indexer is configured.",
+        examples=["http://127.0.0.1:8000"],
+    )
     max_clock_skew_ms: int = Field(
         default=600_000,
         ge=0,
@@ -191,6 +198,13 @@ class NodeSettings(LayeredSettings):
         if value is not None and not re.match(r"^https?://[^\s/]+", value):
             raise ValueError(f"{value!r:.80} is not an http:// or https:// URL")
         return value
+
+    @field_validator("indexer_url")
+    @classmethod
+    def _check_indexer_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s/]+(/\S*)?$", value):
+            raise ValueError(f"{value!r:.80} is not an http:// or https:// URL")
+        return value.rstrip("/") if value is not None else None
 
     @field_validator("evm_registry")
     @classmethod
