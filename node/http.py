@@ -32,6 +32,7 @@ closed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 from typing import Any
@@ -126,6 +127,12 @@ class _Connection:
                 return
             if not await _Exchange(self, event).run():
                 return
+            if self.h11.their_state is h11.SEND_BODY:
+                # A request without a body that the app never read (most GETs): its end is in the
+                # buffer already, and taking it keeps the connection alive; a body left unread
+                # (Data, or NEED_DATA) still lingers and closes below.
+                with contextlib.suppress(h11.RemoteProtocolError):
+                    self.h11.next_event()
             if self.h11.our_state is not h11.DONE or self.h11.their_state is not h11.DONE:
                 await self._linger()  # the app answered without reading the whole body
                 return

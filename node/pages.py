@@ -43,7 +43,7 @@ import re
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -72,6 +72,7 @@ INDEXER_TIMEOUT = 2.0  # seconds the indexer may take to say what it holds of us
 INDEXER_CACHE = 2.0  # seconds its answer is reused
 COOKIE = "empressa_session_{port}"
 CSRF_HEADER = "x-csrf-token"
+MAX_PAGE_BODY = 64 * 1024  # bytes of one page write
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -214,7 +215,7 @@ def _invalid(exc: Exception) -> PageProblem:
     return PageProblem(422, "Invalid field", str(exc), errors=[err])
 
 
-def host_allowed(scope: dict[str, Any]) -> bool:
+def host_allowed(scope: Mapping[str, Any]) -> bool:
     """Whether the request's ``Host`` names this API on loopback with its bound port."""
     port = (scope.get("server") or ("", 0))[1]
     host = ""
@@ -224,7 +225,7 @@ def host_allowed(scope: dict[str, Any]) -> bool:
     return host in {f"{h}:{port}" for h in LOCAL_HOSTS}
 
 
-def _cookie_name(scope: dict[str, Any]) -> str:
+def _cookie_name(scope: Mapping[str, Any]) -> str:
     return COOKIE.format(port=(scope.get("server") or ("", 0))[1])
 
 
@@ -254,7 +255,9 @@ class Pages:
             raise PageProblem(401, "No session", "open My Library with the link `empressa node open` prints")
         return sid or ""
 
-    def _writer(self, request: Request) -> None:
+    async def _writer(self, request: Request) -> bytes:
+        """The body of a page write, once its session, origin and CSRF token have passed."""
+        raw = await self._drain(request)
         sid = self._session(request)
         origin = request.headers.get("origin")
         if origin is not None and not host_allowed(
@@ -266,6 +269,7 @@ class Pages:
             raise PageProblem(403, "Forbidden", "a write from another origin")
         if not self.sessions.csrf_ok(sid, request.headers.get(CSRF_HEADER)):
             raise PageProblem(403, "Forbidden", "a page write needs the session's X-CSRF-Token")
+        return raw
 
     def _page(self, name: str) -> Response:
         body = self._files.get(name)
@@ -276,10 +280,19 @@ class Pages:
 
     # -- writes ---------------------------------------------------------------------------
 
-    async def _body(self, request: Request) -> dict[str, Any]:
+    async def _drain(self, request: Request) -> bytes:
+        """The request's body, read before any answer: the server closes a connection whose
+        request body the app left unread, and the page's next request on it would fail."""
+        length = request.headers.get("content-length", "0")
+        if not length.isdigit() or int(length) > MAX_PAGE_BODY:
+            raise PageProblem(413, "Body too large", f"a page write is at most {MAX_PAGE_BODY} bytes")
         raw = await request.body()
-        if len(raw) > 64 * 1024:
-            raise PageProblem(413, "Body too large", "a page write is at most 64 KiB")
+        if len(raw) > MAX_PAGE_BODY:
+            raise PageProblem(413, "Body too large", f"a page write is at most {MAX_PAGE_BODY} bytes")
+        return raw
+
+    @staticmethod
+    def _fields(raw: bytes) -> dict[str, Any]:
         try:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -411,6 +424,7 @@ class Pages:
 
         @r.post("/v1/local/open", summary="A one-time link that opens a page session (Bearer api.token)")
         async def new_link(request: Request) -> dict[str, Any]:
+            await pages._drain(request)
             scheme, _, given = request.headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), pages._token):
                 raise PageProblem(401, "Unauthorized", "a valid bearer token from api.token is required")
@@ -432,7 +446,7 @@ class Pages:
 
         @r.delete("/v1/local/session", status_code=204, summary="End the page session")
         async def logout(request: Request) -> Response:
-            pages._writer(request)
+            await pages._writer(request)
             pages.sessions.end(request.cookies.get(_cookie_name(request.scope)))
             resp = Response(status_code=204)
             resp.delete_cookie(_cookie_name(request.scope), path="/", httponly=True, samesite="strict")
@@ -440,8 +454,7 @@ class Pages:
 
         @r.post("/v1/local/assets", status_code=201, summary="Publish from the page (session + CSRF)")
         async def publish(request: Request) -> dict[str, Any]:
-            pages._writer(request)
-            doc = await pages._body(request)
+            doc = pages._fields(await pages._writer(request))
             key = doc.pop("key", None)
             if type(key) is not str or not key:
                 raise PageProblem(
@@ -456,14 +469,13 @@ class Pages:
             "/v1/local/assets/{key}", summary="Edit from the page: the fields given change (session + CSRF)"
         )
         async def edit(key: str, request: Request) -> dict[str, Any]:
-            pages._writer(request)
-            doc = await pages._body(request)
+            doc = pages._fields(await pages._writer(request))
             doc.pop("key", None)
             return await pages._put(key, doc, edit=True)
 
         @r.delete("/v1/local/assets/{key}", summary="Delete from the page (session + CSRF)")
         async def delete(key: str, request: Request) -> dict[str, Any]:
-            pages._writer(request)
+            await pages._writer(request)
             try:
                 uri = AssetUri.of(pages.node.keys.author.public, key)
             except ProtocolError as exc:

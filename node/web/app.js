@@ -1,6 +1,6 @@
 // My Library: the creator's own page, served by their node. Plain ES module, no build step.
 // Every value from the node (titles of replicated assets included) goes into the DOM with
-// textContent; nothing here uses innerHTML.
+// textContent, never as markup.
 
 const FIELDS = ["key", "title", "description", "tags", "license", "price", "currency", "terms",
   "cid", "mime", "size", "duration_ms", "payout_evm", "payout_stellar"];

@@ -125,6 +125,20 @@ async def test_keep_alive_serves_many_requests_on_one_connection() -> None:
         await s.aclose()
 
 
+async def test_a_get_the_app_never_reads_keeps_the_connection() -> None:
+    """Routes that answer without calling ``receive`` (every FastAPI GET) leave the request's end
+    unread; the connection must still serve the next request."""
+    async with server() as addr:
+        s, buf = await connect(addr), bytearray()
+        for _ in range(3):
+            await s.send_all(b"GET /refuse HTTP/1.1\r\nHost: x\r\n\r\n")
+            status, _headers, body = await read_response(s, buf)
+            assert status == b"HTTP/1.1 401 " and body == b"no"
+        await s.send_all(post("/echo", b"after"))
+        assert json.loads((await read_response(s, buf))[2])["body"] == "after"
+        await s.aclose()
+
+
 async def test_pipelined_requests_are_answered_in_order() -> None:
     async with server() as addr:
         s, buf = await connect(addr), bytearray()
