@@ -347,9 +347,8 @@ def create_local_app(node: Node, token: str) -> Any:
     hub = _EventHub(node)
     pages = Pages(node, token)
     me = node.keys.author.public
-    received: dict[str, int | None] = {
-        "ms": None
-    }  # wall clock (unix ms) of the last entry stored from a peer
+    # Wall clock (unix ms) of the last entry stored from a peer.
+    received: dict[str, int | None] = {"ms": None}
 
     def on_append(entries: list[Entry]) -> None:
         if any(e.author != me for e in entries):
