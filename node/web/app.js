@@ -212,7 +212,7 @@ function fields() {
   const out = {};
   for (const f of FIELDS) {
     const raw = $(`f-${f}`).value;
-    const text = f === "description" || f === "terms" ? raw : raw.trim();
+    const text = ["title", "description", "terms"].includes(f) ? raw : raw.trim();
     if (before ? before[f] === text : text === "" && f !== "title") continue;
     if (f === "tags") out.tags = text.split(",").map((t) => t.trim()).filter(Boolean);
     else if (NUMBERS.has(f) && /^[0-9]+$/.test(text)) out[f] = Number(text);
