@@ -44,6 +44,7 @@ NODE = {
     "EVM_RPC_URL": ("http://127.0.0.1:8545", "evm_rpc_url", "http://127.0.0.1:8545"),
     "EVM_REGISTRY": (REGISTRY, "evm_registry", REGISTRY),
     "IPFS_API": ("http://127.0.0.1:5001", "ipfs_api", "/ip4/127.0.0.1/tcp/5001/http"),
+    "INDEXER_URL": ("http://127.0.0.1:8000/", "indexer_url", "http://127.0.0.1:8000"),
     "LOG_LEVEL": ("debug", "log_level", "DEBUG"),
     "LOG_JSON": ("true", "log_json", True),
 }
