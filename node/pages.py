@@ -73,6 +73,8 @@ INDEXER_CACHE = 2.0  # seconds its answer is reused
 COOKIE = "empressa_session_{port}"
 CSRF_HEADER = "x-csrf-token"
 MAX_PAGE_BODY = 64 * 1024  # bytes of one page write
+MAX_UPLOAD_BYTES = 256 * 1024 * 1024  # bytes of one media file uploaded from the page
+UPLOADS = "uploads"  # DATA_DIR/uploads/<cid>: files uploaded from the page, kept for ``node media push``
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -335,6 +337,66 @@ class Pages:
             raise NodeError(f"--payout-evm {value!r:.60} is not a 0x address of 20 bytes (or `me`)")
         return value
 
+    async def _upload(self, request: Request) -> dict[str, Any]:
+        """``POST /v1/local/media`` (session + CSRF): the body is the file's bytes (at most
+        :data:`MAX_UPLOAD_BYTES`), ``Content-Type`` its type. The node computes its UnixFS CID
+        (:func:`node.media.file_cid`), keeps it in ``DATA_DIR/uploads/<cid>`` and, with
+        ``ipfs_api`` set, adds and pins it (:func:`node.media.put_files`, as ``publish --file``
+        does); ``{"cid", "size", "mime", "pinned"}`` then fill the form's media fields."""
+        length = request.headers.get("content-length", "")
+        if not length.isdigit() or int(length) > MAX_UPLOAD_BYTES:
+            raise PageProblem(
+                413,
+                "Body too large",
+                f"a file upload gives its Content-Length and is at most {MAX_UPLOAD_BYTES} bytes",
+            )
+        sid = self._session(request)
+        if not self.sessions.csrf_ok(sid, request.headers.get(CSRF_HEADER)):
+            raise PageProblem(403, "Forbidden", "a page write needs the session's X-CSRF-Token")
+        mime = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if not re.fullmatch(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}", mime):
+            mime = "application/octet-stream"
+        folder = self.node.settings.data_dir / UPLOADS
+        await trio.to_thread.run_sync(lambda: folder.mkdir(mode=0o700, parents=True, exist_ok=True))
+        tmp = folder / f".upload-{secrets.token_hex(8)}"
+        size = 0
+        try:
+            async with await trio.open_file(tmp, "wb") as f:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > MAX_UPLOAD_BYTES:
+                        raise PageProblem(
+                            413, "Body too large", f"a file upload is at most {MAX_UPLOAD_BYTES} bytes"
+                        )
+                    await f.write(chunk)
+            if size == 0:
+                raise PageProblem(
+                    422,
+                    "Invalid field",
+                    "the file is empty",
+                    errors=[{"field": "file", "detail": "the file is empty"}],
+                )
+            from .media import file_cid, put_files
+            from .media_ledger import MediaFile
+
+            cid, size = await trio.to_thread.run_sync(file_cid, tmp)
+            path = folder / cid
+            await trio.to_thread.run_sync(tmp.replace, path)
+        finally:
+            await trio.to_thread.run_sync(lambda: tmp.unlink(missing_ok=True))
+        api = self.node.settings.ipfs_api
+        try:
+            await trio.to_thread.run_sync(
+                lambda: put_files(
+                    self.node.settings.data_dir, [MediaFile("media", path, cid, size)], ipfs_api=api
+                )
+            )
+        except NodeError as exc:
+            raise PageProblem(
+                502, "IPFS refused", str(exc), errors=[{"field": "file", "detail": str(exc)}]
+            ) from None
+        return {"cid": cid, "size": size, "mime": mime, "pinned": api is not None}
+
     # -- the indexer ----------------------------------------------------------------------
 
     async def indexer_state(self) -> dict[str, Any]:
@@ -482,6 +544,14 @@ class Pages:
                 raise _invalid(exc) from None
             await trio.to_thread.run_sync(put_of, pages.node.store, uri)
             return _written(await pages.node.publish(kind="asset.delete", key=key, body={}))
+
+        @r.post(
+            "/v1/local/media",
+            status_code=201,
+            summary="Upload a media file: hashed, kept, pinned if ipfs_api",
+        )
+        async def upload(request: Request) -> dict[str, Any]:
+            return await pages._upload(request)
 
         @r.get("/v1/local/indexer", summary="Whether the configured indexer has our latest write")
         async def indexer() -> dict[str, Any]:

@@ -165,7 +165,7 @@ async function loadLibrary() {
 // -- the editor -------------------------------------------------------------------------------
 
 function clearErrors() {
-  for (const f of ["", ...FIELDS]) {
+  for (const f of ["", "file", ...FIELDS]) {
     $(`err-${f}`).textContent = "";
     const input = $(`f-${f}`);
     if (input) input.removeAttribute("aria-invalid");
@@ -192,6 +192,7 @@ function openEditor(item) {
   clearErrors();
   const values = item ? formValue(item) : { license: "personal" };
   for (const f of FIELDS) $(`f-${f}`).value = values[f] ?? "";
+  $("f-file").value = "";
   $("f-key").readOnly = Boolean(item);
   $("editor-title").textContent = item ? `Edit “${item.title}”` : "Publish an asset";
   $("save").textContent = item ? "Save changes" : "Publish";
@@ -253,6 +254,28 @@ async function save(event) {
   await loadLibrary();
 }
 
+// A file chosen in the form goes to the node, which hashes it (and pins it on IPFS where set up);
+// its CID, type and size then fill the media fields.
+async function upload() {
+  const file = $("f-file").files[0];
+  if (!file) return;
+  $("err-file").textContent = `Hashing ${file.name}…`;
+  const r = await fetch("/v1/local/media", {
+    method: "POST", credentials: "same-origin", body: file,
+    headers: { "X-CSRF-Token": state.csrf || "", "Content-Type": file.type || "application/octet-stream" },
+  });
+  let doc = {};
+  try { doc = await r.json(); } catch { doc = {}; }
+  if (!r.ok) {
+    $("err-file").textContent = doc.detail || `upload refused (${r.status})`;
+    return;
+  }
+  $("f-cid").value = doc.cid;
+  $("f-size").value = String(doc.size);
+  if (doc.mime !== "application/octet-stream" || !$("f-mime").value) $("f-mime").value = doc.mime;
+  $("err-file").textContent = doc.pinned ? "Added and pinned on IPFS." : "Hashed; push it to IPFS later with: empressa node media push";
+}
+
 async function remove(item, button) {
   if (button.dataset.confirm !== "yes") {
     button.dataset.confirm = "yes";
@@ -289,6 +312,7 @@ async function start() {
   $("new-asset").addEventListener("click", () => openEditor(null));
   $("cancel").addEventListener("click", closeEditor);
   $("asset-form").addEventListener("submit", save);
+  $("f-file").addEventListener("change", upload);
   document.addEventListener("keydown", (e) => { if (e.key === "Escape" && !$("editor").hidden) closeEditor(); });
   await loadSession();
   await Promise.all([loadLibrary(), loadStatus()]);

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from node.media import bytes_cid
 from tests.e2e.conftest import CID, Daemon, Daemons, cli, cli_json, init_node
 
 from .conftest import screenshot
@@ -110,8 +111,14 @@ def test_publish_with_no_peers_then_edit_and_delete(page: Any, creator: Daemon, 
     signed_in(page, creator)
     page.get_by_role("button", name="Publish an asset").click()
     expect(page.locator("#f-key")).to_be_focused()
-    fill(page, key="night-drive", title="Night Drive", tags="synth, night", cid=CID, mime="audio/mpeg")
-    fill(page, size="4096", license="commercial", price="12.50", currency="USD", description="A long drive.")
+    fill(page, key="night-drive", title="Night Drive", tags="synth, night")
+    fill(page, license="commercial", price="12.50", currency="USD", description="A long drive.")
+    audio = bytes(range(256)) * 16  # 4 KiB: the node hashes it (no IPFS configured: kept for media push)
+    page.locator("#f-file").set_input_files({"name": "drive.mp3", "mimeType": "audio/mpeg", "buffer": audio})
+    expect(page.locator("#f-cid")).to_have_value(bytes_cid(audio))
+    expect(page.locator("#f-size")).to_have_value("4096")
+    expect(page.locator("#f-mime")).to_have_value("audio/mpeg")
+    expect(page.locator("#err-file")).to_contain_text("empressa node media push")
     screenshot(page, request, "publish-form")
     page.get_by_role("button", name="Publish", exact=True).click()
     item = page.locator(".item[data-key='night-drive']")
@@ -122,7 +129,8 @@ def test_publish_with_no_peers_then_edit_and_delete(page: Any, creator: Daemon, 
     expect(item.locator(".status")).to_have_text("unregistered")
     expect(item.locator(".tags li")).to_have_text(["synth", "night"])
     expect(page.locator("#st-entries")).to_have_text("1")
-    assert listed(creator)["night-drive"]["title"] == "Night Drive"  # the CLI sees it too
+    mine = listed(creator)["night-drive"]  # the CLI sees it too
+    assert mine["title"] == "Night Drive" and mine["media"]["cid"] == bytes_cid(audio)
     screenshot(page, request, "published")
 
     item.get_by_role("button", name="Edit Night Drive").click()

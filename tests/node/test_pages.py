@@ -309,3 +309,35 @@ def test_indexer_url_must_be_http(value: str, tmp_path: Any) -> None:
     assert load_node_settings(tmp_path, {}, {"EMPRESSA_NODE_INDEXER_URL": "http://h:8000/"}).indexer_url == (
         "http://h:8000"
     )
+
+
+async def test_a_file_uploaded_from_the_page_is_hashed_and_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    from node import pages
+    from node.media import bytes_cid
+    from node.media_ledger import MediaLedger
+
+    data = b"\x01\x02 a short loop " * 1000
+    async with spawn_network(1) as net, local_api(net.nodes[0]) as api:
+        node = net.nodes[0]
+        assert (await api.post("/v1/local/media", content=data)).status_code == 401
+        csrf = {"X-CSRF-Token": await sign_in(api)}
+        assert (
+            await api.post("/v1/local/media", content=data, headers={"Content-Type": "audio/wav"})
+        ).status_code == 403
+        r = await api.post("/v1/local/media", content=data, headers={**csrf, "Content-Type": "audio/wav"})
+        assert r.status_code == 201, r.text
+        assert r.json() == {"cid": bytes_cid(data), "size": len(data), "mime": "audio/wav", "pinned": False}
+        kept = node.settings.data_dir / "uploads" / bytes_cid(data)
+        assert kept.read_bytes() == data
+        with MediaLedger.open(node.settings.data_dir) as ledger:  # for `node media push`
+            assert [row.cid for row in ledger.rows()] == [bytes_cid(data)]
+        monkeypatch.setattr(pages, "MAX_UPLOAD_BYTES", 100)
+        assert (await api.post("/v1/local/media", content=data, headers=csrf)).status_code == 413
+        assert head(node) == 0  # an upload writes no entry
+
+
+async def test_an_upload_with_an_unreachable_ipfs_says_so() -> None:
+    async with spawn_network(1, ipfs_api="/ip4/127.0.0.1/tcp/1") as net, local_api(net.nodes[0]) as api:
+        csrf = {"X-CSRF-Token": await sign_in(api)}
+        r = await api.post("/v1/local/media", content=b"bytes", headers={**csrf, "Content-Type": "image/png"})
+        assert r.status_code == 502 and r.json()["errors"][0]["field"] == "file"
