@@ -26,6 +26,13 @@ same machine. At most :data:`MAX_EVENT_CLIENTS` streams at once (then 503); a
 client that falls :data:`EVENT_QUEUE` events behind is sent ``event:
 overflow`` and dropped, so a slow reader costs bounded memory.
 
+``GET /`` is My Library, the creator's page (:mod:`node.pages`: the static files of
+``node/web/``, the one-time link ``POST /v1/local/open`` (bearer token) that opens a
+page session, and the page's own writes under ``/v1/local/assets`` and
+``/v1/local/media``, which take the session cookie and a CSRF token instead of the
+bearer token). ``GET /v1/status`` says what the page shows of the node: ``peers``,
+``entries``, our ``head`` seq, ``last_sync_ms`` and ``indexer_url``.
+
 Errors are ``application/problem+json`` (RFC 9457) with the ``request_id`` that
 every response also carries as ``X-Request-ID``. The reads and the event stream
 are FastAPI routes (OpenAPI at ``/docs``); the write is served in front of

@@ -31,7 +31,14 @@ The page's writes take the ``node publish`` fields as JSON (the shape of a
 ``payout_evm``, ``payout_stellar``), and the node builds the ``asset.put`` body
 with the CLI's own :func:`node.client.asset_fields_of` and :func:`node.client.put_body`,
 checked by :func:`protocol.check_write`. A bad field is a 422 problem whose
-``errors`` is ``[{"field", "detail"}]``; nothing is written.
+``errors`` is ``[{"field", "detail"}]``; nothing is written. ``POST /v1/local/media``
+(the same session and CSRF token) takes a media file's bytes, at most
+:data:`MAX_UPLOAD_BYTES`: the node computes its UnixFS CID, keeps it in
+``DATA_DIR/uploads/<cid>`` and, with ``ipfs_api`` set, adds and pins it, as
+``node publish --file`` does; the page then publishes that CID.
+
+``GET /v1/local/indexer`` says whether the configured ``indexer_url`` has our latest
+write (asked by the node, never the browser: the page loads nothing from outside).
 """
 
 from __future__ import annotations
@@ -491,6 +498,8 @@ class Pages:
             if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), pages._token):
                 raise PageProblem(401, "Unauthorized", "a valid bearer token from api.token is required")
             host, port = (request.scope.get("server") or ("127.0.0.1", 0))[:2]
+            if host in ("0.0.0.0", "::"):  # bound to every address: the browser still comes by loopback
+                host = "127.0.0.1"
             host = f"[{host}]" if ":" in host else host
             code = pages.sessions.new_code()
             return {"url": f"http://{host}:{port}/open?code={code}", "expires_in": int(CODE_TTL)}
