@@ -8,6 +8,8 @@ test starts a second node next to it. Each test signs in with its own one-time l
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,8 @@ import httpx
 import pytest
 
 from node.media import bytes_cid
-from tests.e2e.conftest import CID, Daemon, Daemons, cli, cli_json, init_node
+from protocol import Signer, attest_body, parse_asset_uri, parse_entry_hash, sign_entry
+from tests.e2e.conftest import CID, Daemon, Daemons, child_env, cli, cli_json, init_node
 
 from .conftest import screenshot
 
@@ -32,11 +35,28 @@ def nodes() -> Iterator[Daemons]:
         ds.stop_all()
 
 
+BRIDGE = Signer(bytes(range(32)))  # a bridge key the creator trusts (its attestations count)
+
+
 @pytest.fixture(scope="module")
 def creator(nodes: Daemons, tmp_path_factory: pytest.TempPathFactory) -> Daemon:
     data = tmp_path_factory.mktemp("library") / "creator"
     init_node(data)
-    return nodes.start(data)
+    return nodes.start(data, env=child_env(EMPRESSA_NODE_TRUSTED_BRIDGES=BRIDGE.public.did))
+
+
+def attest(d: Daemon, uri: str, put_hash: str, onchain_id: str, *, seq: int, prev: Any) -> Any:
+    """A ``verified`` attestation by :data:`BRIDGE` of ``uri``'s entry ``put_hash``, imported with the CLI."""
+    asset = parse_asset_uri(uri)
+    e = sign_entry(
+        BRIDGE, seq=seq, prev=prev, ts=int(time.time() * 1000), kind="attest", key=asset.id_b32,
+        body=attest_body(asset, subject=parse_entry_hash(put_hash).raw, status="verified",
+                         chain="eip155:31337", onchain_id=onchain_id, tx="0x01"),
+    )  # fmt: skip
+    path = Path(d.data).with_name(f"attest-{seq}.cbor")
+    path.write_bytes(e.raw)
+    cli("node", "import", "--data", d.data, path)
+    return e.hash
 
 
 def link(d: Daemon) -> str:
@@ -176,6 +196,27 @@ def test_a_bad_field_shows_its_reason_and_nothing_is_written(
     expect(page.locator("#err-price")).to_have_text("")
     assert held(creator) == before  # nothing was written
     screenshot(page, request, "blank-title")
+
+
+def test_verification_shows_verified_then_mismatch(page: Any, creator: Daemon, request: Any) -> None:
+    from playwright.sync_api import expect
+
+    signed_in(page, creator)
+    put = cli_json("node", "publish", "--data", creator.data, "--key", "registered", "--title", "Registered",
+                   "--cid", CID, "--mime", "audio/flac")  # fmt: skip
+    item = page.locator(".item[data-key='registered']")
+    expect(item.locator(".status")).to_have_text("unregistered")
+    first = attest(creator, put["uri"], put["hash"], "7", seq=1, prev=None)
+    page.reload()
+    expect(item.locator(".status")).to_have_text("verified eip155:31337 #7")
+    expect(item.locator(".status")).to_have_class(re.compile(r"\bverified\b"))
+    screenshot(page, request, "verified")
+    cli("node", "edit", "--data", creator.data, "--key", "registered", "--title", "Registered (edited)")
+    expect(item.locator(".status")).to_have_text(
+        "mismatch: eip155:31337 #7 names an earlier version", timeout=LIVE_MS
+    )  # live, from the event stream
+    assert first is not None and page.errors == []
+    screenshot(page, request, "mismatch")
 
 
 def test_a_replicated_asset_appears_live_with_the_toggle(
