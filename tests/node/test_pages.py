@@ -341,3 +341,17 @@ async def test_an_upload_with_an_unreachable_ipfs_says_so() -> None:
         csrf = {"X-CSRF-Token": await sign_in(api)}
         r = await api.post("/v1/local/media", content=b"bytes", headers={**csrf, "Content-Type": "image/png"})
         assert r.status_code == 502 and r.json()["errors"][0]["field"] == "file"
+
+
+async def test_an_upload_is_added_and_pinned_where_ipfs_api_is_set(jsipfs: Any) -> None:
+    from node.ipfs import IpfsClient
+    from node.media import bytes_cid
+
+    data = bytes(range(256)) * 2048  # 512 KiB: two chunks, a dag-pb root
+    async with spawn_network(1, ipfs_api=jsipfs.api) as net, local_api(net.nodes[0]) as api:
+        csrf = {"X-CSRF-Token": await sign_in(api)}
+        r = await api.post("/v1/local/media", content=data, headers={**csrf, "Content-Type": "audio/mpeg"})
+        assert r.status_code == 201, r.text
+        assert r.json() == {"cid": bytes_cid(data), "size": len(data), "mime": "audio/mpeg", "pinned": True}
+    with IpfsClient(jsipfs.api) as ipfs:
+        assert ipfs.pinned(bytes_cid(data))
