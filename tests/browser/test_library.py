@@ -117,7 +117,7 @@ def test_the_one_time_link_opens_my_library_once(page: Any, creator: Daemon, req
         again.wait_for_selector("body[data-ready=yes]")
         expect(again.locator("#session")).to_contain_text("Read only")
         expect(again.get_by_role("button", name="Publish an asset")).to_be_hidden()
-        again.screenshot(path=str(screenshot(page, request, "x").with_name("second-use-read-only.png")))
+        again.screenshot(path=str(screenshot_path(request, "second-use-read-only")), full_page=True)
         cookies = page.context.cookies()
         [session] = [c for c in cookies if c["name"].startswith("empressa_session_")]
         assert session["httpOnly"] is True and session["sameSite"] == "Strict" and session["path"] == "/"
