@@ -44,7 +44,8 @@ export function safeHref(v) {
 export const $ = (sel, root = document) => root.querySelector(sel);
 
 /** The page path of an asset, from its did and key. */
-export const assetPath = (did, key) => `/a/${encodeURIComponent(did)}/${encodeURIComponent(key)}`;
+export const assetPath = (did, key) =>
+  `/a/${encodeURIComponent(did).replace(/%3A/g, ':')}/${encodeURIComponent(key)}`;
 
 /** {did, key} of an `empressa://{did}/{key}` URI, or null. */
 export function parseUri(uri) {
