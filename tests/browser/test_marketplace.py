@@ -123,7 +123,9 @@ def search(page: Any, base: str, text: str) -> None:
     )
 
 
-def test_search_with_a_typo_finds_the_asset(page: Any, stack: RunningStack, creator: Creator, request: Any) -> None:
+def test_search_with_a_typo_finds_the_asset(
+    page: Any, stack: RunningStack, creator: Creator, request: Any
+) -> None:
     search(page, stack.api_url, "borealys")  # one letter wrong
     first = page.locator("#results > li.card h3 a").first
     first.wait_for()
@@ -193,14 +195,18 @@ def test_paging_through_57_results_shows_each_exactly_once(
 
 def _verify(page: Any) -> dict[str, str]:
     page.get_by_role("button", name="Verify this record").click()
-    page.wait_for_function("() => ['pass', 'fail'].includes(document.querySelector('#verify-result').dataset.state)")
+    page.wait_for_function(
+        "() => ['pass', 'fail'].includes(document.querySelector('#verify-result').dataset.state)"
+    )
     return {  # type: ignore[no-any-return]
         c["check"]: c["status"]
         for c in page.locator("#verify-result li.check").evaluate_all("els => els.map(e => ({...e.dataset}))")
     }
 
 
-def test_verify_this_record_passes_in_the_browser(page: Any, stack: RunningStack, creator: Creator, request: Any) -> None:
+def test_verify_this_record_passes_in_the_browser(
+    page: Any, stack: RunningStack, creator: Creator, request: Any
+) -> None:
     page.goto(stack.api_url + creator.path("take-07"))
     page.get_by_role("heading", name="Zephyrine Take 07", level=1).wait_for()
     article = page.locator("#asset")
@@ -251,7 +257,9 @@ def test_new_assets_appear_and_a_delete_removes_one_live(
     screenshot(page, request, "live-new")
 
     cli_json("node", "delete", "--data", creator.data, "--key", "quokka-lament")
-    page.locator("#results > li.card", has_text="Quokka Lament").wait_for(state="detached", timeout=VISIBLE * 1000)
+    page.locator("#results > li.card", has_text="Quokka Lament").wait_for(
+        state="detached", timeout=VISIBLE * 1000
+    )
     assert [u.rsplit("/", 1)[1] for u in cards(page)] == ["quokka-sunrise"]
     page.locator("#activity-list li.ev-deleted").wait_for()
     screenshot(page, request, "live-deleted")
@@ -268,7 +276,9 @@ def test_moderated_assets_do_not_show(page: Any, stack: RunningStack, creator: C
     publish(creator.data, "wombat-hymn", "Wombat Hymn")
     wait_for(lambda: stack.get("/v1/assets", q="wombat").json()["total"] == 1, what="wombat in search")
     env = child_env(DATABASE_URL=None)
-    key = cli_json("indexer", "api-key", "create", "--data", stack.data, "--scope", "moderate", env=env)["key"]
+    key = cli_json("indexer", "api-key", "create", "--data", stack.data, "--scope", "moderate", env=env)[
+        "key"
+    ]
     r = httpx.put(
         f"{stack.api_url}/v1/admin/moderation/{creator.did}/wombat-hymn",
         json={"label": "spam", "reason": "test"},
