@@ -74,3 +74,21 @@ def test_no_inline_script_or_style_and_nothing_from_outside() -> None:
 def test_page_weight_is_under_the_limit() -> None:
     weight = sum(len(f.body) for f in FILES.values())
     assert weight < PAGE_WEIGHT_LIMIT, f"{weight} bytes of HTML+JS+CSS under {WEB_DIR}"
+
+
+async def test_the_first_search_is_preloaded_with_the_url_the_page_asks_for(
+    client: httpx.AsyncClient,
+) -> None:
+    r = await client.get(
+        "/", params=[("tag", "b"), ("q", 'a "b" ~*'), ("tag", "a"), ("bogus", "1"), ("sort", "")]
+    )
+    want = "/v1/assets?q=a+%22b%22+%7E*&amp;tag=b&amp;tag=a&amp;facets=true&amp;limit=20"
+    assert f'<link rel="preload" as="fetch" crossorigin href="{want}">' in r.text
+    assert "<!--preload-->" not in r.text
+    evil = await client.get("/", params={"q": '"><script>alert(1)</script>'})
+    assert "<script>alert" not in evil.text and "%3Cscript%3E" in evil.text
+    did = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
+    page = await client.get(f"/a/{did}/night-drive")
+    assert f'href="/v1/assets/{did.replace(":", "%3A")}/night-drive/history"' in page.text
+    odd = await client.get("/a/not-a-did/x")
+    assert odd.status_code == 200 and "preload" not in odd.text.replace("modulepreload", "")

@@ -8,10 +8,14 @@ export class ApiError extends Error {
   }
 }
 
-/** GET a JSON resource; a problem+json answer becomes an ApiError carrying its detail. */
+/**
+ * GET a JSON resource; a problem+json answer becomes an ApiError carrying its detail.
+ * A plain fetch (no extra headers), so the browser can answer it from the page's
+ * <link rel=preload as=fetch> when the server named the same URL there.
+ */
 export async function getJSON(path, params, init = {}) {
   const url = params && [...params].length ? `${path}?${params}` : path;
-  const r = await fetch(url, { headers: { Accept: 'application/json' }, ...init });
+  const r = await fetch(url, init);
   let body = null;
   try { body = await r.json(); } catch { /* not JSON */ }
   if (!r.ok) throw new ApiError(r.status, body);

@@ -99,6 +99,7 @@ function render(a, history) {
   article.hidden = false;
   status.replaceChildren();
   status.dataset.state = 'ready';
+  performance.mark('asset-rendered');
 }
 
 async function runVerify(a, button, out) {

@@ -66,6 +66,7 @@ async function search() {
     next = page.next_cursor;
     renderFacets(page.facets || {});
     renderStatus();
+    if (!performance.getEntriesByName('results-rendered').length) performance.mark('results-rendered');
   } catch (e) {
     if (my !== generation) return;
     showError(e);
