@@ -149,6 +149,11 @@ def test_a_facet_narrows_the_results_to_its_count_and_a_reload_keeps_it(
     page.wait_for_function(f"() => document.querySelector('#status').dataset.total === '{count}'")
     assert len(cards(page)) == count, "every one of the facet's count is shown, and nothing else"
     assert all(t.startswith("Zephyrine") for t in page.locator("#results h3 a").all_text_contents())
+    assert page.locator('fieldset[data-facet="media_type"] input[value="audio"]').count() == 1
+    assert (
+        stack.get("/v1/assets", q=WORD, media_type="audio").json()["total"] == TAKES
+    )  # the media type filter
+    assert stack.get("/v1/assets", q=WORD, media_type="image").json()["total"] == 0
     page.get_by_label("Sort by").select_option("title")
     page.wait_for_function("() => new URL(location).searchParams.get('sort') === 'title'")
     settled(page)
@@ -330,3 +335,55 @@ def test_a_bad_search_says_why(page: Any, stack: RunningStack, request: Any) -> 
     alert.wait_for()
     assert re.search(r"no searchable term", alert.text_content())
     assert page.errors == [] or all("400" in e for e in page.errors)
+
+
+VERIFY_ALL = """async (cases) => {
+  const { verifyEntry } = await import('/web/js/verify.js');
+  const out = [];
+  for (const c of cases) {
+    const raw = Uint8Array.from(c.hex.match(/../g).map((b) => parseInt(b, 16)));
+    const v = await verifyEntry(raw, { cid: c.cid, did: c.did, key: c.key });
+    out.push({ name: c.name, ok: v.ok, ...Object.fromEntries(v.checks.map((x) => [x.id, x.status])) });
+  }
+  return out;
+}"""
+
+
+def test_the_pages_verifier_agrees_with_the_shared_vectors(page: Any, stack: RunningStack) -> None:
+    """verify.js over tests/vectors/: every valid entry passes; every bad signature fails (b)."""
+    from protocol import EntryHash
+
+    root = Path(__file__).resolve().parents[1] / "vectors"
+    valid = json.loads((root / "valid.json").read_text())
+    bad_sig = [v for v in json.loads((root / "invalid.json").read_text()) if v["error"] == "SignatureError"]
+    page.goto(stack.api_url + "/")
+
+    def case(v: dict[str, Any]) -> dict[str, Any]:
+        cid = EntryHash.of(bytes.fromhex(v["hex"])).cid
+        return {"name": v["name"], "hex": v["hex"], "cid": v.get("hash_cid", cid), "did": v.get("author_did", ""),
+                "key": v.get("key", "")}  # fmt: skip
+
+    results = page.evaluate(VERIFY_ALL, [case(v) for v in valid])
+    assert [r["name"] for r in results if not r["ok"]] == []
+    results = page.evaluate(VERIFY_ALL, [case(v) for v in bad_sig])
+    assert results and all(r["signature"] == "fail" and r["hash"] == "pass" for r in results), results
+    assert page.errors == []
+
+
+def test_a_browser_without_ed25519_is_told_so_not_shown_a_pass(
+    page: Any, stack: RunningStack, creator: Creator, request: Any
+) -> None:
+    page.add_init_script(
+        """const real = crypto.subtle.importKey.bind(crypto.subtle);
+        crypto.subtle.importKey = (f, k, alg, ...rest) =>
+          (alg && (alg === 'Ed25519' || alg.name === 'Ed25519'))
+            ? Promise.reject(new DOMException('Unrecognized name.', 'NotSupportedError')) : real(f, k, alg, ...rest);"""
+    )
+    page.goto(stack.api_url + creator.path("take-05"))
+    page.get_by_role("heading", name="Zephyrine Take 05", level=1).wait_for()
+    checks = _verify(page)
+    assert checks == {"hash": "pass", "signature": "unchecked", "author": "pass"}
+    assert "this browser cannot check Ed25519 signatures" in page.locator("#verify-result").text_content()
+    assert not page.locator("#verdict").text_content().startswith("Verified")
+    screenshot(page, request, "no-ed25519")
+    assert page.errors == []
