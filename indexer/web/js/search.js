@@ -179,22 +179,47 @@ function onEvent(kind, row) {
       renderStatus();
     }
   } else if (kind === 'published' || kind === 'updated') {
-    whenSearchable(row).then(() => refresh(kind === 'updated' ? row.uri : null));
+    // A burst (a catalogue of a thousand) is one wait and one refresh, not one per event.
+    waiting.set(row.did, Math.max(waiting.get(row.did) || 0, row.seq || 0));
+    if (kind === 'updated') updatedUris.add(row.uri);
+    if (!draining) drain();
   }
 }
 
-/** Resolves once this API server's search reflects the creator's log up to the event (or gives up). */
-async function whenSearchable(row) {
+const waiting = new Map(); // creator -> the highest seq an event named, not yet searched for
+const updatedUris = new Set();
+let draining = false;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function drain() {
+  draining = true;
+  try {
+    while (waiting.size) {
+      await sleep(200); // let a burst gather
+      const batch = [...waiting].slice(0, 10); // a few creators waited for; the refresh shows everyone's
+      waiting.clear();
+      for (const [did, seq] of batch) await whenSearchable(did, seq);
+      const updated = new Set(updatedUris);
+      updatedUris.clear();
+      await refresh(updated);
+    }
+  } finally {
+    draining = false;
+  }
+}
+
+/** Resolves once this API server's search reflects the creator's log up to `seq` (or gives up). */
+async function whenSearchable(did, seq) {
   for (let i = 0; i < 40; i++) {
     try {
-      const c = await getJSON(`/v1/creators/${encodeURIComponent(row.did)}`);
-      if (c.searchable !== false && c.head && c.head.seq >= row.seq) return;
+      const c = await getJSON(`/v1/creators/${encodeURIComponent(did)}`);
+      if (c.searchable !== false && c.head && c.head.seq >= seq) return;
     } catch { /* try again */ }
-    await new Promise((r) => setTimeout(r, 250));
+    await sleep(250);
   }
 }
 
-/** The first page again: new matches go on top (marked), an updated one is redrawn in place. */
+/** The first page again: new matches go on top (marked), updated ones are redrawn in place. */
 async function refresh(updated) {
   const my = generation;
   const p = params();
@@ -205,7 +230,7 @@ async function refresh(updated) {
     const fresh = [];
     for (const item of page.items) {
       const old = [...els.results.children].find((el) => el.dataset.uri === item.uri);
-      if (old && item.uri === updated) old.replaceWith(card(item));
+      if (old && updated.has(item.uri)) old.replaceWith(card(item));
       else if (!old) { shown.add(item.uri); fresh.push(card(item, true)); }
     }
     els.results.prepend(...fresh);
