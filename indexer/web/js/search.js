@@ -256,6 +256,14 @@ els.clear.addEventListener('click', () => {
   search();
 });
 
+// On a phone the filters start folded (results first); from 40rem up they are always open.
+const wide = matchMedia('(min-width: 40.01rem)');
+const filterBox = $('#filter-box');
+const fold = () => { filterBox.open = wide.matches || filterBox.dataset.touched === 'yes'; };
+filterBox.querySelector('summary').addEventListener('click', () => { filterBox.dataset.touched = 'yes'; });
+wide.addEventListener('change', fold);
+fold();
+
 readUrl();
 search();
 startActivity(onEvent);
