@@ -334,6 +334,7 @@ def test_a_bad_search_says_why(page: Any, stack: RunningStack, request: Any) -> 
     alert = page.get_by_role("alert")
     alert.wait_for()
     assert re.search(r"no searchable term", alert.text_content())
+    assert cards(page) == [], "no stale results beside the error"
     assert page.errors == [] or all("400" in e for e in page.errors)
 
 

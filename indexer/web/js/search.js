@@ -160,9 +160,18 @@ function choose(param, multi, value, on) {
 }
 
 function showError(e) {
-  const detail = e instanceof ApiError ? e.message : 'the marketplace cannot be reached; retrying when you search again';
+  const detail = e instanceof ApiError ? e.message : 'the marketplace cannot be reached; try again in a moment';
   fill(els.error, `Search failed: ${detail}`);
   els.error.hidden = false;
+  if (e instanceof ApiError && e.status === 400) {
+    // this search has no answer: show none rather than the previous search's results
+    els.results.replaceChildren();
+    shown.clear();
+    next = null;
+    total = 0;
+    fill(els.status, '');
+    els.more.hidden = true;
+  }
 }
 
 function hideError() { els.error.hidden = true; }
