@@ -203,7 +203,7 @@ def _verify(page: Any) -> dict[str, str]:
     page.wait_for_function(
         "() => ['pass', 'fail'].includes(document.querySelector('#verify-result').dataset.state)"
     )
-    return {  # type: ignore[no-any-return]
+    return {
         c["check"]: c["status"]
         for c in page.locator("#verify-result li.check").evaluate_all("els => els.map(e => ({...e.dataset}))")
     }
@@ -352,7 +352,7 @@ VERIFY_ALL = """async (cases) => {
 
 def test_the_pages_verifier_agrees_with_the_shared_vectors(page: Any, stack: RunningStack) -> None:
     """verify.js over tests/vectors/: every valid entry passes; every bad signature fails (b)."""
-    from protocol import EntryHash
+    from protocol.ids import EntryHash
 
     root = Path(__file__).resolve().parents[1] / "vectors"
     valid = json.loads((root / "valid.json").read_text())
