@@ -6,7 +6,7 @@
     serve(settings)                                         # blocking: uvicorn on settings.host:port
 
 Layout: ``routers/`` (one per domain: assets, creators, activity + events,
-entries, admin, health), ``deps.py`` (``Annotated`` dependency aliases),
+entries, admin, health; ``pages`` serves the marketplace from ``indexer/web/``), ``deps.py`` (``Annotated`` dependency aliases),
 ``schemas.py`` (response models), ``problem.py`` (RFC 9457 errors),
 ``middleware.py`` (request id, access log, metrics), ``ratelimit.py``,
 ``metrics.py``, ``events.py`` (the shared LISTEN behind ``/v1/events``).
@@ -37,7 +37,7 @@ from .metrics import ApiMetrics
 from .middleware import RequestContextMiddleware
 from .problem import install_problem_handlers
 from .ratelimit import RateLimits
-from .routers import activity, admin, assets, creators, entries, health
+from .routers import activity, admin, assets, creators, entries, health, pages
 
 __all__ = ["create_app", "serve"]
 
@@ -134,6 +134,7 @@ def create_app(settings: IndexerSettings, *, store: Store | None = None, index: 
         entries.router,
         admin.router,
         health.router,
+        pages.router,  # the marketplace pages at / (not in the OpenAPI document)
     ):
         app.include_router(router)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)

@@ -44,6 +44,7 @@ class SearchQuery:
     tags: Sequence[str] = ()
     license: str | None = None
     status: str | None = None
+    media_type: str | None = None
     min_price: Decimal | None = None
     max_price: Decimal | None = None
     sort: str | None = None
@@ -156,6 +157,8 @@ def plan(sq: SearchQuery, index: tantivy.Index) -> Plan:
         filters.append(_term("tag", _short(t, "tag", 64)))
     if sq.license is not None:
         filters.append(_term("license", _short(sq.license, "license", 64)))
+    if sq.media_type is not None:
+        filters.append(_term("media_type", _short(sq.media_type, "media_type", 64)))
     if sq.status is not None:
         if sq.status not in STATUSES:
             raise BadRequest(f"status must be one of {', '.join(sorted(STATUSES))}")
@@ -171,6 +174,8 @@ def plan(sq: SearchQuery, index: tantivy.Index) -> Plan:
     clauses += [(tantivy.Occur.Must, _const(f, 0.0)) for f in filters]
     query = tantivy.Query.boolean_query(clauses) if clauses else tantivy.Query.all_query()
     identity = [list(terms), sq.creator, sorted(set(tags)), sq.license, sq.status, price, sort]
+    if sq.media_type is not None:  # only then: the cursors of queries without it stay valid
+        identity.append(sq.media_type)
     fingerprint = hashlib.blake2b(json.dumps(identity).encode(), digest_size=8).hexdigest()
     return Plan(query=query, sort=sort, fingerprint=fingerprint, terms=terms, match_all=not clauses)
 

@@ -58,6 +58,10 @@ def search_assets(
             "`mismatch`, `unbound`, `licensed` (at least one licensing payment).",
         ),
     ] = None,
+    media_type: Annotated[
+        str | None,
+        Query(max_length=32, description="MIME major type of the media: `audio`, `image`, `video`, …"),
+    ] = None,
     min_price: Price = None,
     max_price: Price = None,
     sort: Annotated[Sort | None, Query(description="Default: `relevance` with `q`, else `newest`.")] = None,
@@ -86,6 +90,7 @@ def search_assets(
         tags=list(tag),
         license=license,
         status=status,
+        media_type=media_type,
         min_price=min_price,
         max_price=max_price,
         sort=sort,
