@@ -392,7 +392,7 @@ def create_local_app(node: Node, token: str) -> Any:
             "peers": node.p2p.peers(),
             "entries": entries,
             "head": head.seq if head is not None else 0,
-            # The daemon's last completed sync round if it records one, else the last entry a peer sent.
+            # The last completed heads comparison with a peer (a sync round), else the last entry a peer sent.
             "last_sync_ms": stats.get("last_sync_ms") or received["ms"],
             "last_received_ms": received["ms"],
             "indexer_url": node.settings.indexer_url,

@@ -250,6 +250,7 @@ class NodeStats:
     forks: int = 0
     announced: int = 0  # gossip messages published (v2 batches and v1 entries)
     announced_entries: int = 0  # own entries carried by them
+    last_sync_ms: int | None = None  # unix ms when a heads comparison with a peer last completed
 
 
 class _TokenBucket:
@@ -914,6 +915,7 @@ class Node:
                         # Same seq, different hash: fetch theirs so the store records the fork.
                         self._want_fork_proof(peer, author, seq)
             if page.next is None or not page.heads:
+                self.stats.last_sync_ms = now_ms()
                 return behind
             after = page.next
         log.info("heads walk stopped at the page cap peer=%s pages=%d", peer, MAX_HEADS_PAGES)

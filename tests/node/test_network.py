@@ -12,7 +12,7 @@ import trio
 
 from node.daemon import Node
 from node.testing import TestNetwork, spawn_network
-from protocol import AssetUri, Entry, fold, parse_and_verify
+from protocol import AssetUri, Entry, fold, now_ms, parse_and_verify
 
 SETTLE = 20.0  # an upper bound to wait, never a performance target
 
@@ -197,3 +197,15 @@ async def test_edits_and_deletes_propagate(put_body) -> None:
             live = {r.uri.key for r in peer.store.assets(local_only=False)}
             assert live == {"song", "sketch"}
             assert peer.store.assets(local_only=True) == []
+
+
+async def test_a_completed_sync_round_is_recorded_for_the_status(put_body) -> None:
+    # My Library's "last sync" reads stats.last_sync_ms (via /v1/status): set when a heads comparison
+    # with a peer completes (each new connection starts with one), whether or not the peer was ahead.
+    async with spawn_network(2, anti_entropy_interval=3600) as net:
+        a, b = net.nodes
+        await wait_until(lambda: b.stats.last_sync_ms is not None, timeout=SETTLE, what="b's first sync")
+        await publish_many(a, 3, put_body, prefix="s")
+        before = now_ms()
+        assert await b.sync_with(a.peer_id) >= 0
+        assert b.stats.last_sync_ms is not None and b.stats.last_sync_ms >= before
