@@ -297,7 +297,9 @@ def cmd_up(args: argparse.Namespace) -> None:
         "ipfs_api": args.ipfs_api,
     }
     settings = load_stack_settings(Path(args.data).expanduser(), flags, os.environ)
-    run_stack(settings, environ=os.environ, configure_logging=configure_logging)
+    run_stack(
+        settings, environ=os.environ, configure_logging=configure_logging, as_json=args.json, out=sys.stdout
+    )
 
 
 # -- indexer and bridge commands ---------------------------------------------------------------
@@ -405,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ADDR",
         help="the operator's IPFS node (Kubo RPC API): run the pin worker, which pins what assets name",
     )
+    json_opt(up)
     up.set_defaults(func=cmd_up)
 
     verify = sub.add_parser("verify", help="check every entry of a CBOR sequence file")

@@ -47,7 +47,7 @@ import signal
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from indexer.db import migrate
 from indexer.embedded import EmbeddedPostgres
@@ -55,7 +55,7 @@ from node.logctx import ConfigureLogging
 from node.paths import BRIDGE_JSON, KEYSTORE_FILE
 from node.runner import write_private
 
-from . import chain, probes, services
+from . import chain, probes, services, summary
 from .anvil import find_anvil
 from .children import Child, PidFile, Signals
 from .errors import StackError
@@ -89,10 +89,21 @@ class Stack:
         settings: what ``up`` was asked for (:func:`stack.settings.load_stack_settings`).
         environ: the caller's environment, of which the services get a part
             (:func:`stack.services.child_env`) and from which the keystore secret comes.
+        as_json: the first screen once the stack is ready (:mod:`stack.summary`) as one JSON
+            object instead of text.
+        out: where the first screen goes (stdout); ``None``: nowhere.
     """
 
-    def __init__(self, settings: StackSettings, *, environ: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        settings: StackSettings,
+        *,
+        environ: Mapping[str, str],
+        as_json: bool = False,
+        out: IO[str] | None = None,
+    ) -> None:
         self.settings = settings
+        self.as_json, self.out = as_json, out  # the first screen (stack.summary): where, and as what
         self.dev_chain = settings.dev_chain  # resolved in run(): --demo without anvil runs without
         self.data_dir = settings.data_dir
         self.environ = dict(environ)
@@ -310,6 +321,8 @@ class Stack:
             started["bridge"], "the bridge", lambda: probes.read_json(bridge_dir / BRIDGE_JSON)
         )
         bridge_addr = probes.loopback_addr(bridge["multiaddrs"], bridge["peer_id"])
+        node_dir: Path | None = None
+        demo: Child | None = None
         if self.settings.demo:
             node_dir = self.data_dir / "demo-node"
             creator = services.seed_demo_node(node_dir, kek, evm=dev is not None)
@@ -320,11 +333,18 @@ class Stack:
             child = Child(
                 "demo-node",
                 services.demo_node_argv(exe, node_dir, bridge_addr),
-                self._child_env(url, kek, signer=True, extra={"EMPRESSA_NODE_TRUSTED_BRIDGES": trusted}),
+                self._child_env(
+                    url,
+                    kek,
+                    signer=True,
+                    # Its My Library says whether the stack's indexer has its latest write.
+                    extra={"EMPRESSA_NODE_TRUSTED_BRIDGES": trusted, "EMPRESSA_NODE_INDEXER_URL": api_url},
+                ),
                 logs / "demo-node.log",
             )
             self.children.append(child)
             self._start_child(child)
+            demo = child
         info: dict[str, Any] = {
             "api_url": api_url,
             "bridge_multiaddr": bridge_addr,
@@ -337,8 +357,39 @@ class Stack:
                 "registry": deployment.registry,
                 "chain_id": deployment.chain_id,
             }
+        # Before stack.json: ready means the demo creator's node answers too (its link is printed).
+        link = self._library_link(demo, node_dir) if demo is not None and node_dir is not None else None
         write_private(self.data_dir / STACK_JSON, json.dumps(info, indent=2) + "\n")
         log.info("stack ready api_url=%s bridge=%s logs=%s", api_url, bridge_addr, logs)
+        if self.out is not None:
+            doc = summary.summary(
+                info,
+                data_dir=self.data_dir,
+                logs_dir=logs,
+                pid=os.getpid(),
+                library_link=link,
+                demo_dir=node_dir,
+            )
+            summary.emit(doc, as_json=self.as_json, out=self.out)
+
+    def _library_link(self, child: Child, node_dir: Path) -> str | None:
+        """The demo creator's one-time My Library link, once its daemon answers; ``None`` if it does
+        not in time (the stack runs on: the first screen says how to get one later)."""
+        from node.client import one_time_link
+        from node.errors import NodeError
+
+        def ask() -> str | None:
+            try:
+                return one_time_link(node_dir)
+            except NodeError:
+                return None
+
+        try:
+            link: str = self._wait_for(child, "the demo creator's node", ask)
+        except StackError as exc:
+            log.warning("no My Library link err=%s", exc)
+            return None
+        return link
 
     def _register_demo(self, dev: chain.DevChain, deployment: chain.Deployment, creator: Any) -> None:
         """Fund the demo creator's EVM account and register its assets (see :mod:`stack.chain`)."""
@@ -398,13 +449,19 @@ class Stack:
 
 
 def run_stack(
-    settings: StackSettings, *, environ: Mapping[str, str], configure_logging: ConfigureLogging
+    settings: StackSettings,
+    *,
+    environ: Mapping[str, str],
+    configure_logging: ConfigureLogging,
+    as_json: bool = False,
+    out: IO[str] | None = None,
 ) -> None:
     """``empressa up``: run the stack of ``settings`` until Ctrl-C/SIGTERM (see :meth:`Stack.run`).
 
     Args:
         configure_logging: ``(level, as_json)``: cli.py's (:func:`node.logctx.configure_logging`),
             the one rule every service logs by; the supervisor logs at INFO, as JSON with ``log_json``.
+        as_json, out: the first screen once the stack is ready (:mod:`stack.summary`).
     """
     configure_logging("INFO", settings.log_json)
-    Stack(settings, environ=environ).run()
+    Stack(settings, environ=environ, as_json=as_json, out=out).run()

@@ -233,6 +233,18 @@ class Daemon:
     def addr(self) -> str:
         return self.info["multiaddrs"][0]
 
+    def first_screen(self) -> str:
+        """What ``up`` printed on stdout once ready (waits for it): the summary for a person, or
+        with ``--json`` its one JSON line."""
+
+        def printed() -> str | None:
+            if self.proc.poll() is not None:
+                pytest.fail(f"empressa up exited {self.proc.returncode}:\n{self.logs()}")
+            text = self.out_path.read_text(errors="replace")
+            return text if text.endswith("\n") and ("Stop" in text or text.startswith("{")) else None
+
+        return str(wait_for(printed, what="up's first screen", timeout=STACK_TIMEOUT))
+
     @property
     def api_url(self) -> str:
         return self.info["api_url"]
@@ -309,8 +321,10 @@ class RunningStack:
 
     def __init__(self, data: Path, *args: str, **env: str | None) -> None:
         self.data = data
-        self.log_path = data.with_name("up.log")
+        self.log_path = data.with_name("up.log")  # its stderr: the supervisor's log lines
+        self.out_path = data.with_name("up.out")  # its stdout: the first screen (stack.summary)
         self._log = self.log_path.open("ab")
+        self._out = self.out_path.open("ab")
         # A supervisor that was killed leaves its stack.json behind; wait for a new one.
         stack_json = data / "stack.json"
         self._stale = stack_json.read_bytes() if stack_json.exists() else None
@@ -331,13 +345,14 @@ class RunningStack:
             ],
             env=child_env(EMPRESSA_PASSPHRASE=None, DATABASE_URL=None, **env),
             stdin=subprocess.DEVNULL,
-            stdout=self._log,
+            stdout=self._out,
             stderr=self._log,
         )
         self.info: dict[str, Any] = {}
 
     def logs(self) -> str:
         text = self.log_path.read_text(errors="replace")
+        text += "\n--- stdout ---\n" + self.out_path.read_text(errors="replace")
         for child in sorted((self.data / "logs").glob("*.log")):
             text += f"\n--- {child.name} ---\n" + child.read_text(errors="replace")[-4000:]
         return text
@@ -355,6 +370,18 @@ class RunningStack:
         self.info = wait_for(ready, what="stack.json", timeout=STACK_TIMEOUT)
         return self
 
+    def first_screen(self) -> str:
+        """What ``up`` printed on stdout once ready (waits for it): the summary for a person, or
+        with ``--json`` its one JSON line."""
+
+        def printed() -> str | None:
+            if self.proc.poll() is not None:
+                pytest.fail(f"empressa up exited {self.proc.returncode}:\n{self.logs()}")
+            text = self.out_path.read_text(errors="replace")
+            return text if text.endswith("\n") and ("Stop" in text or text.startswith("{")) else None
+
+        return str(wait_for(printed, what="up's first screen", timeout=STACK_TIMEOUT))
+
     @property
     def api_url(self) -> str:
         return str(self.info["api_url"])
@@ -369,6 +396,7 @@ class RunningStack:
     def stop(self, sig: int = signal.SIGINT) -> int:
         code = stop_process(self.proc, sig)
         self._log.close()
+        self._out.close()
         return code
 
 

@@ -140,3 +140,36 @@ def test_a_second_up_on_the_same_data_dir_is_refused_in_one_line(stack: RunningS
     )
     assert one_line_error(p) == f"empressa: a stack is already running in {stack.data} (pid {stack.proc.pid})"
     assert (stack.data / "stack.json").exists() and stack.get("/readyz").status_code == 200
+
+
+def test_the_first_screen_says_where_everything_is_and_its_link_opens_my_library(stack: RunningStack) -> None:
+    screen = stack.first_screen()
+    assert screen.lstrip().startswith("Empressa is running."), screen
+    assert "Traceback" not in screen and " level=" not in screen, "log lines belong on stderr"
+    rows = {
+        line.split(None, 1)[0]: line for line in screen.splitlines() if line.startswith("  ") and line.strip()
+    }
+    assert f"{stack.api_url}/" in rows["Marketplace"]
+    assert f"{stack.api_url}/docs" in screen
+    assert str(stack.data / "logs") in rows["Logs"] and str(stack.data) in rows["Data"]
+    assert "Ctrl-C" in rows["Stop"]
+    page = httpx.get(f"{stack.api_url}/", timeout=10)
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+
+    # The demo creator's one-time link: it opens My Library with a session, once.
+    link = next(w for w in rows["My"].split() if w.startswith("http://"))
+    assert "/open?code=" in link
+    first = httpx.get(link, timeout=10)
+    assert first.status_code == 303 and "HttpOnly" in first.headers["set-cookie"]
+    assert httpx.get(link, timeout=10).status_code == 403, "a one-time link opens once"
+    assert f"empressa node open --data {stack.data / 'demo-node'}" in screen
+
+    # The demo node was given the stack's indexer: its page says the marketplace has its writes.
+    base = link.split("/open?", 1)[0]
+
+    def searchable() -> dict[str, Any] | None:
+        state = httpx.get(f"{base}/v1/local/indexer", timeout=10).json()
+        return state if state.get("state") == "searchable" else None
+
+    state = wait_for(searchable, what="the demo node's indexer state", timeout=VISIBLE_TIMEOUT)
+    assert state["indexer_url"] == stack.api_url

@@ -12,6 +12,7 @@ so, until they are here.
 
 from __future__ import annotations
 
+import json
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,7 +42,9 @@ DEMO_ASSETS = 36
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     s = RunningStack(
-        tmp_path_factory.mktemp("chain-stack") / "data", EMPRESSA_INDEXER_RATE_LIMIT_READ="100000/minute"
+        tmp_path_factory.mktemp("chain-stack") / "data",
+        "--json",  # the first screen as one JSON object (test_the_json_first_screen_...)
+        EMPRESSA_INDEXER_RATE_LIMIT_READ="100000/minute",
     )
     try:
         s.wait_ready()
@@ -65,6 +68,19 @@ def demo_library(up: RunningStack) -> list[dict[str, Any]]:
 
     order = [k for k, _ in demo_assets()]
     return sorted(items, key=lambda i: order.index(i["key"]))
+
+
+def test_the_json_first_screen_is_one_object_and_nothing_else_on_stdout(up: RunningStack) -> None:
+    screen = up.first_screen()
+    assert screen.count("\n") == 1, screen
+    doc = json.loads(screen)
+    assert doc["marketplace_url"] == f"{up.api_url}/" and doc["api_docs_url"] == f"{up.api_url}/docs"
+    assert doc["chain"] == up.info["chain"]
+    assert doc["data_dir"] == str(up.data) and doc["logs_dir"] == str(up.data / "logs")
+    assert doc["pid"] == up.proc.pid
+    lib = doc["my_library"]
+    assert lib["data_dir"] == str(up.data / "demo-node") and lib["expires_in"] == 120
+    assert "/open?code=" in lib["link"]
 
 
 def test_anvil_runs_under_the_supervisor_and_stack_json_names_the_chain(up: RunningStack) -> None:
