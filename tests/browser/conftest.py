@@ -9,6 +9,9 @@ Chromium is started as the machine's probe found it works here: headless, no
 sandbox (tests may run as root), and without background networking, which this
 machine's closed network would refuse many times a second.
 
+The marketplace tests and the journey share one stack (``empressa up``, the
+:func:`stack` fixture), started once for the session when a test first asks.
+
 Each test's page is screenshotted when the test ends, into
 ``EMPRESSA_ARTIFACTS`` (default ``.artifacts/browser/`` in the checkout), one
 PNG per test, named after it; :func:`screenshot` saves named ones mid-test.
@@ -25,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.e2e.conftest import RunningStack
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("EMPRESSA_ARTIFACTS") or ROOT / ".artifacts" / "browser")
@@ -100,3 +105,22 @@ def screenshot(page: Any, request: pytest.FixtureRequest, label: str) -> Path:
     path = _artifact_name(request.node.nodeid, f"-{label}")
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """One ``empressa up --demo --chain none`` for every browser test that wants a marketplace."""
+    s = RunningStack(tmp_path_factory.mktemp("market") / "data", "--chain", "none")
+    try:
+        s.wait_ready()
+        yield s
+    finally:
+        s.stop()
+
+
+# An init script that takes Ed25519 out of this browser's WebCrypto (as in browsers that lack it):
+# importKey refuses it as an unknown algorithm, as such a browser does. Test-side: no hook in the product.
+NO_WEBCRYPTO_ED25519 = """const real = crypto.subtle.importKey.bind(crypto.subtle);
+crypto.subtle.importKey = (f, k, alg, ...rest) =>
+  (alg && (alg === 'Ed25519' || alg.name === 'Ed25519'))
+    ? Promise.reject(new DOMException('Unrecognized name.', 'NotSupportedError')) : real(f, k, alg, ...rest);"""

@@ -1,6 +1,6 @@
 """The community marketplace in a real browser, against a real stack (``empressa up``) and a creator's node.
 
-One module-wide stack serves every test: the demo creator's assets, plus a
+One stack (tests/browser/conftest.py's ``stack``, shared with the journey) serves every test: the demo creator's assets, plus a
 creator (``node run`` bootstrapped to the bridge) who publishes a catalogue of
 57 "Zephyrine" takes in one ``publish --from`` and a few single assets that
 tests change. Each test drives Chromium through the pages as a person does and
@@ -31,10 +31,12 @@ from tests.e2e.conftest import (
     wait_for,
 )
 
-from .conftest import screenshot
+from .conftest import NO_WEBCRYPTO_ED25519, screenshot
 from .proxy import TamperProxy, flip_one_byte
 
 pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
 
 WORD = "zephyrine"
 TAKES = 57
@@ -48,16 +50,6 @@ class Creator:
 
     def path(self, key: str) -> str:
         return f"/a/{self.did}/{key}"
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    s = RunningStack(tmp_path_factory.mktemp("market") / "data", "--chain", "none")
-    try:
-        s.wait_ready()
-        yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture(scope="module")
@@ -371,20 +363,73 @@ def test_the_pages_verifier_agrees_with_the_shared_vectors(page: Any, stack: Run
     assert page.errors == []
 
 
+VENDORED = ROOT / "indexer" / "web" / "vendor" / "noble-ed25519.js"
+needs_fallback = pytest.mark.skipif(
+    not VENDORED.is_file(),
+    reason=f"no {VENDORED.relative_to(ROOT)}: ./dev copies it from the npm tools (npm missing here?)",
+)
+
+
+@needs_fallback
+def test_a_browser_without_webcrypto_ed25519_verifies_with_the_fallback_library(
+    page: Any, stack: RunningStack, creator: Creator, request: Any
+) -> None:
+    page.add_init_script(NO_WEBCRYPTO_ED25519)
+    loaded: list[str] = []
+    page.on("request", lambda r: loaded.append(r.url) if "/web/vendor/" in r.url else None)
+    page.goto(stack.api_url + creator.path("take-06"))
+    page.get_by_role("heading", name="Zephyrine Take 06", level=1).wait_for()
+    assert loaded == [], "the fallback is loaded only when it is needed"
+    assert _verify(page) == {"hash": "pass", "signature": "pass", "author": "pass"}
+    assert loaded == [stack.api_url + "/web/vendor/noble-ed25519.js"]
+    assert "checked with @noble/ed25519" in page.locator("#verify-result").text_content()
+    assert page.locator("#verdict").text_content().startswith("Verified")
+    screenshot(page, request, "fallback-verified")
+    assert page.errors == []
+
+
+@needs_fallback
+def test_the_fallback_library_fails_visibly_when_a_proxy_flips_one_byte(
+    page: Any, stack: RunningStack, creator: Creator, request: Any
+) -> None:
+    def tamper(method: str, path: str, status: int, body: bytes) -> bytes:
+        # a byte of the signature itself: the hash fails, and only the library can fail the signature
+        if not (path.startswith("/v1/entries/") and status == 200):
+            return body
+        return flip_one_byte(body, body.index(b"\x63sig\x58\x40") + 6 + 10)
+
+    page.add_init_script(NO_WEBCRYPTO_ED25519)
+    with TamperProxy(stack.api_url, tamper) as proxy:
+        page.goto(proxy.url + creator.path("take-09"))
+        page.get_by_role("heading", name="Zephyrine Take 09", level=1).wait_for()
+        checks = _verify(page)
+        assert proxy.tampered, "the proxy changed the entry's bytes"
+        assert checks == {"hash": "fail", "signature": "fail", "author": "pass"}
+        text = page.locator("#verify-result").text_content()
+        assert "does not match these bytes" in text and "checked with @noble/ed25519" in text
+        assert page.locator("#verdict").text_content().startswith("Verification FAILED")
+        screenshot(page, request, "fallback-tampered")
+    assert page.errors == []
+
+
 def test_a_browser_without_ed25519_is_told_so_not_shown_a_pass(
     page: Any, stack: RunningStack, creator: Creator, request: Any
 ) -> None:
-    page.add_init_script(
-        """const real = crypto.subtle.importKey.bind(crypto.subtle);
-        crypto.subtle.importKey = (f, k, alg, ...rest) =>
-          (alg && (alg === 'Ed25519' || alg.name === 'Ed25519'))
-            ? Promise.reject(new DOMException('Unrecognized name.', 'NotSupportedError')) : real(f, k, alg, ...rest);"""
-    )
+    """No WebCrypto Ed25519 and a marketplace without the fallback file (a bare pip install).
+
+    The stack here has the file (./dev put it there), so the browser is given what a server
+    without it answers for that URL: its 404 (test_marketplace_pages checks that an unknown
+    file is a 404).
+    """
+    page.add_init_script(NO_WEBCRYPTO_ED25519)
+    page.route("**/web/vendor/noble-ed25519.js", lambda route: route.fulfill(status=404, body="not found"))
     page.goto(stack.api_url + creator.path("take-05"))
     page.get_by_role("heading", name="Zephyrine Take 05", level=1).wait_for()
     checks = _verify(page)
     assert checks == {"hash": "pass", "signature": "unchecked", "author": "pass"}
-    assert "this browser cannot check Ed25519 signatures" in page.locator("#verify-result").text_content()
+    text = page.locator("#verify-result").text_content()
+    assert "this browser cannot check Ed25519 signatures" in text and "NOT checked" in text
     assert not page.locator("#verdict").text_content().startswith("Verified")
     screenshot(page, request, "no-ed25519")
-    assert page.errors == []
+    # the one error: the browser's note that the fallback's URL answered 404
+    assert all("404" in e for e in page.errors), page.errors

@@ -2,8 +2,10 @@
 //
 //   (a) hash:      SHA-256 of the bytes equals the digest inside the entry id (CIDv1, dag-cbor,
 //                  sha2-256) the indexer named;
-//   (b) signature: Ed25519 (WebCrypto) over the canonical encoding without `sig`, by the
-//                  `author` key inside the entry itself;
+//   (b) signature: Ed25519 over the canonical encoding without `sig`, by the `author` key inside
+//                  the entry itself: WebCrypto's where the browser has it, else @noble/ed25519
+//                  (../vendor/noble-ed25519.js, copied there by ./dev from the npm lock), loaded
+//                  only then; where neither is here, the page says the signature was not checked;
 //   (c) author:    that key, as a did:key (multicodec 0xed01 + base58btc), is the creator the page
 //                  shows, and the entry's `key` is this asset's.
 //
@@ -153,6 +155,36 @@ export async function hasEd25519() {
   }
 }
 
+// The fallback library, relative to this module (no import map: the CSP allows none).
+export const FALLBACK_URL = new URL('../vendor/noble-ed25519.js', import.meta.url).href;
+
+async function webCryptoVerify(pubBytes, sig, msg) {
+  const pub = await crypto.subtle.importKey('raw', pubBytes, { name: 'Ed25519' }, false, ['verify']);
+  return crypto.subtle.verify({ name: 'Ed25519' }, pub, sig, msg);
+}
+
+let fallback = null;
+
+/** @noble/ed25519's verifyAsync (SHA-512 from WebCrypto), or null if this server does not ship it. */
+function loadFallback() {
+  fallback ??= import(FALLBACK_URL).then(
+    // strict RFC 8032 checks (canonical encodings, no small-order keys), as libsodium does
+    (ed) => (pub, sig, msg) => ed.verifyAsync(sig, msg, pub, { zip215: false }),
+    () => { fallback = null; return null; },
+  );
+  return fallback;
+}
+
+/**
+ * The Ed25519 verifier this browser has: {name, verify(pub, sig, msg) → Promise<boolean>},
+ * WebCrypto's first, else the fallback library's; null when there is neither.
+ */
+export async function ed25519Verifier() {
+  if (await hasEd25519()) return { name: 'WebCrypto', verify: webCryptoVerify };
+  const lib = await loadFallback();
+  return lib ? { name: '@noble/ed25519', verify: lib } : null;
+}
+
 /**
  * Check `raw` (the bytes served for entry `cid`) against what the page shows (`did`, `key`).
  * Returns {ok, checks: [{id, name, status: 'pass'|'fail'|'unchecked', detail}]}; ok only if all pass.
@@ -186,17 +218,19 @@ export async function verifyEntry(raw, { cid, did, key }) {
   // (b) the signature, by the key inside the entry
   if (!(author instanceof Uint8Array) || author.length !== 32 || !(sig instanceof Uint8Array) || sig.length !== 64) {
     add('signature', 'Creator’s signature', 'fail', 'the entry has no 32-byte author key or no 64-byte sig');
-  } else if (!(await hasEd25519())) {
-    add('signature', 'Creator’s signature', 'unchecked', 'this browser cannot check Ed25519 signatures (WebCrypto has no Ed25519 here): the signature was NOT checked.');
   } else {
-    try {
-      const pub = await crypto.subtle.importKey('raw', author, { name: 'Ed25519' }, false, ['verify']);
-      const good = await crypto.subtle.verify({ name: 'Ed25519' }, pub, sig, unsigned);
-      add('signature', 'Creator’s signature', good ? 'pass' : 'fail', good
-        ? `a valid Ed25519 signature over the ${unsigned.length} canonical bytes without sig, by the entry’s author key.`
-        : 'the Ed25519 signature does not match these bytes and the entry’s author key.');
-    } catch (e) {
-      add('signature', 'Creator’s signature', 'fail', `cannot check: ${e.message}`);
+    const ed = await ed25519Verifier();
+    if (ed === null) {
+      add('signature', 'Creator’s signature', 'unchecked', 'this browser cannot check Ed25519 signatures (WebCrypto has no Ed25519 here, and this marketplace does not serve the fallback library): the signature was NOT checked.');
+    } else {
+      try {
+        const good = await ed.verify(author, sig, unsigned);
+        add('signature', 'Creator’s signature', good ? 'pass' : 'fail', good
+          ? `a valid Ed25519 signature over the ${unsigned.length} canonical bytes without sig, by the entry’s author key (checked with ${ed.name}).`
+          : `the Ed25519 signature does not match these bytes and the entry’s author key (checked with ${ed.name}).`);
+      } catch (e) {
+        add('signature', 'Creator’s signature', 'fail', `cannot check: ${e.message}`);
+      }
     }
   }
 
