@@ -44,6 +44,13 @@ DRONES = [i for i in range(TAKES) if i % 3 == 0]  # 19 takes tagged "drone": one
 VISIBLE = 60.0
 
 
+VENDORED = ROOT / "indexer" / "web" / "vendor" / "noble-ed25519.js"
+needs_fallback = pytest.mark.skipif(
+    not VENDORED.is_file(),
+    reason=f"no {VENDORED.relative_to(ROOT)}: ./dev copies it from the npm tools (npm missing here?)",
+)
+
+
 class Creator:
     def __init__(self, data: Path, did: str, daemon: Daemon) -> None:
         self.data, self.did, self.daemon = data, did, daemon
@@ -342,9 +349,18 @@ VERIFY_ALL = """async (cases) => {
 }"""
 
 
-def test_the_pages_verifier_agrees_with_the_shared_vectors(page: Any, stack: RunningStack) -> None:
-    """verify.js over tests/vectors/: every valid entry passes; every bad signature fails (b)."""
+@pytest.mark.parametrize("ed25519", ["webcrypto", pytest.param("fallback", marks=needs_fallback)])
+def test_the_pages_verifier_agrees_with_the_shared_vectors(
+    page: Any, stack: RunningStack, ed25519: str
+) -> None:
+    """verify.js over tests/vectors/: every valid entry passes; every bad signature fails (b).
+
+    Both ways: with WebCrypto's Ed25519, and with the fallback library (WebCrypto's taken away).
+    """
     from protocol.ids import EntryHash
+
+    if ed25519 == "fallback":
+        page.add_init_script(NO_WEBCRYPTO_ED25519)
 
     root = Path(__file__).resolve().parents[1] / "vectors"
     valid = json.loads((root / "valid.json").read_text())
@@ -358,16 +374,13 @@ def test_the_pages_verifier_agrees_with_the_shared_vectors(page: Any, stack: Run
 
     results = page.evaluate(VERIFY_ALL, [case(v) for v in valid])
     assert [r["name"] for r in results if not r["ok"]] == []
+    checked_with = page.evaluate(
+        "async () => (await (await import('/web/js/verify.js')).ed25519Verifier()).name"
+    )
+    assert checked_with == {"webcrypto": "WebCrypto", "fallback": "@noble/ed25519"}[ed25519]
     results = page.evaluate(VERIFY_ALL, [case(v) for v in bad_sig])
     assert results and all(r["signature"] == "fail" and r["hash"] == "pass" for r in results), results
     assert page.errors == []
-
-
-VENDORED = ROOT / "indexer" / "web" / "vendor" / "noble-ed25519.js"
-needs_fallback = pytest.mark.skipif(
-    not VENDORED.is_file(),
-    reason=f"no {VENDORED.relative_to(ROOT)}: ./dev copies it from the npm tools (npm missing here?)",
-)
 
 
 @needs_fallback
