@@ -10,7 +10,8 @@ sandbox (tests may run as root), and without background networking, which this
 machine's closed network would refuse many times a second.
 
 The marketplace tests and the journey share one stack (``empressa up``, the
-:func:`stack` fixture), started once for the session when a test first asks.
+:func:`stack` fixture), started when a test here first asks and stopped when the
+last test of this package has run.
 
 Each test's page is screenshotted when the test ends, into
 ``EMPRESSA_ARTIFACTS`` (default ``.artifacts/browser/`` in the checkout), one
@@ -107,7 +108,7 @@ def screenshot(page: Any, request: pytest.FixtureRequest, label: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     """One ``empressa up --demo --chain none`` for every browser test that wants a marketplace."""
     s = RunningStack(tmp_path_factory.mktemp("market") / "data", "--chain", "none")

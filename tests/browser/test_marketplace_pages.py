@@ -71,6 +71,19 @@ def test_no_inline_script_or_style_and_nothing_from_outside() -> None:
             assert "eval(" not in text and "new Function" not in text, name
 
 
+async def test_the_ed25519_fallback_is_served_whole_when_dev_put_it_there(client: httpx.AsyncClient) -> None:
+    vendored = WEB_DIR / "vendor" / "noble-ed25519.js"
+    if not vendored.is_file():
+        pytest.skip(f"no {vendored}: ./dev copies it from the npm tools (npm missing here?)")
+    r = await client.get("/web/vendor/noble-ed25519.js")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript")
+    _strict(r)
+    assert r.content == vendored.read_bytes()
+    assert r.text.startswith("/*! noble-ed25519 - MIT License"), "its licence header is kept"
+    assert "verifyAsync" in r.text.rsplit("export {", 1)[1], "the ES module the page imports"
+    # that it imports nothing (a bare specifier would not resolve: no import maps) the browser tests show
+
+
 def test_page_weight_is_under_the_limit() -> None:
     weight = sum(len(f.body) for f in FILES.values())
     assert weight < PAGE_WEIGHT_LIMIT, f"{weight} bytes of HTML+JS+CSS under {WEB_DIR}"
