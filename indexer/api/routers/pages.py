@@ -4,7 +4,9 @@
 
     /                 the search page (index.html)
     /a/{did}/{key}    an asset's page (asset.html); the page asks the JSON API for the rest
-    /web/{file}       the pages' CSS and ES modules
+    /web/{file}       the pages' CSS and ES modules; web/vendor/noble-ed25519.js too where
+                      ./dev copied it there (gitignored: @noble/ed25519 from the npm lock, the
+                      Ed25519 fallback verify.js imports only when WebCrypto lacks Ed25519)
 
 No build step and nothing from outside: plain HTML, CSS and ES modules that
 call the same ``/v1`` API as anyone else, read into memory once when the router
