@@ -312,7 +312,7 @@ def test_indexer_url_must_be_http(value: str, tmp_path: Any) -> None:
 
 
 async def test_a_file_uploaded_from_the_page_is_hashed_and_kept(monkeypatch: pytest.MonkeyPatch) -> None:
-    from node import pages
+    from node import page_upload
     from node.media import bytes_cid
     from node.media_ledger import MediaLedger
 
@@ -331,7 +331,7 @@ async def test_a_file_uploaded_from_the_page_is_hashed_and_kept(monkeypatch: pyt
         assert kept.read_bytes() == data
         with MediaLedger.open(node.settings.data_dir) as ledger:  # for `node media push`
             assert [row.cid for row in ledger.rows()] == [bytes_cid(data)]
-        monkeypatch.setattr(pages, "MAX_UPLOAD_BYTES", 100)
+        monkeypatch.setattr(page_upload, "MAX_UPLOAD_BYTES", 100)
         assert (await api.post("/v1/local/media", content=data, headers=csrf)).status_code == 413
         assert head(node) == 0  # an upload writes no entry
 
