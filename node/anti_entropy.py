@@ -39,7 +39,8 @@ class AntiEntropy:
 
     What it uses of the node: ``settings``, ``store``, ``p2p``, ``stats``,
     ``sync_client``, ``_db``, and of the pullers (:mod:`node.puller`) ``_want``,
-    ``_fetch_verified``, ``_usable`` and ``_strike``; it owns ``_comparing``.
+    ``_fetch_verified``, ``_usable`` and ``_strike``, and of the writers
+    (:mod:`node.gossip_in`) ``_after_ingest`` for a fork proof; it owns ``_comparing``.
     """
 
     settings: NodeSettings

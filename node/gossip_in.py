@@ -27,10 +27,10 @@ import trio
 from protocol import AuthorKey, Entry, FrameError, ProtocolError, now_ms, parse_and_verify, wire
 
 from .config import NodeSettings
-from .errors import PeerError
+from .errors import BadEntryError, PeerError
 from .net.host import P2P
 from .replica import IngestOutcome, Replica
-from .sync import BadEntryError, verify_range
+from .sync import verify_range
 
 if TYPE_CHECKING:
     from .daemon import NodeStats, RangeVerifier

@@ -23,11 +23,11 @@ import trio
 from protocol import AuthorKey, Entry, ProtocolError
 
 from .config import NodeSettings
-from .errors import PeerError, PeerUnavailable
+from .errors import BadEntryError, PeerError, PeerUnavailable
 from .gossip_in import _Parked, _Write
 from .net.host import P2P
 from .replica import IngestOutcome, Replica
-from .sync import BadEntryError, SyncClient, fetch_range
+from .sync import SyncClient, fetch_range
 
 if TYPE_CHECKING:
     from .daemon import NodeStats, RangeVerifier
