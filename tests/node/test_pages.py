@@ -1,4 +1,4 @@
-"""My Library's sessions, one-time links, CSRF and page writes (node/pages.py), served for real.
+"""My Library's sessions, one-time links, CSRF and page writes (node/pages.py and node/sessions.py, page_writes.py, …), served for real.
 
 Nodes come from ``node.testing.spawn_network``; the local API is ``serve_local_api`` on
 a real socket, asked with ``httpx.AsyncClient`` (which sends ``Host: 127.0.0.1:PORT``).
