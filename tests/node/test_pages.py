@@ -1,4 +1,4 @@
-"""My Library's sessions, one-time links, CSRF and page writes (node/pages.py), served for real.
+"""My Library's sessions, one-time links, CSRF and page writes (node/pages.py and node/sessions.py, page_writes.py, …), served for real.
 
 Nodes come from ``node.testing.spawn_network``; the local API is ``serve_local_api`` on
 a real socket, asked with ``httpx.AsyncClient`` (which sends ``Host: 127.0.0.1:PORT``).
@@ -143,7 +143,8 @@ async def test_writes_need_the_cookie_and_the_csrf_token() -> None:
         assert (await api.post("/v1/local/assets", json=FIELDS)).status_code == 401
         csrf = await sign_in(api)
         assert (await api.post("/v1/local/assets", json=FIELDS)).status_code == 403  # no CSRF header
-        bad = await api.post("/v1/local/assets", json=FIELDS, headers={"X-CSRF-Token": csrf[:-1] + "A"})
+        wrong = csrf[:-1] + ("E" if csrf.endswith("A") else "A")  # never the token itself
+        bad = await api.post("/v1/local/assets", json=FIELDS, headers={"X-CSRF-Token": wrong})
         assert bad.status_code == 403
         cross = await api.post(
             "/v1/local/assets", json=FIELDS, headers={"X-CSRF-Token": csrf, "Origin": "http://evil.example"}
@@ -312,7 +313,7 @@ def test_indexer_url_must_be_http(value: str, tmp_path: Any) -> None:
 
 
 async def test_a_file_uploaded_from_the_page_is_hashed_and_kept(monkeypatch: pytest.MonkeyPatch) -> None:
-    from node import pages
+    from node import page_upload
     from node.media import bytes_cid
     from node.media_ledger import MediaLedger
 
@@ -331,7 +332,7 @@ async def test_a_file_uploaded_from_the_page_is_hashed_and_kept(monkeypatch: pyt
         assert kept.read_bytes() == data
         with MediaLedger.open(node.settings.data_dir) as ledger:  # for `node media push`
             assert [row.cid for row in ledger.rows()] == [bytes_cid(data)]
-        monkeypatch.setattr(pages, "MAX_UPLOAD_BYTES", 100)
+        monkeypatch.setattr(page_upload, "MAX_UPLOAD_BYTES", 100)
         assert (await api.post("/v1/local/media", content=data, headers=csrf)).status_code == 413
         assert head(node) == 0  # an upload writes no entry
 
