@@ -65,6 +65,29 @@ class Audit:
         assert not self.found, f"{len(self.found)} accessibility violations:\n" + "\n".join(self.found)
 
 
+FOCUS_COLOURS = """() => [getComputedStyle(document.activeElement).outlineColor,
+  getComputedStyle(document.body).backgroundColor === 'rgba(0, 0, 0, 0)'
+    ? getComputedStyle(document.documentElement).backgroundColor : getComputedStyle(document.body).backgroundColor]"""
+
+
+def contrast(a: str, b: str) -> float:
+    """WCAG's contrast ratio of two CSS ``rgb(…)`` colours."""
+
+    def luminance(css: str) -> float:
+        r, g, b = (int(v) / 255 for v in css[css.index("(") + 1 : css.index(")")].split(",")[:3])
+        lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in (r, g, b)]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+    hi, lo = sorted((luminance(a), luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def focus_shows(page: Any) -> float:
+    """The contrast of the focused control's outline against the page (WCAG 1.4.11 asks 3:1)."""
+    outline, background = page.evaluate(FOCUS_COLOURS)
+    return contrast(outline, background)
+
+
 def demo_searchable(stack: RunningStack) -> None:
     """Wait until the indexer's search holds the demo creator's assets (a fresh stack is still feeding it)."""
     wait_for(lambda: stack.get("/v1/assets", limit=1).json()["total"] > 0, what="the demo assets in search")
@@ -102,6 +125,10 @@ def test_the_marketplace_search_page_passes_axe(audit: Audit, stack: RunningStac
         "() => !document.querySelector('#results').hasAttribute('aria-busy')"
         " && document.querySelector('#facets input:checked')"
     )
+    page.locator("#q").focus()
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Tab")  # focus as the keyboard moves it (:focus-visible)
+    assert focus_shows(page) >= 3, "the search box's focus ring stands out from the page"
     audit.check("search")
     audit.phone()
     page.locator("#filter-box summary").click()  # folded on a phone: opened to check the filters too
@@ -149,6 +176,8 @@ def test_my_library_with_the_publish_form_and_a_field_error_passes_axe(
         page.locator(f"#f-{field}").fill(value)
     page.get_by_role("button", name="Publish", exact=True).click()
     page.locator("#f-price[aria-invalid=true]").wait_for()  # refused: nothing is written
+    assert page.evaluate("document.activeElement.id") == "f-price"
+    assert focus_shows(page) >= 3, "the focused field's ring stands out from the page"
     # A delete asking to be confirmed (one click: nothing is deleted).
     page.locator(".item button.danger").first.click()
     page.locator(".item button.danger[data-confirm=yes]").wait_for()
