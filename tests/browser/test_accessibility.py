@@ -1,11 +1,12 @@
 """Both pages checked by axe-core (from the npm registry, in .tools/npm) in a real browser.
 
-axe-core's WCAG 2.x A and AA rules (:data:`TAGS`) run on each page in the states a
-person sees: the marketplace's search with results and facets, an asset page after
+axe-core's WCAG 2.0-2.2 A and AA rules, and its best practices (a level-one heading,
+landmarks, heading order: :data:`TAGS`), run on each page in the states a person sees: the marketplace's search with results and facets, an asset page after
 "Verify this record", and the demo creator's My Library signed in, with the publish
 form open and a field's error shown; each at a desktop size and again at a phone's.
 Every violation is a failure, listed with its rule, impact, help text and the nodes
-it names. The stack is the one the other browser tests share; My Library is the
+it names. axe cannot judge a focus ring, so the test measures one on each page: its
+contrast with the page (WCAG 1.4.11 asks 3:1). The stack is the one the other browser tests share; My Library is the
 stack's demo creator's node (nothing is written to it: the form's one write is refused).
 
 axe is added to the page by the test only: its script goes in through Playwright in a
