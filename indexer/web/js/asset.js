@@ -36,7 +36,8 @@ function facts(rows) {
 
 function table(caption, head, rows) {
   if (!rows.length) return null;
-  return h('div', { class: 'scroll' }, h('table', {},
+  // A table wider than a phone scrolls sideways: the region takes focus, so the keyboard can scroll it too.
+  return h('div', { class: 'scroll', role: 'region', 'aria-label': caption, tabindex: '0' }, h('table', {},
     h('caption', {}, caption),
     h('thead', {}, h('tr', {}, head.map((c) => h('th', { scope: 'col' }, c)))),
     h('tbody', {}, rows.map((r) => h('tr', {}, r.map((c) => h('td', {}, c)))))));
