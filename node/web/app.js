@@ -7,7 +7,9 @@ const FIELDS = ["key", "title", "description", "tags", "license", "price", "curr
 const NUMBERS = new Set(["size", "duration_ms"]);
 
 const $ = (id) => document.getElementById(id);
-const state = { csrf: null, did: null, items: [], editing: null, all: false };
+// confirming: the key whose Delete was pressed once and now asks "Really delete?"; kept here, not
+// on the button, so a live update that re-renders the list keeps the question (and the focus).
+const state = { csrf: null, did: null, items: [], editing: null, all: false, confirming: null };
 
 async function getJSON(path) {
   const r = await fetch(path, { headers: { Accept: "application/json" }, credentials: "same-origin" });
@@ -137,17 +139,27 @@ function render() {
       edit.textContent = "Edit";
       edit.setAttribute("aria-label", `Edit ${item.title}`);
       edit.addEventListener("click", () => openEditor(item));
+      edit.dataset.action = "edit";
       const del = document.createElement("button");
       del.type = "button";
       del.className = "danger";
-      del.textContent = "Delete";
-      del.setAttribute("aria-label", `Delete ${item.title}`);
-      del.addEventListener("click", () => remove(item, del));
+      del.dataset.action = "delete";
+      const asking = state.confirming === item.key;
+      if (asking) del.dataset.confirm = "yes";
+      del.textContent = asking ? "Really delete?" : "Delete";
+      del.setAttribute("aria-label", asking ? `Really delete ${item.title}?` : `Delete ${item.title}`);
+      del.addEventListener("click", () => remove(item));
       actions.append(edit, del);
     }
     rows.push(li);
   }
+  const focused = document.activeElement?.closest?.("#items > li [data-action]");
+  const refocus = focused && [focused.closest("li").dataset.key, focused.dataset.action];
   list.replaceChildren(...rows);
+  if (refocus) {
+    const again = rows.find((li) => li.dataset.key === refocus[0])?.querySelector(`[data-action="${refocus[1]}"]`);
+    if (again) again.focus();
+  }
   $("empty").hidden = rows.length > 0;
   $("count").textContent = `(${rows.length})`;
 }
@@ -276,13 +288,13 @@ async function upload() {
   $("err-file").textContent = doc.pinned ? "Added and pinned on IPFS." : "Hashed; push it to IPFS later with: empressa node media push";
 }
 
-async function remove(item, button) {
-  if (button.dataset.confirm !== "yes") {
-    button.dataset.confirm = "yes";
-    button.textContent = "Really delete?";
-    button.setAttribute("aria-label", `Really delete ${item.title}?`);
+async function remove(item) {
+  if (state.confirming !== item.key) {
+    state.confirming = item.key;
+    render();
     return;
   }
+  state.confirming = null;
   const r = await send("DELETE", `/v1/local/assets/${encodeURIComponent(item.key)}`);
   say(r.ok ? `Deleted ${item.key}.` : `Cannot delete ${item.key}: ${r.doc.detail || r.status}`);
   await loadLibrary();

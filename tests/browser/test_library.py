@@ -19,7 +19,7 @@ import pytest
 
 from node.media import bytes_cid
 from protocol import Signer, attest_body, parse_asset_uri, parse_entry_hash, sign_entry
-from tests.e2e.conftest import CID, Daemon, Daemons, child_env, cli, cli_json, init_node
+from tests.e2e.conftest import CID, Daemon, Daemons, child_env, cli, cli_json, init_node, publish
 
 from .conftest import screenshot
 
@@ -165,7 +165,13 @@ def test_publish_with_no_peers_then_edit_and_delete(page: Any, creator: Daemon, 
 
     delete = item.get_by_role("button", name="Delete Night Drive (remaster)")
     delete.click()
-    page.get_by_role("button", name="Really delete Night Drive (remaster)?").click()
+    really = page.get_by_role("button", name="Really delete Night Drive (remaster)?")
+    expect(really).to_be_focused()
+    # A live update re-renders the list while the page asks: the question and the focus stay.
+    publish(creator.data, "meanwhile", "Meanwhile Elsewhere")
+    expect(page.locator(".item[data-key='meanwhile'] .title")).to_have_text("Meanwhile Elsewhere")
+    expect(really).to_be_focused()
+    really.click()
     expect(item).to_have_count(0)
     assert "night-drive" not in held(creator)
     assert page.errors == []
