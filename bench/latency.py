@@ -78,14 +78,18 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
-def start_stack(data: Path, port: int, p2p_port: int) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+def start_stack(
+    data: Path, port: int, p2p_port: int, *flags: str
+) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """``empressa up`` on ``data`` (``flags`` added), read limits off; its process and ``stack.json``
+    once ready (bench/pages.py starts its stack here too)."""
     exe = Path(sys.executable).with_name("empressa")
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMPRESSA_") and k != "DATABASE_URL"}
-    # This client polls every 2 ms, far past the public per-IP read limit (600/minute).
+    # A bench polls every 2 ms (or loads pages cold), far past the public per-IP read limit (600/minute).
     env["EMPRESSA_INDEXER_RATE_LIMIT_ENABLED"] = "false"
     log = (data.parent / "up.log").open("ab")
     proc = subprocess.Popen(
-        [str(exe), "up", "--data", str(data), "--port", str(port), "--p2p-port", str(p2p_port)],
+        [str(exe), "up", "--data", str(data), "--port", str(port), "--p2p-port", str(p2p_port), *flags],
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=log,

@@ -24,12 +24,10 @@ Limits (issue 12): first render under 300 ms on loopback; HTML + JS + CSS under 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,6 +39,8 @@ from typing import Any
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import httpx  # noqa: E402
+
+from bench.latency import free_port, start_stack  # noqa: E402
 
 RENDER_LIMIT_MS = 300.0
 WEIGHT_LIMIT_B = 150_000
@@ -59,37 +59,6 @@ WEIGHT_JS = """() => {
           js: res.filter(r => r.name.includes('.js')).reduce((n, r) => n + r.encodedBodySize, 0),
           css: res.filter(r => r.name.includes('.css')).reduce((n, r) => n + r.encodedBodySize, 0)};
 }"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_stack(data: Path) -> tuple[subprocess.Popen[bytes], str]:
-    exe = Path(sys.executable).with_name("empressa")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EMPRESSA_") and k != "DATABASE_URL"}
-    env["EMPRESSA_INDEXER_RATE_LIMIT_ENABLED"] = "false"  # many cold loads from one address
-    log = (data.parent / "up.log").open("ab")
-    args = ["up", "--data", str(data), "--port", str(free_port()), "--p2p-port", str(free_port())]
-    proc = subprocess.Popen(
-        [str(exe), *args, "--demo", "--chain", "none"],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=log,
-    )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"empressa up exited {proc.returncode}; see {data.parent / 'up.log'}")
-        try:
-            return proc, json.loads((data / "stack.json").read_text())["api_url"]
-        except (OSError, ValueError):
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("the stack did not start in 180 s")
 
 
 def wait_for_data(url: str) -> dict[str, Any]:
@@ -148,7 +117,10 @@ def main() -> None:
     url = args.url
     if url is None:
         tmp = tempfile.TemporaryDirectory(prefix="bench-pages-")
-        proc, url = start_stack(Path(tmp.name) / "data")
+        proc, info = start_stack(
+            Path(tmp.name) / "data", free_port(), free_port(), "--demo", "--chain", "none"
+        )
+        url = info["api_url"]
     try:
         first = wait_for_data(url.rstrip("/"))
         url = url.rstrip("/")

@@ -233,18 +233,6 @@ class Daemon:
     def addr(self) -> str:
         return self.info["multiaddrs"][0]
 
-    def first_screen(self) -> str:
-        """What ``up`` printed on stdout once ready (waits for it): the summary for a person, or
-        with ``--json`` its one JSON line."""
-
-        def printed() -> str | None:
-            if self.proc.poll() is not None:
-                pytest.fail(f"empressa up exited {self.proc.returncode}:\n{self.logs()}")
-            text = self.out_path.read_text(errors="replace")
-            return text if text.endswith("\n") and ("Stop" in text or text.startswith("{")) else None
-
-        return str(wait_for(printed, what="up's first screen", timeout=STACK_TIMEOUT))
-
     @property
     def api_url(self) -> str:
         return self.info["api_url"]
