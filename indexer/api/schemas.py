@@ -401,6 +401,18 @@ class LabelIn(BaseModel):
     reason: StoredText = Field(default="", max_length=1000)
 
 
+class PinRetryIn(BaseModel):
+    cids: list[Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9]+$")]] | None = Field(
+        default=None,
+        max_length=1000,
+        description="Only these CIDs' failed jobs; absent: every failed job.",
+    )
+
+
+class PinRetryOut(BaseModel):
+    retried: list[str] = Field(description="The CIDs whose failed job is pending again, due now.")
+
+
 class LabelOut(BaseModel):
     uri: str
     label: str

@@ -25,6 +25,10 @@ Claiming (:meth:`Pins.claim`)
     that kills its worker every time ends ``failed``). Two workers never hold the
     same job; a killed worker's jobs become claimable when their lease ends.
 
+Retrying (:meth:`Pins.retry_failed`)
+    An operator's ``POST /v1/admin/pins/retry`` puts ``failed`` jobs back to
+    ``pending`` with a fresh count of attempts, once the cause is fixed.
+
 Finishing (:meth:`Pins.pinned`, :meth:`Pins.unpinned`, :meth:`Pins.failed`)
     Only under the claim's token: a worker whose lease ran out (and whose job was
     claimed again) records nothing, so each job is done once. A failure records its
@@ -208,6 +212,23 @@ class Pins(Queries):
                 {"why": reason[:2000], "give_up": give_up, "delay": delay, "cid": job.cid, "tok": job.token},
             ).scalar()
         return status
+
+    def retry_failed(self, cids: Iterable[str] | None = None) -> list[str]:
+        """Give ``failed`` pin jobs (all of them, or those of ``cids``) a fresh start: ``pending``,
+        due now, attempts back to 0 (so each gets the full number again); their failure count and
+        last error stay, as history. An operator calls this once the cause is fixed (the IPFS node
+        back, its disk freed). Returns the CIDs put back, sorted."""
+        wanted = None if cids is None else sorted(set(cids))
+        with translate(), self.engine.begin() as conn:
+            rows = conn.execute(
+                text(
+                    "UPDATE pins SET status = 'pending', attempts = 0, next_attempt_at = now(), "
+                    "lease_token = NULL, lease_until = NULL, updated_at = now() "
+                    "WHERE status = 'failed' AND (CAST(:all AS boolean) OR cid = ANY(:cids)) RETURNING cid"
+                ),
+                {"all": wanted is None, "cids": wanted or []},
+            ).all()
+        return sorted(r.cid for r in rows)
 
     def _finish(self, job: Job, sql: str) -> bool:
         with translate(), self.engine.begin() as conn:

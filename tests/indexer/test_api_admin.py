@@ -262,3 +262,34 @@ async def test_authors_behind(
     assert_problem(await client.get("/v1/admin/authors"), 401, "unauthorized")
     c = counts(store)
     assert {k: c[k] for k in c if k != "api_keys"} == {k: before[k] for k in before if k != "api_keys"}
+
+
+async def test_failed_pins_are_retried_by_an_admin(
+    client: httpx.AsyncClient,
+    store: Store,
+    new_log: Callable[..., LogBuilder],
+    put_body: Callable[..., dict[str, Any]],
+) -> None:
+    from indexer.store.pins import Pins
+
+    pin_cid = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+    log = new_log()
+    log.next(key="a", body=put_body("A", media={"cid": pin_cid, "mime": "audio/wav", "size": 1}))
+    store.ingest(log.entries)
+    pins = Pins(store.engine)
+    while pins.reconcile(grace_s=3600):
+        pass
+    (job,) = pins.claim(n=1, lease_s=60, grace_s=60)
+    pins.failed(job, "ipfs-unavailable", max_attempts=1, backoff_s=1, backoff_max_s=1)
+    _, admin = store.admin.create_api_key(name="root", scopes=["admin"])
+    _, mod = store.admin.create_api_key(name="mod", scopes=["moderate"])
+    assert_problem(await client.post("/v1/admin/pins/retry", headers=bearer(mod)), 403)
+    assert_problem(await client.post("/v1/admin/pins/retry"), 401)
+    bad = await client.post("/v1/admin/pins/retry", json={"cids": ["not a cid!"]}, headers=bearer(admin))
+    assert_problem(bad, 422)
+    assert q(store, "SELECT status FROM pins")[0][0] == "failed", "refused requests change nothing"
+    r = await client.post("/v1/admin/pins/retry", json={"cids": [pin_cid]}, headers=bearer(admin))
+    assert r.status_code == 200 and r.json() == {"retried": [pin_cid]}
+    assert q(store, "SELECT status, attempts FROM pins")[0] == ("pending", 0)
+    r = await client.post("/v1/admin/pins/retry", headers=bearer(admin))
+    assert r.json() == {"retried": []}

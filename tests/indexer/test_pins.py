@@ -156,3 +156,31 @@ def test_failures_back_off_exponentially_then_fail(
         "by_status": {"pending": 0, "pinned": 0, "failed": 1, "unpinning": 0},
         "failures": 3,
     }
+
+
+def test_an_operator_retries_failed_pins_with_a_fresh_count(
+    store: Store, new_log: Callable[..., LogBuilder], put_body: Callable[..., dict[str, Any]]
+) -> None:
+    log = new_log()
+    log.next(key="a", body=put_body("A", media=media(A)))
+    log.next(key="b", body=put_body("B", media=media(B)))
+    store.ingest(log.entries, source="test")
+    pins = Pins(store.engine)
+    catch_up(pins)
+    for job in pins.claim(n=2, lease_s=60, grace_s=60):
+        assert (
+            pins.failed(job, "ipfs-unavailable", max_attempts=1, backoff_s=60, backoff_max_s=60) == "failed"
+        )
+    assert pins.claim(n=2, lease_s=60, grace_s=60) == [], "a failed job is not claimed again by itself"
+    assert pins.retry_failed([C, "nope"]) == [], "no such failed job: nothing changes"
+    assert pins.retry_failed([A]) == [A]
+    got = rows(store)
+    assert (got[A]["status"], got[A]["attempts"], got[A]["failures"]) == ("pending", 0, 1)
+    assert got[A]["last_error"] == "ipfs-unavailable", "the history stays"
+    assert got[B]["status"] == "failed"
+    (job,) = pins.claim(n=2, lease_s=60, grace_s=60)  # due at once, with the full count again
+    assert (job.cid, job.attempts) == (A, 1)
+    assert pins.pinned(job)
+    assert pins.retry_failed() == [B]
+    assert pins.retry_failed() == [], "nothing failed is left"
+    assert {r["status"] for r in rows(store).values()} == {"pinned", "pending"}

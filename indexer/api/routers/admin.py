@@ -1,4 +1,5 @@
-"""``/v1/admin``: API keys, moderation labels, the quarantine, authors behind. Every call needs a bearer API key."""
+"""``/v1/admin``: API keys, moderation labels, the quarantine, authors behind, failed pins. Every call needs a
+bearer API key."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 
+from ...store.pins import Pins
 from ..deps import AdminKey, AssetPath, ModerateKey, StoreDep
 from ..schemas import (
     ApiKeyCreate,
@@ -15,6 +17,8 @@ from ..schemas import (
     AuthorsBehindPage,
     LabelIn,
     LabelOut,
+    PinRetryIn,
+    PinRetryOut,
     QuarantinePage,
 )
 from . import errors
@@ -123,3 +127,16 @@ def authors_behind(
     """Authors this indexer is behind on: `gap` (entries held until the `missing` range arrives) or
     `forked` (two entries at `forked_seq`; nothing after it is applied), with their head, keyset-paginated."""
     return store.admin.authors_behind(limit=limit, status=status, cursor=cursor)
+
+
+@router.post(
+    "/pins/retry",
+    response_model=PinRetryOut,
+    responses=errors(*_AUTH),
+    summary="Retry failed pins (scope admin)",
+)
+def retry_pins(store: StoreDep, caller: AdminKey, body: PinRetryIn | None = None) -> dict[str, Any]:
+    """Put failed pin jobs (every one, or those of `cids`) back in the queue with a fresh count of attempts,
+    once what made them fail is fixed; the pin worker takes them at once. Their failure count and last error
+    stay, as history (`media_files` of an asset shows them)."""
+    return {"retried": Pins(store.engine).retry_failed(None if body is None else body.cids)}
