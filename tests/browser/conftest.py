@@ -101,6 +101,17 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
         context.close()
 
 
+def search(page: Any, base: str, text: str) -> None:
+    """Open the marketplace, type ``text`` and wait for its results (typing fires the search)."""
+    page.goto(base + "/")
+    page.get_by_label("Search assets").fill(text)
+    page.wait_for_function(
+        "t => new URL(location).searchParams.get('q') === t"
+        " && !document.querySelector('#results').hasAttribute('aria-busy')",
+        arg=text,
+    )
+
+
 def screenshot(page: Any, request: pytest.FixtureRequest, label: str) -> Path:
     """Save the page now as ``<test>-<label>.png`` in the artifacts; returns the path."""
     path = _artifact_name(request.node.nodeid, f"-{label}")

@@ -22,7 +22,7 @@ import pytest
 
 from tests.e2e.conftest import CID, Daemon, Daemons, RunningStack, child_env, cli_json, free_port, init_node
 
-from .conftest import screenshot
+from .conftest import screenshot, search
 
 pytestmark = pytest.mark.e2e
 
@@ -45,17 +45,6 @@ def sign_in(page: Any, d: Daemon) -> None:
     page.goto(doc["url"])
     page.wait_for_selector("body[data-ready=yes]")
     assert "Signed in" in page.locator("#session").text_content()
-
-
-def search(page: Any, base: str, text: str) -> None:
-    """The marketplace, with ``text`` typed into its search box, once its answer is drawn."""
-    page.goto(base + "/")
-    page.get_by_label("Search assets").fill(text)
-    page.wait_for_function(
-        "t => new URL(location).searchParams.get('q') === t"
-        " && !document.querySelector('#results').hasAttribute('aria-busy')",
-        arg=text,
-    )
 
 
 def test_publish_offline_from_my_library_go_online_and_find_it_on_the_marketplace(

@@ -31,7 +31,7 @@ from tests.e2e.conftest import (
     wait_for,
 )
 
-from .conftest import NO_WEBCRYPTO_ED25519, screenshot
+from .conftest import NO_WEBCRYPTO_ED25519, screenshot, search
 from .proxy import TamperProxy, flip_one_byte
 
 pytestmark = pytest.mark.e2e
@@ -109,17 +109,6 @@ def cards(page: Any) -> list[str]:
 def settled(page: Any) -> None:
     """Wait until the search the page's URL names has been answered and drawn."""
     page.wait_for_function("() => !document.querySelector('#results').hasAttribute('aria-busy')")
-
-
-def search(page: Any, base: str, text: str) -> None:
-    """Open the marketplace, type ``text`` and wait for its results (typing fires the search)."""
-    page.goto(base + "/")
-    page.get_by_label("Search assets").fill(text)
-    page.wait_for_function(
-        "t => new URL(location).searchParams.get('q') === t"
-        " && !document.querySelector('#results').hasAttribute('aria-busy')",
-        arg=text,
-    )
 
 
 def test_search_with_a_typo_finds_the_asset(
