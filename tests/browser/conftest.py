@@ -30,7 +30,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import RunningStack
+# The e2e fixtures that stop every daemon a test started, however it ends (tests/e2e/conftest.py).
+from tests.e2e.conftest import RunningStack, daemons, module_daemons  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("EMPRESSA_ARTIFACTS") or ROOT / ".artifacts" / "browser")

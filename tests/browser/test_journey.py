@@ -15,7 +15,6 @@ counts are untouched. Each step is screenshotted into the artifacts.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,15 +29,6 @@ KEY, TITLE, WORD = "quillwort-nocturne", "Quillwort Nocturne", "quillwort"
 ONLINE_MS = 60_000  # the bridge's sync with the creator, its write, the search feeder, then the page's poll
 
 
-@pytest.fixture
-def nodes() -> Iterator[Daemons]:
-    ds = Daemons()
-    try:
-        yield ds
-    finally:
-        ds.stop_all()
-
-
 def sign_in(page: Any, d: Daemon) -> None:
     """Open My Library through a one-time link from ``empressa node open``, as the creator would."""
     doc = cli_json("node", "open", "--data", d.data, "--no-browser")
@@ -48,7 +38,7 @@ def sign_in(page: Any, d: Daemon) -> None:
 
 
 def test_publish_offline_from_my_library_go_online_and_find_it_on_the_marketplace(
-    page: Any, stack: RunningStack, nodes: Daemons, tmp_path: Any, request: Any
+    page: Any, stack: RunningStack, daemons: Daemons, tmp_path: Any, request: Any
 ) -> None:
     from playwright.sync_api import expect
 
@@ -56,7 +46,7 @@ def test_publish_offline_from_my_library_go_online_and_find_it_on_the_marketplac
     did = init_node(data)
     # One API port for both runs, so the open tab still names the node after the restart.
     env = child_env(EMPRESSA_NODE_INDEXER_URL=stack.api_url, EMPRESSA_NODE_API_PORT=str(free_port()))
-    offline = nodes.start(data, env=env)
+    offline = daemons.start(data, env=env)
 
     # 1. No peers: publish from the page's form.
     library = page
@@ -92,7 +82,7 @@ def test_publish_offline_from_my_library_go_online_and_find_it_on_the_marketplac
     # 2. Online: the same node, run again with the stack's bridge as its bootstrap peer.
     assert library.errors == [] and market_errors == []
     assert offline.stop() == 0
-    online = nodes.start(data, env=env, bootstrap=[stack.info["bridge_multiaddr"]])
+    online = daemons.start(data, env=env, bootstrap=[stack.info["bridge_multiaddr"]])
     assert online.api_url == offline.api_url
     sign_in(library, online)  # the page's sessions live in the daemon's memory: a new link
     # While the node was down, the open tab lost its event stream and its polls: that, and only that.

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,23 +25,14 @@ from .conftest import screenshot
 LIVE_MS = 20_000  # replication between two processes, then the page's live update
 
 
-@pytest.fixture(scope="module")
-def nodes() -> Iterator[Daemons]:
-    ds = Daemons()
-    try:
-        yield ds
-    finally:
-        ds.stop_all()
-
-
 BRIDGE = Signer(bytes(range(32)))  # a bridge key the creator trusts (its attestations count)
 
 
 @pytest.fixture(scope="module")
-def creator(nodes: Daemons, tmp_path_factory: pytest.TempPathFactory) -> Daemon:
+def creator(module_daemons: Daemons, tmp_path_factory: pytest.TempPathFactory) -> Daemon:
     data = tmp_path_factory.mktemp("library") / "creator"
     init_node(data)
-    return nodes.start(data, env=child_env(EMPRESSA_NODE_TRUSTED_BRIDGES=BRIDGE.public.did))
+    return module_daemons.start(data, env=child_env(EMPRESSA_NODE_TRUSTED_BRIDGES=BRIDGE.public.did))
 
 
 def attest(d: Daemon, uri: str, put_hash: str, onchain_id: str, *, seq: int, prev: Any) -> Any:
@@ -226,7 +216,7 @@ def test_verification_shows_verified_then_mismatch(page: Any, creator: Daemon, r
 
 
 def test_a_replicated_asset_appears_live_with_the_toggle(
-    page: Any, creator: Daemon, nodes: Daemons, request: Any
+    page: Any, creator: Daemon, module_daemons: Daemons, request: Any
 ) -> None:
     from playwright.sync_api import expect
 
@@ -234,7 +224,7 @@ def test_a_replicated_asset_appears_live_with_the_toggle(
     page.locator("#show-all").check()
     other_data = Path(creator.data).with_name("other")
     init_node(other_data)
-    other = nodes.start(other_data, bootstrap=[creator.addr])
+    other = module_daemons.start(other_data, bootstrap=[creator.addr])
     hostile = '<img src=x onerror="document.body.dataset.pwned=1">Tape Loop'
     cli("node", "publish", "--data", other.data, "--key", "tape", "--title", hostile,
         "--cid", CID, "--mime", "audio/wav", "--size", "2000000")  # fmt: skip

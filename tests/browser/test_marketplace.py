@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,15 +56,6 @@ class Creator:
 
     def path(self, key: str) -> str:
         return f"/a/{self.did}/{key}"
-
-
-@pytest.fixture(scope="module")
-def module_daemons() -> Iterator[Daemons]:
-    ds = Daemons()
-    try:
-        yield ds
-    finally:
-        ds.stop_all()
 
 
 @pytest.fixture(scope="module")
