@@ -8,6 +8,7 @@ closes are seen exactly as a client sees them.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,10 +23,44 @@ from node.api import bind_local_api
 
 async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """``/echo`` answers the body it read; ``/refuse`` answers 401 unread; ``/boom`` raises;
-    ``/stream`` streams until the client goes, then records that it saw the disconnect."""
+    ``/stream`` streams until the client goes, then records that it saw the disconnect;
+    ``/chunks`` streams three pieces with no length; ``/watch`` streams two pieces 0.3 s apart
+    while it listens for a disconnect, as Starlette's streaming responses do; ``/nocontent``
+    answers 204; ``/short`` and ``/split`` are apps that break framing (a body short of its
+    content-length, a header value with CRLF)."""
     path = scope["path"]
     if path == "/boom":
         raise RuntimeError("the app failed")
+    if path == "/chunks":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"x-app", b"1")]})
+        for piece in (b"hello", b"", b" world"):
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        await send({"type": "http.response.body", "body": b"!"})
+        return
+    if path == "/watch":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"one", "more_body": True})
+        async with trio.open_nursery() as nursery:
+
+            async def listen() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                DISCONNECTS.append(scope["path"])
+
+            nursery.start_soon(listen)
+            await trio.sleep(0.3)
+            await send({"type": "http.response.body", "body": b"two"})
+            nursery.cancel_scope.cancel()
+        return
+    if path == "/nocontent":
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    if path in ("/short", "/split"):
+        header = (b"content-length", b"10") if path == "/short" else (b"x-a", b"b\r\nx-injected: 1")
+        await send({"type": "http.response.start", "status": 200, "headers": [header]})
+        await send({"type": "http.response.body", "body": b"abc"})
+        return
     if path == "/refuse":
         await send({"type": "http.response.start", "status": 401, "headers": [(b"content-length", b"2")]})
         await send({"type": "http.response.body", "body": b"no"})
@@ -42,6 +77,8 @@ async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     body = b""
     while True:
         m = await receive()
+        if m["type"] == "http.disconnect":
+            return  # as Starlette does (ClientDisconnect): no answer
         body += m.get("body", b"")
         if not m.get("more_body"):
             break
@@ -115,7 +152,7 @@ async def test_keep_alive_serves_many_requests_on_one_connection() -> None:
         for i in range(3):
             await s.send_all(post(f"/echo?i={i}", f"body {i}".encode()))
             status, _headers, body = await read_response(s, buf)
-            assert status == b"HTTP/1.1 200 "
+            assert status == b"HTTP/1.1 200 OK"
             assert json.loads(body) == {
                 "method": "POST",
                 "path": "/echo",
@@ -133,7 +170,7 @@ async def test_a_get_the_app_never_reads_keeps_the_connection() -> None:
         for _ in range(3):
             await s.send_all(b"GET /refuse HTTP/1.1\r\nHost: x\r\n\r\n")
             status, _headers, body = await read_response(s, buf)
-            assert status == b"HTTP/1.1 401 " and body == b"no"
+            assert status == b"HTTP/1.1 401 Unauthorized" and body == b"no"
         await s.send_all(post("/echo", b"after"))
         assert json.loads((await read_response(s, buf))[2])["body"] == "after"
         await s.aclose()
@@ -170,7 +207,7 @@ async def test_expect_100_continue_gets_its_interim_answer() -> None:
         assert status.startswith(b"HTTP/1.1 100")
         await s.send_all(b"body")
         status, _, body = await read_response(s, buf)
-        assert status == b"HTTP/1.1 200 " and json.loads(body)["body"] == "body"
+        assert status == b"HTTP/1.1 200 OK" and json.loads(body)["body"] == "body"
         await s.aclose()
 
 
@@ -204,7 +241,7 @@ async def test_an_answer_given_before_the_body_is_read_reaches_the_client() -> N
         async with trio.open_nursery() as nursery:
             nursery.start_soon(s.send_all, post("/refuse", body))
             status, _, answer = await read_response(s, buf)
-            assert status == b"HTTP/1.1 401 " and answer == b"no"
+            assert status == b"HTTP/1.1 401 Unauthorized" and answer == b"no"
             assert await closed(s)
             nursery.cancel_scope.cancel()
 
@@ -291,3 +328,242 @@ def test_the_served_url_names_the_bound_address() -> None:
         return urls
 
     assert trio.run(main) == [f"http://127.0.0.1:{port}"]
+
+
+async def read_until(stream: trio.SocketStream, buf: bytearray, marker: bytes) -> bytes:
+    """Everything up to and including ``marker``; what follows stays in ``buf``."""
+    while marker not in buf:
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            raise EOFError(bytes(buf))
+        buf += chunk
+    got, _, rest = bytes(buf).partition(marker)
+    buf[:] = rest
+    return got + marker
+
+
+async def read_to_eof(stream: trio.SocketStream, buf: bytearray) -> bytes:
+    while chunk := await stream.receive_some(65536):
+        buf += chunk
+    got = bytes(buf)
+    buf.clear()
+    return got
+
+
+async def test_a_head_over_the_limit_in_small_pieces_is_refused_before_it_ends() -> None:
+    """A header line that never ends, sent a KiB at a time: httptools buffers it out of sight, so
+    the server counts what it fed and refuses once that passes the limit."""
+    async with server() as addr:
+        s, buf = await connect(addr), bytearray()
+        await s.send_all(b"GET /echo HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        for _ in range(http.MAX_HEAD_BYTES // 1024 + 2):
+            await s.send_all(b"a" * 1024)
+            await trio.sleep(0.005)  # one read each
+        with trio.fail_after(5):  # well before HEAD_TIMEOUT
+            status, headers, body = await read_response(s, buf)
+        assert status == b"HTTP/1.1 431 Request Header Fields Too Large"
+        assert headers["content-type"] == "application/problem+json"
+        assert json.loads(body) == {
+            "type": "about:blank",
+            "title": "Request header fields too large",
+            "status": 431,
+            "detail": f"the request head is over {http.MAX_HEAD_BYTES} bytes",
+        }
+        assert headers["connection"] == "close"
+        assert await closed(s)
+
+
+async def test_a_head_after_a_large_body_in_the_same_read_is_served() -> None:
+    """The read in which a head begins after another request's body does not count against the
+    head: a large body followed by a normal head in the same read is no 431."""
+    async with server() as addr:
+        s, buf = await connect(addr), bytearray()
+        big = b"x" * (http.MAX_HEAD_BYTES * 2)
+        await s.send_all(post("/echo", big) + b"GET /echo?next HTTP/1.1\r\nHost: x\r\n")
+        assert json.loads((await read_response(s, buf))[2])["body"] == big.decode()
+        await trio.sleep(0.05)
+        await s.send_all(b"X-Pad: " + b"p" * 1000 + b"\r\n\r\n")
+        status, _, body = await read_response(s, buf)
+        assert status == b"HTTP/1.1 200 OK" and json.loads(body)["query"] == "next"
+        await s.aclose()
+
+
+async def test_a_response_without_length_is_chunked_to_http_1_1() -> None:
+    async with server() as addr:
+        s, buf = await connect(addr), bytearray()
+        await s.send_all(b"GET /chunks HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = await read_until(s, buf, b"0\r\n\r\n")
+        assert got == (
+            b"HTTP/1.1 200 OK\r\nx-app: 1\r\ntransfer-encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n6\r\n world\r\n1\r\n!\r\n0\r\n\r\n"
+        )
+        await s.send_all(post("/echo", b"again"))  # and the connection is kept
+        assert json.loads((await read_response(s, buf))[2])["body"] == "again"
+        await s.aclose()
+
+
+async def test_a_response_without_length_is_close_delimited_to_http_1_0() -> None:
+    async with server() as addr:
+        s, buf = await connect(addr), bytearray()
+        await s.send_all(b"GET /chunks HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        with trio.fail_after(5):
+            got = await read_to_eof(s, buf)
+        assert got == b"HTTP/1.1 200 OK\r\nx-app: 1\r\nconnection: close\r\n\r\nhello world!"
+
+
+async def test_http_1_0_closes_unless_asked_to_keep_alive() -> None:
+    async with server() as addr:
+        s, buf = await connect(addr), bytearray()
+        await s.send_all(b"GET /echo HTTP/1.0\r\n\r\n")
+        status, headers, _ = await read_response(s, buf)
+        assert status == b"HTTP/1.1 200 OK" and headers["connection"] == "close"
+        assert await closed(s)
+
+        s, buf = await connect(addr), bytearray()
+        for _ in range(2):
+            await s.send_all(b"GET /echo HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            status, headers, _ = await read_response(s, buf)
+            assert status == b"HTTP/1.1 200 OK" and headers["connection"] == "keep-alive"
+        await s.aclose()
+
+
+async def test_head_keeps_the_get_s_content_length_and_sends_no_body() -> None:
+    async with server() as addr:
+        s, buf = await connect(addr), bytearray()
+        await s.send_all(
+            b"HEAD /refuse HTTP/1.1\r\nHost: x\r\n\r\nGET /echo?after HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        head = await read_until(s, buf, b"\r\n\r\n")
+        assert head == b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 2\r\n\r\n"  # the GET's: b"no"
+        status, _, body = await read_response(s, buf)  # no body: the next response follows at once
+        assert status == b"HTTP/1.1 200 OK" and json.loads(body)["query"] == "after"
+        await s.aclose()
+
+
+async def test_a_204_has_no_body_and_no_framing_headers() -> None:
+    async with server() as addr:
+        s, buf = await connect(addr), bytearray()
+        await s.send_all(b"DELETE /nocontent HTTP/1.1\r\nHost: x\r\n\r\n" + post("/echo", b"next"))
+        assert await read_until(s, buf, b"\r\n\r\n") == b"HTTP/1.1 204 No Content\r\n\r\n"
+        assert json.loads((await read_response(s, buf))[2])["body"] == "next"
+        await s.aclose()
+
+
+async def test_a_request_that_asks_to_close_is_answered_then_closed() -> None:
+    async with server() as addr:
+        s, buf = await connect(addr), bytearray()
+        await s.send_all(post("/echo", b"last", "Connection: close") + post("/echo", b"never"))
+        status, headers, body = await read_response(s, buf)
+        assert status == b"HTTP/1.1 200 OK" and headers["connection"] == "close"
+        assert json.loads(body)["body"] == "last"
+        assert await closed(s) and buf == b""  # the request after it is not answered
+
+
+async def test_pipelined_requests_split_across_reads_are_answered_in_order() -> None:
+    async with server() as addr:
+        s, buf = await connect(addr), bytearray()
+        wire = post("/echo?i=1", b"one") + post("/echo?i=2", b"two!") + post("/echo?i=3", b"three")
+        cuts = [0, 60, 61, 150, 170, len(wire)]  # through a head, a body, and the next head
+        for a, b in itertools.pairwise(cuts):
+            await s.send_all(wire[a:b])
+            await trio.sleep(0.02)
+        bodies = [json.loads((await read_response(s, buf))[2]) for _ in range(3)]
+        assert [(b["query"], b["body"]) for b in bodies] == [
+            ("i=1", "one"),
+            ("i=2", "two!"),
+            ("i=3", "three"),
+        ]
+        await s.aclose()
+
+
+async def test_a_request_sent_while_a_response_streams_is_kept_and_answered() -> None:
+    """``/watch`` listens for a disconnect while it streams, so the server reads the socket then:
+    the pipelined request it reads is kept, not taken for a disconnect, and answered next."""
+    DISCONNECTS.clear()
+    async with server() as addr:
+        s, buf = await connect(addr), bytearray()
+        await s.send_all(b"GET /watch HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await read_until(s, buf, b"3\r\none\r\n")).startswith(b"HTTP/1.1 200 OK\r\n")
+        await s.send_all(post("/echo", b"meanwhile"))
+        assert await read_until(s, buf, b"0\r\n\r\n") == b"3\r\ntwo\r\n0\r\n\r\n"
+        assert json.loads((await read_response(s, buf))[2])["body"] == "meanwhile"
+        assert DISCONNECTS == []
+        await s.aclose()
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /echo HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n",
+        b"GET /echo HTTP/1.1\r\nHost: x\r\nX-A: a\nb\r\n\r\n",
+        b"GET /echo HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n",
+        b"GET /echo HTTP/1.1\r\nHost: x\r\nX-A: a\r\n folded\r\n\r\n",
+        b"GET /echo HTTP/1.1\r\nHost: x\r\nBad Name: a\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\nab",
+        b"BREW /echo HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ],
+    ids=["cr", "lf", "nul", "obs-fold", "bad-name", "two-lengths", "length-and-chunked", "method", "chunk"],
+)
+async def test_an_invalid_request_is_a_400_problem_and_a_close(head: bytes) -> None:
+    async with server() as addr:
+        s, buf = await connect(addr), bytearray()
+        await s.send_all(head)
+        status, headers, body = await read_response(s, buf)
+        assert status == b"HTTP/1.1 400 Bad Request" and headers["connection"] == "close"
+        problem = json.loads(body)
+        assert problem["type"] == "about:blank" and problem["status"] == 400 and problem["detail"]
+        assert await closed(s)
+
+
+async def test_a_request_is_answered_before_the_malformed_one_after_it() -> None:
+    async with server() as addr:
+        s, buf = await connect(addr), bytearray()
+        await s.send_all(post("/echo", b"fine") + b"GET /echo HTTP/1.1\r\nX: \x00\r\n\r\n")
+        assert json.loads((await read_response(s, buf))[2])["body"] == "fine"
+        assert (await read_response(s, buf))[0] == b"HTTP/1.1 400 Bad Request"
+        assert await closed(s)
+
+
+async def test_other_http_versions_get_505() -> None:
+    async with server() as addr:
+        s, buf = await connect(addr), bytearray()
+        await s.send_all(b"GET /echo HTTP/2.0\r\nHost: x\r\n\r\n")
+        status, _, body = await read_response(s, buf)
+        assert status == b"HTTP/1.1 505 HTTP Version Not Supported" and json.loads(body)["status"] == 505
+        assert await closed(s)
+
+
+async def test_an_upgrade_is_answered_as_a_plain_request_then_closed() -> None:
+    """llhttp parses nothing after an Upgrade (or CONNECT): the request itself is answered, as if
+    the header were not there, and the connection closes; one with a body is refused."""
+    async with server() as addr:
+        s, buf = await connect(addr), bytearray()
+        await s.send_all(
+            b"GET /echo?up HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+            + post("/echo", b"never")
+        )
+        status, headers, body = await read_response(s, buf)
+        assert status == b"HTTP/1.1 200 OK" and headers["connection"] == "close"
+        assert json.loads(body)["query"] == "up"
+        assert await closed(s) and buf == b""
+
+        s, buf = await connect(addr), bytearray()
+        await s.send_all(post("/echo", b"abc", "Connection: Upgrade", "Upgrade: h2c"))
+        status, _, body = await read_response(s, buf)
+        assert status == b"HTTP/1.1 400 Bad Request" and json.loads(body)["status"] == 400
+        assert await closed(s)
+
+
+@pytest.mark.parametrize("path", ["/short", "/split"])
+async def test_a_response_that_breaks_framing_is_a_500(path: str) -> None:
+    """A body short of its own content-length, or a header value with CRLF in it (h11 refused
+    both; now the server's own framing does): nothing of it is sent, a 500 is, then a close."""
+    async with server() as addr:
+        s, buf = await connect(addr), bytearray()
+        await s.send_all(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        status, headers, _ = await read_response(s, buf)
+        assert status == b"HTTP/1.1 500 Internal Server Error"
+        assert headers["content-type"] == "application/problem+json" and "x-injected" not in headers
+        assert await closed(s)
