@@ -26,7 +26,7 @@ async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     ``/stream`` streams until the client goes, then records that it saw the disconnect;
     ``/chunks`` streams three pieces with no length; ``/watch`` streams two pieces 0.3 s apart
     while it listens for a disconnect, as Starlette's streaming responses do; ``/nocontent``
-    answers 204; ``/short`` and ``/split`` are apps that break framing (a body short of its
+    answers 204; ``/flood`` streams until stopped; ``/short`` and ``/split`` are apps that break framing (a body short of its
     content-length, a header value with CRLF)."""
     path = scope["path"]
     if path == "/boom":
@@ -52,6 +52,13 @@ async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await send({"type": "http.response.body", "body": b"two"})
             nursery.cancel_scope.cancel()
         return
+    if path == "/flood":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        try:
+            while True:
+                await send({"type": "http.response.body", "body": b"f" * 65536, "more_body": True})
+        finally:
+            DISCONNECTS.append(path)
     if path == "/nocontent":
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
@@ -567,3 +574,36 @@ async def test_a_response_that_breaks_framing_is_a_500(path: str) -> None:
         assert status == b"HTTP/1.1 500 Internal Server Error"
         assert headers["content-type"] == "application/problem+json" and "x-injected" not in headers
         assert await closed(s)
+
+
+async def test_a_client_that_does_not_read_is_dropped_after_the_send_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(http, "SEND_TIMEOUT", 0.3)
+    DISCONNECTS.clear()
+    async with server() as addr:
+        s = await connect(addr)
+        await s.send_all(b"GET /flood HTTP/1.1\r\nHost: x\r\n\r\n")  # and never reads
+        with trio.fail_after(10):
+            while not DISCONNECTS:
+                await trio.sleep(0.05)
+        s2, buf2 = await connect(addr), bytearray()
+        await s2.send_all(post("/echo", b"still here"))
+        assert json.loads((await read_response(s2, buf2))[2])["body"] == "still here"
+        await s.aclose()
+        await s2.aclose()
+
+
+async def test_the_head_timeout_runs_from_the_end_of_the_previous_response(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(http, "HEAD_TIMEOUT", 0.5)
+    async with server() as addr:
+        s, buf = await connect(addr), bytearray()
+        for _ in range(3):  # each within its own timeout, together past one
+            await trio.sleep(0.3)
+            await s.send_all(post("/echo", b"in time"))
+            assert json.loads((await read_response(s, buf))[2])["body"] == "in time"
+        await s.send_all(b"GET /echo HTTP/1.1\r\n")  # then a head that never ends
+        with trio.fail_after(5):
+            assert await closed(s)
