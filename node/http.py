@@ -54,7 +54,10 @@ closed); a response write that the client does not read for
 :data:`SEND_TIMEOUT` closes the connection; bytes a client sends while its
 response streams are buffered up to :data:`MAX_HEAD_BYTES` only (past that
 the stream sees ``http.disconnect`` and the connection closes). The body
-limit is the app's (the write door's 4 MiB).
+limit is the app's (the write door's 4 MiB). Both timeouts are the deadline of
+one cancel scope per connection, set only while the server waits for a head or
+a write (a ``fail_after`` per wait cost about 7 us, twice a request); when one
+passes, the connection ends, and the app with it if it is running.
 
 The head limit, with httptools: llhttp has none, and httptools keeps a header
 line that has not ended in a Python buffer of its own, out of reach. So the
@@ -469,11 +472,11 @@ class _Exchange:
             return {"type": "http.disconnect"}
         conn = self.conn
         events = conn.events
-        if self.may_continue:
-            self.may_continue = False
-            if not events and not self.started and _expects_continue(self.scope["headers"]):
-                await conn.send(_CONTINUE)  # nothing of the body has come: the client waits for it
         try:
+            if self.may_continue:
+                self.may_continue = False
+                if not events and not self.started and _expects_continue(self.scope["headers"]):
+                    await conn.send(_CONTINUE)  # nothing of the body has come: the client waits for it
             item = events.popleft() if events else await conn.next_event()
         except _ClientGone:
             self.body_done = True
