@@ -18,6 +18,10 @@ locked dependency), which parses the same request in about 1 us. httptools
 only parses requests; the rest is done here by hand: the response's framing
 (status line, ``content-length`` / chunked / close-delimited body,
 ``connection: close``), ``100 Continue``, the head-size limit, keep-alive.
+Measured with a no-op app and one blocking keep-alive client posting a small
+write (same machine, same runs): about 4,800-7,200 requests a second with h11,
+8,600-11,400 with httptools; the server's CPU time per request went from about
+140-180 us to 70-90 us.
 
 What it serves: HTTP/1.1 and 1.0 on a plain socket; keep-alive and pipelined
 requests (one at a time, in order); ``Content-Length`` and chunked request
@@ -63,15 +67,16 @@ The head limit, with httptools: llhttp has none, and httptools keeps a header
 line that has not ended in a Python buffer of its own, out of reach. So the
 bytes fed to the parser while a head is open are counted, and checked after
 each feed: the parser holds at most :data:`MAX_HEAD_BYTES` plus two reads
-(the read in which a head begins after a pipelined request counts only from
-the next one, as its split is not known; a complete head is measured exactly).
+(the read in which a head begins after another request is not counted, as
+where the head starts in it is not known; a complete head is also measured by
+its URL and headers, so a whole head in one read is held to the limit too).
 
 A malformed request gets 400 as ``application/problem+json``
 (``{"type": "about:blank", "title", "status", "detail"}``) and the connection
-closes; so do a header value with CR, LF or NUL, a repeated
-``Content-Length`` (llhttp refuses it even with equal values; h11 took equal
-ones), ``Content-Length`` with ``Transfer-Encoding`` and an HTTP version
-other than 1.0 or 1.1 (505). An ``Upgrade`` (with ``Connection: upgrade``) or
+closes; so do a header value with CR, LF or NUL, a folded header line, a
+repeated ``Content-Length`` (llhttp refuses these even with equal values; h11
+took equal ones, and unfolded lines), ``Content-Length`` with
+``Transfer-Encoding``, and an HTTP version other than 1.0 or 1.1 (505). An ``Upgrade`` (with ``Connection: upgrade``) or
 ``CONNECT`` request is answered as a plain request, as RFC 9110 allows a
 server to ignore ``Upgrade``, with ``connection: close``, and the connection
 then closes, as llhttp parses nothing after it; one that declares a body is
