@@ -10,7 +10,8 @@ Prints figures only; it never passes or fails. Two settings, both by default:
 processes started through the CLI (fresh data dirs, ``node init`` with
 ``EMPRESSA_KEK``, listening on 127.0.0.1:0, each bootstrapped to the first from
 its ``node.json``). The bench writes through node A's local API
-(``POST /v1/local/entries``, bearer token, keep-alive HTTP connections) and
+(``POST /v1/local/entries``, bearer token, keep-alive HTTP connections, one blocking
+socket per client in its own thread: :class:`Writer`) and
 sees receipt through every other node's ``GET /v1/events`` stream, not a poll
 loop. (a) ``--entries`` writes, each awaited, one client; (b) the same with
 ``--clients`` concurrent clients; (c) bulk requests of ``--batch`` writes; for
@@ -52,6 +53,7 @@ import platform
 import secrets
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -59,6 +61,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -67,7 +70,7 @@ from typing import Any
 # sys.path and bench/protocol.py would shadow the ``protocol`` package.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import h11  # noqa: E402
+import httptools  # noqa: E402
 import httpx  # noqa: E402
 import orjson  # noqa: E402
 import trio  # noqa: E402
@@ -331,81 +334,111 @@ def processes(n: int) -> Iterator[list[Proc]]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-class Http1:
-    """A keep-alive HTTP/1.1 client on one trio socket, framed by h11: the bench's load generator.
+class _Response:
+    """httptools callbacks for one response: its body chunks, and whether it has ended."""
 
-    A load generator should cost little next to what it measures: httpx spends
-    about as much CPU per request as the node's whole write (see the httpx
-    figure the bench prints beside it), and it runs on the same two cores.
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.done = self.close = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == b"connection" and value.lower() == b"close":
+            self.close = True
+
+    def on_body(self, body: bytes) -> None:
+        self.chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        self.done = True
+
+
+class _Http1:
+    """What both HTTP/1.1 clients share: the target, and requests as one preformatted ``bytes``.
+
+    A load generator should cost little next to what it measures, and it runs
+    on the same two cores: httpx spends about as much CPU per request as the
+    node's whole write (see the httpx figure the bench prints beside it), and
+    h11, which these clients used before, about 40 us of pure Python per
+    request. Here a request is one ``bytes`` and one socket send, and a
+    response is parsed by llhttp in C (httptools, the parser uvicorn uses).
     """
 
     def __init__(self, base_url: str, headers: dict[str, str] | None = None) -> None:
         hostport = base_url.split("//", 1)[1].rstrip("/")
         self.host, _, port = hostport.rpartition(":")
         self.port = int(port)
-        self.headers = [("host", hostport), *((k.lower(), v) for k, v in (headers or {}).items())]
-        self._stream: trio.SocketStream | None = None
-        self._conn = h11.Connection(h11.CLIENT)
+        fields = [("host", hostport), *((k.lower(), v) for k, v in (headers or {}).items())]
+        self._fields = "".join(f"{k}: {v}\r\n" for k, v in fields).encode()
 
-    async def _connect(self) -> trio.SocketStream:
-        if self._stream is None or self._conn.our_state is not h11.IDLE:
-            if self._stream is not None:
-                await self._stream.aclose()
-            self._stream = await trio.open_tcp_stream(self.host, self.port)
-            self._conn = h11.Connection(h11.CLIENT)
-        return self._stream
-
-    async def _send(self, method: str, path: str, body: bytes | None) -> trio.SocketStream:
-        stream = await self._connect()
-        headers = list(self.headers)
+    def _request(self, method: str, path: str, body: bytes | None) -> bytes:
+        head = f"{method} {path} HTTP/1.1\r\n".encode() + self._fields
         if body is not None:
-            headers += [("content-type", "application/json"), ("content-length", str(len(body)))]
-        data = self._conn.send(h11.Request(method=method, target=path, headers=headers)) or b""
-        if body:
-            data += self._conn.send(h11.Data(data=body)) or b""
-        data += self._conn.send(h11.EndOfMessage()) or b""
-        await stream.send_all(data)
-        return stream
+            head += b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body)
+        return head + b"\r\n" + (body or b"")
 
-    async def _events(self, stream: trio.SocketStream) -> Any:
-        while True:
-            event = self._conn.next_event()
-            if event is h11.NEED_DATA:
-                self._conn.receive_data(await stream.receive_some(65536))
-                continue
-            yield event
-            if isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
-                return
 
-    async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-        stream = await self._send(method, path, body)
-        status, out = 0, b""
-        async for event in self._events(stream):
-            if isinstance(event, h11.Response):
-                status = event.status_code
-            elif isinstance(event, h11.Data):
-                out += event.data
-        if self._conn.our_state is h11.DONE and self._conn.their_state is h11.DONE:
-            self._conn.start_next_cycle()
-        return status, out
+class Writer(_Http1):
+    """The load generator: a keep-alive connection on a blocking socket, for a worker thread.
 
-    async def post_json(self, path: str, doc: Any) -> tuple[int, bytes]:
-        return await self.request("POST", path, orjson.dumps(doc))
+    Blocking, as curl or a ``requests`` script is: a response wakes the thread
+    straight out of ``recv``, where an event loop would take an EAGAIN, an
+    epoll registration and a scheduler pass per request (trio's, about as much
+    again as the parse). The GIL is released while the thread waits, so the
+    trio thread (the event-stream watchers) runs meanwhile.
+    """
+
+    def __init__(self, base_url: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(base_url, headers)
+        self._sock: socket.socket | None = None
+
+    def post_json(self, path: str, doc: Any) -> tuple[int, bytes]:
+        if self._sock is None:
+            self._sock = socket.create_connection((self.host, self.port))
+            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock.sendall(self._request("POST", path, orjson.dumps(doc)))
+        r = _Response()
+        parser = httptools.HttpResponseParser(r)
+        while not r.done:
+            data = self._sock.recv(65536)
+            if not data:
+                raise ConnectionError("the node closed the connection mid-response")
+            parser.feed_data(data)
+        if r.close:
+            self.close()
+        return parser.get_status_code(), b"".join(r.chunks)
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+class Http1(_Http1):
+    """A streamed ``GET`` on one trio socket (the peers' event streams), parsed by httptools."""
 
     async def lines(self, path: str) -> Any:
         """The body of ``GET path`` line by line, as it streams."""
-        stream = await self._send("GET", path, None)
+        self._stream = await trio.open_tcp_stream(self.host, self.port)
+        await self._stream.send_all(self._request("GET", path, None))
+        r = _Response()
+        parser = httptools.HttpResponseParser(r)
         pending = b""
-        async for event in self._events(stream):
-            if isinstance(event, h11.Data):
-                pending += event.data
+        while not r.done:
+            data = await self._stream.receive_some(65536)
+            if not data:
+                return
+            parser.feed_data(data)
+            if r.chunks:
+                pending += b"".join(r.chunks)
+                r.chunks.clear()
                 *done, pending = pending.split(b"\n")
                 for line in done:
                     yield line
 
     async def aclose(self) -> None:
-        if self._stream is not None:
-            await self._stream.aclose()
+        stream = getattr(self, "_stream", None)
+        if stream is not None:
+            await stream.aclose()
 
 
 class Watcher:
@@ -455,8 +488,8 @@ async def proc_throughput(
     last = first_seq + n - 1
     t0 = time.monotonic_ns()
 
-    async def writer(lo: int, hi: int, step: int) -> None:
-        c = Http1(api, headers)  # one keep-alive connection per client
+    def writer(lo: int, hi: int, step: int) -> None:
+        c = Writer(api, headers)  # one keep-alive connection per client, in its own thread
         try:
             for i in range(lo, hi, step):
                 doc: Any = (
@@ -465,12 +498,12 @@ async def proc_throughput(
                     else _put(i, how[0])
                 )
                 t = time.perf_counter()
-                status, body = await c.post_json("/v1/local/entries", doc)
+                status, body = c.post_json("/v1/local/entries", doc)
                 call_ms.append((time.perf_counter() - t) * 1000)
                 if status != 201:
                     raise SystemExit(f"write refused: {status} {body[:200]!r}")
         finally:
-            await c.aclose()
+            c.close()
 
     async with trio.open_nursery() as nursery:
         done: list[int | None] = []
@@ -483,9 +516,9 @@ async def proc_throughput(
         if how == "concurrent":
             async with trio.open_nursery() as writers:
                 for k in range(clients):
-                    writers.start_soon(writer, k, n, clients)
+                    writers.start_soon(partial(trio.to_thread.run_sync, writer, k, n, clients))
         else:
-            await writer(0, n, batch if how == "bulk" else 1)
+            await trio.to_thread.run_sync(writer, 0, n, batch if how == "bulk" else 1)
         written = time.monotonic_ns()
     complete = None if None in done else max(d for d in done if d is not None)
     return {
@@ -503,18 +536,22 @@ async def proc_latency(
 ) -> dict[str, Any]:
     returned: dict[int, int] = {}
     call_ms: list[float] = []
-    c = Http1(api, {"Authorization": f"Bearer {token}"})
-    try:
-        tick = trio.current_time()
-        for k in range(samples):
-            t = time.perf_counter()
-            _status, body = await c.post_json("/v1/local/entries", _put(k, "l"))
-            returned[orjson.loads(body)["seq"]] = time.monotonic_ns()
-            call_ms.append((time.perf_counter() - t) * 1000)
-            tick += interval
-            await trio.sleep_until(tick)
-    finally:
-        await c.aclose()
+
+    def write_paced() -> None:
+        c = Writer(api, {"Authorization": f"Bearer {token}"})
+        try:
+            tick = time.monotonic()
+            for k in range(samples):
+                t = time.perf_counter()
+                _status, body = c.post_json("/v1/local/entries", _put(k, "l"))
+                returned[orjson.loads(body)["seq"]] = time.monotonic_ns()
+                call_ms.append((time.perf_counter() - t) * 1000)
+                tick += interval
+                time.sleep(max(0.0, tick - time.monotonic()))
+        finally:
+            c.close()
+
+    await trio.to_thread.run_sync(write_paced)
     last = first_seq + samples - 1
     for w in watchers:
         await w.wait_for(last)
