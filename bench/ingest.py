@@ -57,6 +57,7 @@ import shutil
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -392,7 +393,7 @@ def store_ingest(url: str, entries: list[Entry], meter: CpuMeter) -> float:
 
 
 def bench_http(
-    url: str, entries: list[Entry], meter: CpuMeter, spy: Spy, *, verify_workers: int = 0
+    url: str, entries: list[Entry], meter: CpuMeter, spy: Spy, *, verify_workers: int = 0, clients: int = 1
 ) -> float | None:
     """``POST /v1/entries`` on a real ``empressa indexer run`` process, CBOR sequences of 1,000.
 
@@ -430,7 +431,11 @@ def bench_http(
         stderr=subprocess.DEVNULL,
     )
     ordered = sorted(entries, key=lambda e: (e.author.raw, e.seq))
-    bodies = [b"".join(e.raw for e in ordered[i : i + BATCH]) for i in range(0, len(ordered), BATCH)]
+    authors = sorted({e.author.raw for e in ordered})
+    shares = [[e for e in ordered if authors.index(e.author.raw) % clients == k] for k in range(clients)]
+    bodies_of = [
+        [b"".join(e.raw for e in sh[i : i + BATCH]) for i in range(0, len(sh), BATCH)] for sh in shares
+    ]
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
             deadline = time.monotonic() + 60
@@ -449,10 +454,9 @@ def bench_http(
             with spy:
                 meter.start()
                 t0 = time.perf_counter()
-                for body in bodies:
-                    r = http.post("/v1/entries", content=body, headers=headers)
-                    if r.status_code != 200:
-                        raise RuntimeError(f"POST /v1/entries -> {r.status_code}: {r.text[:300]}")
+                with ThreadPoolExecutor(clients) as pool:
+                    for f in [pool.submit(_post_all, http.base_url, b, headers) for b in bodies_of]:
+                        f.result()
                 rate = len(ordered) / (time.perf_counter() - t0)
                 meter.stop()
             return rate
@@ -460,6 +464,17 @@ def bench_http(
         proc.terminate()
         proc.wait(30)
         shutil.rmtree(index_dir, ignore_errors=True)
+
+
+def _post_all(base_url: Any, bodies: list[bytes], headers: dict[str, str]) -> None:
+    """One submitter: its bodies one at a time, each awaited, on its own keep-alive connection."""
+    import httpx
+
+    with httpx.Client(base_url=base_url, timeout=120) as http:
+        for body in bodies:
+            r = http.post("/v1/entries", content=body, headers=headers)
+            if r.status_code != 200:
+                raise RuntimeError(f"POST /v1/entries -> {r.status_code}: {r.text[:300]}")
 
 
 # -- (e) through the network and the bridge ------------------------------------------------------
@@ -628,6 +643,11 @@ def main() -> None:
     ap.add_argument("--skip-http", action="store_true")
     ap.add_argument("--http-workers", default="0,2", help="verify_workers values of the API process for (d)")
     ap.add_argument(
+        "--http-clients",
+        default="1,2",
+        help="submitters posting at once for (d), each its own authors' logs in order (default 1,2)",
+    )
+    ap.add_argument(
         "--py-spy", help="py-spy executable: profile the bridge (this process) and the API process"
     )
     ap.add_argument("--profile-dir", type=Path, default=Path("/tmp/bench-ingest-profiles"))
@@ -667,22 +687,25 @@ def main() -> None:
             print(cpu_line(meter, total, total / ingest))
             ingest_us = sum(meter.per_entry_us(total).values())
             verify_us = 1e6 / verify
-            for vw in [] if args.skip_http else [int(w) for w in args.http_workers.split(",") if w.strip()]:
-                url = server.fresh_database()
-                spy.label = f"api-w{vw}"
-                http = bench_http(url, entries, meter, spy, verify_workers=vw)
-                server.drop_database(url)
-                post = (
-                    f"{http:10,.0f} entries/s = {http / ingest:.0%} of (c) (limit {LIMIT:.0%})"
-                    if http
-                    else ""
-                )
-                print(
-                    f"(d) POST /v1/entries, verify_workers={vw}:          "
-                    + (post or "  not measured (no API)")
-                )
-                if http:
-                    print(cpu_line(meter, total, total / http))
+            runs = [] if args.skip_http else [int(w) for w in args.http_workers.split(",") if w.strip()]
+            for vw in runs:
+                for nc in [int(c) for c in args.http_clients.split(",") if c.strip()]:
+                    url = server.fresh_database()
+                    spy.label = f"api-w{vw}-c{nc}"
+                    http = bench_http(url, entries, meter, spy, verify_workers=vw, clients=nc)
+                    server.drop_database(url)
+                    post = (
+                        f"{http:10,.0f} entries/s = {http / ingest:.0%} of (c) (limit {LIMIT:.0%})"
+                        if http
+                        else ""
+                    )
+                    who = "1 submitter " if nc == 1 else f"{nc} submitters"
+                    print(
+                        f"(d) POST /v1/entries, verify_workers={vw}, {who}: "
+                        + (post or "  not measured (no API)")
+                    )
+                    if http:
+                        print(cpu_line(meter, total, total / http))
             # What 2 cores allow at best: the CPU Store.ingest spends per entry (this process and
             # PostgreSQL), plus one verification, plus whatever parsing the request costs (not counted).
             post_ceiling = CORES / (ingest_us + verify_us) * 1e6

@@ -176,7 +176,7 @@ class Store:
 
     def ingest_raw(self, raws: Sequence[bytes], *, source: str, now: int | None = None) -> IngestResult:
         """Parse, verify and ingest encoded entries; quarantine the invalid ones (``POST /v1/entries``)."""
-        return self.results([self.ingest_checked(check_raws(raws, now=now), source=source)])
+        return self.results([self.ingest_checked(check_raws(raws, now=now, in_process=True), source=source)])
 
     def ingest_checked(self, checked: Checked, *, source: str) -> CheckedReport:
         """Ingest what :func:`.prepare.check_raws` checked (here or in a worker process), with the

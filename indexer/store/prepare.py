@@ -66,18 +66,31 @@ class Checked:
     valid: list[tuple[int, EntryFields]] = field(default_factory=list)  # (input index, the entry)
     invalid: list[tuple[int, bytes, str, str]] = field(default_factory=list)  # (index, raw, code, reason)
     rows: Prepared = field(default_factory=dict)
+    # The verified entries themselves, when checked in this process (never pickled: see check_raws).
+    local_entries: list[Entry] | None = field(default=None, repr=False, compare=False)
 
     def entries(self) -> list[Entry]:
+        if self.local_entries is not None:
+            return self.local_entries
         return entries_from_fields([f for _, f in self.valid])
 
 
 def check_raws(
-    raws: Sequence[bytes], *, first_index: int = 0, now: int | None = None, max_skew_ms: int = MAX_SKEW_MS
+    raws: Sequence[bytes],
+    *,
+    first_index: int = 0,
+    now: int | None = None,
+    max_skew_ms: int = MAX_SKEW_MS,
+    in_process: bool = False,
 ) -> Checked:
     """Parse and verify every input on its own and build the rows of the valid ones.
 
     ``first_index`` numbers the inputs (a chunk of a larger request); ``now`` is
     the receiver's clock (unix ms), which is also each entry's receipt time.
+    ``in_process``: the result is used in this process, so it keeps the
+    entries themselves (:attr:`Checked.local_entries`) and ingest need not
+    rebuild them from their fields; a worker process leaves it off, so that
+    what it sends back stays plain tuples.
     """
     now = now_ms() if now is None else now
     out = Checked()
@@ -93,4 +106,6 @@ def check_raws(
     rows = Rows(dict.fromkeys((e.hash.raw for e in entries), now))
     rows.build(entries)
     out.rows = rows.export()
+    if in_process:
+        out.local_entries = entries
     return out

@@ -273,3 +273,23 @@ def test_an_entry_postgresql_cannot_store_is_quarantined_and_the_rest_applied(
     again = store.ingest(batch, source="test")
     assert again.status[poison.hash.raw] == "refused" and counts(store) == before
     assert q(store, "SELECT times_seen FROM quarantine") == [(2,)]
+
+
+def test_checked_in_process_keeps_the_entries_and_a_worker_result_stays_plain(
+    new_log: Callable[..., LogBuilder],
+) -> None:
+    """``check_raws(in_process=True)`` hands ingest the verified entries themselves; without it (a
+    worker process) the result holds only plain tuples, and the entries rebuilt from them are equal."""
+    import pickle
+
+    from indexer.store.prepare import check_raws
+
+    log = new_log()
+    log.extend(3)
+    raws = [e.raw for e in log.entries] + [b"\xa0"]
+    here = check_raws(raws, in_process=True)
+    there = pickle.loads(pickle.dumps(check_raws(raws)))
+    assert here.local_entries is not None and there.local_entries is None
+    assert here.entries() == there.entries() == [parse_and_verify(r, now_ms=None) for r in raws[:3]]
+    assert [i for i, *_ in there.invalid] == [3]
+    assert b"Entry" not in pickle.dumps(check_raws(raws))  # plain values cross the process boundary

@@ -18,8 +18,8 @@ from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Header, Request, Response
-from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from protocol import MAX_ENTRY_BYTES, ProtocolError, now_ms, parse_entry_hash, split_sequence
@@ -172,8 +172,10 @@ def _reply(request: Request, status: int, body: dict[str, Any], *, replayed: boo
     if "request_id" in body:
         body["request_id"] = request_id_of(request)
     headers = {"Idempotent-Replayed": "true"} if replayed else None
-    cls = ProblemResponse if status >= 400 else JSONResponse
-    return cls(body, status_code=status, headers=headers)
+    if status >= 400:
+        return ProblemResponse(body, status_code=status, headers=headers)
+    # orjson: a 1,000-entry answer is ~1,000 result objects, which json.dumps takes ~3 ms to write.
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
 @router.post(
