@@ -13,7 +13,8 @@ Prints figures only; it never passes or fails. All in one run, on the same signe
     built before the clock starts: this is the database's ceiling;
 (c) ``Store.ingest`` directly with verified entries, batches of 1,000 (the one
     ingest path: classification, assets, activity, heads);
-(d) ``POST /v1/entries`` on a real ``empressa indexer run`` process (:func:`bench_http`);
+(d) ``POST /v1/entries`` on a real ``empressa indexer run`` process (:func:`bench_http`), by
+    one submitter and by two at once (``--http-clients``);
 (e) the network: ``--nodes`` creator nodes hold the entries; a bridge
     (``bridge.testing``, in this process) is started on an empty database, dials
     them all and catches up over sync. Time = the bridge's first received entry
@@ -397,8 +398,9 @@ def bench_http(
 ) -> float | None:
     """``POST /v1/entries`` on a real ``empressa indexer run`` process, CBOR sequences of 1,000.
 
-    The entries are posted in log order, one request at a time on one keep-alive
-    client, with an ``ingest`` API key (the key's rate limit, not the per-IP one).
+    The entries are posted in log order by ``clients`` submitters at once, each
+    its own share of the authors, one request at a time on its own keep-alive
+    connection, with an ``ingest`` API key (the key's rate limit, not the per-IP one).
     The API parses and verifies every entry and calls the same ``Store.ingest``;
     with ``verify_workers`` it checks the parts of a body in that many processes
     while the part before is ingested.
@@ -431,8 +433,8 @@ def bench_http(
         stderr=subprocess.DEVNULL,
     )
     ordered = sorted(entries, key=lambda e: (e.author.raw, e.seq))
-    authors = sorted({e.author.raw for e in ordered})
-    shares = [[e for e in ordered if authors.index(e.author.raw) % clients == k] for k in range(clients)]
+    rank = {a: i for i, a in enumerate(sorted({e.author.raw for e in ordered}))}
+    shares = [[e for e in ordered if rank[e.author.raw] % clients == k] for k in range(clients)]
     bodies_of = [
         [b"".join(e.raw for e in sh[i : i + BATCH]) for i in range(0, len(sh), BATCH)] for sh in shares
     ]
