@@ -416,6 +416,10 @@ class Writer(_Http1):
 class Http1(_Http1):
     """A streamed ``GET`` on one trio socket (the peers' event streams), parsed by httptools."""
 
+    def __init__(self, base_url: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(base_url, headers)
+        self._stream: trio.SocketStream | None = None
+
     async def lines(self, path: str) -> Any:
         """The body of ``GET path`` line by line, as it streams."""
         self._stream = await trio.open_tcp_stream(self.host, self.port)
@@ -436,9 +440,9 @@ class Http1(_Http1):
                     yield line
 
     async def aclose(self) -> None:
-        stream = getattr(self, "_stream", None)
-        if stream is not None:
-            await stream.aclose()
+        if self._stream is not None:
+            await self._stream.aclose()
+            self._stream = None
 
 
 class Watcher:
