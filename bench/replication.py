@@ -484,12 +484,26 @@ def _put(i: int, prefix: str) -> dict[str, Any]:
     return {"kind": "asset.put", "key": f"{prefix}{i:06d}", "body": body(i)}
 
 
+def cpu_seconds(pid: int | None = None) -> float | None:
+    """CPU time (user + system, all threads) of process ``pid``, or of this one; ``None`` off Linux."""
+    if pid is None:
+        t = os.times()
+        return t.user + t.system
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 async def proc_throughput(
-    api: str, token: str, watchers: list[Watcher], first_seq: int, n: int, how: str, clients: int, batch: int
+    procs: list[Proc], watchers: list[Watcher], first_seq: int, n: int, how: str, clients: int, batch: int
 ) -> dict[str, Any]:
+    api, token = procs[0].info["api_url"], procs[0].token
     headers = {"Authorization": f"Bearer {token}"}
     call_ms: list[float] = []
     last = first_seq + n - 1
+    cpu0 = [cpu_seconds(p.proc.pid) for p in procs] + [cpu_seconds()]
     t0 = time.monotonic_ns()
 
     def writer(lo: int, hi: int, step: int) -> None:
@@ -525,7 +539,10 @@ async def proc_throughput(
             await trio.to_thread.run_sync(writer, 0, n, batch if how == "bulk" else 1)
         written = time.monotonic_ns()
     complete = None if None in done else max(d for d in done if d is not None)
+    cpu1 = [cpu_seconds(p.proc.pid) for p in procs] + [cpu_seconds()]
     return {
+        # CPU per write of A, each peer and this bench, from the first write until all peers held all
+        "cpu_us": [None if a is None or b is None else (b - a) / n * 1e6 for a, b in zip(cpu0, cpu1, strict=True)],
         "how": how,
         "n": n,
         "write_s": (written - t0) / 1e9,
@@ -592,7 +609,7 @@ async def run_processes(args: argparse.Namespace) -> None:
                 nursery.start_soon(w.run)
                 await w.ready.wait()
             seq = 1
-            warm = await proc_throughput(api, token, watchers, seq, 50, "single", 1, 1)  # connections, mesh
+            warm = await proc_throughput(procs, watchers, seq, 50, "single", 1, 1)  # connections, mesh
             if warm["complete_s"] is None:
                 raise SystemExit("the peers never received the warm-up writes")
             seq += 50
@@ -600,9 +617,7 @@ async def run_processes(args: argparse.Namespace) -> None:
             for how in ("single", "concurrent", "bulk"):
                 if args.entries <= 0:
                     break
-                r = await proc_throughput(
-                    api, token, watchers, seq, args.entries, how, args.clients, args.batch
-                )
+                r = await proc_throughput(procs, watchers, seq, args.entries, how, args.clients, args.batch)
                 rows.append(r)
                 seq += args.entries
             lat = None
@@ -646,6 +661,14 @@ def print_proc_throughput(rows: list[dict[str, Any]], args: argparse.Namespace) 
     refs = "; ".join(f"{name} {rate} /s" for name, rate, _, _ in REFERENCES)
     print(f"  for scale (issue 10, separate processes, each write awaited): {refs}")
     print()
+    if all(None not in r["cpu_us"] for r in rows):
+        peers = len(rows[0]["cpu_us"]) - 2
+        names = ["node A"] + [f"peer {i}" for i in range(1, peers + 1)] + ["this bench"]
+        print("  CPU per write (user + system, all threads, first write until all peers hold all):")
+        print("  " + f"{'':<38}" + "".join(f"{n:>12}" for n in names))
+        for r in rows:
+            print("  " + f"{label[r['how']]:<38}" + "".join(f"{us:>9,.0f} µs" for us in r["cpu_us"]))
+        print()
 
 
 def print_proc_latency(r: dict[str, Any], rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
