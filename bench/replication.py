@@ -542,7 +542,9 @@ async def proc_throughput(
     cpu1 = [cpu_seconds(p.proc.pid) for p in procs] + [cpu_seconds()]
     return {
         # CPU per write of A, each peer and this bench, from the first write until all peers held all
-        "cpu_us": [None if a is None or b is None else (b - a) / n * 1e6 for a, b in zip(cpu0, cpu1, strict=True)],
+        "cpu_us": [
+            None if a is None or b is None else (b - a) / n * 1e6 for a, b in zip(cpu0, cpu1, strict=True)
+        ],
         "how": how,
         "n": n,
         "write_s": (written - t0) / 1e9,

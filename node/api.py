@@ -45,7 +45,6 @@ import hmac
 import logging
 import socket
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -59,7 +58,7 @@ from protocol import Entry, ProtocolError, parse_did
 from .daemon import Node
 from .errors import ListenError, NodeError, NotFoundError, WritesRejected
 from .http import serve_asgi
-from .logctx import correlation_id
+from .logctx import correlation_id, request_id
 from .pages import PageProblem, Pages, problem_response
 from .store import MAX_BATCH_ITEMS, MAX_BODY_BYTES, LocalWrite
 
@@ -88,7 +87,7 @@ def _problem(status: int, title: str, detail: str, request: Request) -> Response
 
 
 class _RequestIds:
-    """Pure ASGI middleware: a request id for every request (``X-Request-ID`` in, or a new one), set as
+    """Pure ASGI middleware: a request id for every request (:func:`node.logctx.request_id`), set as
     the log correlation id, returned as ``X-Request-ID``, and one log line per response.
 
     Written out rather than with ``@app.middleware("http")``, whose extra task and
@@ -101,11 +100,7 @@ class _RequestIds:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = ""
-        for k, v in scope["headers"]:
-            if k == b"x-request-id":
-                rid = v.decode("latin-1")[:64]
-        rid = rid or uuid.uuid4().hex[:16]
+        rid = request_id(scope["headers"])
         scope.setdefault("state", {})["request_id"] = rid
         correlation_id.set(rid)
         header = (b"x-request-id", rid.encode("latin-1"))

@@ -16,8 +16,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 
 correlation_id: ContextVar[str] = ContextVar("correlation_id", default="-")
@@ -30,13 +32,39 @@ def new_id() -> str:
     return os.urandom(6).hex()
 
 
+# What an incoming X-Request-ID may be: a plain token, so it cannot forge a field of a log line
+# (no space, ``=`` or quote) nor grow one without bound.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def request_id(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    """The request id of an HTTP request (ASGI ``headers``): its ``X-Request-ID`` when that is a plain
+    token of at most 128 characters (``[A-Za-z0-9._:-]``), else 16 new random hex digits.
+
+    The one rule for the node's local API and the indexer's API."""
+    for name, value in headers:
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            if _REQUEST_ID.fullmatch(text):
+                return text
+    return os.urandom(8).hex()
+
+
 class KeyValueFormatter(logging.Formatter):
     """``ts=… level=… logger=… cid=… msg="…"``: one structured line per record."""
 
+    # The ``ts`` text of the last whole second seen: a line per local-API write would otherwise
+    # pay for ``localtime`` and ``strftime`` every time.
+    _second = -1
+    _stamp = ""
+
     def format(self, record: logging.LogRecord) -> str:
         msg = record.getMessage().replace('"', "'")
+        second = int(record.created)
+        if second != self._second:
+            self._second, self._stamp = second, time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(second))
         line = (
-            f"ts={self.formatTime(record, '%Y-%m-%dT%H:%M:%S')}.{int(record.msecs):03d} "
+            f"ts={self._stamp}.{int(record.msecs):03d} "
             f'level={record.levelname.lower()} logger={record.name} cid={correlation_id.get()} msg="{msg}"'
         )
         if record.exc_info:

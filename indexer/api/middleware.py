@@ -20,33 +20,19 @@ through untouched. For every HTTP request it:
 from __future__ import annotations
 
 import logging
-import re
 import time
-import uuid
 from typing import Any
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from node.logctx import request_id
 
 from .metrics import ApiMetrics
 from .problem import ProblemResponse, problem_body
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("indexer.api.access")
-
-_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-
-
-def new_request_id() -> str:
-    return uuid.uuid4().hex
-
-
-def _incoming_id(scope: Scope) -> str | None:
-    for name, value in scope.get("headers", ()):
-        if name == b"x-request-id":
-            text = value.decode("latin-1")
-            return text if _REQUEST_ID_RE.fullmatch(text) else None
-    return None
 
 
 def _has_nul(scope: Scope) -> bool:
@@ -63,7 +49,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = _incoming_id(scope) or new_request_id()
+        rid = request_id(scope.get("headers", ()))
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = rid
         start = time.perf_counter()

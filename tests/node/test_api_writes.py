@@ -215,3 +215,21 @@ async def test_event_streams_are_bounded_in_number() -> None:
         r = await api.get("/v1/events")
         assert r.status_code == 503 and r.headers["content-type"] == "application/problem+json"
         release.set()
+
+
+async def test_a_request_id_is_taken_only_when_it_is_a_plain_token(
+    put_body: Callable[..., dict[str, Any]], caplog: Any
+) -> None:
+    """An X-Request-ID that could forge a log field (a space, ``=``, a quote) is replaced, as the
+    indexer does (one rule: :func:`node.logctx.request_id`); a plain one is kept and logged."""
+    async with spawn_network(1) as net, local_api(net.nodes[0]) as api:
+        caplog.set_level("INFO", logger="node.api")
+        ok = await api.get("/v1/status", headers={"X-Request-ID": "trace-42.a:b_c"})
+        assert ok.headers["x-request-id"] == "trace-42.a:b_c"
+        for bad in ("x level=error", 'a"b', "x" * 129, "é"):
+            r = await api.get("/v1/status", headers={"X-Request-ID": bad.encode("utf-8")})
+            rid = r.headers["x-request-id"]
+            assert rid != bad and len(rid) == 16 and int(rid, 16) >= 0, rid
+        lines = [rec.getMessage() for rec in caplog.records if rec.name == "node.api"]
+        assert any("request_id=trace-42.a:b_c GET /v1/status -> 200" in m for m in lines), lines
+        assert not any("level=error" in m for m in lines), lines
