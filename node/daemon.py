@@ -193,6 +193,7 @@ class Node(LocalWrites, GossipIn, Pulling, AntiEntropy, Announcing):
         self._nursery: trio.Nursery | None = None
         self.changed = trio.Event()  # set (and replaced) whenever entries are stored
         self._local_send: trio.MemorySendChannel[_LocalBatch] | None = None  # to the local writer
+        self._local_committing = False  # a batch waits for the local writer, or it is committing
         # Called (in the trio thread, must not block) with each batch of newly stored entries, like
         # ``on_append``; the local API's event stream adds itself here.
         self.append_listeners: list[Callable[[list[Entry]], None]] = []
@@ -249,16 +250,25 @@ class Node(LocalWrites, GossipIn, Pulling, AntiEntropy, Announcing):
         """``fn(*args)`` in the trio thread when ``size`` (writes or entries) is small and the store is
         free at once (:meth:`node.store.Store.try_now`): a commit without two thread hops, which cost
         more than the commit itself. Otherwise, or when the store is busy, :meth:`_db`."""
+        try:
+            return self._db_inline(size, fn, *args)
+        except StoreBusy:
+            return await self._db(fn, *args)
+
+    def _db_inline(self, size: int, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` in the trio thread, without waiting, when ``size`` is small and the store is
+        free at once.
+
+        Raises:
+            StoreBusy: it cannot run now (a store without ``try_now``, a big batch, a busy store);
+                nothing was done.
+        """
         try_now = getattr(self.store, "try_now", None)
-        if try_now is not None and size <= INLINE_MAX:
-            try:
-                result = try_now(fn, *args)
-            except StoreBusy:
-                pass
-            else:
-                self._commits += 1
-                return result
-        return await self._db(fn, *args)
+        if try_now is None or size > INLINE_MAX:
+            raise StoreBusy
+        result = try_now(fn, *args)
+        self._commits += 1
+        return result
 
     async def _checkpoint_loop(self) -> None:
         """Copy the WAL into ``node.db`` every ``CHECKPOINT_EVERY`` while commits happen, in a worker

@@ -73,9 +73,10 @@ def _append_each(
 class LocalWrites:
     """The local writer of :class:`node.daemon.Node` (a mixin: it shares the node's state).
 
-    What it uses of the node: ``keys``, ``store``, ``_nursery``, ``_db_now`` (the
-    store call that commits small groups in the trio thread), ``_stored`` and
-    ``_announce_wakeup``; it owns ``_local_send``.
+    What it uses of the node: ``keys``, ``store``, ``_nursery``, ``_db_now`` and
+    ``_db_inline`` (the store calls that commit small groups in the trio thread),
+    ``_stored`` and ``_announce_wakeup``; it owns ``_local_send`` and
+    ``_local_committing``.
     """
 
     keys: Keys
@@ -84,6 +85,8 @@ class LocalWrites:
     _announce_wakeup: trio.Event
     _local_send: trio.MemorySendChannel[_LocalBatch] | None
     _db_now: Callable[..., Any]
+    _db_inline: Callable[..., Any]
+    _local_committing: bool
     _stored: Callable[[list[Entry]], None]
 
     async def publish(self, *, kind: str, key: str, body: dict[str, Any]) -> Entry:
@@ -119,16 +122,45 @@ class LocalWrites:
         pending = _LocalBatch(list(writes))
         if self._nursery is None:  # not running: no writer task to hand it to
             await self._commit_local([pending])
+        elif (
+            not self._local_committing
+            and not trio.lowlevel.current_statistics().tasks_runnable
+            and self._commit_now(pending)
+        ):
+            pass  # committed in this task, at once: nobody else was committing, waiting or about to
         else:
             if self._local_send is None:  # started on first use, in the node's nursery
                 self._local_send, receive = trio.open_memory_channel[_LocalBatch](math.inf)
                 self._nursery.start_soon(self._local_writer, receive)
             # Unbounded, yet bounded by the callers: each one waits for its own batch below.
             self._local_send.send_nowait(pending)
-        await pending.done.wait()
+            self._local_committing = True  # until the writer has nothing left: no commits jump the queue
+        if not pending.done.is_set():  # (a commit made at once above needs no trip through the scheduler)
+            await pending.done.wait()
         if pending.error is not None:
             raise pending.error
         return pending.entries
+
+    def _commit_now(self, pending: _LocalBatch) -> bool:
+        """Commit ``pending`` in the caller's own task when that needs no wait: a small batch, the
+        store free at once (:meth:`node.store.Store.try_now`). It skips the hand-over to the local
+        writer and back (two task switches, a sizeable share of a lone write's cost). False, and
+        nothing done, when the batch must go to the writer.
+
+        Only called while no group commit is under way (``_local_committing``) and no other task
+        is about to run (``tasks_runnable``: with other writers' requests arriving in the same
+        scheduler pass, the batch goes to the writer, which commits them all in one transaction).
+        It never yields, so commits still happen, and reach ``_stored``, one at a time in the
+        order of their seqs."""
+        many = getattr(self.store, "append_local_many", None)
+        if many is None:
+            return False
+        try:
+            outcomes = self._db_inline(len(pending.writes), many, self.keys.author, [pending.writes])
+        except Exception:  # busy, or a store error: the writer makes the same call and handles it
+            return False
+        self._finished([pending], outcomes)
+        return True
 
     async def _local_writer(self, receive: trio.MemoryReceiveChannel[_LocalBatch]) -> None:
         async for first in receive:
@@ -140,7 +172,11 @@ class LocalWrites:
                     break
                 group.append(more)
                 size += len(more.writes)
-            await self._commit_local(group)
+            self._local_committing = True
+            try:
+                await self._commit_local(group)
+            finally:
+                self._local_committing = receive.statistics().current_buffer_used > 0
 
     async def _commit_local(self, group: list[_LocalBatch]) -> None:
         """One transaction for ``group`` (:meth:`node.store.Store.append_local_many`); every caller told."""
@@ -155,6 +191,10 @@ class LocalWrites:
             for p in group:
                 p.finish(error=exc if isinstance(exc, Exception) else StoreError("the node is stopping"))
             raise
+        self._finished(group, outcomes)
+
+    def _finished(self, group: list[_LocalBatch], outcomes: list[list[Entry] | WritesRejected]) -> None:
+        """Tell every caller of ``group`` what became of its batch; hand the stored entries on."""
         stored: list[Entry] = []
         for p, outcome in zip(group, outcomes, strict=True):
             if isinstance(outcome, WritesRejected):

@@ -17,7 +17,7 @@ import trio
 
 from node.api import MAX_EVENT_CLIENTS, bind_local_api, serve_local_api
 from node.daemon import Node
-from node.store import MAX_BATCH_ITEMS, MAX_BODY_BYTES
+from node.store import MAX_BATCH_ITEMS, MAX_BODY_BYTES, LocalWrite
 from node.testing import spawn_network
 
 TOKEN = "t0ken"
@@ -233,3 +233,31 @@ async def test_a_request_id_is_taken_only_when_it_is_a_plain_token(
         lines = [rec.getMessage() for rec in caplog.records if rec.name == "node.api"]
         assert any("request_id=trace-42.a:b_c GET /v1/status -> 200" in m for m in lines), lines
         assert not any("level=error" in m for m in lines), lines
+
+
+async def test_a_lone_write_commits_at_once_and_later_ones_queue_behind_a_group_commit(
+    put_body: Callable[..., dict[str, Any]],
+) -> None:
+    """A write with nothing else to do commits in its caller's task (no hand-over to the local
+    writer); writes made while a bulk commit is in a worker thread wait behind it, so entries are
+    stored, and reach the listeners, in the order of their seqs."""
+    async with spawn_network(1) as net:
+        node = net.nodes[0]
+        seen: list[int] = []
+        node.append_listeners.append(lambda entries: seen.extend(e.seq for e in entries))
+        lone = await node.publish(**write(put_body, "lone"))
+        assert lone.seq == 1 and node._local_send is None, "committed without the local writer"
+        bulk = [LocalWrite(**write(put_body, f"b{i}")) for i in range(300)]  # over INLINE_MAX: a thread
+        singles: list[int] = []
+
+        async def single(i: int) -> None:
+            singles.append((await node.publish(**write(put_body, f"s{i}"))).seq)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(node.publish_many, bulk)
+            await trio.sleep(0)
+            for i in range(5):
+                nursery.start_soon(single, i)
+        assert seen == list(range(1, 307)), "stored and announced in seq order"
+        assert sorted(singles) == list(range(302, 307)), "the singles waited for the bulk commit"
+        assert (await node.publish(**write(put_body, "after"))).seq == 307
