@@ -3,9 +3,12 @@
 :meth:`Node.publish_many <node.daemon.Node.publish_many>` hands each call's
 writes to one local writer task, which takes every call waiting (up to
 ``MAX_GROUP_WRITES`` writes) and signs and stores them in one transaction, each
-call still all or nothing. The stored entries go to the node's ``_stored``
-(counted, given to the listeners, and queued for the announcer,
-:mod:`node.announcer`).
+call still all or nothing. A small call made while nothing else is committing,
+queued or about to run is committed in its caller's own task instead, at once
+(the hand-over and back cost as much as the commit). The stored entries go to
+the node's ``_stored`` (counted, given to the listeners, and queued for the
+announcer, :mod:`node.announcer`), one commit at a time in the order of their
+seqs.
 """
 
 from __future__ import annotations
