@@ -138,8 +138,9 @@ class LocalWrites:
             # Unbounded, yet bounded by the callers: each one waits for its own batch below.
             self._local_send.send_nowait(pending)
             self._local_committing = True  # until the writer has nothing left: no commits jump the queue
-        if not pending.done.is_set():  # (a commit made at once above needs no trip through the scheduler)
-            await pending.done.wait()
+        # Even after a commit made at once, a checkpoint: a caller publishing in a loop must not
+        # starve the announcer and the network (set already, it returns at the next scheduler pass).
+        await pending.done.wait()
         if pending.error is not None:
             raise pending.error
         return pending.entries

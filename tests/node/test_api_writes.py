@@ -261,3 +261,30 @@ async def test_a_lone_write_commits_at_once_and_later_ones_queue_behind_a_group_
         assert seen == list(range(1, 307)), "stored and announced in seq order"
         assert sorted(singles) == list(range(302, 307)), "the singles waited for the bulk commit"
         assert (await node.publish(**write(put_body, "after"))).seq == 307
+
+
+async def test_a_publish_loop_lets_other_tasks_run(put_body: Callable[..., dict[str, Any]]) -> None:
+    """Every publish is a checkpoint, even one committed at once: a caller publishing in a loop
+    does not starve the announcer, the network or a timer in the node's trio loop (tasks woken by
+    I/O or a deadline only run once the loop gets to look)."""
+    async with spawn_network(1) as net:
+        node = net.nodes[0]
+        ticks = 0
+
+        async def timer() -> None:
+            nonlocal ticks
+            while True:
+                await trio.sleep(0.001)
+                ticks += 1
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(timer)
+            await trio.sleep(0.01)
+            start, t0 = ticks, trio.current_time()
+            for i in range(300):
+                await node.publish(**write(put_body, f"k{i}"))
+            ran, elapsed = ticks - start, trio.current_time() - t0
+            nursery.cancel_scope.cancel()
+        assert elapsed < 0.01 or ran >= 3, (
+            f"a 1 ms timer fired {ran} times in {elapsed * 1000:.0f} ms of publishing"
+        )
