@@ -92,20 +92,23 @@ class LocalWrites:
     _local_committing: bool
     _stored: Callable[[list[Entry]], None]
 
-    async def publish(self, *, kind: str, key: str, body: dict[str, Any]) -> Entry:
-        """Sign, store and announce the next entry of this node's author.
+    async def publish(
+        self, *, kind: str, key: str, body: dict[str, Any], caller_yields: bool = False
+    ) -> Entry:
+        """Sign, store and announce the next entry of this node's author (``caller_yields``: as for
+        :meth:`publish_many`).
 
         Raises:
             protocol.SchemaError: the fields are invalid (nothing is stored).
             StoreError: the log has a fork, or the store cannot be written.
         """
         try:
-            [entry] = await self.publish_many([LocalWrite(kind, key, body)])
+            [entry] = await self.publish_many([LocalWrite(kind, key, body)], caller_yields=caller_yields)
         except WritesRejected as exc:
             raise exc.cause or exc from None
         return entry
 
-    async def publish_many(self, writes: Sequence[LocalWrite]) -> list[Entry]:
+    async def publish_many(self, writes: Sequence[LocalWrite], *, caller_yields: bool = False) -> list[Entry]:
         """Sign, store and announce ``writes`` as the next entries of this node's author, all or none.
 
         Calls made while a commit is under way are committed together (a group
@@ -115,6 +118,10 @@ class LocalWrites:
         get more than 1/latency writes per second, and a bulk request costs one
         transaction. A caller that is cancelled while it waits does not withdraw
         its writes: once handed over they are stored and announced.
+
+        Every call is a checkpoint, even one committed at once, so a caller publishing in a loop
+        does not starve the announcer and the network; ``caller_yields`` skips that checkpoint for
+        a caller that is about to yield anyway (the local API, which sends its response next).
 
         Raises:
             WritesRejected: some writes are invalid (each bad one's index); none of ``writes`` is stored.
@@ -138,9 +145,8 @@ class LocalWrites:
             # Unbounded, yet bounded by the callers: each one waits for its own batch below.
             self._local_send.send_nowait(pending)
             self._local_committing = True  # until the writer has nothing left: no commits jump the queue
-        # Even after a commit made at once, a checkpoint: a caller publishing in a loop must not
-        # starve the announcer and the network (set already, it returns at the next scheduler pass).
-        await pending.done.wait()
+        if not (caller_yields and pending.done.is_set()):
+            await pending.done.wait()  # set already: it returns at the next scheduler pass
         if pending.error is not None:
             raise pending.error
         return pending.entries
