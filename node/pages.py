@@ -31,7 +31,6 @@ from .page_upload import receive_upload
 from .page_writes import PageWrites, field_error, fields_of
 from .sessions import (
     CODE_TTL,
-    SECURITY_HEADERS,
     SESSION_TTL,
     PageProblem,
     Sessions,
@@ -42,6 +41,7 @@ from .sessions import (
     problem_response,
     session_of,
 )
+from .webpolicy import SECURITY_HEADERS
 
 if TYPE_CHECKING:
     from .daemon import Node

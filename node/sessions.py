@@ -20,8 +20,8 @@ Writing needs more than being on 127.0.0.1; the flow, end to end::
 * Page, session and write routes answer only a ``Host`` of ``127.0.0.1``,
   ``localhost`` or ``[::1]`` with the bound port (else 421), which defeats DNS
   rebinding; writes also refuse a cross-origin ``Origin`` header.
-* Every page response carries a strict CSP (``default-src 'self'``, no inline
-  script, ``frame-ancestors 'none'``), ``nosniff`` and ``Referrer-Policy: no-referrer``.
+* Every page response carries the strict headers of :mod:`node.webpolicy` (a CSP with
+  ``default-src 'self'``, no inline script, ``frame-ancestors 'none'``; ``nosniff``; no referrer).
 
 A check that fails raises :class:`PageProblem`, which the local API answers as
 problem+json (:func:`problem_response`).
@@ -49,15 +49,6 @@ MAX_SESSIONS = 32
 COOKIE = "empressa_session_{port}"
 CSRF_HEADER = "x-csrf-token"
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; base-uri 'none'; form-action 'self'; object-src 'none'; frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Cross-Origin-Resource-Policy": "same-origin",
-}
 
 
 def _digest(secret: str) -> bytes:

@@ -10,9 +10,10 @@
 
 No build step and nothing from outside: plain HTML, CSS and ES modules that
 call the same ``/v1`` API as anyone else, read into memory once when the router
-is built (a few tens of KB). Every response carries the same strict headers:
-a Content-Security-Policy that allows only this origin (no inline script or
-style, no framing), ``nosniff`` and no referrer. The routes are left out of the
+is built (a few tens of KB). Every response carries the same strict headers as
+the node's My Library (:mod:`node.webpolicy`): a Content-Security-Policy that
+allows only this origin (no inline script or style, no framing), ``nosniff`` and
+no referrer. The routes are left out of the
 OpenAPI document: they are pages, not API.
 """
 
@@ -28,24 +29,14 @@ from urllib.parse import quote, quote_plus
 
 from fastapi import APIRouter, Request, Response
 
+from node.webpolicy import SECURITY_HEADERS
+
 from ...errors import NotFound
 
 __all__ = ["SECURITY_HEADERS", "WEB_DIR", "router"]
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
-    "form-action 'self'; frame-ancestors 'none'"
-)
-SECURITY_HEADERS = {
-    "Content-Security-Policy": CSP,
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Cross-Origin-Opener-Policy": "same-origin",
-}
 TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
