@@ -5,6 +5,14 @@ map keys sorted length-first then bytewise, which for the text keys used here
 is exactly the §4.2.1 bytewise order of the encoded keys. (libipld's DAG-CBOR
 encoder is not usable: it turns byte strings that parse as CIDs into tag-42
 links.) Decoding is strict: the input must re-encode to itself.
+
+Most input is already canonical, and :func:`loads_canonical` accepts that in
+one pass: cbrrr's strict DAG-CBOR decoder refuses exactly the encodings the
+re-encoding check would (non-shortest integers and lengths, indefinite
+lengths, unsorted or duplicate keys, non-text keys, trailing bytes), so what
+it accepts needs no second check; anything it refuses takes the general path
+(:func:`loads_strict`, then :func:`require_canonical`), which gives the one
+error message.
 """
 
 from __future__ import annotations
@@ -14,6 +22,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import cbor2
+import cbrrr
+from cbrrr import _cbrrr  # decode_dag_cbor with the length it read: the public one insists on all
 
 from .errors import DecodeError
 
@@ -49,6 +59,46 @@ def loads_strict(raw: bytes, *, max_size: int) -> Any:
     if extra:
         raise DecodeError(f"{extra} trailing bytes after the CBOR item")
     return obj
+
+
+NOT_CANONICAL: Any = object()
+"""What :func:`loads_canonical` returns for input it does not accept (decode it the general way)."""
+
+
+def _no_links(_cid: bytes) -> Any:
+    raise ValueError("a CBOR tag")
+
+
+def loads_canonical(raw: bytes, *, max_size: int) -> Any:
+    """The one CBOR item ``raw`` holds, if ``raw`` is its canonical encoding; else :data:`NOT_CANONICAL`.
+
+    The value is the one :func:`loads_strict` returns for the same bytes, and
+    then :func:`require_canonical` would accept it (see the module docstring),
+    except that a float, which cbrrr takes only in 64-bit form, is not checked
+    for shortest form: callers refuse floats anyway (the entry schema,
+    :func:`check_plain`). Tags (cbrrr knows only tag 42) are refused here.
+    ``NOT_CANONICAL`` says nothing about why: decode the general way to find out.
+    """
+    if len(raw) > max_size or not raw:
+        return NOT_CANONICAL
+    try:
+        return cbrrr.decode_dag_cbor(raw, cid_ctor=_no_links)
+    except Exception:  # cbrrr raises several types; all mean "not accepted here"
+        return NOT_CANONICAL
+
+
+def canonical_item_length(data: bytes | memoryview) -> int | None:
+    """The length of the canonical CBOR item ``data`` starts with (bytes may follow it), or ``None``
+    when that item is not canonical, not whole or not CBOR (find out the general way).
+
+    For splitting a sequence of entries without a second decoder: a
+    :class:`memoryview` window is read in place.
+    """
+    try:
+        _obj, n = _cbrrr.decode_dag_cbor(data, _no_links, False)  # type: ignore[arg-type]  # any buffer
+    except Exception:  # cbrrr raises several types; all mean "not accepted here"
+        return None
+    return int(n)
 
 
 def _canonical_key(k: str) -> tuple[int, bytes]:

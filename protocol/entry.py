@@ -16,7 +16,14 @@ from nacl.bindings import crypto_sign, crypto_sign_BYTES, crypto_sign_open, cryp
 from nacl.exceptions import BadSignatureError, CryptoError
 
 from . import schema
-from .canonical import canonical_bytes, in_canonical_order, loads_strict, require_canonical
+from .canonical import (
+    NOT_CANONICAL,
+    canonical_bytes,
+    in_canonical_order,
+    loads_canonical,
+    loads_strict,
+    require_canonical,
+)
 from .errors import DecodeError, SchemaError, SignatureError, TimestampError
 from .ids import AssetUri, AuthorKey, EntryHash
 
@@ -118,7 +125,10 @@ def parse_and_verify(raw: bytes, *, now_ms: int | None, max_skew_ms: int = schem
         if not isinstance(raw, (bytes, bytearray, memoryview)):
             raise DecodeError(f"an entry is bytes, not {type(raw).__name__}")
         raw = bytes(raw)
-    m = loads_strict(raw, max_size=schema.MAX_ENTRY_BYTES)
+    m = loads_canonical(raw, max_size=schema.MAX_ENTRY_BYTES)
+    checked = m is not NOT_CANONICAL  # canonical already: require_canonical below would pass
+    if not checked:
+        m = loads_strict(raw, max_size=schema.MAX_ENTRY_BYTES)
     if type(m) is not dict:
         raise DecodeError("an entry is a CBOR map")
     keys = m.keys()
@@ -134,7 +144,8 @@ def parse_and_verify(raw: bytes, *, now_ms: int | None, max_skew_ms: int = schem
     sig = m["sig"]
     if type(sig) is not bytes or len(sig) != crypto_sign_BYTES:
         raise SchemaError("sig: must be 64 bytes")
-    require_canonical(m, raw, key_order_checked=True)
+    if not checked:
+        require_canonical(m, raw, key_order_checked=True)
     if now_ms is not None and m["ts"] > now_ms + max_skew_ms:
         ahead = (m["ts"] - now_ms) / 1000
         raise TimestampError(f"ts is {ahead:.0f} s ahead of this clock (limit {max_skew_ms // 1000} s)")

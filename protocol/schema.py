@@ -195,8 +195,13 @@ def validate_attest_body(body: Any, key: str) -> None:
 
 def validate_fields(m: dict[str, Any]) -> None:
     """Validate a decoded entry map (with or without ``sig``) against v1."""
-    if type(m["v"]) is not int or m["v"] != VERSION:
-        raise SchemaError(f"unsupported protocol version {m['v']!r}; this node speaks v{VERSION}")
+    v = m["v"]
+    if type(v) is not int or v != VERSION:
+        # A scalar is shown; anything else is the sender's, of any size or depth, and a bignum past
+        # Python's 4,300 digits cannot even be printed.
+        small = v is None or type(v) is bool or (type(v) is int and -(2**64) <= v < 2**64)
+        shown = repr(v) if small else type(v).__name__
+        raise SchemaError(f"unsupported protocol version {shown}; this node speaks v{VERSION}")
     bytes32(m["author"], "author")
     seq = uint(m["seq"], "seq", minimum=1)
     prev = m["prev"]

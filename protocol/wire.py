@@ -45,7 +45,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .canonical import canonical_bytes, check_plain, loads_strict, require_canonical
+from .canonical import (
+    NOT_CANONICAL,
+    canonical_bytes,
+    check_plain,
+    loads_canonical,
+    loads_strict,
+    require_canonical,
+)
 from .errors import DecodeError, FrameError
 from .schema import MAX_ENTRY_BYTES
 
@@ -212,9 +219,13 @@ def encode_frame(frame: Frame) -> bytes:
 def _load_canonical(data: bytes, *, max_size: int, what: str) -> Any:
     """One canonical, plain CBOR item (no floats, no tags), or a :class:`FrameError` naming ``what``."""
     try:
-        m = loads_strict(data, max_size=max_size)
-        check_plain(m)
-        require_canonical(m, bytes(data))
+        m = loads_canonical(bytes(data), max_size=max_size)
+        if m is NOT_CANONICAL:
+            m = loads_strict(data, max_size=max_size)
+            check_plain(m)
+            require_canonical(m, bytes(data))
+        else:
+            check_plain(m)
     except DecodeError as exc:
         raise FrameError(f"bad {what}: {exc.reason}") from None
     return m

@@ -9,7 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from protocol import DecodeError, canonical_bytes, is_map_item, split_chunks
-from protocol.canonical import check_plain, loads_strict, require_canonical
+from protocol.canonical import (
+    NOT_CANONICAL,
+    canonical_item_length,
+    check_plain,
+    loads_canonical,
+    loads_strict,
+    require_canonical,
+)
 from tests.protocol.strategies import plain_data
 
 
@@ -113,6 +120,103 @@ def test_trailing_bytes_are_rejected(obj: Any, extra: bytes) -> None:
 def test_non_canonical_or_non_plain_input_is_rejected(raw: bytes, reason: str) -> None:
     with pytest.raises(DecodeError, match=reason):
         accept(raw)
+
+
+# -- the one-pass decoder: what it accepts, the general path accepts as the same value ---------
+
+
+def agrees(raw: bytes) -> None:
+    """``loads_canonical`` accepts ``raw`` only as the value the general path accepts it as."""
+    fast = loads_canonical(raw, max_size=1 << 20)
+    if fast is NOT_CANONICAL:
+        return
+    try:
+        check_plain(fast)
+    except DecodeError:  # a 64-bit float, or nesting past check_plain's depth: refused either way
+        with pytest.raises(DecodeError):
+            accept(raw)
+        return
+    assert accept(raw) == fast
+
+
+@given(plain_data)
+def test_the_one_pass_decoder_accepts_every_canonical_encoding(obj: Any) -> None:
+    # If it refused them, parse_and_verify would quietly take the slow path everywhere.
+    assert loads_canonical(ref_encode(obj), max_size=1 << 20) == obj
+
+
+@given(plain_data, st.booleans(), st.booleans(), st.binary(max_size=3))
+def test_the_one_pass_decoder_refuses_what_the_reencoding_check_refuses(
+    obj: Any, wide: bool, unsorted: bool, extra: bytes
+) -> None:
+    raw = ref_encode(obj, int_width=8 if wide else None, reverse_keys=unsorted) + extra
+    agrees(raw)
+    if raw != ref_encode(obj):
+        assert loads_canonical(raw, max_size=1 << 20) is NOT_CANONICAL
+
+
+@given(plain_data, st.data())
+def test_the_one_pass_decoder_agrees_on_any_single_byte_change(obj: Any, data: st.DataObject) -> None:
+    raw = bytearray(ref_encode(obj))
+    i = data.draw(st.integers(0, len(raw) - 1), label="position")
+    raw[i] = data.draw(st.integers(0, 255), label="value")
+    agrees(bytes(raw))
+
+
+@given(st.binary(max_size=64))
+def test_the_one_pass_decoder_agrees_on_arbitrary_bytes(raw: bytes) -> None:
+    agrees(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"\xbf\x61a\x01\xff",  # indefinite map
+        b"\x9f\x01\xff",  # indefinite array
+        b"\x5f\x41a\xff",  # indefinite bytes
+        b"\xa2\x61a\x01\x61a\x02",  # duplicate key
+        b"\xa2\x61b\x01\x61a\x02",  # unsorted keys
+        b"\xa2\x62aa\x01\x61b\x02",  # longer key first
+        b"\x18\x05",  # non-shortest integer
+        b"\x78\x01a",  # non-shortest length
+        b"\xd8\x2a\x41\x00",  # tag 42 (DAG-CBOR's link; no tag is plain data)
+        b"\xc2\x41\x05",  # bignum
+        b"\xa1\x01\x01",  # integer key
+        b"\x63\xed\xa0\x80",  # a UTF-16 surrogate in UTF-8
+        b"\x62\xc0\xaf",  # overlong UTF-8
+        b"\xf7",  # undefined
+        b"\xf9\x3c\x00",  # half float
+        b"\x01\x00",  # trailing bytes
+        b"",
+    ],
+)
+def test_the_one_pass_decoder_leaves_non_canonical_input_to_the_general_path(raw: bytes) -> None:
+    assert loads_canonical(raw, max_size=1 << 20) is NOT_CANONICAL
+    with pytest.raises(DecodeError):
+        accept(raw)
+
+
+def test_the_one_pass_decoder_keeps_the_size_cap_and_survives_deep_nesting() -> None:
+    assert loads_canonical(b"\x00" * 5, max_size=4) is NOT_CANONICAL
+    deep = b"\x81" * 100_000 + b"\x00"  # decoded without recursion; refused by check_plain
+    value, depth = loads_canonical(deep, max_size=1 << 20), 0
+    while type(value) is list:
+        (value,), depth = value, depth + 1
+    assert (value, depth) == (0, 100_000)
+    agrees(deep)
+
+
+@given(plain_data, st.binary(max_size=8), st.booleans())
+def test_canonical_item_length_measures_the_first_item_in_place(obj: Any, rest: bytes, wide: bool) -> None:
+    item = ref_encode(obj, int_width=8 if wide else None)
+    data = memoryview(item + rest)
+    n = canonical_item_length(data)
+    if item == ref_encode(obj):
+        assert n == len(item)
+        assert next(split_chunks([bytes(data)], max_item=1 << 20)) == item
+    else:
+        assert n is None
+    assert canonical_item_length(data[: len(item) - 1]) is None  # not whole
 
 
 def test_size_cap_applies_before_decoding() -> None:

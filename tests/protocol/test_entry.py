@@ -190,6 +190,31 @@ def test_parse_rejects_oversize_before_decoding() -> None:
         parse_and_verify(b"\xff" * (MAX_ENTRY_BYTES + 1), now_ms=None)
 
 
+@pytest.mark.parametrize("field", ["v", "body"])
+def test_deeply_nested_values_are_refused_with_a_schema_error(field: str) -> None:
+    """A value nested thousands deep (canonical, so decoded in one pass) is refused, not a crash
+    (the version's error message once printed its value: a RecursionError)."""
+    raw = put().raw
+    deep = b"\x81" * 16_000 + b"\x00"
+    if field == "v":
+        assert raw[:4] == b"\xa9\x61v\x01"
+        forged = raw[:3] + deep + raw[4:]
+    else:
+        at = raw.index(b"\x64body") + 5
+        end = at + len(canonical_bytes(BODY))
+        forged = raw[:at] + deep + raw[end:]
+    with pytest.raises(SchemaError, match="unsupported protocol version" if field == "v" else "body"):
+        parse_and_verify(forged, now_ms=None)
+
+
+def test_a_huge_bignum_version_is_refused_with_a_schema_error() -> None:
+    # tag 2 (bignum) of 5,000 bytes: an int of ~12,000 digits, which Python refuses to print
+    raw = put().raw
+    forged = raw[:3] + b"\xc2\x59\x13\x88" + b"\x01" * 5000 + raw[4:]
+    with pytest.raises(SchemaError, match="unsupported protocol version int"):
+        parse_and_verify(forged, now_ms=None)
+
+
 def test_signature_covers_every_field() -> None:
     """Swapping any one field for another valid value, keeping the signature, fails to verify."""
     e = put()
