@@ -13,7 +13,8 @@ a bridge or the indexer needs to agree on lives here and is re-exported:
   :func:`attestation_of`, :class:`Attestation`; :func:`now_ms`, the one clock reading (used by the
   stores, never by ``protocol`` itself);
 * CBOR sequences (RFC 8742, export files): :func:`split_sequence` (in memory),
-  :func:`split_chunks` (as read, in bounded memory), :func:`is_map_item`;
+  :func:`split_chunks` (as read, in bounded memory), :func:`is_map_item`, and
+  :func:`canonical_item_length` (a canonical item measured in place);
 * wire frames of the sync protocol: :mod:`protocol.wire`;
 * the on-chain registry's interface (ABI, ``AssetRegistered`` and its log layout):
   :mod:`protocol.registry`;
@@ -21,7 +22,7 @@ a bridge or the indexer needs to agree on lives here and is re-exported:
 """
 
 from .attest import Attestation, attest_body, attestation_of
-from .canonical import canonical_bytes, is_map_item, split_chunks, split_sequence
+from .canonical import canonical_bytes, canonical_item_length, is_map_item, split_chunks, split_sequence
 from .entry import Entry, Signer, check_write, parse_and_verify, sign_entry
 from .errors import (
     DecodeError,
@@ -90,6 +91,7 @@ __all__ = [
     "attestation_of",
     "b32",
     "canonical_bytes",
+    "canonical_item_length",
     "check_write",
     "classify",
     "fold",

@@ -22,8 +22,14 @@ import orjson
 from fastapi import APIRouter, Header, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from protocol import MAX_ENTRY_BYTES, ProtocolError, now_ms, parse_entry_hash, split_sequence
-from protocol.canonical import canonical_item_length
+from protocol import (
+    MAX_ENTRY_BYTES,
+    ProtocolError,
+    canonical_item_length,
+    now_ms,
+    parse_entry_hash,
+    split_sequence,
+)
 
 from ...errors import BadRequest
 from ...store import IngestResult, Store
