@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import cbor2
+import cbrrr
 from nacl.bindings import crypto_sign, crypto_sign_BYTES, crypto_sign_open, crypto_sign_seed_keypair
 from nacl.exceptions import BadSignatureError, CryptoError
 
@@ -219,12 +220,26 @@ def check_write(*, kind: str, key: str, body: dict[str, Any]) -> None:
 
 
 def _plain(m: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
-    """``m``'s canonical encoding and ``m`` decoded back from it: every map in canonical order, plain data."""
+    """``m``'s canonical encoding and ``m`` decoded back from it: every map in canonical order, plain data.
+
+    cbrrr's encoder takes only the exact plain types (dict, list, str, bytes,
+    int, bool, None, and floats) and writes them as canonical CBOR, floats
+    aside (always 64-bit, where canonical is shortest): a float is refused by
+    the schema check that follows, before anything is signed, with the same
+    reason either way. Anything else it refuses (a tuple, a subclass, a
+    bignum) is encoded by cbor2, as before, and usually refused by that check.
+    """
     try:
-        unsigned = canonical_bytes(m)
-        back = cbor2.loads(unsigned)
-    except Exception as exc:
-        raise SchemaError(f"entry fields cannot be encoded as CBOR: {exc}") from None
+        unsigned = cbrrr.encode_dag_cbor(m)
+        back = loads_canonical(unsigned, max_size=len(unsigned))
+    except Exception:  # not exactly plain data: the general path below says what it is
+        back = NOT_CANONICAL
+    if back is NOT_CANONICAL:
+        try:
+            unsigned = canonical_bytes(m)
+            back = cbor2.loads(unsigned)
+        except Exception as exc:
+            raise SchemaError(f"entry fields cannot be encoded as CBOR: {exc}") from None
     if type(back) is not dict or back.keys() != _UNSIGNED_FIELDS:  # pragma: no cover - built by the caller
         raise SchemaError("entry fields do not round-trip through CBOR")
     return unsigned, back

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import cbor2
+import cbrrr
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -177,6 +178,37 @@ def test_sign_entry_refuses_invalid_fields(over: dict[str, Any], reason: str) ->
 def test_sign_entry_refuses_unencodable_or_non_plain_bodies(body: dict[str, Any]) -> None:
     with pytest.raises(SchemaError):
         put(body=body)
+
+
+class _Title(str):
+    pass
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        BODY,
+        {**BODY, "tags": ("loop", "drums")},  # a tuple: cbor2 writes it as an array
+        {**BODY, "title": _Title("Loop 7")},  # a str subclass
+        {**BODY, "media": {**BODY["media"], "size": 1.5}},  # a float (cbrrr: 64-bit, cbor2: shortest)
+        {**BODY, "media": {**BODY["media"], "size": 2**70}},  # a bignum
+        {**BODY, "media": {**BODY["media"], "size": float("nan")}},
+        {**BODY, "title": "\ud800"},
+    ],
+    ids=["plain", "tuple", "str-subclass", "float", "bignum", "nan", "surrogate"],
+)
+def test_sign_entry_gives_the_general_paths_bytes_or_error(body: dict[str, Any], monkeypatch: Any) -> None:
+    """The one-pass encoder (cbrrr) signs the same bytes, or refuses with the same reason, as cbor2."""
+
+    def outcome() -> bytes | str:
+        try:
+            return put(body=body).raw
+        except SchemaError as exc:
+            return exc.reason
+
+    fast = outcome()
+    monkeypatch.setattr(cbrrr, "encode_dag_cbor", lambda *a, **k: (_ for _ in ()).throw(TypeError("off")))
+    assert outcome() == fast
 
 
 def test_sign_entry_refuses_entries_over_16_kib() -> None:
