@@ -102,6 +102,36 @@ async def test_a_burst_goes_out_in_batches_and_lands_without_a_pull(put_body) ->
         assert peer.stats.pulled == pulled
 
 
+async def test_a_gossip_message_is_read_off_yamux_in_one_read(put_body, monkeypatch) -> None:
+    """Pubsub asks for a message a byte at a time (varint) and then its body; every yamux read that
+    consumes bytes may answer with a window update, a Noise-encrypted write of its own. The
+    receiver's read-ahead (``node.net.host._ReadAhead``) makes it one read a message."""
+    from libp2p.stream_muxer.yamux.yamux import YamuxStream
+
+    reads = 0
+    read = YamuxStream.read
+
+    async def counted(self: YamuxStream, n: int | None = -1) -> bytes:
+        nonlocal reads
+        data = await read(self, n)
+        reads += bool(data)
+        return data
+
+    async with spawn_network(2, anti_entropy_interval=QUIET) as net:
+        src, peer = net.nodes
+        await src.publish(kind="asset.put", key="first", body=put_body())
+        await net.settle(timeout=SETTLE)
+        monkeypatch.setattr(YamuxStream, "read", counted)
+        received = peer.stats.gossip_received
+        for i in range(20):
+            await src.publish(kind="asset.put", key=f"k{i}", body=put_body())
+            await net.settle(timeout=SETTLE)
+        messages = peer.stats.gossip_received - received
+        assert messages >= 20
+        # One read a message, and a little room for gossipsub's own control traffic (heartbeats).
+        assert reads <= messages * 1.5, f"{reads} yamux reads for {messages} gossip messages"
+
+
 async def test_a_late_batch_fills_the_gap_and_the_parked_entries_follow(new_log) -> None:
     """Batches out of order: the one past the gap is parked, the late one fills it; nothing is pulled."""
     log = new_log()
