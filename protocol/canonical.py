@@ -74,9 +74,11 @@ def loads_canonical(raw: bytes, *, max_size: int) -> Any:
 
     The value is the one :func:`loads_strict` returns for the same bytes, and
     then :func:`require_canonical` would accept it (see the module docstring),
-    except that a float, which cbrrr takes only in 64-bit form, is not checked
-    for shortest form: callers refuse floats anyway (the entry schema,
-    :func:`check_plain`). Tags (cbrrr knows only tag 42) are refused here.
+    with two exceptions that every caller refuses anyway (the entry schema,
+    :func:`check_plain`): a float, which cbrrr takes only in 64-bit form, is not
+    checked for shortest form, and nesting deeper than cbor2's 400 levels is
+    decoded (without recursion) where cbor2 refuses it. Tags (cbrrr knows only
+    tag 42) are refused here.
     ``NOT_CANONICAL`` says nothing about why: decode the general way to find out.
     """
     if len(raw) > max_size or not raw:

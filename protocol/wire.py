@@ -218,12 +218,14 @@ def encode_frame(frame: Frame) -> bytes:
 
 def _load_canonical(data: bytes, *, max_size: int, what: str) -> Any:
     """One canonical, plain CBOR item (no floats, no tags), or a :class:`FrameError` naming ``what``."""
+    # bytes-like as bytes; anything else is refused by loads_strict, with its reason
+    raw = bytes(data) if isinstance(data, (bytearray, memoryview)) else data
     try:
-        m = loads_canonical(bytes(data), max_size=max_size)
+        m = loads_canonical(raw, max_size=max_size)
         if m is NOT_CANONICAL:
-            m = loads_strict(data, max_size=max_size)
+            m = loads_strict(raw, max_size=max_size)
             check_plain(m)
-            require_canonical(m, bytes(data))
+            require_canonical(m, raw)
         else:
             check_plain(m)
     except DecodeError as exc:
