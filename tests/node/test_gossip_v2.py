@@ -132,6 +132,70 @@ async def test_a_gossip_message_is_read_off_yamux_in_one_read(put_body, monkeypa
         assert reads <= messages * 1.5, f"{reads} yamux reads for {messages} gossip messages"
 
 
+async def test_a_read_hands_over_its_message_before_the_window_update_goes_out(put_body, monkeypatch) -> None:
+    """A yamux read sends its WINDOW_UPDATE (an encrypted write) before it returns the data, so the
+    reader waits on it; on an inbound pubsub stream the read-ahead owes the update instead, and
+    another task sends it once pubsub has the message."""
+    from libp2p.stream_muxer.yamux.yamux import TYPE_WINDOW_UPDATE, Yamux, YamuxStream
+
+    readers: dict[tuple[int, int], set[object]] = {}  # (connection, stream id) -> tasks that read it
+    updates: list[tuple[tuple[int, int], object]] = []  # window updates sent: stream, sending task
+    read, write_frame = YamuxStream.read, Yamux._write_frame
+
+    async def traced_read(self: YamuxStream, n: int | None = -1) -> bytes:
+        readers.setdefault((id(self.conn), self.stream_id), set()).add(trio.lowlevel.current_task())
+        return await read(self, n)
+
+    async def traced_write_frame(self: Yamux, data: bytes) -> None:
+        if len(data) >= 12 and data[1] == TYPE_WINDOW_UPDATE and data[2:4] == b"\0\0":  # no flags
+            updates.append(((id(self), int.from_bytes(data[4:8], "big")), trio.lowlevel.current_task()))
+        await write_frame(self, data)
+
+    async with spawn_network(2, anti_entropy_interval=QUIET) as net:
+        src, peer = net.nodes
+        await src.publish(kind="asset.put", key="first", body=put_body())
+        await net.settle(timeout=SETTLE)
+        pulled = peer.stats.pulled
+        monkeypatch.setattr(YamuxStream, "read", traced_read)
+        monkeypatch.setattr(Yamux, "_write_frame", traced_write_frame)
+        for i in range(10):
+            await src.publish(kind="asset.put", key=f"k{i}", body=put_body())
+            await net.settle(timeout=SETTLE)
+        await trio.sleep(0.2)  # the last update is owed a moment longer
+        assert peer.stats.pulled == pulled  # gossip only: every stream read here is a pubsub stream
+    sent = [(stream, task) for stream, task in updates if stream in readers]
+    assert sent, "no window update at all for the streams gossip was read from"
+    inline = [stream for stream, task in sent if task in readers[stream]]
+    assert not inline, f"{len(inline)} of {len(sent)} window updates sent by the task reading the stream"
+
+
+async def test_own_gossip_is_not_run_back_through_pubsubs_checks(put_body, monkeypatch) -> None:
+    """Pubsub's publish checks its own message as if a peer had sent it (its signature verified,
+    validators, delivered to its own subscription); P2P.publish signs it the same way and hands it
+    to the router. The peer still checks it, signature first (strict signing), and takes it."""
+    from libp2p.pubsub.pubsub import Pubsub
+
+    pushed: list[tuple[int, bytes]] = []
+    push_msg = Pubsub.push_msg
+
+    async def traced(self: Pubsub, forwarder: object, msg: object) -> None:
+        pushed.append((id(self), msg.from_id))  # type: ignore[attr-defined]
+        await push_msg(self, forwarder, msg)  # type: ignore[arg-type]
+
+    async with spawn_network(2, anti_entropy_interval=QUIET) as net:
+        src, peer = net.nodes
+        await src.publish(kind="asset.put", key="first", body=put_body())
+        await net.settle(timeout=SETTLE)
+        monkeypatch.setattr(Pubsub, "push_msg", traced)
+        pulled, received = peer.stats.pulled, peer.stats.gossip_received
+        entries = [await src.publish(kind="asset.put", key=f"k{i}", body=put_body()) for i in range(5)]
+        await wait_until(lambda: holds(peer, entries), timeout=SETTLE, what="the gossiped entries")
+        me = src.p2p._host.get_id().to_bytes()
+        assert (id(src.p2p._pubsub), me) not in pushed
+        assert (id(peer.p2p._pubsub), me) in pushed
+        assert peer.stats.pulled == pulled and peer.stats.gossip_received > received
+
+
 async def test_a_late_batch_fills_the_gap_and_the_parked_entries_follow(new_log) -> None:
     """Batches out of order: the one past the gap is parked, the late one fills it; nothing is pulled."""
     log = new_log()
