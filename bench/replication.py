@@ -555,10 +555,12 @@ async def proc_throughput(
 
 
 async def proc_latency(
-    api: str, token: str, watchers: list[Watcher], first_seq: int, samples: int, interval: float
+    procs: list[Proc], watchers: list[Watcher], first_seq: int, samples: int, interval: float
 ) -> dict[str, Any]:
+    api, token = procs[0].info["api_url"], procs[0].token
     returned: dict[int, int] = {}
     call_ms: list[float] = []
+    cpu0 = [cpu_seconds(p.proc.pid) for p in procs]
 
     def write_paced() -> None:
         c = Writer(api, {"Authorization": f"Bearer {token}"})
@@ -578,8 +580,18 @@ async def proc_latency(
     last = first_seq + samples - 1
     for w in watchers:
         await w.wait_for(last)
+    cpu1 = [cpu_seconds(p.proc.pid) for p in procs]
     lat = [(w.seen[s] - returned[s]) / 1e6 for w in watchers for s in returned if s in w.seen]
-    return {"lat": lat, "missing": samples * len(watchers) - len(lat), "call_ms": call_ms}
+    return {
+        "lat": lat,
+        "missing": samples * len(watchers) - len(lat),
+        "call_ms": call_ms,
+        # CPU per write of A and each peer over the paced run (idle work between writes included)
+        "cpu_us": [
+            None if a is None or b is None else (b - a) / samples * 1e6
+            for a, b in zip(cpu0, cpu1, strict=True)
+        ],
+    }
 
 
 async def httpx_writes(api: str, token: str, n: int) -> list[float]:
@@ -624,7 +636,7 @@ async def run_processes(args: argparse.Namespace) -> None:
                 seq += args.entries
             lat = None
             if args.samples > 0:
-                lat = await proc_latency(api, token, watchers, seq, args.samples, args.interval_ms / 1000)
+                lat = await proc_latency(procs, watchers, seq, args.samples, args.interval_ms / 1000)
                 lat["httpx_ms"] = await httpx_writes(api, token, args.samples)
             async with httpx.AsyncClient(timeout=10) as c:
                 stats = [(await c.get(p.info["api_url"] + "/v1/status")).json()["stats"] for p in procs[1:]]
@@ -688,6 +700,13 @@ def print_proc_latency(r: dict[str, Any], rows: list[dict[str, Any]], args: argp
         print(f"  {'p99':<5} {pct(lat, 99):>7.2f} ms   < {TARGET_P99_MS:g} ms    {refs[1]}")
         print(f"  {'max':<5} {max(lat):>7.2f} ms")
         print(f"  ({len(lat)} deliveries" + (f"; {r['missing']} never arrived" if r["missing"] else "") + ")")
+        cpu = ", ".join(
+            f"{name} {us:,.0f} µs" if us is not None else f"{name} ?"
+            for name, us in zip(
+                ["node A"] + [f"peer {i}" for i in range(1, len(r["cpu_us"]))], r["cpu_us"], strict=True
+            )
+        )
+        print(f"  CPU per write over the paced run (user + system; idle work between writes included): {cpu}")
     else:
         print("  no write arrived")
     print()

@@ -212,6 +212,8 @@ for _name in ("_next_seqno", "_is_msg_seen", "_mark_msg_seen", "push_msg"):  # w
 
 GOSSIP_PROTOCOLS = [TProtocol("/meshsub/1.1.0"), TProtocol("/meshsub/1.0.0")]
 READ_CHUNK = 256 * 1024
+# How long an inbound pubsub stream's window update waits after its read (see _ReadAhead.send_updates).
+WINDOW_UPDATE_DELAY = 0.002
 
 
 class _ReadAhead:
@@ -264,6 +266,7 @@ class _ReadAhead:
             return
         while True:
             await self._owing.wait()
+            await trio.sleep(WINDOW_UPDATE_DELAY)
             self._owing = trio.Event()
             owed, self._owed = self._owed, 0
             await self._send_update(owed)
