@@ -254,13 +254,15 @@ class _ReadAhead:
             self._owing.set()
 
     async def send_updates(self) -> None:
-        """Send the window updates reads owe, once the read has returned; several owed go as one.
+        """Send the window updates reads owe, ``WINDOW_UPDATE_DELAY`` after the read; several owed go as one.
 
         Runs beside pubsub's handler for as long as the stream is read. A yamux
         read sends its WINDOW_UPDATE (an encrypted write) before it returns the
-        data, so the message waited on it; now pubsub has the message first.
-        The window is credited as before (yamux has already counted it), only
-        the frame that says so leaves a moment later.
+        data, so the message waited on it; sent at once from here, it still ran
+        ahead of the message's verification and store write (the next turn of
+        the scheduler). The window is credited as before (yamux has already
+        counted it), only the frame that says so leaves 2 ms later: a sender
+        would need the whole 256 KiB window in flight within that time to wait.
         """
         if self._send_update is None:
             return
