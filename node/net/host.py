@@ -214,6 +214,8 @@ GOSSIP_PROTOCOLS = [TProtocol("/meshsub/1.1.0"), TProtocol("/meshsub/1.0.0")]
 READ_CHUNK = 256 * 1024
 # How long an inbound pubsub stream's window update waits after its read (see _ReadAhead.send_updates).
 WINDOW_UPDATE_DELAY = 0.002
+# ... unless this much is owed: then at once (a burst of large batches must not wait on its window).
+WINDOW_UPDATE_AT_ONCE = 64 * 1024
 
 
 class _ReadAhead:
@@ -237,6 +239,7 @@ class _ReadAhead:
         self._buf = bytearray()
         self._owed = 0
         self._owing = trio.Event()
+        self._urgent = trio.Event()
         muxed = getattr(stream, "muxed_stream", None)
         self._send_update: Callable[[int], Awaitable[None]] | None = getattr(
             muxed, "send_window_update", None
@@ -252,6 +255,8 @@ class _ReadAhead:
         if increment > 0:
             self._owed += increment
             self._owing.set()
+            if self._owed >= WINDOW_UPDATE_AT_ONCE:
+                self._urgent.set()
 
     async def send_updates(self) -> None:
         """Send the window updates reads owe, ``WINDOW_UPDATE_DELAY`` after the read; several owed go as one.
@@ -261,15 +266,17 @@ class _ReadAhead:
         data, so the message waited on it; sent at once from here, it still ran
         ahead of the message's verification and store write (the next turn of
         the scheduler). The window is credited as before (yamux has already
-        counted it), only the frame that says so leaves 2 ms later: a sender
-        would need the whole 256 KiB window in flight within that time to wait.
+        counted it), only the frame that says so leaves 2 ms later, or at once
+        when ``WINDOW_UPDATE_AT_ONCE`` is owed (a quarter of yamux's 256 KiB
+        window: a burst of large batches never waits on its window for us).
         """
         if self._send_update is None:
             return
         while True:
             await self._owing.wait()
-            await trio.sleep(WINDOW_UPDATE_DELAY)
-            self._owing = trio.Event()
+            with trio.move_on_after(WINDOW_UPDATE_DELAY):
+                await self._urgent.wait()
+            self._owing, self._urgent = trio.Event(), trio.Event()
             owed, self._owed = self._owed, 0
             await self._send_update(owed)
 
