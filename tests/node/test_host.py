@@ -12,6 +12,7 @@ import socket
 
 import pytest
 import trio
+import trio.testing
 
 from node.errors import ListenError
 from node.net.host import P2P, announces_on_lan
@@ -212,4 +213,38 @@ async def test_a_peer_record_is_verified_once_and_a_changed_or_forged_one_every_
         monkeypatch.setattr(host_module, "SIGNED_RECORD_TTL", 0.0)
         assert host_module._consume_record(good, receiver, peer)
         assert len(calls) == 6, "past the TTL the record is checked again"
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_owed_window_update_waits_a_moment_and_goes_at_once_when_a_quarter_window_is_owed(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    """The read-ahead owes what a yamux read would send before returning (``send_window_update`` on
+    that stream object); it sends it WINDOW_UPDATE_DELAY later, several owed as one, and at once
+    when WINDOW_UPDATE_AT_ONCE is owed. The clock here moves only when the test moves it."""
+    from node.net.host import WINDOW_UPDATE_AT_ONCE, WINDOW_UPDATE_DELAY, _ReadAhead
+
+    sent: list[int] = []
+
+    class Muxed:  # stands in for a YamuxStream: only the method the read-ahead replaces
+        async def send_window_update(self, increment: int, skip_lock: bool = False) -> None:
+            sent.append(increment)
+
+    class Stream:
+        muxed_stream = Muxed()
+
+    reader = _ReadAhead(Stream())  # type: ignore[arg-type]
+    owe = Stream.muxed_stream.send_window_update  # what yamux's read now calls
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reader.send_updates)
+        await owe(100)
+        await owe(200)
+        await trio.testing.wait_all_tasks_blocked()
+        assert sent == []
+        mock_clock.jump(WINDOW_UPDATE_DELAY)
+        await trio.testing.wait_all_tasks_blocked()
+        assert sent == [300]
+        await owe(WINDOW_UPDATE_AT_ONCE)
+        await trio.testing.wait_all_tasks_blocked()
+        assert sent == [300, WINDOW_UPDATE_AT_ONCE]
         nursery.cancel_scope.cancel()
