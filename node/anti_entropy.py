@@ -30,8 +30,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_HEADS_PAGES = 500  # heads pages read from one peer per anti-entropy round (1M authors)
-BEHIND_LINGER = 0.25  # seconds a peer's head seen a little ahead (periodic anti-entropy) waits: gossip
-LINGER_MAX_BEHIND = 512  # in flight may bring it. Further behind, or on connect, the pull starts at once.
+# Seconds a peer's head seen ahead in a periodic round waits before it is pulled: gossip in flight may
+# bring it, and while the head moves meanwhile it waits again (node.puller). On connect: at once.
+BEHIND_LINGER = 0.25
 
 
 class AntiEntropy:
@@ -100,9 +101,11 @@ class AntiEntropy:
     async def sync_with(self, peer: str, *, linger: bool = False) -> int:
         """Compare heads with ``peer`` and queue pulls for every author it is ahead on.
 
-        With ``linger`` (periodic rounds) an author the peer is only a little
-        ahead on waits ``BEHIND_LINGER`` before it is pulled: the gossip already
-        in flight usually brings it first.
+        With ``linger`` (periodic rounds) an author the peer is ahead on waits
+        ``BEHIND_LINGER`` before it is pulled, and again while this node's head
+        for it moves meanwhile (:meth:`node.puller.Pulling._want`): the gossip
+        already in flight usually brings it first, even in the middle of a
+        burst of thousands. An author whose head stands still is pulled.
 
         Returns the number of authors found behind.
         """
@@ -123,8 +126,13 @@ class AntiEntropy:
                     local = mine.get(author)
                     if local is None or local[0] < seq:
                         behind += 1
-                        near = linger and seq - (local[0] if local else 0) <= LINGER_MAX_BEHIND
-                        self._want(author, seq, peer, linger=BEHIND_LINGER if near else 0.0)
+                        self._want(
+                            author,
+                            seq,
+                            peer,
+                            linger=BEHIND_LINGER if linger else 0.0,
+                            have=local[0] if local else 0,
+                        )
                     elif local[0] == seq and local[1] != h:
                         # Same seq, different hash: fetch theirs so the store records the fork.
                         self._want_fork_proof(peer, author, seq)

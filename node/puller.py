@@ -59,11 +59,17 @@ class _Budget:
         self._freed = trio.Event()
 
 
+RELINGER_MAX = 8  # times a lingering want waits again because its author's head moved meanwhile
+
+
 @dataclass
 class _Want:
     target: int
     ready_at: float = 0.0  # trio time before which it is not pulled (GAP_LINGER)
     peers: list[str] = field(default_factory=list)
+    linger: float = 0.0  # how long it waited
+    seen: int | None = None  # the author's head when it started waiting (None: it does not wait again)
+    relingers: int = 0
 
 
 class Pulling:
@@ -96,11 +102,25 @@ class Pulling:
     _db: Callable[..., Any]
     _refill: Callable[[bytes, int], bool]
 
-    def _want(self, author: bytes, target: int, peer: str | None, *, linger: float = 0.0) -> None:
-        """Pull ``author``'s log up to ``target``; a new want waits ``linger`` first (merging later gaps)."""
+    def _want(
+        self, author: bytes, target: int, peer: str | None, *, linger: float = 0.0, have: int | None = None
+    ) -> None:
+        """Pull ``author``'s log up to ``target``; a new want waits ``linger`` first (merging later gaps).
+
+        ``have``: this node's head for ``author`` when the want was raised. A
+        lingering want that finds the head moved past it when its time comes
+        waits once more (at most ``RELINGER_MAX`` times): what it waited for is
+        arriving by gossip, and a pull now would fetch entries already on
+        their way to the store. Without movement, or once a want that does not
+        wait joins it, it is pulled.
+        """
         w = self._wants.get(author)
         if w is None:
-            w = self._wants[author] = _Want(target, trio.current_time() + linger)
+            w = self._wants[author] = _Want(
+                target, trio.current_time() + linger, linger=linger, seen=have if linger > 0 else None
+            )
+        elif linger <= 0:
+            w.seen = None
         w.target = max(w.target, target)
         if peer and peer not in w.peers:
             w.peers.insert(0, peer)
@@ -150,6 +170,12 @@ class Pulling:
             if have >= want.target:
                 self._drop_want(author, want)
                 return False
+            if want.seen is not None and have > want.seen and want.relingers < RELINGER_MAX:
+                want.seen, want.relingers = have, want.relingers + 1  # gossip is landing: wait again
+                want.ready_at = trio.current_time() + want.linger
+                self._wants_changed.set()
+                return False
+            want.seen = None  # from here on it is pulled
             parked_from = self._parked.run_start(author, want.target)
             if parked_from <= have + 1 and self._refill(author, have + 1):
                 return True  # nothing is missing but what is parked: it goes to the writers

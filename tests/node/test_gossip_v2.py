@@ -196,6 +196,32 @@ async def test_own_gossip_is_not_run_back_through_pubsubs_checks(put_body, monke
         assert peer.stats.pulled == pulled and peer.stats.gossip_received > received
 
 
+async def test_a_lingering_want_waits_while_the_head_moves_and_pulls_once_it_stands_still(put_body) -> None:
+    """A periodic heads round that finds a peer ahead waits before it pulls (gossip in flight usually
+    brings the entries); when its time comes and the head has moved meanwhile, it waits again
+    instead of pulling entries already landing. Once the head stands still, it pulls the rest."""
+    from protocol import parse_and_verify
+
+    linger = 0.2
+    async with spawn_network(2, anti_entropy_interval=QUIET) as net:
+        src, peer = net.nodes
+        await src.publish(kind="asset.put", key="first", body=put_body())
+        await net.settle(timeout=SETTLE)
+        net.drop_rate = 1.0  # gossip lost from here on: only what the test hands over, and pulls
+        entries = [await src.publish(kind="asset.put", key=f"k{i}", body=put_body()) for i in range(20)]
+        pulled = peer.stats.pulled
+        author = src.keys.author.public
+        # What a periodic round does on seeing src's head (seq 21) ahead of its own (seq 1).
+        peer._want(author.raw, 21, src.peer_id, linger=linger, have=1)
+        await trio.sleep(linger / 2)
+        landed = [parse_and_verify(raw, now_ms=None) for raw in src.store.range_raw(author.raw, 2, 5)]
+        peer.store.ingest(landed)  # as if gossip brought seqs 2..5 meanwhile
+        await trio.sleep(linger * 0.75)  # past the first wait: the head moved, so it waits again
+        assert peer.stats.pulled == pulled
+        await wait_until(lambda: holds(peer, entries), timeout=SETTLE, what="the rest, pulled")
+        assert peer.stats.pulled == pulled + 16  # seqs 6..21: nothing that had landed
+
+
 async def test_a_late_batch_fills_the_gap_and_the_parked_entries_follow(new_log) -> None:
     """Batches out of order: the one past the gap is parked, the late one fills it; nothing is pulled."""
     log = new_log()
