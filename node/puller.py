@@ -112,14 +112,15 @@ class Pulling:
         waits once more (at most ``RELINGER_MAX`` times): what it waited for is
         arriving by gossip, and a pull now would fetch entries already on
         their way to the store. Without movement, or once a want that does not
-        wait joins it, it is pulled.
+        wait again joins it (one without ``have``: a gap, which gossip cannot
+        fill in order), it is pulled.
         """
         w = self._wants.get(author)
         if w is None:
             w = self._wants[author] = _Want(
                 target, trio.current_time() + linger, linger=linger, seen=have if linger > 0 else None
             )
-        elif linger <= 0:
+        elif have is None or linger <= 0:
             w.seen = None
         w.target = max(w.target, target)
         if peer and peer not in w.peers:

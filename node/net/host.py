@@ -34,10 +34,11 @@ entries per message, an inbound pubsub stream is read ahead
 (:class:`_ReadAhead`: pubsub asks for a message in three ``read()`` calls, two
 varint bytes and the body, which now cost one yamux read and one window update
 instead of three; in process, publish to the peer's store went from 5.7 to 4.9
-ms on a slow machine), and the update that read owes is sent by a task of its
-own once pubsub has the message (the stream's ``send_window_update`` is
-replaced on that one stream object; the window is counted by yamux as before,
-and updates owed meanwhile go as one), and sync reads in
+ms on a slow machine), and the update that read owes is sent 2 ms later by a
+task of its own, after pubsub and the node have the message (at once when 64
+KiB is owed; the stream's ``send_window_update`` is replaced on that one
+stream object; the window is counted by yamux as before, and updates owed
+meanwhile go as one), and sync reads in
 256 KiB chunks (:data:`READ_CHUNK`) on streams reused for many requests (a new
 stream costs a SYN, a multistream-select round trip and their window updates).
 Per 1,000 entries replicated live: about 940 window updates and 16 new streams
