@@ -10,7 +10,9 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cbor2
 import pytest
@@ -196,59 +198,55 @@ async def test_own_gossip_is_not_run_back_through_pubsubs_checks(put_body, monke
         assert peer.stats.pulled == pulled and peer.stats.gossip_received > received
 
 
+LINGER = 1.0  # a periodic round's wait, long enough that the test's own steps never race it
+
+
+@dataclass
+class Lingering:
+    src: Node
+    peer: Node
+    entries: list[Entry]  # seqs 2..21 of src's log, which the peer never heard of
+    want: Any  # the peer's want for them (node.puller._Want)
+    pulled: int  # the peer's pull count before it
+
+
 @asynccontextmanager
-async def behind_by_twenty(put_body: Callable[[], dict]) -> AsyncIterator[tuple[Node, Node, list[Entry]]]:
-    """Two nodes; the source then writes 20 entries the peer never hears of (gossip lost)."""
+async def a_lingering_want(put_body: Callable[[], dict]) -> AsyncIterator[Lingering]:
+    """Two nodes; the source writes 20 entries the peer never hears of (gossip lost); the peer raises
+    the want a periodic heads round would (seq 21 seen against its 1, waiting ``LINGER``), and seqs
+    2..5 land in its store before the want's time comes, as if gossip brought them."""
     async with spawn_network(2, anti_entropy_interval=QUIET) as net:
         src, peer = net.nodes
         await src.publish(kind="asset.put", key="first", body=put_body())
         await net.settle(timeout=SETTLE)
         net.drop_rate = 1.0  # from here on only what the test hands over, and pulls
-        yield (
-            src,
-            peer,
-            [await src.publish(kind="asset.put", key=f"k{i}", body=put_body()) for i in range(20)],
-        )
-
-
-def land(src: Node, peer: Node, lo: int, hi: int) -> None:
-    """Seqs ``lo..hi`` of ``src``'s log into ``peer``'s store, as if gossip brought them."""
-    from protocol import parse_and_verify
-
-    raws = src.store.range_raw(src.keys.author.public.raw, lo, hi)
-    peer.store.ingest([parse_and_verify(raw, now_ms=None) for raw in raws])
-
-
-LINGER = 1.0  # a periodic round's wait, long enough that the test's own steps never race it
+        entries = [await src.publish(kind="asset.put", key=f"k{i}", body=put_body()) for i in range(20)]
+        pulled = peer.stats.pulled
+        author = src.keys.author.public.raw
+        peer._want(author, 21, src.peer_id, linger=LINGER, have=1)
+        want = peer._wants[author]
+        peer.store.ingest(entries[:4])
+        yield Lingering(src, peer, entries, want, pulled)
 
 
 async def test_a_lingering_want_waits_again_while_the_head_moves(put_body) -> None:
     """A periodic heads round that finds a peer ahead waits before it pulls (gossip in flight usually
     brings the entries); when its time comes and the head has moved meanwhile, it waits again, and
     what lands meanwhile is never pulled."""
-    async with behind_by_twenty(put_body) as (src, peer, entries):
-        pulled = peer.stats.pulled
-        author = src.keys.author.public.raw
-        peer._want(author, 21, src.peer_id, linger=LINGER, have=1)  # the round saw seq 21 against 1
-        want = peer._wants[author]
-        land(src, peer, 2, 5)  # the head moves before the want's time comes
-        await wait_until(lambda: want.relingers == 1, timeout=SETTLE, what="the want to wait again")
-        land(src, peer, 6, 21)  # and the rest lands while it waits
-        await wait_until(lambda: author not in peer._wants, timeout=SETTLE, what="the want to be dropped")
-        assert holds(peer, entries)
-        assert peer.stats.pulled == pulled
+    async with a_lingering_want(put_body) as w:
+        await wait_until(lambda: w.want.relingers == 1, timeout=SETTLE, what="the want to wait again")
+        w.peer.store.ingest(w.entries[4:])  # the rest lands while it waits
+        author = w.src.keys.author.public.raw
+        await wait_until(lambda: author not in w.peer._wants, timeout=SETTLE, what="the want to be dropped")
+        assert holds(w.peer, w.entries)
+        assert w.peer.stats.pulled == w.pulled
 
 
 async def test_a_lingering_want_pulls_once_the_head_stands_still(put_body) -> None:
-    async with behind_by_twenty(put_body) as (src, peer, entries):
-        pulled = peer.stats.pulled
-        author = src.keys.author.public.raw
-        peer._want(author, 21, src.peer_id, linger=LINGER, have=1)
-        want = peer._wants[author]
-        land(src, peer, 2, 5)
-        await wait_until(lambda: holds(peer, entries), timeout=SETTLE, what="the rest, pulled")
-        assert want.relingers == 1
-        assert peer.stats.pulled == pulled + 16  # seqs 6..21: nothing that had landed
+    async with a_lingering_want(put_body) as w:
+        await wait_until(lambda: holds(w.peer, w.entries), timeout=SETTLE, what="the rest, pulled")
+        assert w.want.relingers == 1
+        assert w.peer.stats.pulled == w.pulled + 16  # seqs 6..21: nothing that had landed
 
 
 async def test_a_gap_joining_a_lingering_want_is_pulled_when_its_time_comes(put_body) -> None:
@@ -256,16 +254,11 @@ async def test_a_gap_joining_a_lingering_want_is_pulled_when_its_time_comes(put_
     joins a lingering one makes it pull when its time comes, head moved or not."""
     from node.gossip_in import GAP_LINGER
 
-    async with behind_by_twenty(put_body) as (src, peer, entries):
-        pulled = peer.stats.pulled
-        author = src.keys.author.public.raw
-        peer._want(author, 21, src.peer_id, linger=LINGER, have=1)
-        want = peer._wants[author]
-        land(src, peer, 2, 5)
-        peer._want(author, 21, src.peer_id, linger=GAP_LINGER)  # what the writers raise for a gap
-        await wait_until(lambda: holds(peer, entries), timeout=SETTLE, what="the rest, pulled")
-        assert want.relingers == 0
-        assert peer.stats.pulled == pulled + 16
+    async with a_lingering_want(put_body) as w:
+        w.peer._want(w.src.keys.author.public.raw, 21, w.src.peer_id, linger=GAP_LINGER)  # a writers' gap
+        await wait_until(lambda: holds(w.peer, w.entries), timeout=SETTLE, what="the rest, pulled")
+        assert w.want.relingers == 0
+        assert w.peer.stats.pulled == w.pulled + 16
 
 
 async def test_a_late_batch_fills_the_gap_and_the_parked_entries_follow(new_log) -> None:
