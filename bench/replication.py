@@ -496,6 +496,11 @@ def cpu_seconds(pid: int | None = None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
+def cpu_per_write(before: list[float | None], after: list[float | None], n: int) -> list[float | None]:
+    """Microseconds of CPU per write, process by process, between two :func:`cpu_seconds` readings."""
+    return [None if a is None or b is None else (b - a) / n * 1e6 for a, b in zip(before, after, strict=True)]
+
+
 async def proc_throughput(
     procs: list[Proc], watchers: list[Watcher], first_seq: int, n: int, how: str, clients: int, batch: int
 ) -> dict[str, Any]:
@@ -542,9 +547,7 @@ async def proc_throughput(
     cpu1 = [cpu_seconds(p.proc.pid) for p in procs] + [cpu_seconds()]
     return {
         # CPU per write of A, each peer and this bench, from the first write until all peers held all
-        "cpu_us": [
-            None if a is None or b is None else (b - a) / n * 1e6 for a, b in zip(cpu0, cpu1, strict=True)
-        ],
+        "cpu_us": cpu_per_write(cpu0, cpu1, n),
         "how": how,
         "n": n,
         "write_s": (written - t0) / 1e9,
@@ -587,10 +590,7 @@ async def proc_latency(
         "missing": samples * len(watchers) - len(lat),
         "call_ms": call_ms,
         # CPU per write of A and each peer over the paced run (idle work between writes included)
-        "cpu_us": [
-            None if a is None or b is None else (b - a) / samples * 1e6
-            for a, b in zip(cpu0, cpu1, strict=True)
-        ],
+        "cpu_us": cpu_per_write(cpu0, cpu1, samples),
     }
 
 
