@@ -16,7 +16,6 @@ Errors are the package's (:class:`~indexer.errors.IndexerError`), one line each.
 from __future__ import annotations
 
 import signal
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Any
 
 from .errors import ChainConfigError, Conflict
 from .settings import ENV_PREFIX, IndexerSettings, write_env_file
+from .stop import SignalStop
 
 ConfigureLogging = Callable[[str, bool], None]  # (level, as_json)
 
@@ -44,12 +44,9 @@ def _database(settings: IndexerSettings, *, migrate: bool) -> Iterator[str]:
         yield url
 
 
-def _stop_on_signals() -> threading.Event:
-    """An event set by SIGINT or SIGTERM: the services' cue to stop after what they are doing."""
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    return stop
+def _stop_on_signals() -> SignalStop:
+    """A cue set by SIGINT or SIGTERM (:mod:`indexer.stop`): the services' cue to stop after what they are doing."""
+    return SignalStop().install()
 
 
 def serve_api(settings: IndexerSettings, *, configure_logging: ConfigureLogging) -> None:

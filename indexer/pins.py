@@ -30,7 +30,6 @@ holds no key material.
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +37,7 @@ from ipfsrpc import RpcClient
 
 from .errors import DatabaseError, IpfsRefused, IpfsUnavailable
 from .pin_settings import PinSettings
+from .stop import StopCue
 from .store.pins import Job, Pins
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ class PinWorker:
             backoff_max_s=settings.pin_backoff_max_s,
         )
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: StopCue) -> None:
         """Reconcile, claim, pin, record, until ``stop`` is set; a database outage is logged and waited out."""
         log.info("pin worker started ipfs_api=%s", self.ipfs.api)
         backoff = self.interval

@@ -27,7 +27,6 @@ material (attestations are signed by the bridge, from the outbox).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +36,7 @@ import psycopg
 from .chains.base import ChainSource, PollResult
 from .db import libpq_url
 from .errors import ChainConfigError, ChainError, ChainUnavailable, DatabaseError, ReorgTooDeep
+from .stop import StopCue
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def run_reconciler(
     *,
     database_url: str,
     sources: list[ChainSource],
-    stop: threading.Event,
+    stop: StopCue,
     interval: float = 2.0,
     store: Any = None,
 ) -> None:

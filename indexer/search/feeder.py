@@ -49,7 +49,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import threading
 import time
 from pathlib import Path
 
@@ -57,6 +56,7 @@ from tqdm import tqdm
 
 from ..errors import Conflict, DatabaseError, SearchUnavailable
 from ..models import ASSETS_CHANNEL
+from ..stop import StopCue
 from ..store import Store
 from ..store.changes import ChangeListener
 from .index import SCHEMA_VERSION, SearchIndex, exists, hold_writer_lock, open_index, read_position
@@ -121,7 +121,7 @@ class Feeder:
             if len(rows) < self.batch_size:
                 return applied
 
-    def run(self, stop_event: threading.Event) -> None:
+    def run(self, stop_event: StopCue) -> None:
         """Follow PostgreSQL until ``stop_event`` is set (blocking; for the feeder's own process)."""
         log.info("search feeder starting path=%s position=%d", self.index.path, self.index.position)
         listener: ChangeListener | None = None
