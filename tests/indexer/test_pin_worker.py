@@ -273,8 +273,15 @@ def test_a_worker_killed_mid_job_loses_nothing_and_no_job_is_done_twice(
     finally:
         for proc, _ in workers:
             proc.send_signal(signal.SIGTERM)
-        for proc, _ in workers:
-            proc.wait(60)
+        hung = []
+        for proc, path in workers:
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                hung.append(f"{path.name}:\n{path.read_text()}")
+        assert not hung, "a worker did not stop on SIGTERM:\n" + "\n".join(hung)
     done = [m for _, path in workers for m in re.findall(r"pinned cid=(\S+)", path.read_text())]
     assert sorted(done) == sorted(cid for cid, _ in files)  # each job recorded done once, none lost
     assert "pinned cid=" not in first_log.read_text()

@@ -67,7 +67,9 @@ def test_a_sigterm_landing_at_any_bytecode_of_a_wait_stops_it() -> None:
     finally:
         watchdog.cancel()
         child.wait()
-    assert lines and lines[-1].startswith("done"), f"the cue did not stop the wait; last lines: {lines[-3:]}"
+    assert lines and lines[-1].startswith("done"), (
+        f"a SIGTERM at the next bytecode hung the wait; last lines: {lines[-3:]}"
+    )
     assert len(lines) > 10  # the signal landed at every bytecode of a real wait
 
 
