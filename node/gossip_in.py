@@ -95,6 +95,9 @@ class _Parked:
             del self._by_author[author]
         return run
 
+    def holds(self, author: bytes) -> bool:
+        return author in self._by_author
+
     def run_start(self, author: bytes, end: int) -> int:
         """The lowest ``s`` such that ``s..end`` are all parked (``end + 1`` when ``end`` is not)."""
         held = self._by_author.get(author, {})

@@ -156,6 +156,19 @@ class Pulling:
             finally:
                 if not handed_off:
                     self._in_flight.discard(author)
+            if not handed_off and self._parked.holds(author):
+                await self._send_on_parked(author)
+
+    async def _send_on_parked(self, author: bytes) -> None:
+        """A pull that ended without a new range (it failed, was not needed, or gossip brought the range
+        first) leaves ``author``'s
+        parked entries that now continue its head to the writers: a writer that appended meanwhile
+        left them to this puller (:meth:`~node.gossip_in.GossipIn._after_gossip` does not send on the
+        runs of an author in flight). The head is read after the author left flight, so a write it
+        does not see yet sends them on itself."""
+        head = await self._db(self.store.head, AuthorKey(author))
+        if author not in self._in_flight:
+            self._refill(author, (head.seq if head else 0) + 1)
 
     async def _pull(self, author: bytes) -> bool:
         """Fetch and verify the next range ``author``'s want needs, and hand it to the writers.
@@ -227,6 +240,8 @@ class Pulling:
         self._in_flight.discard(author)
         if not any(e.author.raw == author for e in report.appended):
             self._drop_want(author, want)  # nothing new: the next anti-entropy round decides
+            if self._parked.holds(author) and self._nursery is not None:
+                self._nursery.start_soon(self._send_on_parked, author)  # gossip brought the range first
         self._wants_changed.set()
 
     async def _fetch_verified(self, peer: str, author: bytes, start: int, end: int) -> list[Entry]:

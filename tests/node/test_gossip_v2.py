@@ -277,6 +277,45 @@ async def test_a_late_batch_fills_the_gap_and_the_parked_entries_follow(new_log)
             assert node.stats.pulled == 0
 
 
+@pytest.mark.parametrize("answer", ["unavailable", "the same entries"])
+async def test_a_gap_filled_while_it_is_pulled_still_sends_the_parked_entries_on(
+    answer: str, tmp_path: Path, new_log
+) -> None:
+    """The gap's pull is in flight when the late batch lands (so the writers leave the parked run to the
+    puller); then the pull fails with nobody else to ask, or brings only what the batch brought (so its
+    want is dropped): either way the parked entries still go to the writers."""
+    log = new_log()
+    log.extend(9)
+    store = Store.open(tmp_path / "peer.db")
+    store.ingest(log.entries)
+    asked, release = trio.Event(), trio.Event()
+
+    async def slow(fs: FrameStream) -> None:  # heads: "unavailable"; a range once released
+        while True:
+            request = await fs.recv()
+            if isinstance(request, wire.RangeRequest):
+                asked.set()
+                await release.wait()
+                if answer == "the same entries":
+                    await SyncServer(store, request_timeout=TIMEOUT)._answer(fs, request)
+                    continue
+            await fs.send(wire.ErrorFrame("unavailable", "the store is restarting"))
+
+    async with spawn_network(1, anti_entropy_interval=QUIET) as net:
+        node = net.nodes[0]
+        async with bare_peer(node, serve=slow) as peer:
+            await peer.publish(batch_bytes(log, 1, 3), wire.GOSSIP_TOPIC_V2)
+            await wait_until(lambda: holds(node, log.entries[:3]), timeout=SETTLE, what="the first batch")
+            await peer.publish(batch_bytes(log, 7, 9), wire.GOSSIP_TOPIC_V2)  # parked; 4..6 is pulled
+            with trio.fail_after(SETTLE):
+                await asked.wait()
+            await peer.publish(batch_bytes(log, 4, 6), wire.GOSSIP_TOPIC_V2)  # lands mid-pull
+            await wait_until(lambda: holds(node, log.entries[:6]), timeout=SETTLE, what="the late batch")
+            release.set()
+            await wait_until(lambda: holds(node, log.entries), timeout=SETTLE, what="the parked entries")
+    store.close()
+
+
 @pytest.mark.parametrize(
     "case", ["not_cbor", "other_author", "seq_out_of_place", "bad_signature", "oversize"]
 )
