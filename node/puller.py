@@ -160,12 +160,14 @@ class Pulling:
                 await self._send_on_parked(author)
 
     async def _send_on_parked(self, author: bytes) -> None:
-        """A pull that ended without a new range (it failed, was not needed, or gossip brought the range
-        first) leaves ``author``'s
-        parked entries that now continue its head to the writers: a writer that appended meanwhile
-        left them to this puller (:meth:`~node.gossip_in.GossipIn._after_gossip` does not send on the
-        runs of an author in flight). The head is read after the author left flight, so a write it
-        does not see yet sends them on itself."""
+        """Send ``author``'s parked entries that now continue its head on to the writers, after a pull
+        that ended without a new range (it failed, was not needed, or gossip brought the range first).
+
+        A writer that appended meanwhile left them to this puller
+        (:meth:`~node.gossip_in.GossipIn._after_gossip` does not send on the runs of an author in
+        flight). The head is read after the author left flight, so a write it does not see yet sends
+        them on itself.
+        """
         head = await self._db(self.store.head, AuthorKey(author))
         if author not in self._in_flight:
             self._refill(author, (head.seq if head else 0) + 1)
