@@ -69,6 +69,18 @@ class Checked:
     # The verified entries themselves, when checked in this process (never pickled: see check_raws).
     local_entries: list[Entry] | None = field(default=None, repr=False, compare=False)
 
+    @classmethod
+    def merged(cls, parts: Sequence[Checked]) -> Checked:
+        """One :class:`Checked` of consecutive parts of a request (checked in worker processes)."""
+        if len(parts) == 1:
+            return parts[0]
+        out = cls()
+        for part in parts:
+            out.valid.extend(part.valid)
+            out.invalid.extend(part.invalid)
+            out.rows.update(part.rows)
+        return out
+
     def entries(self) -> list[Entry]:
         if self.local_entries is not None:
             return self.local_entries

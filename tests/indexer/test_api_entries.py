@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 from collections.abc import Callable
 from typing import Any
 
@@ -328,5 +329,58 @@ async def test_a_body_checked_in_worker_processes_is_answered_as_if_in_one_trans
     assert [x["hash"] for x in valid] == [cid(e) for e in entries[150:] + entries[:150]]
     assert {x["status"] for x in valid} == {"appended"}
     assert p["counts"]["appended"] == 300 and p["counts"]["invalid"] == 1
+    c = counts(store)
+    assert c["entries"] == 300 and c["pending"] == 0 and c["activity"] == 300 and c["quarantine"] == 1
+
+
+async def test_parts_checked_while_an_earlier_one_is_ingested_go_in_one_transaction(
+    make_app: Callable[..., Any],
+    store: Store,
+    new_log: Callable[..., LogBuilder],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A transaction per part costs PostgreSQL a commit and the API a plan each: the parts whose
+    check ended while the part before them was ingested are ingested together, and answered as
+    if one by one."""
+    from indexer.api.routers.entries import VerifyPool
+
+    log = new_log()
+    entries = log.extend(300)
+    bad = forged()[0]
+    raws = [e.raw for e in entries[150:]] + [bad.raw] + [e.raw for e in entries[:150]]
+    app = make_app(verify_workers=2)
+    pool = VerifyPool(2)
+    app.state.ctx.verify_pool = pool
+    checks: list[concurrent.futures.Future[Any]] = []
+    submit = pool._pool.submit
+
+    def submit_and_keep(*args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        checks.append(f := submit(*args, **kwargs))
+        return f
+
+    sizes: list[int] = []
+    ingest_checked = store.ingest_checked
+
+    def ingest_once_all_are_checked(checked: Any, *, source: str) -> Any:
+        if not sizes:  # the first part is ingested until every later one has been checked
+            concurrent.futures.wait(checks)
+        sizes.append(len(checked.valid) + len(checked.invalid))
+        return ingest_checked(checked, source=source)
+
+    monkeypatch.setattr(pool._pool, "submit", submit_and_keep)
+    monkeypatch.setattr(store, "ingest_checked", ingest_once_all_are_checked)
+    try:
+        async with client_for(app) as client:
+            r = await client.post("/v1/entries", content=cbor_seq(raws), headers=CBOR)
+    finally:
+        pool.close()
+    assert len(checks) == 4, "the body should be checked in four parts"
+    assert sizes == [76, 225], "the three parts checked meanwhile should be ingested in one transaction"
+    p = assert_problem(r, 422, "invalid-entries")
+    assert [x["index"] for x in p["results"]] == list(range(len(raws)))
+    assert p["results"][150]["status"] == "invalid"
+    valid = p["results"][:150] + p["results"][151:]
+    assert [x["hash"] for x in valid] == [cid(e) for e in entries[150:] + entries[:150]]
+    assert {x["status"] for x in valid} == {"appended"}
     c = counts(store)
     assert c["entries"] == 300 and c["pending"] == 0 and c["activity"] == 300 and c["quarantine"] == 1

@@ -4,8 +4,10 @@ A body is verified and ingested by :meth:`~indexer.store.Store.ingest_raw` in
 one thread, or, with ``verify_workers`` set, by a :class:`VerifyPool`: its
 parts are checked (:func:`~indexer.store.prepare.check_raws`: verification and
 the rows) in worker processes, off the API's GIL, while the part before is
-ingested (:meth:`~indexer.store.Store.ingest_checked`, one transaction a part,
-in order), and the results merged as if in one transaction
+ingested (:meth:`~indexer.store.Store.ingest_checked`, in order: one
+transaction for a part and every later one whose check ended meanwhile, since
+each transaction costs a plan and a commit), and the results merged as if in
+one transaction
 (:meth:`~indexer.store.Store.results`).
 """
 
@@ -34,7 +36,7 @@ from protocol import (
 from ...errors import BadRequest
 from ...store import IngestResult, Store
 from ...store.admin import request_digest
-from ...store.prepare import check_raws
+from ...store.prepare import Checked, check_raws
 from ..deps import ApiContext, Ctx, OptionalKey, ReadLimited, StoreDep
 from ..problem import ProblemError, ProblemResponse, problem_body, request_id_of
 from ..schemas import IngestOut
@@ -155,8 +157,14 @@ class VerifyPool:
         ]
         parts = []
         try:
-            for check in checks:  # in order: a part is ingested while the later ones are checked
-                checked = await run_in_threadpool(check.result)
+            i = 0
+            while i < len(checks):  # in order: a part is ingested while the later ones are checked
+                ready = [await run_in_threadpool(checks[i].result)]
+                i += 1
+                while i < len(checks) and checks[i].done():  # checked meanwhile: one transaction
+                    ready.append(checks[i].result())
+                    i += 1
+                checked = Checked.merged(ready)
                 parts.append(await run_in_threadpool(store.ingest_checked, checked, source=source))
         finally:
             for check in checks:
