@@ -134,26 +134,27 @@ def _split(body: bytes, max_items: int) -> list[bytes]:
 
 
 class VerifyPool:
-    """Worker processes that check the parts of a body while the part before is ingested.
+    """Worker processes that check the parts of a body while the parts before are ingested.
 
     Args:
         workers: worker processes (``spawn``ed: the API process runs threads).
     """
 
-    MIN_PART = 64  # entries: a body this small is verified in the ingest thread
+    PART = 64  # entries a part; a body of fewer than two parts is verified in the ingest thread
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
         self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
     async def ingest(self, store: Store, raws: list[bytes], *, source: str) -> IngestResult:
-        if len(raws) < 2 * self.MIN_PART:
+        if len(raws) < 2 * self.PART:
             return await run_in_threadpool(store.ingest_raw, raws, source=source)
         now = now_ms()
-        size = max(self.MIN_PART, -(-len(raws) // (2 * self.workers)))  # two parts a worker: a pipeline
+        # Small parts: the first is ingested soon, and the rest go in as few transactions as the
+        # checks allow (each part checked while the one before was ingested joins the next).
         checks = [
-            self._pool.submit(partial(check_raws, raws[i : i + size], first_index=i, now=now))
-            for i in range(0, len(raws), size)
+            self._pool.submit(partial(check_raws, raws[i : i + self.PART], first_index=i, now=now))
+            for i in range(0, len(raws), self.PART)
         ]
         parts = []
         try:
