@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import re
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from functools import partial
 from typing import Annotated, Any
 
@@ -94,8 +95,11 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _split(body: bytes, max_items: int) -> list[bytes]:
+def _split(body: bytes, max_items: int) -> Iterator[bytes]:
     """The items of an RFC 8742 CBOR sequence (one entry is a sequence of one), each at most 16 KiB.
+
+    Yields each item as it is found (so a :class:`VerifyPool` checks the first parts while the
+    rest are split); raises :class:`BadRequest` once the body proves bad, before any is ingested.
 
     Each item is decoded from a window of :data:`~protocol.MAX_ENTRY_BYTES` at
     its offset, so an item larger than an entry can be is refused once those
@@ -103,15 +107,16 @@ def _split(body: bytes, max_items: int) -> list[bytes]:
     canonical item (every valid entry) is measured in place by the one-pass
     decoder; any other is decoded the general way, which also explains a 400.
     """
-    raws: list[bytes] = []
+    count = 0
     start = 0
     view = memoryview(body)
     while start < len(body):
-        if len(raws) == max_items:
+        if count == max_items:
             raise BadRequest(f"at most {max_items} entries per request")
+        count += 1
         n = canonical_item_length(view[start : start + MAX_ENTRY_BYTES])
         if n is not None:
-            raws.append(body[start : start + n])
+            yield body[start : start + n]
             start += n
             continue
         window = body[start : start + MAX_ENTRY_BYTES]
@@ -126,11 +131,10 @@ def _split(body: bytes, max_items: int) -> list[bytes]:
             raise BadRequest(
                 f"the body is not a CBOR sequence: the item at byte {start} is not valid CBOR"
             ) from None
-        raws.append(raw)
+        yield raw
         start += len(raw)
-    if not raws:
+    if not count:
         raise BadRequest("the body holds no entries")
-    return raws
 
 
 class VerifyPool:
@@ -146,30 +150,47 @@ class VerifyPool:
         self.workers = workers
         self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
-    async def ingest(self, store: Store, raws: list[bytes], *, source: str) -> IngestResult:
-        if len(raws) < 2 * self.PART:
-            return await run_in_threadpool(store.ingest_raw, raws, source=source)
+    async def ingest(self, store: Store, items: Iterable[bytes], *, source: str) -> IngestResult:
+        """Check and ingest a body's ``items``; nothing is ingested until ``items`` is exhausted, so
+        a body that proves bad midway (``items`` raises) changes nothing.
+
+        Each part goes to be checked as soon as it is split off (the workers start while the rest
+        of the body is split). Parts are small, so the first is ingested soon, and the rest go in
+        as few transactions as the checks allow: every part checked while the ones before were
+        ingested joins the next transaction.
+        """
         now = now_ms()
-        # Small parts: the first is ingested soon, and the rest go in as few transactions as the
-        # checks allow (each part checked while the one before was ingested joins the next).
-        checks = [
-            self._pool.submit(partial(check_raws, raws[i : i + self.PART], first_index=i, now=now))
-            for i in range(0, len(raws), self.PART)
-        ]
-        parts = []
+        raws: list[bytes] = []
+        checks: list[Future[Checked]] = []
+
+        def check_the_parts_split() -> None:
+            while (i := len(checks) * self.PART) < len(raws):
+                checks.append(
+                    self._pool.submit(partial(check_raws, raws[i : i + self.PART], first_index=i, now=now))
+                )
+
         try:
+            for raw in items:
+                raws.append(raw)
+                if len(raws) >= 2 * self.PART and len(raws) % self.PART == 0:
+                    check_the_parts_split()
+            if len(raws) < 2 * self.PART:
+                return await run_in_threadpool(store.ingest_raw, raws, source=source)
+            check_the_parts_split()
+            parts = []
             i = 0
-            while i < len(checks):  # in order: a part is ingested while the later ones are checked
+            while i < len(checks):  # in order
                 ready = [await run_in_threadpool(checks[i].result)]
                 i += 1
                 while i < len(checks) and checks[i].done():  # checked meanwhile: one transaction
                     ready.append(checks[i].result())
                     i += 1
-                checked = Checked.merged(ready)
-                parts.append(await run_in_threadpool(store.ingest_checked, checked, source=source))
+                parts.append(
+                    await run_in_threadpool(store.ingest_checked, Checked.merged(ready), source=source)
+                )
         finally:
-            for check in checks:
-                check.cancel()
+            for c in checks:
+                c.cancel()
         return store.results(parts)
 
     def warm(self) -> None:
@@ -306,11 +327,11 @@ async def _process(
 ) -> tuple[int, dict[str, Any]]:
     """Split, verify and ingest the body: the response's status and body."""
     settings = ctx.settings
-    raws = _split(body, settings.max_entries_per_request)
+    items = _split(body, settings.max_entries_per_request)
     if ctx.verify_pool is not None:
-        result = await ctx.verify_pool.ingest(store, raws, source=f"http:{ip}")
+        result = await ctx.verify_pool.ingest(store, items, source=f"http:{ip}")
     else:
-        result = await run_in_threadpool(store.ingest_raw, raws, source=f"http:{ip}")
+        result = await run_in_threadpool(store.ingest_raw, list(items), source=f"http:{ip}")
     out = _response_body(result)
     if result.quarantine_dropped:
         ctx.metrics.quarantine_dropped.inc(result.quarantine_dropped)
