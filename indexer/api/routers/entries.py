@@ -3,11 +3,11 @@
 A body is verified and ingested by :meth:`~indexer.store.Store.ingest_raw` in
 one thread, or, with ``verify_workers`` set, by a :class:`VerifyPool`: its
 parts are checked (:func:`~indexer.store.prepare.check_raws`: verification and
-the rows) in worker processes, off the API's GIL, while the part before is
-ingested (:meth:`~indexer.store.Store.ingest_checked`, in order: one
-transaction for a part and every later one whose check ended meanwhile, since
-each transaction costs a plan and a commit), and the results merged as if in
-one transaction
+the rows) in worker processes, off the API's GIL, each as soon as the split
+reaches its end and while the parts before are ingested
+(:meth:`~indexer.store.Store.ingest_checked`, in order: one transaction for a
+part and every later one whose check ended meanwhile, since each transaction
+costs a plan and a commit), and the results merged as if in one transaction
 (:meth:`~indexer.store.Store.results`).
 """
 
@@ -37,6 +37,7 @@ from protocol import (
 from ...errors import BadRequest
 from ...store import IngestResult, Store
 from ...store.admin import request_digest
+from ...store.ingest import CheckedReport
 from ...store.prepare import Checked, check_raws
 from ..deps import ApiContext, Ctx, OptionalKey, ReadLimited, StoreDep
 from ..problem import ProblemError, ProblemResponse, problem_body, request_id_of
@@ -169,6 +170,7 @@ class VerifyPool:
                     self._pool.submit(partial(check_raws, raws[i : i + self.PART], first_index=i, now=now))
                 )
 
+        parts: list[CheckedReport] = []
         try:
             for raw in items:
                 raws.append(raw)
@@ -177,7 +179,6 @@ class VerifyPool:
             if len(raws) < 2 * self.PART:
                 return await run_in_threadpool(store.ingest_raw, raws, source=source)
             check_the_parts_split()
-            parts = []
             i = 0
             while i < len(checks):  # in order
                 ready = [await run_in_threadpool(checks[i].result)]
