@@ -130,6 +130,8 @@ from libp2p.pubsub.pubsub import Pubsub
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.tools.anyio_service import background_trio_service
+from libp2p.tools.anyio_service import trio_manager as _trio_manager
+from libp2p.tools.anyio_service import trio_tasks as _trio_tasks
 from libp2p.transport.tcp import tcp as _libp2p_tcp
 
 from protocol import wire
@@ -210,6 +212,42 @@ _rpc_pb2 = _libp2p_pubsub.rpc_pb2
 for _name in ("_next_seqno", "_is_msg_seen", "_mark_msg_seen", "push_msg"):  # what P2P.publish relies on
     if not callable(getattr(Pubsub, _name, None)):
         raise ImportError(f"libp2p Pubsub.{_name} is gone: re-check P2P.publish against Pubsub.publish")
+
+# A service task's parent in O(1) (see the module docstring): the FunctionTask each running trio task runs.
+_running: dict[trio.lowlevel.Task, _trio_tasks.FunctionTask] = {}
+_function_task_run = _trio_tasks.FunctionTask.run
+
+
+async def _run_indexed(self: _trio_tasks.FunctionTask) -> None:
+    """``FunctionTask.run``, with the trio task that runs it known while it does."""
+    me = trio.lowlevel.current_task()
+    _running[me] = self
+    try:
+        await _function_task_run(self)
+    finally:
+        _running.pop(me, None)
+
+
+def _find_parent_task(self: _trio_manager.TrioManager, trio_task: trio.lowlevel.Task) -> Any:
+    """``TrioManager._find_parent_task`` without the walk of the whole task tree: the FunctionTask
+    ``trio_task`` runs, if it is in this manager's tree (its chain of parents ends in a root task)."""
+    task = _running.get(trio_task)
+    if task is None:
+        return None
+    root: Any = task
+    while root.parent is not None:
+        root = root.parent
+    return task if root in self._root_tasks else None
+
+
+if not (  # the pinned libp2p has these; a new one must be re-checked
+    callable(getattr(_trio_manager.TrioManager, "_find_parent_task", None))
+    and "_root_tasks" in _trio_manager.TrioManager.__init__.__code__.co_names
+    and _trio_manager.FunctionTask is _trio_tasks.FunctionTask
+):
+    raise ImportError("libp2p's TrioManager changed: re-check how a new task's parent is found")
+_trio_tasks.FunctionTask.run = _run_indexed  # type: ignore[method-assign]
+_trio_manager.TrioManager._find_parent_task = _find_parent_task  # type: ignore[method-assign]
 
 GOSSIP_PROTOCOLS = [TProtocol("/meshsub/1.1.0"), TProtocol("/meshsub/1.0.0")]
 READ_CHUNK = 256 * 1024

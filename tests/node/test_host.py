@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import secrets
 import socket
+from typing import Any
 
 import pytest
 import trio
@@ -248,3 +249,54 @@ async def test_an_owed_window_update_waits_a_moment_and_goes_at_once_when_a_quar
         await trio.testing.wait_all_tasks_blocked()
         assert sent == [300, WINDOW_UPDATE_AT_ONCE]
         nursery.cancel_scope.cancel()
+
+
+async def test_a_service_task_finds_its_parent_without_walking_the_task_tree(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """py-libp2p's service manager found a new task's parent by walking every task it runs (pubsub
+    runs one per peer, and spawns one per gossip message it receives): node.net.host indexes them.
+    The parent is the same: the task that spawns, if the manager runs it; else none (a root)."""
+    from libp2p.tools.anyio_service import Service, background_trio_service
+    from libp2p.tools.anyio_service.trio_tasks import FunctionTask
+
+    class Idle(Service):
+        async def run(self) -> None:
+            await trio.sleep_forever()
+
+    walk = FunctionTask.iterate_tasks
+
+    def no_walk(cls: object, *tasks: object) -> object:
+        raise AssertionError("the whole task tree was walked to find a parent")
+
+    async def child() -> None:
+        await trio.sleep_forever()
+
+    new_roots: dict[str, int] = {}
+    done = {label: trio.Event() for label in ("inside", "another manager's task")}
+
+    async def spawner(label: str, m: Any) -> None:
+        before = set(m._root_tasks)
+        m.run_task(child)
+        new_roots[label] = len(set(m._root_tasks) - before)
+        done[label].set()
+        await trio.sleep_forever()
+
+    async with background_trio_service(Idle()) as m, background_trio_service(Idle()) as other:
+        for _ in range(50):  # a tree worth walking
+            m.run_daemon_task(trio.sleep_forever)
+        await trio.sleep(0.01)
+        count = len(list(walk(*m._root_tasks)))
+        monkeypatch.setattr(FunctionTask, "iterate_tasks", classmethod(no_walk))
+        m.run_task(spawner, "inside", m)  # from outside the manager: a root
+        other.run_task(spawner, "another manager's task", m)
+        for event in done.values():
+            await event.wait()
+        before = set(m._root_tasks)
+        m.run_task(child)  # from this test's own task: a root
+        new_roots["outside"] = len(set(m._root_tasks) - before)
+        monkeypatch.undo()
+        assert len(list(walk(*m._root_tasks))) == count + 4  # spawner and its child, two more children
+        m.cancel()
+        other.cancel()
+    assert new_roots == {"inside": 0, "another manager's task": 1, "outside": 1}
