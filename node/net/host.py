@@ -95,6 +95,19 @@ a refused one is never remembered). The replacements are installed into the
 pubsub modules that imported the two functions, checked at import like the
 listen-socket one.
 
+A new service task's parent, read on libp2p 0.8.1
+(``tools/anyio_service/trio_manager.py``, ``TrioManager._find_parent_task``):
+every ``run_task`` walks the manager's whole task tree to find the task that
+called it. Pubsub runs one long-lived task per peer (its sending queue) and
+spawns one per gossip message it receives, from the stream's handler, which is
+not in its tree, so each message walked them all: measured with
+``bench/service_tasks.py``, 0.66–1.3 ms a message with 1,000 tasks in the tree (a
+bridge with 1,000 peers), 17 µs with this module's index. The index maps each
+running trio task to the ``FunctionTask`` it runs (``FunctionTask.run`` is
+wrapped to add and remove it); the parent is that task if its chain of parents
+ends in one of this manager's root tasks, else none, which is what the walk
+found. Installed at import and checked there, like the others.
+
 mDNS announces the host's addresses on every interface; a host whose listen
 addresses are all loopback has nothing to offer the LAN, so it is built
 without mDNS (:func:`announces_on_lan`) and says so in the log.
@@ -216,6 +229,7 @@ for _name in ("_next_seqno", "_is_msg_seen", "_mark_msg_seen", "push_msg"):  # w
 # A service task's parent in O(1) (see the module docstring): the FunctionTask each running trio task runs.
 _running: dict[trio.lowlevel.Task, _trio_tasks.FunctionTask] = {}
 _function_task_run = _trio_tasks.FunctionTask.run
+LIBP2P_FIND_PARENT_TASK = _trio_manager.TrioManager._find_parent_task  # the walk (bench/service_tasks.py)
 
 
 async def _run_indexed(self: _trio_tasks.FunctionTask) -> None:
