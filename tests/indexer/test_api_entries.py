@@ -302,6 +302,23 @@ async def test_an_idempotency_key_in_progress_is_a_409_and_a_stale_claim_expires
     assert r.status_code == 200, r.text
 
 
+def _app_with_pool(make_app: Callable[..., Any]) -> tuple[Any, Any]:
+    """An app with a pool of 2 verify workers, as the lifespan builds it (ASGITransport runs none)."""
+    from indexer.api.routers.entries import VerifyPool
+
+    app = make_app(verify_workers=2)
+    pool = VerifyPool(2)
+    app.state.ctx.verify_pool = pool
+    return app, pool
+
+
+def _gapped_body(log: LogBuilder) -> tuple[list[Any], list[bytes]]:
+    """300 entries and a body of them: the last 150, a forged entry, then the first 150."""
+    entries = log.extend(300)
+    bad = forged()[0]
+    return entries, [e.raw for e in entries[150:]] + [bad.raw] + [e.raw for e in entries[:150]]
+
+
 async def test_a_body_checked_in_worker_processes_is_answered_as_if_in_one_transaction(
     make_app: Callable[..., Any], store: Store, new_log: Callable[..., LogBuilder]
 ) -> None:
@@ -309,13 +326,8 @@ async def test_a_body_checked_in_worker_processes_is_answered_as_if_in_one_trans
     entries an early part holds past a gap that a later part fills are ``appended``."""
     from indexer.api.routers.entries import VerifyPool
 
-    log = new_log()
-    entries = log.extend(300)
-    bad = forged()[0]
-    raws = [e.raw for e in entries[150:]] + [bad.raw] + [e.raw for e in entries[:150]]
-    app = make_app(verify_workers=2)
-    pool = VerifyPool(2)
-    app.state.ctx.verify_pool = pool  # what the lifespan builds (ASGITransport runs no lifespan)
+    entries, raws = _gapped_body(new_log())
+    app, pool = _app_with_pool(make_app)
     try:
         async with client_for(app) as client:
             r = await client.post("/v1/entries", content=cbor_seq(raws), headers=CBOR)
@@ -342,15 +354,9 @@ async def test_parts_checked_while_an_earlier_one_is_ingested_go_in_one_transact
     """A transaction per part costs PostgreSQL a commit and the API a plan each: the parts whose
     check ended while the part before them was ingested are ingested together, and answered as
     if one by one."""
-    from indexer.api.routers.entries import VerifyPool
 
-    log = new_log()
-    entries = log.extend(300)
-    bad = forged()[0]
-    raws = [e.raw for e in entries[150:]] + [bad.raw] + [e.raw for e in entries[:150]]
-    app = make_app(verify_workers=2)
-    pool = VerifyPool(2)
-    app.state.ctx.verify_pool = pool
+    entries, raws = _gapped_body(new_log())
+    app, pool = _app_with_pool(make_app)
     checks: list[concurrent.futures.Future[Any]] = []
     submit = pool._pool.submit
 
@@ -400,9 +406,7 @@ async def test_a_body_bad_past_its_first_parts_changes_nothing_though_they_were_
     from indexer.api.routers.entries import VerifyPool
 
     raws = [e.raw for e in new_log().extend(3 * VerifyPool.PART)]
-    app = make_app(verify_workers=2)
-    pool = VerifyPool(2)
-    app.state.ctx.verify_pool = pool
+    app, pool = _app_with_pool(make_app)
     submitted: list[int] = []
     submit = pool._pool.submit
 
